@@ -1,0 +1,1 @@
+//! The reference Card Management Service (see `DESIGN.md` §5).

@@ -1,0 +1,1 @@
+//! The test bed shared by every end-to-end test.

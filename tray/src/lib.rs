@@ -1,0 +1,1 @@
+//! The identity agent's tray app: icon, menu and notifications over the agent's socket API.
