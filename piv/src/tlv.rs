@@ -81,7 +81,7 @@ pub fn parse(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), TlvError> {
     rest = r;
     let len = match l0 {
         0..=0x7F => usize::from(l0),
-        0x81 | 0x82 | 0x83 => {
+        0x81..=0x83 => {
             let n = usize::from(l0 & 0x7F);
             if rest.len() < n {
                 return Err(TlvError::Truncated);
