@@ -5,11 +5,38 @@
 //! client lives behind the `client` feature (on by default).
 
 pub mod apdu;
+#[cfg(feature = "client")]
+pub mod card;
+#[cfg(feature = "client")]
+pub mod certificate;
 pub mod chuid;
 pub mod consts;
+#[cfg(feature = "client")]
+pub mod error;
+#[cfg(feature = "client")]
+pub mod keys;
 pub mod management_key;
+#[cfg(feature = "client")]
+pub mod mutual_auth;
+#[cfg(feature = "client")]
+pub mod objects;
+#[cfg(feature = "client")]
+pub mod pin;
 pub mod tlv;
 
 pub use apdu::{Command, Response, StatusWord};
 pub use chuid::CardSerial;
 pub use management_key::ManagementKey;
+
+#[cfg(feature = "client")]
+pub use card::{PivCard, Transaction};
+#[cfg(feature = "client")]
+pub use certificate::Certificate;
+#[cfg(feature = "client")]
+pub use error::Error;
+#[cfg(feature = "client")]
+pub use keys::{KeyAlgorithm, PublicKey};
+#[cfg(feature = "client")]
+pub use mutual_auth::{LocalResponder, ManagementKeyResponder, WitnessAnswer};
+#[cfg(feature = "client")]
+pub use pin::{Pin, PinStatus, Puk};
