@@ -4,11 +4,15 @@ use crate::apdu::{Command, Response, StatusWord};
 use crate::consts::{ins, AID};
 use crate::error::Error;
 use std::ffi::{CStr, CString};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// The largest response this client assembles from GET RESPONSE parts; a card that keeps
 /// answering `61xx` beyond it is broken.
 const MAX_RESPONSE: usize = 64 * 1024;
+
+/// How long a failed exchange waits for pcscd to tell whether the card was removed.
+const REMOVAL_GRACE: Duration = Duration::from_millis(1500);
 
 /// The largest data field of one short command APDU; longer data is sent chained.
 const CHAIN_PART: usize = 255;
@@ -149,14 +153,37 @@ impl Transaction<'_> {
     }
 
     /// Turns a generic transmit failure into "card removed" when the card has in fact left.
+    ///
+    /// A card pulled in the middle of a command first shows as a transport error; pcscd notices
+    /// the removal at its next presence poll (about every 400 ms), so wait a bounded time for
+    /// that before calling it anything else.
     fn explain(&self, e: pcsc::Error) -> Error {
-        match self.tx.status2_owned() {
-            Err(status_err) => match Error::from(status_err) {
-                Error::Pcsc(_) => Error::Pcsc(e),
-                typed => typed,
-            },
-            Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => Error::CardRemoved,
-            Ok(_) => Error::Pcsc(e),
+        use pcsc::Error as P;
+        if !matches!(
+            e,
+            P::NotTransacted
+                | P::CommError
+                | P::UnresponsiveCard
+                | P::UnpoweredCard
+                | P::UnknownError
+        ) {
+            return Error::from(e);
+        }
+        let deadline = Instant::now() + REMOVAL_GRACE;
+        loop {
+            match self.tx.status2_owned() {
+                Err(status_err) => {
+                    return match Error::from(status_err) {
+                        Error::Pcsc(_) => Error::Pcsc(e),
+                        typed => typed,
+                    }
+                }
+                Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => {
+                    return Error::CardRemoved
+                }
+                Ok(_) if Instant::now() >= deadline => return Error::Pcsc(e),
+                Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
         }
     }
 }

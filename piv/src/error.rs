@@ -28,8 +28,8 @@ pub enum Error {
     /// A PIN that is not 4 to 8 digits (checked before anything is sent).
     #[error("a PIN is 4 to 8 digits")]
     BadPinFormat,
-    /// A PUK that is not 6 to 8 characters (checked before anything is sent).
-    #[error("a PUK is 6 to 8 characters")]
+    /// A PUK that is not 4 to 8 characters (checked before anything is sent).
+    #[error("a PUK is 4 to 8 printable characters")]
     BadPukFormat,
     /// SELECT of the PIV application failed: this is not a PIV card.
     #[error("this card has no PIV application")]

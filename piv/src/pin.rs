@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 #[derive(Clone)]
 pub struct Pin(Zeroizing<[u8; 8]>);
 
-/// A PUK of 6 to 8 characters, held padded with `FF` to 8 bytes.
+/// A PUK of 4 to 8 characters, held padded with `FF` to 8 bytes.
 #[derive(Clone)]
 pub struct Puk(Zeroizing<[u8; 8]>);
 
@@ -51,10 +51,11 @@ impl Pin {
 }
 
 impl Puk {
-    /// A PUK: 6 to 8 bytes of printable ASCII.
+    /// A PUK: 4 to 8 bytes of printable ASCII (the virtual card's range; SP 800-73-4 PUKs are
+    /// 8 bytes).
     pub fn new(value: &str) -> Result<Self, Error> {
         let b = value.as_bytes();
-        if !(6..=8).contains(&b.len()) || !b.iter().all(|c| c.is_ascii_graphic()) {
+        if !(4..=8).contains(&b.len()) || !b.iter().all(|c| c.is_ascii_graphic()) {
             return Err(Error::BadPukFormat);
         }
         Ok(Self(padded(b)))
@@ -166,7 +167,8 @@ mod tests {
             assert!(matches!(Pin::new(bad), Err(Error::BadPinFormat)), "{bad}");
         }
         assert!(Puk::new("12345678").is_ok());
-        assert!(matches!(Puk::new("12345"), Err(Error::BadPukFormat)));
+        assert!(matches!(Puk::new("123"), Err(Error::BadPukFormat)));
+        assert!(matches!(Puk::new("12 45678"), Err(Error::BadPukFormat)));
         assert!(!format!("{:?}", Pin::new("123456").unwrap()).contains("123456"));
     }
 
