@@ -1,0 +1,212 @@
+//! The vpcd wire protocol and the loop that serves a card over it.
+//!
+//! The card is a TCP client of the vpcd reader driver. Every message either way is a 2-byte
+//! big-endian length and a payload. A 1-byte payload from vpcd is a control message (power
+//! off, power on, reset, get ATR); anything longer is a command APDU, answered with the
+//! response APDU. Connecting inserts the card; closing removes it.
+
+use crate::applet::Applet;
+use crate::error::CardError;
+use crate::faults::Faults;
+use crate::state::CardFile;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Control message: power off.
+pub const POWER_OFF: u8 = 0x00;
+/// Control message: power on.
+pub const POWER_ON: u8 = 0x01;
+/// Control message: reset.
+pub const RESET: u8 = 0x02;
+/// Control message: send the ATR.
+pub const GET_ATR: u8 = 0x04;
+
+/// How long `insert` keeps trying while vpcd is not listening yet.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Reads one frame; `None` when the peer closed the connection between frames.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match r.read_exact(&mut len[..1]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut len[1..])?;
+    let mut payload = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    r.read_exact(&mut payload)?;
+    Ok(Some(payload))
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "vpcd frame over 65535 bytes"))?;
+    let mut frame = Vec::with_capacity(payload.len() + 2);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// What the serving thread shares with its [`InsertedCard`].
+#[derive(Default)]
+struct Shared {
+    answered: AtomicU32,
+    connected: AtomicBool,
+    removing: AtomicBool,
+}
+
+/// A card in a vpcd reader, served on its own thread. Dropping it removes the card.
+pub struct InsertedCard {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<(), CardError>>>,
+}
+
+impl std::fmt::Debug for InsertedCard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsertedCard")
+            .field("apdus_answered", &self.apdus_answered())
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+/// Inserts the card stored at `card` into the vpcd reader listening at `vpcd`, with `faults`.
+///
+/// Returns once connected; the card is then served on its own thread until it is removed,
+/// vpcd closes the connection, or a fault pulls it.
+pub fn insert(card: &Path, vpcd: SocketAddr, faults: Faults) -> Result<InsertedCard, CardError> {
+    let file = CardFile::open(card)?;
+    let stream = connect(vpcd)?;
+    let _ = stream.set_nodelay(true);
+    let control = stream.try_clone().map_err(CardError::Connection)?;
+    let shared = Arc::new(Shared::default());
+    shared.connected.store(true, Ordering::SeqCst);
+    let thread_shared = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name(format!("cardsim {}", file.serial()))
+        .spawn(move || {
+            let result = serve(stream, file, &faults, &thread_shared);
+            thread_shared.connected.store(false, Ordering::SeqCst);
+            // A card being removed sees its connection cut under it: that is no error.
+            if thread_shared.removing.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                result
+            }
+        })
+        .map_err(CardError::Connection)?;
+    Ok(InsertedCard {
+        stream: control,
+        shared,
+        thread: Some(thread),
+    })
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream, CardError> {
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    loop {
+        match TcpStream::connect_timeout(&addr, CONNECT_PATIENCE) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(source) => return Err(CardError::Connect { addr, source }),
+        }
+    }
+}
+
+impl InsertedCard {
+    /// Removes the card: closes the connection and waits for the serving thread. Reports an
+    /// error the card hit while serving (a card file it could not write, say).
+    pub fn remove(mut self) -> Result<(), CardError> {
+        self.stop()
+    }
+
+    /// How many APDUs the card has answered so far.
+    pub fn apdus_answered(&self) -> u32 {
+        self.shared.answered.load(Ordering::SeqCst)
+    }
+
+    /// Whether the card is still connected to the reader.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the card leaves the reader on its own (vpcd closed, or a fault pulled it)
+    /// and returns how serving ended.
+    pub fn wait(mut self) -> Result<(), CardError> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| CardError::ServerPanicked)?,
+            None => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) -> Result<(), CardError> {
+        self.shared.removing.store(true, Ordering::SeqCst);
+        let _ = self.stream.shutdown(Shutdown::Both);
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| CardError::ServerPanicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for InsertedCard {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Serves the card in `file` over `stream` until the connection ends or a fault pulls it.
+fn serve(
+    mut stream: TcpStream,
+    mut file: CardFile,
+    faults: &Faults,
+    shared: &Shared,
+) -> Result<(), CardError> {
+    let atr = file.profile().atr();
+    let mut applet = Applet::new(file.state().clone());
+    loop {
+        if faults.should_pull(shared.answered.load(Ordering::SeqCst)) {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        let Some(frame) = read_frame(&mut stream).map_err(CardError::Connection)? else {
+            return Ok(());
+        };
+        match frame[..] {
+            [] => {}
+            [POWER_ON | GET_ATR] if faults.refuse_power_on => {
+                let _ = stream.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            [POWER_OFF | POWER_ON | RESET] => applet.reset(),
+            [GET_ATR] => write_frame(&mut stream, atr).map_err(CardError::Connection)?,
+            // Unknown control messages are ignored, as vpcd may grow new ones.
+            [_] => {}
+            _ => {
+                let mut reply = match faults.forced_reply(&frame) {
+                    Some(reply) => reply,
+                    None => applet.process(&frame),
+                };
+                if applet.take_changed() {
+                    file.replace_state(applet.state().clone())?;
+                }
+                if let Some(delay) = faults.reply_delay {
+                    std::thread::sleep(delay);
+                }
+                faults.corrupt(&mut reply);
+                write_frame(&mut stream, &reply).map_err(CardError::Connection)?;
+                shared.answered.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
