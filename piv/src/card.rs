@@ -108,6 +108,12 @@ pub struct Transaction<'a> {
     tx: pcsc::Transaction<'a>,
 }
 
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transaction")
+    }
+}
+
 impl Transaction<'_> {
     /// SELECTs the PIV application (done at the start of every transaction).
     pub fn select(&self) -> Result<(), Error> {
@@ -230,11 +236,9 @@ fn send_one(
     let resp = Response::parse(&raw).ok_or_else(|| {
         Error::Malformed(format!("a reply of {} bytes has no status word", raw.len()))
     })?;
+    // Instruction, lengths and status only: payloads may be PINs, keys or witnesses.
     tracing::trace!(
-        cla = cmd.cla,
         ins = cmd.ins,
-        p1 = cmd.p1,
-        p2 = cmd.p2,
         lc = cmd.data.len(),
         resp_len = resp.data.len(),
         sw = %resp.sw,

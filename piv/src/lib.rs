@@ -4,6 +4,8 @@
 //! with the virtual card in `cardsim`, so each side of the protocol is written once. The PC/SC
 //! client lives behind the `client` feature (on by default).
 
+#![warn(missing_docs, missing_debug_implementations)]
+
 pub mod apdu;
 #[cfg(feature = "client")]
 pub mod card;

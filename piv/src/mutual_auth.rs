@@ -40,6 +40,12 @@ pub trait ManagementKeyResponder {
     fn check_challenge_response(&mut self, response: &[u8]) -> Result<(), Error>;
 }
 
+impl std::fmt::Debug for WitnessAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WitnessAnswer { <redacted> }")
+    }
+}
+
 /// A responder holding the management key in this process.
 #[derive(Debug)]
 pub struct LocalResponder {
