@@ -209,6 +209,12 @@ pub(crate) fn exchange(
             return Ok(resp);
         }
     }
+    if resp.sw.sw1() == 0x6C {
+        // Wrong Le: the card says how many bytes it has; ask again for exactly that many.
+        let mut again = parts[last].clone();
+        again.le = Some(usize::from(resp.sw.sw2()));
+        resp = send_one(&again, &mut send)?;
+    }
     let mut data = Zeroizing::new(std::mem::take(&mut resp.data));
     let mut sw = resp.sw;
     while sw.sw1() == 0x61 {
@@ -328,6 +334,75 @@ mod tests {
         })
         .unwrap();
         assert_eq!((resp.sw, count), (StatusWord::NOT_ENOUGH_MEMORY, 1));
+    }
+
+    #[test]
+    fn exchange_repeats_a_command_with_the_le_the_card_asks_for() {
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let resp = exchange(
+            &Command::new(0xCB, 0x3F, 0xFF, vec![0x5C, 0x01, 0x7E]),
+            |apdu| {
+                sent.push(apdu.to_vec());
+                Ok(Zeroizing::new(if sent.len() == 1 {
+                    vec![0x6C, 0x05]
+                } else {
+                    vec![1, 2, 3, 4, 5, 0x90, 0x00]
+                }))
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (resp.data.as_slice(), resp.sw),
+            (&[1, 2, 3, 4, 5][..], StatusWord::OK)
+        );
+        assert_eq!(sent[1].last(), Some(&0x05));
+    }
+
+    /// Records every field of every event, as a log would show it.
+    struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0 += &format!("{}={:?};", field.name(), value);
+        }
+    }
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn trace_shows_no_payload() {
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorder = Recorder(events.clone());
+        tracing::subscriber::with_default(recorder, || {
+            let verify = Command::new(0x20, 0, 0x80, b"918273\xff\xff".to_vec()).without_le();
+            exchange(&verify, |_| {
+                Ok(Zeroizing::new(b"\x55\x66\x77\x90\x00".to_vec()))
+            })
+            .unwrap();
+        });
+        let events = events.lock().unwrap();
+        assert_eq!(
+            events.as_slice(),
+            ["message=apdu;ins=32;lc=8;resp_len=3;sw=9000;"]
+        );
     }
 
     #[test]
