@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 use x509_cert::Certificate;
 
 #[derive(Parser)]
-#[command(name = "cardsim", version, about = "A virtual PIV smartcard for the vpcd reader")]
+#[command(
+    name = "cardsim",
+    version,
+    about = "A virtual PIV smartcard for the vpcd reader"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,7 +131,10 @@ fn main() -> Result<()> {
             let faults = Faults {
                 pull_after_apdus: pull_after,
                 reply_delay: delay_ms.map(Duration::from_millis),
-                force_status: force_status.as_deref().map(parse_force_status).transpose()?,
+                force_status: force_status
+                    .as_deref()
+                    .map(parse_force_status)
+                    .transpose()?,
                 corrupt_replies,
                 refuse_power_on,
             };

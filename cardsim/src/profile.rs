@@ -123,10 +123,18 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", p.name()));
         }
         // Profiles whose ATR offers T=1 carry a checksum byte.
-        for p in [AtrProfile::NhsCis, AtrProfile::Oberthur, AtrProfile::Piv, AtrProfile::YubiKey] {
+        for p in [
+            AtrProfile::NhsCis,
+            AtrProfile::Oberthur,
+            AtrProfile::Piv,
+            AtrProfile::YubiKey,
+        ] {
             assert!(tck_ok(p.atr()), "{p}");
         }
         assert!("jcop".parse::<AtrProfile>().is_err());
-        assert_eq!(" YubiKey ".parse::<AtrProfile>().unwrap(), AtrProfile::YubiKey);
+        assert_eq!(
+            " YubiKey ".parse::<AtrProfile>().unwrap(),
+            AtrProfile::YubiKey
+        );
     }
 }

@@ -185,7 +185,10 @@ mod tests {
     fn p256_signature_verifies_and_key_round_trips() {
         let key = SlotKey::generate(alg::ECC_P256).unwrap();
         let again = SlotKey::from_pkcs8(alg::ECC_P256, &key.to_pkcs8().unwrap()).unwrap();
-        assert_eq!(key.public_key_der().unwrap(), again.public_key_der().unwrap());
+        assert_eq!(
+            key.public_key_der().unwrap(),
+            again.public_key_der().unwrap()
+        );
         let hash = [0x42u8; 32];
         let der = again.sign(&hash).unwrap();
         let sig = p256::ecdsa::Signature::from_der(&der).unwrap();

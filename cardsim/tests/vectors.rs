@@ -67,11 +67,17 @@ fn run(path: &Path) -> usize {
             continue;
         }
         if let Some(apdu) = line.strip_prefix('>') {
-            assert!(last.is_none(), "{}:{lineno}: two commands without a response line", path.display());
+            assert!(
+                last.is_none(),
+                "{}:{lineno}: two commands without a response line",
+                path.display()
+            );
             let response = applet.process(&parse_hex(apdu));
             last = Some((lineno, response));
         } else if let Some(expected) = line.strip_prefix('<') {
-            let (at, response) = last.take().unwrap_or_else(|| panic!("{}:{lineno}: response without command", path.display()));
+            let (at, response) = last
+                .take()
+                .unwrap_or_else(|| panic!("{}:{lineno}: response without command", path.display()));
             assert!(
                 matches(&parse_pattern(expected), &response),
                 "{}:{at}: got {}, expected {}",
@@ -88,7 +94,11 @@ fn run(path: &Path) -> usize {
             panic!("{}:{lineno}: cannot read {line:?}", path.display());
         }
     }
-    assert!(last.is_none(), "{}: command without response at the end", path.display());
+    assert!(
+        last.is_none(),
+        "{}: command without response at the end",
+        path.display()
+    );
     checked
 }
 
@@ -101,7 +111,11 @@ fn every_vector_file_passes() {
         .filter(|p| p.extension().is_some_and(|e| e == "txt"))
         .collect();
     files.sort();
-    assert!(files.len() >= 6, "vector files missing in {}", dir.display());
+    assert!(
+        files.len() >= 6,
+        "vector files missing in {}",
+        dir.display()
+    );
     for f in files {
         let checked = run(&f);
         assert!(checked > 0, "{} checks nothing", f.display());

@@ -41,14 +41,24 @@ impl Applet {
         let parts = elements(template)?;
         match cmd.p2 {
             key::MANAGEMENT => self.authenticate_management(cmd.p1, &parts, mgmt_challenge),
-            slot if consts::is_asymmetric_slot(slot) => self.private_key_operation(cmd.p1, slot, &parts),
+            slot if consts::is_asymmetric_slot(slot) => {
+                self.private_key_operation(cmd.p1, slot, &parts)
+            }
             _ => Err(StatusWord::REFERENCE_NOT_FOUND),
         }
     }
 
     /// Signature or decryption (`82` empty, `81` input) and ECDH (`82` empty, `85` point).
-    fn private_key_operation(&mut self, algorithm: u8, slot: u8, parts: &[(u32, &[u8])]) -> Outcome {
-        let stored = self.state.key_algorithm(slot).ok_or(StatusWord::REFERENCE_NOT_FOUND)?;
+    fn private_key_operation(
+        &mut self,
+        algorithm: u8,
+        slot: u8,
+        parts: &[(u32, &[u8])],
+    ) -> Outcome {
+        let stored = self
+            .state
+            .key_algorithm(slot)
+            .ok_or(StatusWord::REFERENCE_NOT_FOUND)?;
         if stored != algorithm {
             return Err(StatusWord::WRONG_P1P2);
         }
@@ -62,7 +72,9 @@ impl Applet {
             .map_err(|_| StatusWord::UNKNOWN)?;
         let find = |tag: u32| parts.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v);
         let result = match (find(0x82), find(0x81), find(0x85)) {
-            (Some([]), Some(input), None) if !input.is_empty() => key.sign(input).map(|v| v.to_vec()),
+            (Some([]), Some(input), None) if !input.is_empty() => {
+                key.sign(input).map(|v| v.to_vec())
+            }
             (Some([]), None, Some(point)) => key.key_agreement(point).map(|v| v.to_vec()),
             _ => return Err(StatusWord::WRONG_DATA),
         };

@@ -290,6 +290,9 @@ fn single_template(data: &[u8], tag: u32) -> Result<&[u8], StatusWord> {
 /// The elements of `value` as (tag, value) pairs, else 6A80 if malformed.
 fn elements(value: &[u8]) -> Result<Vec<(u32, &[u8])>, StatusWord> {
     tlv::iter(value)
-        .map(|t| t.map(|t| (t.tag, t.value)).map_err(|_| StatusWord::WRONG_DATA))
+        .map(|t| {
+            t.map(|t| (t.tag, t.value))
+                .map_err(|_| StatusWord::WRONG_DATA)
+        })
         .collect()
 }

@@ -46,10 +46,7 @@ impl Applet {
         }
         let tag = requested_tag(super::single_template(&cmd.data, 0x5C)?)?;
         if tag == object::DISCOVERY {
-            let content = self
-                .state
-                .object(tag)
-                .unwrap_or_else(default_discovery);
+            let content = self.state.object(tag).unwrap_or_else(default_discovery);
             return Ok(tlv::encode(0x7E, &content));
         }
         if PIN_PROTECTED.contains(&tag) && !self.pin_verified {
