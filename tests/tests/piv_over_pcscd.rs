@@ -650,7 +650,7 @@ fn refused_power_on_is_an_error_not_a_hang() {
 }
 
 #[test]
-fn stopped_pcscd_is_service_unavailable() {
+fn stopped_or_restarted_pcscd_gives_service_unavailable() {
     let mut bed = TestBed::start().unwrap();
     let path = new_card(&bed, 16);
     let _inserted = bed.insert(0, &path, Faults::default()).unwrap();
@@ -665,4 +665,21 @@ fn stopped_pcscd_is_service_unavailable() {
     assert_err(PivCard::connect(&ctx, &reader), |e| {
         matches!(e, Error::ServiceUnavailable)
     });
+
+    // After a restart the old context stays dead; a new one works.
+    bed.restart_pcscd().unwrap();
+    assert_err(card.transaction().map(drop), |e| {
+        matches!(e, Error::ServiceUnavailable)
+    });
+    assert_err(PivCard::connect(&ctx, &reader), |e| {
+        matches!(e, Error::ServiceUnavailable)
+    });
+    // The card's link went with the old vpcd: insert it again.
+    drop(card);
+    let _inserted = bed.insert(0, &path, Faults::default()).unwrap();
+    let mut card = connect(&bed, 0).unwrap();
+    assert_eq!(
+        card.transaction().unwrap().card_serial().unwrap(),
+        serial(16)
+    );
 }
