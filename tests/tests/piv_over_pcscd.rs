@@ -683,3 +683,102 @@ fn stopped_or_restarted_pcscd_gives_service_unavailable() {
         serial(16)
     );
 }
+
+#[test]
+fn a_certificate_written_by_the_client_reads_back_with_yubico_piv_tool() {
+    let bed = TestBed::start().unwrap();
+    let path = bed.dir().join("yubikey.json");
+    let spec = CardSpec {
+        profile: cardsim::AtrProfile::YubiKey,
+        ..CardSpec::new(serial(17))
+    };
+    CardFile::create(&path, &spec).unwrap();
+    let _inserted = bed.insert(0, &path, Faults::default()).unwrap();
+    let mut ca = TestCa::new("Test CA").unwrap();
+    {
+        let mut card = connect(&bed, 0).unwrap();
+        provision(
+            &mut card,
+            &mut ca,
+            key::AUTHENTICATION,
+            KeyAlgorithm::Rsa2048,
+        );
+    }
+    let (var, socket) = bed.client_env();
+    let out = std::process::Command::new("yubico-piv-tool")
+        .env(var, socket)
+        .args([
+            "-r",
+            &bed.reader_name(0),
+            "-a",
+            "read-certificate",
+            "-s",
+            "9a",
+            "-K",
+            "DER",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = Certificate::from_der(&out.stdout).unwrap();
+    assert!(cert.subject().contains("CN=Jane Doe"));
+    let mut card = connect(&bed, 0).unwrap();
+    let tx = card.transaction().unwrap();
+    assert_eq!(tx.read_certificate(key::AUTHENTICATION).unwrap(), cert);
+}
+
+#[test]
+fn yubico_piv_tool_uses_the_management_key_the_client_set() {
+    let bed = TestBed::start().unwrap();
+    let path = bed.dir().join("yubikey.json");
+    let spec = CardSpec {
+        profile: cardsim::AtrProfile::YubiKey,
+        ..CardSpec::new(serial(18))
+    };
+    CardFile::create(&path, &spec).unwrap();
+    let _inserted = bed.insert(1, &path, Faults::default()).unwrap();
+    let new_key_hex = "0F1E2D3C4B5A69780F1E2D3C4B5A69780F1E2D3C4B5A6978";
+    {
+        let mut card = connect(&bed, 1).unwrap();
+        let tx = card.transaction().unwrap();
+        tx.authenticate_management_key(&mut factory()).unwrap();
+        tx.set_management_key(&ManagementKey::from_hex(new_key_hex).unwrap())
+            .unwrap();
+    }
+    let (var, socket) = bed.client_env();
+    let tool = |key: &str| {
+        std::process::Command::new("yubico-piv-tool")
+            .env(var, &socket)
+            .args(["-r", &bed.reader_name(1), &format!("--key={key}")])
+            .args(["-a", "generate", "-s", "9d", "-A", "ECCP256"])
+            .output()
+            .unwrap()
+    };
+    // The factory key no longer works for the tool; the one the client set does.
+    let refused = tool(&hex::encode(piv::management_key::FACTORY_3DES));
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Failed authentication"));
+    let out = tool(new_key_hex);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = String::from_utf8(out.stdout).unwrap();
+    let (label, spki) = der::pem::decode_vec(pem.trim().as_bytes()).unwrap();
+    assert_eq!(label, "PUBLIC KEY");
+    let public = PublicKey::from_spki_der(&spki).unwrap();
+
+    // And the client signs with the key the tool generated.
+    let mut card = connect(&bed, 1).unwrap();
+    let tx = card.transaction().unwrap();
+    tx.verify_pin(&pin(PIN)).unwrap();
+    let sig = tx
+        .sign(key::KEY_MANAGEMENT, KeyAlgorithm::P256, b"interop")
+        .unwrap();
+    public.verify(b"interop", &sig).unwrap();
+}
