@@ -40,12 +40,16 @@ impl PivCard {
     /// Connects (shared) to the card in `reader`, with T=0 or T=1.
     pub fn connect(context: &pcsc::Context, reader: &CStr) -> Result<Self, Error> {
         let card = context.connect(reader, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)?;
-        let atr = card.status2_owned()?.atr().to_vec();
-        Ok(Self {
+        // Owned by `Self` at once, so that an early return below leaves the card unreset.
+        let mut this = Self {
             card: Some(card),
             reader: reader.to_owned(),
-            atr,
-        })
+            atr: Vec::new(),
+        };
+        if let Some(card) = &this.card {
+            this.atr = card.status2_owned()?.atr().to_vec();
+        }
+        Ok(this)
     }
 
     /// The card's answer to reset, as read at connection.
