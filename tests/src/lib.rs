@@ -42,13 +42,21 @@ impl TestBed {
         static TURN: Mutex<()> = Mutex::new(());
         let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let run_dir = process_run_dir()?;
-        let dir = tempfile::Builder::new().prefix("identity-agent-testbed-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("identity-agent-testbed-")
+            .tempdir()?;
         let mut last_error = None;
         // A port pair free when probed may be taken before vpcd binds it: try a few.
         for _ in 0..3 {
             let pcscd = IsolatedPcscd::start(dir.path(), &run_dir, pcscd::free_port_pair()?)?;
             match wait_for_readers() {
-                Ok(()) => return Ok(Self { pcscd, dir, _turn: turn }),
+                Ok(()) => {
+                    return Ok(Self {
+                        pcscd,
+                        dir,
+                        _turn: turn,
+                    })
+                }
                 Err(e) => last_error = Some(e.context(format!("pcscd said: {}", pcscd.log()))),
             }
         }
@@ -98,14 +106,20 @@ impl TestBed {
     /// Waits until pcscd reports a card `present` (or absent) in reader `slot`.
     pub fn wait_card(&self, slot: usize, present: bool) -> Result<()> {
         let ctx = self.context()?;
-        let mut states = [ReaderState::new(CString::new(self.reader_name(slot))?, State::UNAWARE)];
+        let mut states = [ReaderState::new(
+            CString::new(self.reader_name(slot))?,
+            State::UNAWARE,
+        )];
         let deadline = Instant::now() + CARD_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match ctx.get_status_change(left, &mut states) {
                 Ok(()) => {}
                 Err(pcsc::Error::Timeout) => {
-                    bail!("reader {slot} did not become {} within {CARD_TIMEOUT:?}", presence(present))
+                    bail!(
+                        "reader {slot} did not become {} within {CARD_TIMEOUT:?}",
+                        presence(present)
+                    )
                 }
                 Err(e) => return Err(e).context("waiting for a reader's state"),
             }
@@ -160,7 +174,12 @@ fn presence(present: bool) -> &'static str {
 /// Names of the readers pcscd lists now (none when it lists none).
 pub fn reader_names(ctx: &Context) -> Vec<String> {
     ctx.list_readers_owned()
-        .map(|names| names.iter().map(|n| n.to_string_lossy().into_owned()).collect())
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

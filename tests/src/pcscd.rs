@@ -40,7 +40,13 @@ impl IsolatedPcscd {
             ),
         )?;
         let log = work_dir.join("pcscd.log");
-        let mut pcscd = Self { child: None, run_dir: run_dir.into(), conf_dir, log, port };
+        let mut pcscd = Self {
+            child: None,
+            run_dir: run_dir.into(),
+            conf_dir,
+            log,
+            port,
+        };
         pcscd.spawn()?;
         Ok(pcscd)
     }
@@ -80,14 +86,23 @@ impl IsolatedPcscd {
     fn wait_for_socket(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.socket().exists() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!(
                     "pcscd exited ({status}) before it was ready: {}",
-                    fs::read_to_string(self.log.with_extension("err")).unwrap_or_default().trim()
+                    fs::read_to_string(self.log.with_extension("err"))
+                        .unwrap_or_default()
+                        .trim()
                 );
             }
             if Instant::now() > deadline {
-                bail!("pcscd did not create {} within 10 s", self.socket().display());
+                bail!(
+                    "pcscd did not create {} within 10 s",
+                    self.socket().display()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -145,7 +160,10 @@ fn is_root() -> bool {
 }
 
 fn check_prerequisites() -> Result<()> {
-    for (path, package) in [("/usr/sbin/pcscd", "pcscd"), (VPCD_DRIVER, "vsmartcard-vpcd")] {
+    for (path, package) in [
+        ("/usr/sbin/pcscd", "pcscd"),
+        (VPCD_DRIVER, "vsmartcard-vpcd"),
+    ] {
         if !Path::new(path).exists() {
             bail!("{path} is missing: install the {package} package (run scripts/setup as root)");
         }

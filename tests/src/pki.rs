@@ -39,7 +39,11 @@ impl TestCa {
             &key,
         )?;
         let certificate = builder.build::<DerSignature>()?;
-        Ok(Self { key, certificate, next_serial: 2 })
+        Ok(Self {
+            key,
+            certificate,
+            next_serial: 2,
+        })
     }
 
     /// The CA certificate, DER.
@@ -96,7 +100,10 @@ impl TestCa {
 
 fn validity(not_before: SystemTime, not_after: SystemTime) -> Result<Validity> {
     let time = |t: SystemTime| -> Result<Time> { Ok(Time::UtcTime(UtcTime::from_system_time(t)?)) };
-    Ok(Validity { not_before: time(not_before)?, not_after: time(not_after)? })
+    Ok(Validity {
+        not_before: time(not_before)?,
+        not_after: time(not_after)?,
+    })
 }
 
 #[cfg(test)]
@@ -117,6 +124,9 @@ mod tests {
         ca.key.verifying_key().verify(&tbs, &sig).unwrap();
         let expired = cert.tbs_certificate.validity.not_after.to_system_time();
         assert!(expired < SystemTime::now());
-        assert_eq!(cert.tbs_certificate.issuer, ca.certificate.tbs_certificate.subject);
+        assert_eq!(
+            cert.tbs_certificate.issuer,
+            ca.certificate.tbs_certificate.subject
+        );
     }
 }
