@@ -37,7 +37,9 @@ impl Applet {
             .state
             .management_key()
             .map_err(|_| StatusWord::UNKNOWN)?;
-        if algorithm != mk.algorithm() {
+        // SP 800-78 keeps 00 as the old identifier of three-key 3DES; OpenSC still sends it.
+        let legacy_tdes = algorithm == 0x00 && mk.algorithm() == piv::consts::alg::TDES;
+        if algorithm != mk.algorithm() && !legacy_tdes {
             return Err(StatusWord::WRONG_P1P2);
         }
         let block_len = mk.block_len();

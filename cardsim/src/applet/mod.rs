@@ -18,6 +18,8 @@ use zeroize::Zeroizing;
 /// The outcome of one command: data with 9000, or a bare status word.
 type Outcome = Result<Vec<u8>, StatusWord>;
 
+/// The length of the registered application provider identifier that starts every AID.
+const RID_LEN: usize = 5;
 /// The most a chained command may accumulate.
 const MAX_CHAIN: usize = 16 * 1024;
 /// The version the YubiKey profile reports to GET VERSION.
@@ -225,7 +227,9 @@ impl Applet {
         if cmd.p1 != 0x04 || (cmd.p2 != 0x00 && cmd.p2 != 0x0C) {
             return Err(StatusWord::WRONG_P1P2);
         }
-        if cmd.data.len() < consts::AID_PREFIX.len() || !consts::AID.starts_with(&cmd.data) {
+        // Any right-truncated AID from the RID on selects the application (ISO 7816-4
+        // partial selection); tools select with the 9-byte prefix or just the 5-byte RID.
+        if cmd.data.len() < RID_LEN || !consts::AID.starts_with(&cmd.data) {
             // Another application: not here. What was selected stays selected.
             return Err(StatusWord::NOT_FOUND);
         }
