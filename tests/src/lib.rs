@@ -9,6 +9,7 @@
 //! time: the suite runs under `cargo nextest` (a process per test, so tests run in parallel), and
 //! test beds within one process take turns.
 
+pub mod issue;
 pub mod pcscd;
 pub mod pki;
 
@@ -139,6 +140,16 @@ impl TestBed {
     pub fn restart_pcscd(&mut self) -> Result<()> {
         self.pcscd.restart()?;
         wait_for_readers()
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        // pcscd first, then its socket directory; the next bed of this process makes it anew.
+        self.pcscd.stop();
+        if let Some(run_dir) = self.pcscd.socket().parent() {
+            let _ = std::fs::remove_dir_all(run_dir);
+        }
     }
 }
 
