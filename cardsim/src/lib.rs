@@ -4,6 +4,7 @@
 //! management key and ATR profile. [`insert`] connects it to vpcd, where real `pcscd` sees it
 //! as a card in "Virtual PCD 00 0x"; [`Faults`] make it misbehave on purpose. The card logic
 //! itself is [`Applet`], which has no I/O and is driven APDU by APDU in tests.
+#![warn(missing_docs)]
 
 pub mod applet;
 pub mod error;

@@ -291,18 +291,24 @@ fn remove(file: &Path) -> Result<()> {
         .trim()
         .parse()
         .with_context(|| format!("{} does not hold a process id", pid_path.display()))?;
+    // A stale pid file may name a process id that now belongs to another program.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_cardsim = String::from_utf8_lossy(&cmdline).contains("cardsim");
     // SAFETY: plain system calls on a process id.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+    if !is_cardsim || unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
         let _ = std::fs::remove_file(&pid_path);
         bail!("no cardsim process {pid} serves {}", file.display());
     }
+    // The serving process deletes its pid file as it exits; a process that died without doing
+    // so is gone from the process table.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while unsafe { libc::kill(pid, 0) } == 0 {
+    while pid_path.exists() && unsafe { libc::kill(pid, 0) } == 0 {
         if Instant::now() > deadline {
             bail!("cardsim process {pid} did not stop within 5 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = std::fs::remove_file(&pid_path);
     println!("removed {}", file.display());
     Ok(())
 }
