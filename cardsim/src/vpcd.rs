@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 /// Control message: power off.
 pub const POWER_OFF: u8 = 0x00;
@@ -179,9 +180,11 @@ fn serve(
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());
         }
+        // Frames may carry a PIN or a key, replies a shared secret: wiped once handled.
         let Some(frame) = read_frame(&mut stream).map_err(CardError::Connection)? else {
             return Ok(());
         };
+        let frame = Zeroizing::new(frame);
         match frame[..] {
             [] => {}
             [POWER_ON | GET_ATR] if faults.refuse_power_on => {
@@ -193,10 +196,10 @@ fn serve(
             // Unknown control messages are ignored, as vpcd may grow new ones.
             [_] => {}
             _ => {
-                let mut reply = match faults.forced_reply(&frame) {
+                let mut reply = Zeroizing::new(match faults.forced_reply(&frame) {
                     Some(reply) => reply,
                     None => applet.process(&frame),
-                };
+                });
                 if applet.take_changed() {
                     file.replace_state(applet.state().clone())?;
                 }

@@ -311,3 +311,38 @@ fn a_reset_forgets_pin_management_key_and_pending_data() {
         StatusWord::SECURITY_STATUS_NOT_SATISFIED
     );
 }
+
+#[test]
+fn retired_slots_hold_keys_and_certificates() {
+    let mut host = authenticated_host();
+    assert_eq!(
+        host.generate(0x96, alg::ECC_P256).sw,
+        StatusWord::WRONG_P1P2
+    );
+    for slot in [key::RETIRED_FIRST, key::RETIRED_LAST] {
+        let r = host.generate(slot, alg::ECC_P256);
+        assert_eq!(r.sw, StatusWord::OK);
+        let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&inner(&r.data, 0x7F49, 0x86)).unwrap();
+        // Signing needs the PIN in a retired slot too.
+        let digest = Sha256::digest([slot]);
+        assert_eq!(
+            host.private_op(alg::ECC_P256, slot, 0x81, &digest).sw,
+            StatusWord::SECURITY_STATUS_NOT_SATISFIED
+        );
+        assert_eq!(host.verify_pin("123456"), StatusWord::OK);
+        let r = host.private_op(alg::ECC_P256, slot, 0x81, &digest);
+        let sig = p256::ecdsa::Signature::from_der(&inner(&r.data, 0x7C, 0x82)).unwrap();
+        vk.verify_prehash(&digest, &sig).unwrap();
+        host.applet.reset();
+        host.select();
+        assert_eq!(host.authenticate(&ManagementKey::factory()), StatusWord::OK);
+    }
+    let cert = [0x30, 0x03, 0x02, 0x01, 0x2A];
+    let r = host.put_data(0x5FC10D, &cardsim::state::certificate_object(&cert));
+    assert_eq!(r.sw, StatusWord::OK);
+    assert_eq!(
+        host.applet.state().certificate(key::RETIRED_FIRST).unwrap(),
+        cert
+    );
+    assert_eq!(host.get_data(0x5FC120).sw, StatusWord::NOT_FOUND);
+}

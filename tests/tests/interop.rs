@@ -70,9 +70,18 @@ fn inserted(bed: &TestBed, card: &Path) -> cardsim::InsertedCard {
 }
 
 #[test]
-fn opensc_lists_and_reads_the_9a_certificate() {
+fn opensc_lists_and_reads_the_9a_certificate_on_a_piv_profile() {
+    opensc_lists_and_reads_the_9a_certificate(AtrProfile::Piv);
+}
+
+#[test]
+fn opensc_lists_and_reads_the_9a_certificate_on_an_nhs_cis_profile() {
+    opensc_lists_and_reads_the_9a_certificate(AtrProfile::NhsCis);
+}
+
+fn opensc_lists_and_reads_the_9a_certificate(profile: AtrProfile) {
     let bed = TestBed::start().unwrap();
-    let card = personalise(&bed, AtrProfile::Piv, alg::RSA_2048);
+    let card = personalise(&bed, profile, alg::RSA_2048);
     let _inserted = inserted(&bed, &card.path);
 
     let out = run(
@@ -107,9 +116,18 @@ fn opensc_lists_and_reads_the_9a_certificate() {
 }
 
 #[test]
-fn pkcs11_tool_self_test_passes() {
+fn pkcs11_tool_self_test_passes_on_a_piv_profile() {
+    pkcs11_self_test(AtrProfile::Piv);
+}
+
+#[test]
+fn pkcs11_tool_self_test_passes_on_a_yubikey_profile() {
+    pkcs11_self_test(AtrProfile::YubiKey);
+}
+
+fn pkcs11_self_test(profile: AtrProfile) {
     let bed = TestBed::start().unwrap();
-    let card = personalise(&bed, AtrProfile::Piv, alg::RSA_2048);
+    let card = personalise(&bed, profile, alg::RSA_2048);
     let _inserted = inserted(&bed, &card.path);
 
     let out = run(
