@@ -62,9 +62,6 @@ enum Command {
         /// The vpcd host.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
-        /// A note naming the reader slot, printed with the insertion message.
-        #[arg(long)]
-        slot_note: Option<String>,
         /// Pull the card after it has answered this many APDUs.
         #[arg(long)]
         pull_after: Option<u32>,
@@ -121,7 +118,6 @@ fn main() -> Result<()> {
             file,
             port,
             host,
-            slot_note,
             pull_after,
             delay_ms,
             force_status,
@@ -138,7 +134,7 @@ fn main() -> Result<()> {
                 corrupt_replies,
                 refuse_power_on,
             };
-            insert(&file, &host, port, slot_note.as_deref(), faults)
+            insert(&file, &host, port, faults)
         }
         Command::Remove { file } => remove(&file),
         Command::Show { file, json } => show(&file, json),
@@ -242,13 +238,7 @@ fn pid_file(card: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn insert(
-    file: &Path,
-    host: &str,
-    port: u16,
-    slot_note: Option<&str>,
-    faults: Faults,
-) -> Result<()> {
+fn insert(file: &Path, host: &str, port: u16, faults: Faults) -> Result<()> {
     let addr: SocketAddr = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {host}"))?
@@ -264,10 +254,7 @@ fn insert(
     let pid_path = pid_file(file);
     cardsim::state::write_atomically(&pid_path, std::process::id().to_string().as_bytes())
         .with_context(|| format!("writing {}", pid_path.display()))?;
-    match slot_note {
-        Some(note) => println!("inserted {} at {addr} ({note})", file.display()),
-        None => println!("inserted {} at {addr}", file.display()),
-    }
+    println!("inserted {} at {addr}", file.display());
     while !STOP.load(Ordering::SeqCst) && card.is_connected() {
         std::thread::sleep(Duration::from_millis(50));
     }

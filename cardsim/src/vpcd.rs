@@ -207,8 +207,9 @@ fn serve(
                     std::thread::sleep(delay);
                 }
                 faults.corrupt(&mut reply);
-                write_frame(&mut stream, &reply).map_err(CardError::Connection)?;
+                // Counted before it is sent, so whoever reads the reply also sees the count.
                 shared.answered.fetch_add(1, Ordering::SeqCst);
+                write_frame(&mut stream, &reply).map_err(CardError::Connection)?;
             }
         }
     }

@@ -152,7 +152,7 @@ fn insert_serves_until_remove_stops_it() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cardsim"))
-        .args(["insert", card_s, "--port", &port, "--slot-note", "reader 0"])
+        .args(["insert", card_s, "--port", &port])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -189,7 +189,7 @@ fn insert_serves_until_remove_stops_it() {
     let mut stdout = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert!(
-        stdout.contains("reader 0") && stdout.contains("after 1 APDUs"),
+        stdout.contains("inserted") && stdout.contains("after 1 APDUs"),
         "{stdout}"
     );
 
