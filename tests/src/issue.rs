@@ -66,22 +66,38 @@ pub fn issue_card(
 
     let ctx = bed.context()?;
     let mut card = PivCard::connect(&ctx, &CString::new(bed.reader_name(slot))?)?;
-    let tx = card.transaction()?;
-    tx.authenticate_management_key(&mut LocalResponder::new(ManagementKey::factory()))
-        .context("authenticating with the factory management key")?;
-    let public = tx.generate_key(key::AUTHENTICATION, issuance.algorithm)?;
-    let der = ca.issue(
+    let certificate = personalise(
+        &mut card,
+        ca,
+        key::AUTHENTICATION,
+        issuance.algorithm,
         &issuance.holder,
-        &public.to_spki_der()?,
         issuance.days_valid,
     )?;
-    let certificate = Certificate::from_der(&der)?;
-    tx.write_certificate(key::AUTHENTICATION, &certificate)?;
-    drop(tx);
     card.disconnect()?;
     Ok(IssuedCard {
         file,
         inserted,
         certificate,
     })
+}
+
+/// Personalises `slot` of a card that still has the factory management key: a key pair
+/// generated on the card and a certificate from `ca` for it, valid for `days_valid` days.
+pub fn personalise(
+    card: &mut PivCard,
+    ca: &mut TestCa,
+    slot: u8,
+    algorithm: KeyAlgorithm,
+    holder: &str,
+    days_valid: i64,
+) -> Result<Certificate> {
+    let tx = card.transaction()?;
+    tx.authenticate_management_key(&mut LocalResponder::new(ManagementKey::factory()))
+        .context("authenticating with the factory management key")?;
+    let public = tx.generate_key(slot, algorithm)?;
+    let der = ca.issue(holder, &public.to_spki_der()?, days_valid)?;
+    let certificate = Certificate::from_der(&der)?;
+    tx.write_certificate(slot, &certificate)?;
+    Ok(certificate)
 }

@@ -12,6 +12,7 @@ use piv::{
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use testbed::issue::personalise;
 use testbed::pki::TestCa;
 use testbed::TestBed;
 
@@ -48,15 +49,10 @@ fn factory() -> LocalResponder {
 
 /// Generates a key in `slot`, has the test CA certify it and writes the certificate.
 fn provision(card: &mut PivCard, ca: &mut TestCa, slot: u8, alg: KeyAlgorithm) -> PublicKey {
-    let tx = card.transaction().unwrap();
-    tx.authenticate_management_key(&mut factory()).unwrap();
-    let public = tx.generate_key(slot, alg).unwrap();
-    let der = ca
-        .issue("Jane Doe", &public.to_spki_der().unwrap(), 365)
-        .unwrap();
-    tx.write_certificate(slot, &Certificate::from_der(&der).unwrap())
-        .unwrap();
-    public
+    personalise(card, ca, slot, alg, "Jane Doe", 365)
+        .unwrap()
+        .public_key()
+        .unwrap()
 }
 
 fn assert_err<T: std::fmt::Debug>(result: Result<T, Error>, pattern: fn(&Error) -> bool) -> Error {
