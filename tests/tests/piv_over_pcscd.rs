@@ -55,6 +55,18 @@ fn provision(card: &mut PivCard, ca: &mut TestCa, slot: u8, alg: KeyAlgorithm) -
         .unwrap()
 }
 
+/// Provisions a P-256 key and certificate in 9A of the card at `path` in reader 0, then takes the
+/// card out again, ready to be inserted with faults.
+fn provision_and_remove(bed: &TestBed, path: &std::path::Path) -> PublicKey {
+    let mut ca = TestCa::new("Test CA").unwrap();
+    let inserted = bed.insert(0, path, Faults::default()).unwrap();
+    let mut card = connect(bed, 0).unwrap();
+    let public = provision(&mut card, &mut ca, key::AUTHENTICATION, KeyAlgorithm::P256);
+    drop(card);
+    bed.remove(0, inserted).unwrap();
+    public
+}
+
 fn assert_err<T: std::fmt::Debug>(result: Result<T, Error>, pattern: fn(&Error) -> bool) -> Error {
     match result {
         Ok(v) => panic!("expected an error, got Ok({v:?})"),
@@ -437,15 +449,7 @@ fn leaving_the_card_keeps_the_pin_verified_and_reset_clears_it() {
 fn pulled_card_gives_card_removed_and_keeps_its_state() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 11);
-    let mut ca = TestCa::new("Test CA").unwrap();
-    let public = {
-        let inserted = bed.insert(0, &path, Faults::default()).unwrap();
-        let mut card = connect(&bed, 0).unwrap();
-        let public = provision(&mut card, &mut ca, key::AUTHENTICATION, KeyAlgorithm::P256);
-        drop(card);
-        bed.remove(0, inserted).unwrap();
-        public
-    };
+    let public = provision_and_remove(&bed, &path);
 
     let faults = Faults {
         pull_after_apdus: Some(3),
@@ -572,15 +576,7 @@ fn forced_status_words_give_typed_errors() {
 fn corrupted_replies_give_errors_not_panics() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 14);
-    let mut ca = TestCa::new("Test CA").unwrap();
-    let public = {
-        let inserted = bed.insert(0, &path, Faults::default()).unwrap();
-        let mut card = connect(&bed, 0).unwrap();
-        let public = provision(&mut card, &mut ca, key::AUTHENTICATION, KeyAlgorithm::P256);
-        drop(card);
-        bed.remove(0, inserted).unwrap();
-        public
-    };
+    let public = provision_and_remove(&bed, &path);
     let faults = Faults {
         corrupt_replies: true,
         ..Faults::default()
