@@ -158,40 +158,47 @@ impl Transaction<'_> {
     fn send_raw(&self, apdu: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut buf = Zeroizing::new(vec![0u8; pcsc::MAX_BUFFER_SIZE]);
         let n = self.tx.transmit(apdu, &mut buf)?.len();
+        if n < 2 {
+            // The reader hands back an empty reply when the card vanishes mid-command.
+            let malformed = Error::Malformed(format!("a reply of {n} bytes has no status word"));
+            return Err(self.removed_or(malformed));
+        }
         buf.truncate(n);
         Ok(buf)
     }
 
     /// Turns a generic transmit failure into "card removed" when the card has in fact left.
-    ///
-    /// A card pulled in the middle of a command first shows as a transport error; pcscd notices
-    /// the removal at its next presence poll (about every 400 ms), so wait a bounded time for
-    /// that before calling it anything else.
     fn explain(&self, e: pcsc::Error) -> Error {
         use pcsc::Error as P;
-        if !matches!(
-            e,
+        match e {
             P::NotTransacted
-                | P::CommError
-                | P::UnresponsiveCard
-                | P::UnpoweredCard
-                | P::UnknownError
-        ) {
-            return Error::from(e);
+            | P::CommError
+            | P::UnresponsiveCard
+            | P::UnpoweredCard
+            | P::UnknownError => self.removed_or(Error::Pcsc(e)),
+            _ => Error::from(e),
         }
+    }
+
+    /// [`Error::CardRemoved`] if the card has left the reader, else `fallback`.
+    ///
+    /// A card pulled in the middle of a command first shows as a transport error or an empty
+    /// reply; pcscd notices the removal at its next presence poll (about every 400 ms), so wait
+    /// a bounded time for that before calling it anything else.
+    fn removed_or(&self, fallback: Error) -> Error {
         let deadline = Instant::now() + REMOVAL_GRACE;
         loop {
             match self.tx.status2_owned() {
                 Err(status_err) => {
                     return match Error::from(status_err) {
-                        Error::Pcsc(_) => Error::Pcsc(e),
+                        Error::Pcsc(_) => fallback,
                         typed => typed,
                     }
                 }
                 Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => {
                     return Error::CardRemoved
                 }
-                Ok(_) if Instant::now() >= deadline => return Error::Pcsc(e),
+                Ok(_) if Instant::now() >= deadline => return fallback,
                 Ok(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
