@@ -207,8 +207,10 @@ fn serve(
                     std::thread::sleep(delay);
                 }
                 faults.corrupt(&mut reply);
-                write_frame(&mut stream, &reply).map_err(CardError::Connection)?;
+                // Counted before the reply leaves, so a client that has the reply sees the
+                // count (the APDU is applied and persisted by now).
                 shared.answered.fetch_add(1, Ordering::SeqCst);
+                write_frame(&mut stream, &reply).map_err(CardError::Connection)?;
             }
         }
     }
