@@ -5,9 +5,9 @@
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
 use cardsim::{CardFile, CardSpec, Faults, InsertedCard};
-use cms::client::CmsClient;
+use cms::client::{CmsClient, RelayResponder};
 use cms::issuance::{CardIssuance, InitialValidity, IssuedCard};
-use cms::protocol::SessionCreated;
+use cms::protocol::{b64, SessionCreated};
 use cms::server::{self, RunningServer};
 use cms::{Cms, DataDir, Policy};
 use piv::consts::key;
@@ -275,4 +275,102 @@ fn issuing_refuses_a_weak_pin_and_a_card_already_registered() {
         again,
         cms::issuance::IssuanceError::Cms(cms::CmsError::CardExists(_))
     ));
+}
+
+/// The card's part of a renewal or repair after the management key is authenticated: a new
+/// key in 9A, a request signed on the card, the certificate written; returns the operation in
+/// `certificate_issued`.
+fn certify_new_key(
+    stack: &Stack,
+    tx: &piv::Transaction<'_>,
+    session: &CmsClient,
+    op_id: &str,
+    algorithm: KeyAlgorithm,
+) -> cms::protocol::OperationView {
+    let public = tx.generate_key(key::AUTHENTICATION, algorithm).unwrap();
+    let csr = tx
+        .certificate_request(key::AUTHENTICATION, &public, "CN=renewal")
+        .unwrap();
+    let issued = stack.rt.block_on(session.submit_csr(op_id, &csr)).unwrap();
+    let der = b64::decode(issued.certificate.as_deref().unwrap()).unwrap();
+    let certificate = piv::Certificate::from_der(&der).unwrap();
+    assert_eq!(certificate.public_key().unwrap(), public);
+    tx.write_certificate(key::AUTHENTICATION, &certificate)
+        .unwrap();
+    issued
+}
+
+/// The new key's signature over the operation's confirmation bytes, made on the card.
+fn confirm_on_card(
+    stack: &Stack,
+    tx: &piv::Transaction<'_>,
+    session: &CmsClient,
+    op: &cms::protocol::OperationView,
+    algorithm: KeyAlgorithm,
+) -> cms::protocol::OperationView {
+    let challenge = b64::decode_url(op.confirm_challenge.as_deref().unwrap()).unwrap();
+    let signature = tx
+        .sign(
+            key::AUTHENTICATION,
+            algorithm,
+            &cms::protocol::confirm_message(&op.id, &challenge),
+        )
+        .unwrap();
+    stack
+        .rt
+        .block_on(session.confirm(&op.id, &signature))
+        .unwrap()
+}
+
+#[test]
+fn a_card_renews_itself_through_the_service_which_keeps_its_management_key() {
+    let stack = Stack::start();
+    let (jane, _) = stack.user("Jane Doe", NURSE_ROLE);
+    let _card = stack.blank_card(0, 6);
+    let old = stack.issue(
+        0,
+        &jane,
+        "918273",
+        InitialValidity::Days(20),
+        KeyAlgorithm::Rsa2048,
+    );
+    let (_, session) = stack.sign_in(0, "918273").unwrap();
+
+    let started = std::time::Instant::now();
+    let op = stack
+        .rt
+        .block_on(session.start_operation("renew", &old.serial, "0.1.0"))
+        .unwrap();
+    let mut card = stack.connect(0);
+    let tx = card.transaction().unwrap();
+    tx.verify_pin(&Pin::new("918273").unwrap()).unwrap();
+    let mut relay = RelayResponder::new(session.clone(), &op.id, stack.rt.handle().clone());
+    tx.authenticate_management_key(&mut relay).unwrap();
+    let issued = certify_new_key(&stack, &tx, &session, &op.id, KeyAlgorithm::P256);
+    let done = confirm_on_card(&stack, &tx, &session, &issued, KeyAlgorithm::P256);
+    drop(tx);
+    let took = started.elapsed();
+    assert_eq!(done.state, "completed");
+    eprintln!("self-renewal on the virtual card took {took:?}");
+
+    // The card signs in with its new certificate, two years long.
+    let (created, fresh) = stack.sign_in(0, "918273").unwrap();
+    assert_eq!(created.session.user.id, jane);
+    let details = stack.rt.block_on(fresh.card(&old.serial)).unwrap();
+    let two_years = cms::dates::iso_date(cms::dates::now() + 730 * cms::dates::DAY);
+    assert_eq!(details.certs_expire.as_deref(), Some(two_years.as_str()));
+    assert_eq!(details.renewals_used, 1);
+
+    // A relay for a finished operation is refused, and the card's key is still the
+    // service's: a local responder with the factory key is rejected by the card.
+    let mut card = stack.connect(0);
+    let tx = card.transaction().unwrap();
+    let mut relay = RelayResponder::new(session.clone(), &op.id, stack.rt.handle().clone());
+    assert!(matches!(
+        tx.authenticate_management_key(&mut relay),
+        Err(Error::Responder(_))
+    ));
+    assert!(tx
+        .authenticate_management_key(&mut LocalResponder::new(ManagementKey::factory()))
+        .is_err());
 }

@@ -194,3 +194,38 @@ pub fn expect_error<T: std::fmt::Debug>(
         other => panic!("expected {status} {code}, got {other:?}"),
     }
 }
+
+/// Plays the card's side of the relayed 9B exchange for `serial`, with the key the card holds.
+pub async fn relay_as_card(client: &CmsClient, op_id: &str, card_key: &piv::ManagementKey) {
+    let witness = [0x5Au8; 16];
+    let encrypted = card_key.encrypt_block(&witness).unwrap();
+    let answer = client
+        .relay_witness(op_id, card_key.algorithm(), &encrypted)
+        .await
+        .unwrap();
+    assert_eq!(
+        cms::protocol::b64::decode(&answer.decrypted_witness).unwrap(),
+        witness
+    );
+    let challenge = cms::protocol::b64::decode(&answer.challenge).unwrap();
+    let response = card_key.encrypt_block(&challenge).unwrap();
+    assert!(
+        client
+            .relay_response(op_id, &response)
+            .await
+            .unwrap()
+            .authenticated
+    );
+}
+
+/// A certificate request for `key`, signed by it.
+pub fn csr(key: &SoftKey) -> Vec<u8> {
+    piv::csr::build_request(&key.public_key(), "CN=renewal", |info| Ok(key.sign(info))).unwrap()
+}
+
+/// The new key's signature confirming `op`.
+pub fn confirmation(key: &SoftKey, op: &cms::protocol::OperationView) -> Vec<u8> {
+    let challenge =
+        cms::protocol::b64::decode_url(op.confirm_challenge.as_deref().unwrap()).unwrap();
+    key.sign(&cms::protocol::confirm_message(&op.id, &challenge))
+}
