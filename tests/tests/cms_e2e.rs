@@ -374,3 +374,71 @@ fn a_card_renews_itself_through_the_service_which_keeps_its_management_key() {
         .authenticate_management_key(&mut LocalResponder::new(ManagementKey::factory()))
         .is_err());
 }
+
+#[test]
+fn an_officer_repairs_an_expired_card_in_the_second_reader_and_the_holder_sets_a_new_pin() {
+    let stack = Stack::start();
+    let (jane, _) = stack.user("Jane Doe", NURSE_ROLE);
+    let (olu, olu_role) = stack.user("Olu Officer", RA_ROLE);
+    // The officer's card in the usual reader, the holder's expired card in the second one.
+    let _officer_card = stack.blank_card(0, 7);
+    let _holder_card = stack.blank_card(1, 8);
+    stack.issue(
+        0,
+        &olu,
+        "192837",
+        InitialValidity::Days(730),
+        KeyAlgorithm::P256,
+    );
+    let expired = stack.issue(
+        1,
+        &jane,
+        "918273",
+        InitialValidity::Expired,
+        KeyAlgorithm::Rsa2048,
+    );
+    assert_eq!(
+        stack.sign_in(1, "918273").unwrap_err().code(),
+        Some("card_expired")
+    );
+
+    let (created, officer) = stack.sign_in(0, "192837").unwrap();
+    assert_eq!(created.session.selected_role, Some(olu_role));
+    let op = stack
+        .rt
+        .block_on(officer.start_operation("repair", &expired.serial, "0.1.0"))
+        .unwrap();
+
+    let mut card = stack.connect(1);
+    let tx = card.transaction().unwrap();
+    // The holder chooses a new PIN in person; the PUK never reaches them.
+    let puk = stack.rt.block_on(officer.release_puk(&op.id)).unwrap();
+    let old_puk = Puk::new(&puk.puk).unwrap();
+    let new_pin = Pin::new("24681357").unwrap();
+    tx.unblock_pin(&old_puk, &new_pin).unwrap();
+    tx.verify_pin(&new_pin).unwrap();
+    let mut relay = RelayResponder::new(officer.clone(), &op.id, stack.rt.handle().clone());
+    tx.authenticate_management_key(&mut relay).unwrap();
+    let issued = certify_new_key(&stack, &tx, &officer, &op.id, KeyAlgorithm::Rsa2048);
+    tx.change_puk(&old_puk, &Puk::new(&puk.next_puk).unwrap())
+        .unwrap();
+    let done = confirm_on_card(&stack, &tx, &officer, &issued, KeyAlgorithm::Rsa2048);
+    assert_eq!(done.state, "completed");
+    drop(tx);
+
+    // The holder signs in with the new PIN and the new certificate.
+    let (created, holder) = stack.sign_in(1, "24681357").unwrap();
+    assert_eq!(created.session.user.id, jane);
+    let details = stack.rt.block_on(holder.card(&expired.serial)).unwrap();
+    assert!(!details.expired);
+    // The released PUK is spent: the card and the service agree on the next one.
+    let mut card = stack.connect(1);
+    let tx = card.transaction().unwrap();
+    assert!(matches!(
+        tx.change_puk(&old_puk, &old_puk),
+        Err(Error::WrongPuk { .. })
+    ));
+    let next = stack.cms.custody().puk(serial(8), 1);
+    let next = Puk::new(&next).unwrap();
+    tx.change_puk(&next, &next).unwrap();
+}
