@@ -14,6 +14,8 @@ pub mod certificate;
 pub mod chuid;
 pub mod consts;
 #[cfg(feature = "client")]
+pub mod csr;
+#[cfg(feature = "client")]
 pub mod error;
 #[cfg(feature = "client")]
 pub mod keys;

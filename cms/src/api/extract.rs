@@ -1,0 +1,82 @@
+//! Request extractors that answer bad input with the service's JSON errors: a size-limited
+//! JSON body and the bearer session.
+
+use crate::error::CmsError;
+use crate::service::{Caller, Cms};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// The largest oversized body read (and dropped) before answering `payload_too_large`.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
+async fn drain(mut body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen += frame.data_ref().map_or(0, |d| d.len());
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+}
+
+/// A JSON body of at most the policy's size, parsed into `T`.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Cms>> for Body<T> {
+    type Rejection = CmsError;
+
+    async fn from_request(req: Request, state: &Arc<Cms>) -> Result<Self, Self::Rejection> {
+        let limit = state.policy().max_body_bytes;
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            // Read and drop a body of reasonable size, so the client gets the answer instead
+            // of a connection closed under its feet; a huge one is cut off.
+            if declared.is_some_and(|n| n <= DRAIN_LIMIT) {
+                drain(req.into_body()).await;
+            }
+            return Err(CmsError::PayloadTooLarge { limit });
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| CmsError::PayloadTooLarge { limit })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| CmsError::MalformedJson(e.to_string()))?;
+        if !value.is_object() {
+            return Err(CmsError::InvalidRequest(
+                "the body must be a JSON object".into(),
+            ));
+        }
+        T::deserialize(value)
+            .map(Body)
+            .map_err(|e| CmsError::InvalidRequest(e.to_string()))
+    }
+}
+
+/// The caller of a request that needs a session (`Authorization: Bearer <token>`).
+#[derive(Debug)]
+pub struct Session(pub Caller);
+
+impl FromRequestParts<Arc<Cms>> for Session {
+    type Rejection = CmsError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<Cms>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        state.caller(token).map(Session)
+    }
+}

@@ -1,0 +1,228 @@
+//! The HTTP API (`/v1/…`, documented in `cms/API.md`): routes, and errors as JSON with a stable
+//! code and a human message.
+
+mod extract;
+
+use crate::error::CmsError;
+use crate::protocol::{
+    CancelCardRequest, ChallengeAnswerRequest, ChallengeRequest, ConfirmRequest, CsrRequest,
+    ErrorBody, ErrorDetail, Health, NewCardRequest, SelectRoleRequest, SessionRequest,
+    StartOperationRequest, TicketRequest, WitnessRequest, API_VERSION,
+};
+use crate::service::Cms;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use extract::{Body, Session};
+use serde::Serialize;
+use std::sync::Arc;
+
+impl IntoResponse for CmsError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %self, detail = ?self, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer<T> = Result<Json<T>, CmsError>;
+
+fn ok<T: Serialize>(value: T) -> Answer<T> {
+    Ok(Json(value))
+}
+
+/// The API's routes over the service.
+pub fn router(cms: Arc<Cms>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/auth/challenge", post(challenge))
+        .route("/v1/auth/session", post(create_session))
+        .route("/v1/session", get(session))
+        .route("/v1/session/role", post(select_role))
+        .route("/v1/session/logout", post(logout))
+        .route("/v1/tickets/validate", post(validate_ticket))
+        .route("/v1/users/{id}/cards", get(user_cards))
+        .route("/v1/cards", post(new_card))
+        .route("/v1/cards/{serial}", get(card))
+        .route("/v1/cards/{serial}/cancel", post(cancel_card))
+        .route("/v1/operations", post(start_operation))
+        .route("/v1/operations/{id}", get(operation))
+        .route(
+            "/v1/operations/{id}/management-key/witness",
+            post(relay_witness),
+        )
+        .route(
+            "/v1/operations/{id}/management-key/response",
+            post(relay_response),
+        )
+        .route("/v1/operations/{id}/csr", post(submit_csr))
+        .route("/v1/operations/{id}/puk", post(release_puk))
+        .route("/v1/operations/{id}/confirm", post(confirm))
+        .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(cms)
+}
+
+async fn unknown_endpoint(uri: Uri) -> CmsError {
+    CmsError::UnknownEndpoint(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: Method) -> CmsError {
+    CmsError::MethodNotAllowed(method.to_string())
+}
+
+async fn health(State(cms): State<Arc<Cms>>) -> Answer<Health> {
+    ok(Health {
+        status: "ok".into(),
+        api_version: API_VERSION,
+        minimum_agent_version: cms.policy().minimum_agent_version.to_string(),
+    })
+}
+
+async fn challenge(
+    State(cms): State<Arc<Cms>>,
+    Body(req): Body<ChallengeRequest>,
+) -> Answer<crate::protocol::Challenge> {
+    ok(cms.issue_challenge(&req.serial)?)
+}
+
+async fn create_session(
+    State(cms): State<Arc<Cms>>,
+    Body(req): Body<SessionRequest>,
+) -> Answer<crate::protocol::SessionCreated> {
+    ok(cms.create_session(&req)?)
+}
+
+async fn session(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+) -> Answer<crate::protocol::SessionView> {
+    ok(cms.session(&caller))
+}
+
+async fn select_role(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Body(req): Body<SelectRoleRequest>,
+) -> Answer<crate::protocol::SessionView> {
+    ok(cms.select_role(&caller, req.role_id)?)
+}
+
+async fn logout(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+) -> Result<StatusCode, CmsError> {
+    cms.logout(&caller)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn validate_ticket(
+    State(cms): State<Arc<Cms>>,
+    Body(req): Body<TicketRequest>,
+) -> Answer<crate::protocol::TicketValidation> {
+    ok(cms.validate_ticket(&req.ticket)?)
+}
+
+async fn user_cards(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+) -> Answer<crate::protocol::UserCards> {
+    ok(cms.user_cards(&caller, &id)?)
+}
+
+async fn card(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(serial): Path<String>,
+) -> Answer<crate::protocol::SmartcardDetails> {
+    ok(cms.card_details(&caller, &serial)?)
+}
+
+async fn new_card(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Body(req): Body<NewCardRequest>,
+) -> Result<(StatusCode, Json<crate::protocol::SmartcardDetails>), CmsError> {
+    Ok((StatusCode::CREATED, Json(cms.new_card(&caller, &req)?)))
+}
+
+async fn cancel_card(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(serial): Path<String>,
+    Body(req): Body<CancelCardRequest>,
+) -> Answer<crate::protocol::SmartcardDetails> {
+    ok(cms.cancel_card(&caller, &serial, &req.reason)?)
+}
+
+async fn start_operation(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Body(req): Body<StartOperationRequest>,
+) -> Answer<crate::protocol::OperationView> {
+    ok(cms.start_operation(&caller, &req)?)
+}
+
+async fn operation(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+) -> Answer<crate::protocol::OperationView> {
+    ok(cms.operation(&caller, &id)?)
+}
+
+async fn relay_witness(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+    Body(req): Body<WitnessRequest>,
+) -> Answer<crate::protocol::WitnessAnswerView> {
+    ok(cms.relay_witness(&caller, &id, &req)?)
+}
+
+async fn relay_response(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+    Body(req): Body<ChallengeAnswerRequest>,
+) -> Answer<crate::protocol::RelayResult> {
+    ok(cms.relay_response(&caller, &id, &req)?)
+}
+
+async fn submit_csr(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+    Body(req): Body<CsrRequest>,
+) -> Answer<crate::protocol::OperationView> {
+    ok(cms.submit_csr(&caller, &id, &req)?)
+}
+
+async fn release_puk(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+) -> Answer<crate::protocol::PukRelease> {
+    ok(cms.release_puk(&caller, &id)?)
+}
+
+async fn confirm(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+    Body(req): Body<ConfirmRequest>,
+) -> Answer<crate::protocol::OperationView> {
+    ok(cms.confirm(&caller, &id, &req)?)
+}

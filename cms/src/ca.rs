@@ -1,0 +1,499 @@
+//! The service's certificate authority: a P-256 key and self-signed certificate created on
+//! `init` (key file 0600), certificates for card keys, and the TLS certificate of the service.
+
+use crate::dates;
+use der::asn1::{GeneralizedTime, Ia5String, OctetString, UtcTime};
+use der::{Decode, DecodePem, Encode, EncodePem};
+use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use rand::RngCore;
+use spki::ObjectIdentifier;
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use thiserror::Error;
+use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::time::{Time, Validity};
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// `id-kp-serverAuth`.
+const SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
+/// `id-kp-clientAuth`.
+const CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
+/// How long the CA and the TLS certificates are valid, in days.
+const CA_DAYS: i64 = 20 * 365;
+const TLS_DAYS: i64 = 5 * 365;
+
+/// What can go wrong with the CA.
+#[derive(Debug, Error)]
+pub enum CaError {
+    /// A CA or TLS file cannot be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA files are missing: the service was not initialised.
+    #[error("no CA in {0}: run `cms init` first")]
+    NotInitialised(PathBuf),
+    /// A key or certificate file does not parse.
+    #[error("{path} is not a usable {what}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What it should hold.
+        what: &'static str,
+    },
+    /// Building or encoding a certificate failed.
+    #[error("building a certificate failed: {0}")]
+    Build(String),
+    /// The certificate was not issued by this CA.
+    #[error("the certificate was not issued by this CA")]
+    NotIssuedHere,
+    /// The certificate does not parse.
+    #[error("the certificate does not parse: {0}")]
+    Unparsable(String),
+}
+
+fn build_err(e: impl std::fmt::Display) -> CaError {
+    CaError::Build(e.to_string())
+}
+
+/// Where the CA and TLS files live under the service's data directory.
+#[derive(Debug, Clone)]
+pub struct CaFiles {
+    /// The CA key, PKCS#8 PEM, mode 0600.
+    pub ca_key: PathBuf,
+    /// The CA certificate, PEM: what clients trust.
+    pub ca_certificate: PathBuf,
+    /// The TLS key, PKCS#8 PEM, mode 0600.
+    pub tls_key: PathBuf,
+    /// The TLS certificate, PEM, issued by the CA.
+    pub tls_certificate: PathBuf,
+}
+
+impl CaFiles {
+    /// The files under `data_dir`.
+    pub fn in_dir(data_dir: &Path) -> Self {
+        Self {
+            ca_key: data_dir.join("ca").join("ca-key.pem"),
+            ca_certificate: data_dir.join("ca").join("ca-cert.pem"),
+            tls_key: data_dir.join("tls").join("server-key.pem"),
+            tls_certificate: data_dir.join("tls").join("server-cert.pem"),
+        }
+    }
+}
+
+/// A certificate issued for a card key.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// The serial number, upper-case hex.
+    pub serial: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+/// The CA: its key, its certificate and its name.
+pub struct CertificateAuthority {
+    key: SigningKey,
+    certificate: Certificate,
+    certificate_pem: String,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field(
+                "subject",
+                &self.certificate.tbs_certificate.subject.to_string(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes `contents` to a new file readable by its owner only.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    let file_err = |source| CaError::File {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(file_err)?;
+    }
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(file_err)?;
+    file.write_all(contents).map_err(file_err)?;
+    file.sync_all().map_err(file_err)
+}
+
+fn write_public(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    let file_err = |source| CaError::File {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(file_err)?;
+    }
+    fs::write(path, contents).map_err(file_err)
+}
+
+fn read(path: &Path) -> Result<Zeroizing<String>, CaError> {
+    fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|source| CaError::File {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// A validity period; UTCTime up to 2049, GeneralizedTime after (RFC 5280).
+fn validity(not_before: i64, not_after: i64) -> Result<Validity, CaError> {
+    let time = |secs: i64| -> Result<Time, CaError> {
+        let t = dates::system_time(secs);
+        if dates::civil(secs).0 < 2050 {
+            UtcTime::from_system_time(t).map(Time::UtcTime)
+        } else {
+            GeneralizedTime::from_system_time(t).map(Time::GeneralTime)
+        }
+        .map_err(build_err)
+    };
+    Ok(Validity {
+        not_before: time(not_before)?,
+        not_after: time(not_after)?,
+    })
+}
+
+/// A random positive serial number of 16 bytes.
+fn random_serial() -> Result<SerialNumber, CaError> {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes[0] = (bytes[0] & 0x7F) | 0x10;
+    SerialNumber::new(&bytes).map_err(build_err)
+}
+
+impl CertificateAuthority {
+    /// Creates the CA and the TLS certificate (for `localhost`, 127.0.0.1, ::1 and
+    /// `hostnames`) where they do not exist yet, then loads them. Existing files are kept.
+    pub fn init(files: &CaFiles, name: &str, hostnames: &[String]) -> Result<Self, CaError> {
+        if !files.ca_key.exists() {
+            let key = SigningKey::random(&mut rand::rngs::OsRng);
+            let subject =
+                Name::from_str(&format!("CN={name},O=Identity Agent CMS")).map_err(build_err)?;
+            let spki =
+                SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).map_err(build_err)?;
+            let now = dates::now();
+            let builder = CertificateBuilder::new(
+                Profile::Root,
+                random_serial()?,
+                validity(now - dates::DAY, now + CA_DAYS * dates::DAY)?,
+                subject,
+                spki,
+                &key,
+            )
+            .map_err(build_err)?;
+            let cert = builder.build::<DerSignature>().map_err(build_err)?;
+            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(build_err)?;
+            write_private(&files.ca_key, pem.as_bytes())?;
+            write_public(
+                &files.ca_certificate,
+                cert.to_pem(LineEnding::LF).map_err(build_err)?.as_bytes(),
+            )?;
+        }
+        let ca = Self::load(files)?;
+        if !files.tls_key.exists() {
+            ca.create_tls_certificate(files, hostnames)?;
+        }
+        Ok(ca)
+    }
+
+    /// Loads the CA from its files.
+    pub fn load(files: &CaFiles) -> Result<Self, CaError> {
+        if !files.ca_key.exists() {
+            let dir = files.ca_key.parent().unwrap_or(Path::new(".")).to_owned();
+            return Err(CaError::NotInitialised(dir));
+        }
+        let key =
+            SigningKey::from_pkcs8_pem(&read(&files.ca_key)?).map_err(|_| CaError::BadFile {
+                path: files.ca_key.clone(),
+                what: "P-256 PKCS#8 key",
+            })?;
+        let certificate_pem = read(&files.ca_certificate)?.to_string();
+        let certificate =
+            Certificate::from_pem(certificate_pem.as_bytes()).map_err(|_| CaError::BadFile {
+                path: files.ca_certificate.clone(),
+                what: "PEM certificate",
+            })?;
+        if certificate.tbs_certificate.subject_public_key_info
+            != SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).map_err(build_err)?
+        {
+            return Err(CaError::BadFile {
+                path: files.ca_certificate.clone(),
+                what: "certificate for the CA key",
+            });
+        }
+        Ok(Self {
+            key,
+            certificate,
+            certificate_pem,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    /// The CA certificate, DER.
+    pub fn certificate_der(&self) -> Result<Vec<u8>, CaError> {
+        self.certificate.to_der().map_err(build_err)
+    }
+
+    fn leaf_profile(&self) -> Profile {
+        Profile::Leaf {
+            issuer: self.certificate.tbs_certificate.subject.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        }
+    }
+
+    fn create_tls_certificate(&self, files: &CaFiles, hostnames: &[String]) -> Result<(), CaError> {
+        let key = SigningKey::random(&mut rand::rngs::OsRng);
+        let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).map_err(build_err)?;
+        let now = dates::now();
+        let mut builder = CertificateBuilder::new(
+            self.leaf_profile(),
+            random_serial()?,
+            validity(now - dates::DAY, now + TLS_DAYS * dates::DAY)?,
+            Name::from_str("CN=localhost,O=Identity Agent CMS").map_err(build_err)?,
+            spki,
+            &self.key,
+        )
+        .map_err(build_err)?;
+        let mut names = vec![GeneralName::DnsName(
+            Ia5String::new("localhost").map_err(build_err)?,
+        )];
+        for host in hostnames {
+            names.push(match host.parse::<IpAddr>() {
+                Ok(ip) => ip_name(ip)?,
+                Err(_) => GeneralName::DnsName(Ia5String::new(host).map_err(build_err)?),
+            });
+        }
+        for ip in [
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+        ] {
+            names.push(ip_name(ip)?);
+        }
+        builder
+            .add_extension(&SubjectAltName(names))
+            .map_err(build_err)?;
+        builder
+            .add_extension(&ExtendedKeyUsage(vec![SERVER_AUTH]))
+            .map_err(build_err)?;
+        let cert = builder.build::<DerSignature>().map_err(build_err)?;
+        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(build_err)?;
+        write_private(&files.tls_key, pem.as_bytes())?;
+        write_public(
+            &files.tls_certificate,
+            cert.to_pem(LineEnding::LF).map_err(build_err)?.as_bytes(),
+        )
+    }
+
+    /// Issues a certificate for a card key `spki_der` (RSA-2048 or P-256): subject
+    /// `CN=<user id>`, serial number from `serial_taken` never reused, valid between the two
+    /// instants (Unix seconds).
+    pub fn issue_card_certificate(
+        &self,
+        user_id: &str,
+        spki_der: &[u8],
+        not_before: i64,
+        not_after: i64,
+        serial_taken: impl Fn(&str) -> bool,
+    ) -> Result<IssuedCertificate, CaError> {
+        let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(build_err)?;
+        let subject =
+            Name::from_str(&format!("CN={user_id},O=Identity Agent CMS")).map_err(build_err)?;
+        let serial = loop {
+            let candidate = random_serial()?;
+            if !serial_taken(&hex::encode_upper(candidate.as_bytes())) {
+                break candidate;
+            }
+        };
+        let serial_hex = hex::encode_upper(serial.as_bytes());
+        let mut builder = CertificateBuilder::new(
+            self.leaf_profile(),
+            serial,
+            validity(not_before, not_after)?,
+            subject,
+            spki,
+            &self.key,
+        )
+        .map_err(build_err)?;
+        builder
+            .add_extension(&ExtendedKeyUsage(vec![CLIENT_AUTH]))
+            .map_err(build_err)?;
+        let der = builder
+            .build::<DerSignature>()
+            .map_err(build_err)?
+            .to_der()
+            .map_err(build_err)?;
+        Ok(IssuedCertificate {
+            serial: serial_hex,
+            der,
+        })
+    }
+
+    /// Parses `der` and checks that this CA issued it (issuer name and signature). Validity
+    /// dates are the caller's to judge.
+    pub fn verify_issued(&self, der: &[u8]) -> Result<piv::Certificate, CaError> {
+        let cert =
+            piv::Certificate::from_der(der).map_err(|e| CaError::Unparsable(e.to_string()))?;
+        let x509 = cert.x509();
+        if x509.tbs_certificate.issuer != self.certificate.tbs_certificate.subject {
+            return Err(CaError::NotIssuedHere);
+        }
+        let tbs = x509
+            .tbs_certificate
+            .to_der()
+            .map_err(|e| CaError::Unparsable(e.to_string()))?;
+        let signature = x509
+            .signature
+            .as_bytes()
+            .and_then(|s| p256::ecdsa::Signature::from_der(s).ok())
+            .ok_or(CaError::NotIssuedHere)?;
+        let verifier: &VerifyingKey = self.key.verifying_key();
+        p256::ecdsa::signature::Verifier::verify(verifier, &tbs, &signature)
+            .map_err(|_| CaError::NotIssuedHere)?;
+        Ok(cert)
+    }
+
+    /// The instant (Unix seconds) a certificate's validity ends.
+    pub fn not_after(cert: &piv::Certificate) -> i64 {
+        dates::unix(cert.not_after())
+    }
+
+    /// The instant (Unix seconds) a certificate's validity starts.
+    pub fn not_before(cert: &piv::Certificate) -> i64 {
+        dates::unix(cert.not_before())
+    }
+}
+
+fn ip_name(ip: IpAddr) -> Result<GeneralName, CaError> {
+    let bytes = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    Ok(GeneralName::IpAddress(
+        OctetString::new(bytes).map_err(build_err)?,
+    ))
+}
+
+/// Reads a PEM file's DER blocks of one label (`CERTIFICATE`, `PRIVATE KEY`).
+pub fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut rest = pem;
+    while let Some(start) = rest.find(&begin) {
+        let after = &rest[start + begin.len()..];
+        let Some(stop) = after.find(&end) else { break };
+        let body: String = after[..stop]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if let Ok(der) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body) {
+            out.push(der);
+        }
+        rest = &after[stop + end.len()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_files_once_with_a_private_key_file_and_issues_checkable_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CaFiles::in_dir(dir.path());
+        let ca =
+            CertificateAuthority::init(&files, "Test CMS CA", &["cms.example".into()]).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in [&files.ca_key, &files.tls_key] {
+                let mode = fs::metadata(key).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", key.display());
+            }
+        }
+        let again = CertificateAuthority::init(&files, "Other", &[]).unwrap();
+        assert_eq!(again.certificate_pem(), ca.certificate_pem());
+
+        let card_key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let spki = SubjectPublicKeyInfoOwned::from_key(*card_key.verifying_key())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let now = dates::now();
+        let issued = ca
+            .issue_card_certificate("0f1e", &spki, now, now + 730 * dates::DAY, |_| false)
+            .unwrap();
+        let cert = ca.verify_issued(&issued.der).unwrap();
+        assert_eq!(cert.serial_hex(), issued.serial);
+        assert!(cert.subject().contains("CN=0f1e"));
+        assert_eq!(
+            CertificateAuthority::not_after(&cert),
+            now + 730 * dates::DAY
+        );
+
+        // A certificate from another CA, even one with the same name, is refused.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other =
+            CertificateAuthority::init(&CaFiles::in_dir(other_dir.path()), "Test CMS CA", &[])
+                .unwrap();
+        let foreign = other
+            .issue_card_certificate("0f1e", &spki, now, now + dates::DAY, |_| false)
+            .unwrap();
+        assert!(matches!(
+            ca.verify_issued(&foreign.der),
+            Err(CaError::NotIssuedHere)
+        ));
+        let tls = fs::read_to_string(&files.tls_certificate).unwrap();
+        assert_eq!(pem_blocks(&tls, "CERTIFICATE").len(), 1);
+    }
+
+    #[test]
+    fn serials_that_are_taken_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::init(&CaFiles::in_dir(dir.path()), "CA", &[]).unwrap();
+        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let tries = std::cell::Cell::new(0);
+        let issued = ca
+            .issue_card_certificate("u", &spki, 0, dates::DAY, |_| {
+                tries.set(tries.get() + 1);
+                tries.get() < 3
+            })
+            .unwrap();
+        assert_eq!(tries.get(), 3);
+        assert_eq!(issued.serial.len(), 32);
+    }
+}

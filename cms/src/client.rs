@@ -1,0 +1,438 @@
+//! A small typed client of the API over HTTPS that trusts only the service's CA, and a
+//! [`ManagementKeyResponder`] that relays a card's 9B mutual authentication to the service, so
+//! the agent (and the tests) never hold a card's management key.
+
+use crate::protocol::{
+    b64, CancelCardRequest, Challenge, ChallengeAnswerRequest, ChallengeRequest, ConfirmRequest,
+    CsrRequest, ErrorBody, Health, NewCardRequest, OperationView, PukRelease, RelayResult,
+    SelectRoleRequest, SessionCreated, SessionRequest, SessionView, SmartcardDetails,
+    StartOperationRequest, TicketRequest, TicketValidation, UserCards, WitnessAnswerView,
+    WitnessRequest,
+};
+use piv::{ManagementKeyResponder, WitnessAnswer};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// What a call to the service can fail with.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The service answered with an error.
+    #[error("the Card Management Service refused ({status} {code}): {message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The stable error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// The service could not be reached, or the connection failed.
+    #[error("cannot reach the Card Management Service: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// The answer is not what the API promises.
+    #[error("the Card Management Service sent an unexpected answer: {0}")]
+    Unexpected(String),
+    /// The client cannot be set up (bad CA certificate, bad URL).
+    #[error("client set-up: {0}")]
+    Setup(String),
+    /// This call needs a session and the client has none.
+    #[error("this call needs a session: authenticate first")]
+    NoSession,
+}
+
+impl ClientError {
+    /// The service's error code, for an error answer.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one service, optionally carrying a session token.
+#[derive(Clone)]
+pub struct CmsClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for CmsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmsClient")
+            .field("base", &self.base)
+            .field("session", &self.token.is_some())
+            .finish()
+    }
+}
+
+impl CmsClient {
+    /// A client of the service at `base_url` (`https://host:port`) trusting only the CA in
+    /// `ca_pem`.
+    pub fn new(base_url: &str, ca_pem: &str) -> Result<Self, ClientError> {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
+            .map_err(|e| ClientError::Setup(format!("CA certificate: {e}")))?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .https_only(true)
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            token: None,
+        })
+    }
+
+    /// The same client carrying session `token`.
+    pub fn with_session(&self, token: &str) -> Self {
+        Self {
+            token: Some(Zeroizing::new(token.to_owned())),
+            ..self.clone()
+        }
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        session: bool,
+    ) -> Result<T, ClientError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if session {
+            let token = self.token.as_ref().ok_or(ClientError::NoSession)?;
+            req = req.bearer_auth(token.as_str());
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(ClientError::Transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(ClientError::Transport)?;
+        if status.is_success() {
+            // An empty answer (204) reads as JSON null.
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body)
+                .map_err(|e| ClientError::Unexpected(format!("{path}: {e}")));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(err) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: err.error.code,
+                message: err.error.message,
+            }),
+            Err(_) => Err(ClientError::Unexpected(format!(
+                "{path}: status {status} without an error body"
+            ))),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, session: bool) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, None, session).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        session: bool,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body), session).await
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/v1/health", false).await
+    }
+
+    /// A challenge for card `serial`.
+    pub async fn challenge(&self, serial: &str) -> Result<Challenge, ClientError> {
+        let body = ChallengeRequest {
+            serial: serial.to_owned(),
+        };
+        self.post("/v1/auth/challenge", &body, false).await
+    }
+
+    /// Opens a session with a signed challenge.
+    pub async fn create_session(
+        &self,
+        request: &SessionRequest,
+    ) -> Result<SessionCreated, ClientError> {
+        self.post("/v1/auth/session", request, false).await
+    }
+
+    /// Authenticates card `serial`: asks a challenge, has `sign` sign
+    /// [`crate::protocol::auth_message`] with the card's 9A key, and opens a session. Returns
+    /// the session and a client carrying it.
+    pub async fn authenticate<E: std::fmt::Display>(
+        &self,
+        serial: &str,
+        certificate_der: &[u8],
+        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    ) -> Result<(SessionCreated, CmsClient), ClientError> {
+        let challenge = self.challenge(serial).await?;
+        let raw = b64::decode_url(&challenge.challenge)
+            .ok_or_else(|| ClientError::Unexpected("the challenge is not base64url".into()))?;
+        let signature = sign(&crate::protocol::auth_message(&challenge.serial, &raw))
+            .map_err(|e| ClientError::Setup(format!("signing the challenge: {e}")))?;
+        let session = self
+            .create_session(&SessionRequest {
+                serial: challenge.serial.clone(),
+                challenge: challenge.challenge,
+                signature: b64::encode(&signature),
+                certificate: b64::encode(certificate_der),
+            })
+            .await?;
+        let client = self.with_session(&session.session_token);
+        Ok((session, client))
+    }
+
+    /// The session this client carries.
+    pub async fn session(&self) -> Result<SessionView, ClientError> {
+        self.get("/v1/session", true).await
+    }
+
+    /// Selects a role profile.
+    pub async fn select_role(&self, role_id: i64) -> Result<SessionView, ClientError> {
+        self.post("/v1/session/role", &SelectRoleRequest { role_id }, true)
+            .await
+    }
+
+    /// Ends the session.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.call::<(), ()>(Method::POST, "/v1/session/logout", None, true)
+            .await
+    }
+
+    /// Validates a ticket, as a relying application does.
+    pub async fn validate_ticket(&self, ticket: &str) -> Result<TicketValidation, ClientError> {
+        let body = TicketRequest {
+            ticket: ticket.to_owned(),
+        };
+        self.post("/v1/tickets/validate", &body, false).await
+    }
+
+    /// A user's Smartcard Details.
+    pub async fn user_cards(&self, user_id: &str) -> Result<UserCards, ClientError> {
+        self.get(&format!("/v1/users/{user_id}/cards"), true).await
+    }
+
+    /// One card's details.
+    pub async fn card(&self, serial: &str) -> Result<SmartcardDetails, ClientError> {
+        self.get(&format!("/v1/cards/{serial}"), true).await
+    }
+
+    /// Registers a new card (RA).
+    pub async fn new_card(
+        &self,
+        request: &NewCardRequest,
+    ) -> Result<SmartcardDetails, ClientError> {
+        self.post("/v1/cards", request, true).await
+    }
+
+    /// Cancels a card (RA).
+    pub async fn cancel_card(
+        &self,
+        serial: &str,
+        reason: &str,
+    ) -> Result<SmartcardDetails, ClientError> {
+        let body = CancelCardRequest {
+            reason: reason.to_owned(),
+        };
+        self.post(&format!("/v1/cards/{serial}/cancel"), &body, true)
+            .await
+    }
+
+    /// Starts (or resumes) a renewal or repair.
+    pub async fn start_operation(
+        &self,
+        kind: &str,
+        serial: &str,
+        agent_version: &str,
+    ) -> Result<OperationView, ClientError> {
+        let body = StartOperationRequest {
+            kind: kind.to_owned(),
+            serial: serial.to_owned(),
+            agent_version: agent_version.to_owned(),
+        };
+        self.post("/v1/operations", &body, true).await
+    }
+
+    /// An operation, to resume it.
+    pub async fn operation(&self, id: &str) -> Result<OperationView, ClientError> {
+        self.get(&format!("/v1/operations/{id}"), true).await
+    }
+
+    /// Relays the card's encrypted witness.
+    pub async fn relay_witness(
+        &self,
+        id: &str,
+        algorithm: u8,
+        witness: &[u8],
+    ) -> Result<WitnessAnswerView, ClientError> {
+        let body = WitnessRequest {
+            algorithm,
+            witness: b64::encode(witness),
+        };
+        self.post(
+            &format!("/v1/operations/{id}/management-key/witness"),
+            &body,
+            true,
+        )
+        .await
+    }
+
+    /// Relays the card's answer to the service's challenge.
+    pub async fn relay_response(
+        &self,
+        id: &str,
+        response: &[u8],
+    ) -> Result<RelayResult, ClientError> {
+        let body = ChallengeAnswerRequest {
+            response: b64::encode(response),
+        };
+        self.post(
+            &format!("/v1/operations/{id}/management-key/response"),
+            &body,
+            true,
+        )
+        .await
+    }
+
+    /// Sends the card-signed certificate request; the answer carries the certificate.
+    pub async fn submit_csr(&self, id: &str, csr_der: &[u8]) -> Result<OperationView, ClientError> {
+        let body = CsrRequest {
+            csr: b64::encode(csr_der),
+        };
+        self.post(&format!("/v1/operations/{id}/csr"), &body, true)
+            .await
+    }
+
+    /// Asks for the card's PUK (repair only).
+    pub async fn release_puk(&self, id: &str) -> Result<PukRelease, ClientError> {
+        self.call::<(), PukRelease>(
+            Method::POST,
+            &format!("/v1/operations/{id}/puk"),
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// Confirms the operation with the new key's signature over
+    /// [`crate::protocol::confirm_message`].
+    pub async fn confirm(&self, id: &str, signature: &[u8]) -> Result<OperationView, ClientError> {
+        let body = ConfirmRequest {
+            signature: b64::encode(signature),
+        };
+        self.post(&format!("/v1/operations/{id}/confirm"), &body, true)
+            .await
+    }
+
+    /// Sends a raw request and returns the status and body, for tests of bad input.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token.as_str());
+        }
+        if let Some(ct) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(ClientError::Transport)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(ClientError::Transport)?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+/// Answers a card's 9B mutual authentication through the service, for one operation.
+///
+/// The card's methods are blocking, so this one is too: it runs each call on `runtime` and
+/// must not be used from inside that runtime's async tasks (use it from a plain thread or
+/// `spawn_blocking`).
+#[derive(Debug)]
+pub struct RelayResponder {
+    client: CmsClient,
+    operation_id: String,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RelayResponder {
+    /// A responder relaying to `client`'s service for operation `operation_id`.
+    pub fn new(client: CmsClient, operation_id: &str, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            client,
+            operation_id: operation_id.to_owned(),
+            runtime,
+        }
+    }
+}
+
+fn relay_error(e: ClientError) -> piv::Error {
+    if e.code() == Some("management_key_rejected") {
+        piv::Error::ManagementKeyRejected
+    } else {
+        piv::Error::Responder(Box::new(e))
+    }
+}
+
+impl ManagementKeyResponder for RelayResponder {
+    fn algorithm(&self) -> u8 {
+        // Every card this service issues holds an AES-128 management key.
+        piv::consts::alg::AES_128
+    }
+
+    fn answer_witness(
+        &mut self,
+        alg: u8,
+        encrypted_witness: &[u8],
+    ) -> Result<WitnessAnswer, piv::Error> {
+        let answer = self
+            .runtime
+            .block_on(
+                self.client
+                    .relay_witness(&self.operation_id, alg, encrypted_witness),
+            )
+            .map_err(relay_error)?;
+        let decode = |field: &str, text: &str| {
+            b64::decode(text).ok_or_else(|| {
+                relay_error(ClientError::Unexpected(format!("{field} is not base64")))
+            })
+        };
+        Ok(WitnessAnswer {
+            decrypted_witness: Zeroizing::new(decode(
+                "decrypted_witness",
+                &answer.decrypted_witness,
+            )?),
+            challenge: decode("challenge", &answer.challenge)?,
+        })
+    }
+
+    fn check_challenge_response(&mut self, response: &[u8]) -> Result<(), piv::Error> {
+        self.runtime
+            .block_on(self.client.relay_response(&self.operation_id, response))
+            .map(drop)
+            .map_err(relay_error)
+    }
+}

@@ -1,0 +1,369 @@
+//! `cms`: the admin CLI and server of the reference Card Management Service.
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cms::issuance::{CardIssuance, InitialValidity};
+use cms::policy::AgentVersion;
+use cms::{dates, server, Cms, DataDir, Policy};
+use piv::{CardSerial, KeyAlgorithm, ManagementKey, PivCard};
+use std::ffi::CString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The reference Card Management Service: HTTPS API, CA, card registry and issuing.
+#[derive(Debug, Parser)]
+#[command(name = "cms", version)]
+struct Cli {
+    /// The service's data directory (database, CA, TLS certificate, master secret).
+    #[arg(long, env = "CMS_DATA_DIR", default_value = "cms-data", global = true)]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates the CA, the TLS certificate, the master secret and the database (keeps what
+    /// exists).
+    Init {
+        /// Extra host names or addresses for the TLS certificate (localhost, 127.0.0.1 and ::1
+        /// are always in it).
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+    },
+    /// Serves the API over HTTPS until interrupted (initialises the data directory first).
+    Serve(ServeArgs),
+    /// Adds a user and prints their id.
+    AddUser {
+        /// Their name.
+        #[arg(long)]
+        name: String,
+        /// Their UUID (a new one by default).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Adds a role profile to a user and prints its id.
+    AddRoleProfile {
+        /// The user's id.
+        #[arg(long)]
+        user: String,
+        /// The organisation.
+        #[arg(long)]
+        organisation: String,
+        /// The job role.
+        #[arg(long)]
+        job_role: String,
+        /// Activity codes, comma-separated (B0267 is "repair smartcard").
+        #[arg(long, value_delimiter = ',')]
+        activities: Vec<String>,
+    },
+    /// Personalises the blank PIV card in a reader for a user and registers it.
+    IssueCard(IssueArgs),
+    /// Lists every card as the Smartcard Details table.
+    ListCards,
+    /// Cancels a card.
+    CancelCard {
+        /// The card serial.
+        serial: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Shows the audit log.
+    Audit {
+        /// Only entries about this card.
+        #[arg(long)]
+        card: Option<String>,
+        /// How many of the latest entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Extra host names for the TLS certificate, when it is created.
+    #[arg(long = "hostname")]
+    hostnames: Vec<String>,
+    /// The lowest identity agent version allowed to self-renew.
+    #[arg(long, default_value = "0.1.0")]
+    min_agent_version: AgentVersion,
+    /// Agent versions refused for self-renewal (repeatable).
+    #[arg(long = "block-agent-version")]
+    blocked_agent_versions: Vec<AgentVersion>,
+    /// How long a session lasts, in minutes.
+    #[arg(long, default_value_t = 720)]
+    session_minutes: u64,
+    /// How long a challenge can be answered, in seconds.
+    #[arg(long, default_value_t = 60)]
+    challenge_seconds: u64,
+    /// Self-renewals a card takes before it must be repaired.
+    #[arg(long, default_value_t = 10)]
+    card_capacity: u32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Algorithm {
+    Rsa2048,
+    P256,
+}
+
+#[derive(Debug, Args)]
+struct IssueArgs {
+    /// The holder's user id.
+    #[arg(long)]
+    user: String,
+    /// The holder's PIN (4 to 8 digits, no obvious sequence).
+    #[arg(long, env = "CMS_ISSUE_PIN", hide_env_values = true)]
+    pin: String,
+    /// The reader (the first reader holding a card by default).
+    #[arg(long)]
+    reader: Option<String>,
+    /// The algorithm of the key generated on the card.
+    #[arg(long, value_enum, default_value = "rsa2048")]
+    algorithm: Algorithm,
+    /// The certificate expires in this many days (two years by default).
+    #[arg(long, conflicts_with = "expired")]
+    expires_in_days: Option<i64>,
+    /// The certificate has already expired (for repair tests and demos).
+    #[arg(long)]
+    expired: bool,
+    /// The serial to write to a card that has no CHUID yet.
+    #[arg(long)]
+    serial: Option<CardSerial>,
+    /// The card's current management key, hex (the factory 3DES key by default).
+    #[arg(long, hide_default_value = true)]
+    management_key: Option<String>,
+    /// The card's current PIN.
+    #[arg(long, default_value = "123456", hide_default_value = true)]
+    current_pin: String,
+    /// The card's current PUK.
+    #[arg(long, default_value = "12345678", hide_default_value = true)]
+    current_puk: String,
+}
+
+fn init_logging() {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Transport and TLS crates stay quiet whatever RUST_LOG says: their traces carry payloads.
+    for quiet in [
+        "rustls=warn",
+        "tokio_rustls=warn",
+        "hyper=warn",
+        "hyper_util=warn",
+        "h2=warn",
+        "reqwest=warn",
+    ] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let data_dir = DataDir::new(&cli.data_dir);
+    match cli.command {
+        Command::Init { hostnames } => {
+            let cms = Cms::init(&data_dir, &hostnames, Policy::default())
+                .with_context(|| format!("initialising {}", cli.data_dir.display()))?;
+            println!(
+                "CA certificate: {}",
+                cms.data_dir().ca_files().ca_certificate.display()
+            );
+        }
+        Command::Serve(args) => serve(&data_dir, args)?,
+        Command::AddUser { name, id } => {
+            let user = open(&data_dir)?
+                .add_user(&name, id.as_deref())
+                .context("adding the user")?;
+            println!("{}", user.id);
+        }
+        Command::AddRoleProfile {
+            user,
+            organisation,
+            job_role,
+            activities,
+        } => {
+            let id = open(&data_dir)?
+                .add_role_profile(&user, &organisation, &job_role, &activities)
+                .context("adding the role profile")?;
+            println!("{id}");
+        }
+        Command::IssueCard(args) => issue_card(&data_dir, args)?,
+        Command::ListCards => {
+            let cards = open(&data_dir)?.all_cards().context("listing cards")?;
+            println!(
+                "{:<16}  {:<9}  {:<8}  {:<11}  {:<12}  {:<12}  holder",
+                "Serial Number", "Format", "Type", "Issued on", "Certs expire", "Cancelled on"
+            );
+            for card in cards {
+                let [serial, format, card_type, issued, expires, cancelled] = &card.row;
+                println!(
+                    "{serial:<16}  {format:<9}  {card_type:<8}  {issued:<11}  {expires:<12}  {cancelled:<12}  {}",
+                    card.holder_id
+                );
+            }
+        }
+        Command::CancelCard { serial, reason } => {
+            let card = open(&data_dir)?
+                .admin_cancel_card(&serial, &reason)
+                .with_context(|| format!("cancelling card {serial}"))?;
+            println!(
+                "card {} cancelled on {}",
+                card.serial,
+                card.cancelled_on.unwrap_or_default()
+            );
+        }
+        Command::Audit { card, limit } => {
+            let entries = open(&data_dir)?
+                .database()
+                .audit_log(card.as_deref(), limit)
+                .context("reading the audit log")?;
+            for e in entries {
+                println!(
+                    "{} {} {:<20} {:<16} {:<36} {}",
+                    e.id,
+                    dates::iso_date(e.at),
+                    e.action,
+                    e.card_serial.unwrap_or_else(|| "-".into()),
+                    e.actor,
+                    e.detail
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open(data_dir: &DataDir) -> Result<Cms> {
+    Cms::open(data_dir, Policy::default())
+        .with_context(|| format!("opening the service in {}", data_dir.root().display()))
+}
+
+fn serve(data_dir: &DataDir, args: ServeArgs) -> Result<()> {
+    let policy = Policy {
+        challenge_ttl: Duration::from_secs(args.challenge_seconds),
+        session_ttl: Duration::from_secs(args.session_minutes * 60),
+        card_capacity: args.card_capacity,
+        minimum_agent_version: args.min_agent_version,
+        blocked_agent_versions: args.blocked_agent_versions,
+        ..Policy::default()
+    };
+    let cms = Cms::init(data_dir, &args.hostnames, policy)
+        .with_context(|| format!("opening the service in {}", data_dir.root().display()))?;
+    let ca_path = cms.data_dir().ca_files().ca_certificate;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let running = server::start(Arc::new(cms), args.listen)
+            .await
+            .context("starting the HTTPS server")?;
+        println!("CA certificate: {}", ca_path.display());
+        println!("listening on {}", running.url());
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.stop().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn issue_card(data_dir: &DataDir, args: IssueArgs) -> Result<()> {
+    let cms = open(data_dir)?;
+    let ctx = pcsc::Context::establish(pcsc::Scope::User)
+        .context("connecting to pcscd (is it running?)")?;
+    let reader = match args.reader {
+        Some(name) => CString::new(name).context("reader name")?,
+        None => first_reader_with_card(&ctx)?,
+    };
+    let mut card = PivCard::connect(&ctx, &reader)
+        .with_context(|| format!("connecting to the card in {}", reader.to_string_lossy()))?;
+    let current_management_key = match &args.management_key {
+        Some(hex) => ManagementKey::from_hex(hex).context("the current management key")?,
+        None => ManagementKey::factory(),
+    };
+    let validity = if args.expired {
+        InitialValidity::Expired
+    } else {
+        InitialValidity::Days(
+            args.expires_in_days
+                .unwrap_or(cms.policy().certificate_days),
+        )
+    };
+    let issuance = CardIssuance {
+        user_id: args.user,
+        pin: Zeroizing::new(args.pin),
+        algorithm: match args.algorithm {
+            Algorithm::Rsa2048 => KeyAlgorithm::Rsa2048,
+            Algorithm::P256 => KeyAlgorithm::P256,
+        },
+        validity,
+        current_management_key,
+        current_pin: Zeroizing::new(args.current_pin),
+        current_puk: Zeroizing::new(args.current_puk),
+        serial: args.serial,
+    };
+    let issued = cms
+        .issue_card(&mut card, &issuance)
+        .context("issuing the card")?;
+    card.disconnect().context("disconnecting from the card")?;
+    println!(
+        "issued card {} ({}) to {}: certificate {} expires {}",
+        issued.serial,
+        issued.card_type,
+        issuance.user_id,
+        issued.certificate.serial,
+        dates::iso_date(issued.certificate.not_after)
+    );
+    Ok(())
+}
+
+fn first_reader_with_card(ctx: &pcsc::Context) -> Result<CString> {
+    let readers = ctx.list_readers_owned().context("listing readers")?;
+    let mut states: Vec<pcsc::ReaderState> = readers
+        .into_iter()
+        .map(|r| pcsc::ReaderState::new(r, pcsc::State::UNAWARE))
+        .collect();
+    if states.is_empty() {
+        bail!("no smartcard reader is connected");
+    }
+    ctx.get_status_change(Duration::from_secs(1), &mut states)
+        .context("reading the readers' state")?;
+    states
+        .iter()
+        .find(|s| s.event_state().contains(pcsc::State::PRESENT))
+        .map(|s| s.name().to_owned())
+        .context("no reader holds a card: insert the blank card or name the reader with --reader")
+}

@@ -1,0 +1,435 @@
+//! Self-renewal and RA repair: one resumable state machine per card
+//! (`started → certificate_issued → completed`), every step idempotent, so an agent that was
+//! interrupted at any point asks for the operation again and carries on.
+//!
+//! Steps: start (permissions, version policy, card state) · management-key relay (the service
+//! answers the card's 9B witness; the key never leaves it) · CSR → certificate · PUK release
+//! (repair only) · confirm (the card signs with its new key).
+
+use crate::auth::parse_serial;
+use crate::ca::CertificateAuthority;
+use crate::custody::RelayError;
+use crate::dates;
+use crate::db::{
+    CardRecord, CertificateRecord, CertificateStatus, OperationKind, OperationRecord,
+    OperationState,
+};
+use crate::error::{CmsError, CmsResult};
+use crate::policy::AgentVersion;
+use crate::protocol::{
+    self, b64, ChallengeAnswerRequest, ConfirmRequest, CsrRequest, OperationView, PukRelease,
+    RelayResult, StartOperationRequest, WitnessAnswerView, WitnessRequest,
+};
+use crate::registry::RA_ACTIVITY;
+use crate::service::{Caller, Cms};
+use piv::CardSerial;
+use rand::RngCore;
+
+/// Slack for workstation clocks behind the service's: a new certificate is valid from this
+/// many seconds ago.
+const CLOCK_SKEW: i64 = 300;
+
+fn kind_of(text: &str) -> CmsResult<OperationKind> {
+    match text {
+        "renew" => Ok(OperationKind::Renew),
+        "repair" => Ok(OperationKind::Repair),
+        other => Err(CmsError::InvalidField(format!(
+            "{other:?} is not an operation kind (renew or repair)"
+        ))),
+    }
+}
+
+fn wrong_state(op: &OperationRecord, step: &'static str) -> CmsError {
+    CmsError::WrongOperationState {
+        id: op.id.clone(),
+        state: op.state.as_str().to_owned(),
+        step,
+    }
+}
+
+fn step_name(kind: OperationKind, step: &str) -> &'static str {
+    match (kind, step) {
+        (OperationKind::Renew, "start") => "renew.start",
+        (OperationKind::Renew, "certificate") => "renew.certificate",
+        (OperationKind::Renew, "confirm") => "renew.confirm",
+        (OperationKind::Repair, "start") => "repair.start",
+        (OperationKind::Repair, "certificate") => "repair.certificate",
+        (OperationKind::Repair, "confirm") => "repair.confirm",
+        _ => "operation",
+    }
+}
+
+impl Cms {
+    fn check_agent(&self, version: &str) -> CmsResult<()> {
+        let parsed: AgentVersion = version
+            .parse()
+            .map_err(|e: crate::policy::BadVersion| CmsError::InvalidField(e.to_string()))?;
+        if self.policy.allows_agent(&parsed) {
+            Ok(())
+        } else {
+            Err(CmsError::AgentVersionBlocked {
+                version: parsed.to_string(),
+                minimum: self.policy.minimum_agent_version.to_string(),
+            })
+        }
+    }
+
+    /// Whether `caller` may work on an operation of `kind` on `card`.
+    fn authorise(&self, caller: &Caller, kind: OperationKind, card: &CardRecord) -> CmsResult<()> {
+        match kind {
+            OperationKind::Renew if card.holder_id != caller.user.id => Err(CmsError::Forbidden(
+                format!("only the card holder can renew card {}", card.serial),
+            )),
+            OperationKind::Renew => Ok(()),
+            OperationKind::Repair => {
+                caller.require_activity(RA_ACTIVITY)?;
+                if card.holder_id == caller.user.id {
+                    return Err(CmsError::OwnCard);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a renewal or repair, or resumes the one already open for the card.
+    pub fn start_operation(
+        &self,
+        caller: &Caller,
+        request: &StartOperationRequest,
+    ) -> CmsResult<OperationView> {
+        let kind = kind_of(&request.kind)?;
+        let serial = parse_serial(&request.serial)?.to_string();
+        let card = self.active_card(&serial)?;
+        self.authorise(caller, kind, &card)?;
+        self.check_agent(&request.agent_version)?;
+        let now = dates::now();
+        let open = self.db.open_operation(&serial)?;
+        if let Some(op) = &open {
+            if op.kind == kind {
+                return self.view(op, true);
+            }
+        }
+        match kind {
+            OperationKind::Renew => {
+                if card.is_expired(now) {
+                    return Err(CmsError::CardExpired {
+                        serial,
+                        expired_on: card.certs_expire.map(dates::iso_date).unwrap_or_default(),
+                    });
+                }
+                if card.is_full() {
+                    return Err(CmsError::CardFull(serial));
+                }
+                if let Some(op) = open {
+                    return Err(CmsError::OperationInProgress {
+                        kind: op.kind.as_str().to_owned(),
+                        id: op.id,
+                    });
+                }
+            }
+            OperationKind::Repair => {
+                if !card.is_expired(now) && !card.is_full() {
+                    return Err(CmsError::CardNotRepairable {
+                        serial,
+                        expires_on: card.certs_expire.map(dates::iso_date).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        // A repair takes over a renewal left open on a card that has since expired.
+        let replaced = open.map(|op| op.id);
+        let op = OperationRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind,
+            card_serial: serial.clone(),
+            actor_id: caller.user.id.clone(),
+            state: OperationState::Started,
+            agent_version: Some(request.agent_version.clone()),
+            created_at: now,
+            updated_at: now,
+            pending_certificate: None,
+            confirm_challenge: None,
+            relay_count: 0,
+            puk_released: false,
+        };
+        let detail = match &replaced {
+            Some(old) => format!("operation {} (replaces {old})", op.id),
+            None => format!("operation {}", op.id),
+        };
+        self.db.add_operation(
+            &op,
+            replaced.as_deref(),
+            &caller.audit(step_name(kind, "start"), Some(&serial), detail),
+        )?;
+        self.view(&op, false)
+    }
+
+    /// An operation the caller may work on, with its card.
+    fn authorised_operation(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> CmsResult<(OperationRecord, CardRecord)> {
+        let op = self
+            .db
+            .operation(id)?
+            .ok_or_else(|| CmsError::UnknownOperation(id.to_owned()))?;
+        let card = self
+            .db
+            .card(&op.card_serial)?
+            .ok_or_else(|| CmsError::UnknownCard(op.card_serial.clone()))?;
+        self.authorise(caller, op.kind, &card)?;
+        Ok((op, card))
+    }
+
+    fn open_operation(
+        &self,
+        caller: &Caller,
+        id: &str,
+        step: &'static str,
+    ) -> CmsResult<(OperationRecord, CardRecord)> {
+        let (op, card) = self.authorised_operation(caller, id)?;
+        if !op.state.is_open() {
+            return Err(wrong_state(&op, step));
+        }
+        Ok((op, card))
+    }
+
+    /// An operation, for resuming it.
+    pub fn operation(&self, caller: &Caller, id: &str) -> CmsResult<OperationView> {
+        let (op, _) = self.authorised_operation(caller, id)?;
+        self.view(&op, true)
+    }
+
+    /// Step 1 of the relayed 9B authentication: decrypts the card's witness with the card's
+    /// management key and returns it with the service's challenge for the card.
+    pub fn relay_witness(
+        &self,
+        caller: &Caller,
+        id: &str,
+        request: &WitnessRequest,
+    ) -> CmsResult<WitnessAnswerView> {
+        let (op, card) = self.open_operation(caller, id, "management-key relay")?;
+        let witness = b64::decode(&request.witness)
+            .ok_or_else(|| CmsError::InvalidField("witness is not base64".into()))?;
+        if op.relay_count >= self.policy.max_relays_per_operation {
+            return Err(CmsError::RelayLimit(self.policy.max_relays_per_operation));
+        }
+        let serial: CardSerial = parse_serial(&card.serial)?;
+        let answer = self
+            .relays
+            .answer_witness(
+                &op.id,
+                self.custody.management_key(serial),
+                request.algorithm,
+                &witness,
+            )
+            .map_err(|e| CmsError::InvalidField(e.to_string()))?;
+        self.db.count_relay(&op.id)?;
+        Ok(WitnessAnswerView {
+            decrypted_witness: b64::encode(&answer.decrypted_witness),
+            challenge: b64::encode(&answer.challenge),
+        })
+    }
+
+    /// Step 2 of the relayed 9B authentication: checks the card's answer to the challenge.
+    pub fn relay_response(
+        &self,
+        caller: &Caller,
+        id: &str,
+        request: &ChallengeAnswerRequest,
+    ) -> CmsResult<RelayResult> {
+        let (op, _) = self.open_operation(caller, id, "management-key relay")?;
+        let response = b64::decode(&request.response)
+            .ok_or_else(|| CmsError::InvalidField("response is not base64".into()))?;
+        match self.relays.check_response(&op.id, &response) {
+            Ok(()) => Ok(RelayResult {
+                authenticated: true,
+            }),
+            Err(RelayError::Rejected) => Err(CmsError::ManagementKeyRejected),
+            Err(RelayError::NothingPending) => Err(CmsError::NoRelayInProgress),
+            Err(RelayError::BadWitness(m)) => Err(CmsError::InvalidField(m)),
+        }
+    }
+
+    /// Certifies the new key of the card from a request the card signed. The same key again
+    /// gets the same certificate; another key gets a new one and supersedes the first.
+    pub fn submit_csr(
+        &self,
+        caller: &Caller,
+        id: &str,
+        request: &CsrRequest,
+    ) -> CmsResult<OperationView> {
+        let (op, card) = self.open_operation(caller, id, "certificate request")?;
+        let der = b64::decode(&request.csr)
+            .ok_or_else(|| CmsError::InvalidField("csr is not base64".into()))?;
+        let verified =
+            piv::csr::verify_request(&der).map_err(|e| CmsError::BadCsr(e.to_string()))?;
+        if let Some(pending) = self.pending_certificate(&op)? {
+            if pending.spki == verified.spki_der {
+                return self.view(&op, true);
+            }
+        }
+        let active_key_reused = self
+            .active_certificate_spki(&card.serial)?
+            .is_some_and(|spki| spki == verified.spki_der);
+        if active_key_reused {
+            return Err(CmsError::BadCsr(
+                "the request is for the card's current key: generate a new key on the card".into(),
+            ));
+        }
+        let now = dates::now();
+        let not_after = now + self.policy.certificate_days * dates::DAY;
+        let issued = self
+            .ca
+            .issue_card_certificate(
+                &card.holder_id,
+                &verified.spki_der,
+                now - CLOCK_SKEW,
+                not_after,
+                |s| self.db.certificate_serial_taken(s).unwrap_or(true),
+            )
+            .map_err(|e| CmsError::Internal(e.to_string()))?;
+        let record = CertificateRecord {
+            serial: issued.serial.clone(),
+            card_serial: card.serial.clone(),
+            operation_id: Some(op.id.clone()),
+            spki: verified.spki_der,
+            der: issued.der,
+            not_before: now - CLOCK_SKEW,
+            not_after,
+            status: CertificateStatus::Pending,
+        };
+        let mut challenge = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut challenge);
+        let written = self.db.issue_in_operation(
+            &op.id,
+            &record,
+            &challenge,
+            now,
+            &caller.audit(
+                step_name(op.kind, "certificate"),
+                Some(&card.serial),
+                format!(
+                    "operation {}: certificate {} until {}",
+                    op.id,
+                    record.serial,
+                    dates::iso_date(not_after)
+                ),
+            ),
+        )?;
+        let op = self
+            .db
+            .operation(&op.id)?
+            .ok_or_else(|| CmsError::UnknownOperation(op.id.clone()))?;
+        if !written {
+            return Err(wrong_state(&op, "certificate request"));
+        }
+        self.view(&op, false)
+    }
+
+    /// Completes the operation once the card proves it holds the new key (a signature over
+    /// [`protocol::confirm_message`]). Confirming a completed operation again answers with it.
+    pub fn confirm(
+        &self,
+        caller: &Caller,
+        id: &str,
+        request: &ConfirmRequest,
+    ) -> CmsResult<OperationView> {
+        let (op, card) = self.authorised_operation(caller, id)?;
+        if op.state == OperationState::Completed {
+            return self.view(&op, true);
+        }
+        if op.state != OperationState::CertificateIssued {
+            return Err(wrong_state(&op, "confirmation"));
+        }
+        let signature = b64::decode(&request.signature)
+            .ok_or_else(|| CmsError::InvalidField("signature is not base64".into()))?;
+        let pending = self
+            .pending_certificate(&op)?
+            .ok_or_else(|| wrong_state(&op, "confirmation"))?;
+        let challenge = op.confirm_challenge.clone().unwrap_or_default();
+        let cert = piv::Certificate::from_der(&pending.der)
+            .map_err(|e| CmsError::Internal(e.to_string()))?;
+        cert.verify(&protocol::confirm_message(&op.id, &challenge), &signature)
+            .map_err(|_| CmsError::BadSignature)?;
+        let completed = self.db.complete_operation(
+            &op,
+            &pending,
+            dates::now(),
+            &caller.audit(
+                step_name(op.kind, "confirm"),
+                Some(&card.serial),
+                format!(
+                    "operation {}: certificate {} active until {}",
+                    op.id,
+                    pending.serial,
+                    dates::iso_date(CertificateAuthority::not_after(&cert))
+                ),
+            ),
+        )?;
+        let op = self
+            .db
+            .operation(&op.id)?
+            .ok_or_else(|| CmsError::UnknownOperation(op.id.clone()))?;
+        if !completed && op.state != OperationState::Completed {
+            return Err(wrong_state(&op, "confirmation"));
+        }
+        self.view(&op, !completed)
+    }
+
+    /// Releases the card's PUK to an open repair, so the holder can set a new PIN, with the
+    /// PUK the card must be changed to: once the repair is confirmed the released PUK is no
+    /// longer the card's.
+    pub fn release_puk(&self, caller: &Caller, id: &str) -> CmsResult<PukRelease> {
+        let (op, card) = self.open_operation(caller, id, "PUK release")?;
+        if op.kind != OperationKind::Repair {
+            return Err(CmsError::Forbidden(
+                "a PUK is released only inside a Registration Authority repair".into(),
+            ));
+        }
+        let serial = parse_serial(&card.serial)?;
+        let puk = self.custody.puk(serial, card.puk_generation);
+        let next_puk = self.custody.puk(serial, card.puk_generation + 1);
+        self.db.release_puk(
+            &op.id,
+            dates::now(),
+            &caller.audit(
+                "repair.puk_release",
+                Some(&card.serial),
+                format!("operation {}", op.id),
+            ),
+        )?;
+        Ok(PukRelease {
+            puk: puk.to_string(),
+            next_puk: next_puk.to_string(),
+        })
+    }
+
+    fn pending_certificate(&self, op: &OperationRecord) -> CmsResult<Option<CertificateRecord>> {
+        match &op.pending_certificate {
+            Some(serial) => self.db.certificate(serial),
+            None => Ok(None),
+        }
+    }
+
+    fn active_certificate_spki(&self, card_serial: &str) -> CmsResult<Option<Vec<u8>>> {
+        Ok(self.db.active_certificate(card_serial)?.map(|c| c.spki))
+    }
+
+    fn view(&self, op: &OperationRecord, resumed: bool) -> CmsResult<OperationView> {
+        let certificate = self.pending_certificate(op)?.map(|c| b64::encode(&c.der));
+        Ok(OperationView {
+            id: op.id.clone(),
+            kind: op.kind.as_str().to_owned(),
+            serial: op.card_serial.clone(),
+            state: op.state.as_str().to_owned(),
+            resumed,
+            certificate,
+            confirm_challenge: op.confirm_challenge.as_deref().map(b64::encode_url),
+            puk_released: op.puk_released,
+            created_at: op.created_at,
+            updated_at: op.updated_at,
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! HTTPS serving: rustls over a TCP listener, a cap on connections, accept errors that back
+//! off, and a graceful shutdown that lets requests in flight finish.
+
+use crate::ca::{pem_blocks, CaFiles};
+use crate::service::Cms;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The most connections served at once; more wait in the listen queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful shutdown waits for connections to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What stops the server from starting.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The TLS key or certificate cannot be read or used.
+    #[error("TLS set-up: {0}")]
+    Tls(String),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The rustls configuration from the service's TLS files.
+pub fn tls_config(files: &CaFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+    };
+    let cert_pem = read(&files.tls_certificate)?;
+    let key_pem = read(&files.tls_key)?;
+    let mut chain: Vec<CertificateDer<'static>> = pem_blocks(&cert_pem, "CERTIFICATE")
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    if chain.is_empty() {
+        return Err(ServerError::Tls(format!(
+            "{} holds no certificate",
+            files.tls_certificate.display()
+        )));
+    }
+    if let Some(ca) = pem_blocks(&read(&files.ca_certificate)?, "CERTIFICATE").pop() {
+        chain.push(CertificateDer::from(ca));
+    }
+    let key = pem_blocks(&key_pem, "PRIVATE KEY").pop().ok_or_else(|| {
+        ServerError::Tls(format!("{} holds no PKCS#8 key", files.tls_key.display()))
+    })?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A server running in the background.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The `https://…` base URL of the server.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits until it has stopped.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `addr` and serves the API of `cms` over HTTPS until [`RunningServer::stop`].
+pub async fn start(cms: Arc<Cms>, addr: SocketAddr) -> Result<RunningServer, ServerError> {
+    let tls = tls_config(&cms.data_dir().ca_files())?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(listener, tls, cms, shutdown.clone()));
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// Serves connections from `listener` until `shutdown` is cancelled, then drains them.
+pub async fn run(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    cms: Arc<Cms>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let app = crate::api::router(cms);
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit,
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(conn) => {
+                backoff = Duration::from_millis(5);
+                conn
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait, then try again.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await;
+}

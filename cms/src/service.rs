@@ -1,0 +1,173 @@
+//! The service itself: the registry, the CA, card custody, the challenge store and the policy,
+//! opened from a data directory. The API calls into it; the admin CLI too.
+
+use crate::auth::ChallengeStore;
+use crate::ca::{CaFiles, CertificateAuthority};
+use crate::custody::{Custody, RelayExchanges};
+use crate::db::{AuditEvent, Database, RoleProfile, SessionRecord, User};
+use crate::error::{CmsError, CmsResult};
+use crate::policy::Policy;
+use std::path::{Path, PathBuf};
+
+/// The name of the CA an `init` creates.
+pub const CA_NAME: &str = "Identity Agent CMS CA";
+
+/// The files of a service under its data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("cms.sqlite")
+    }
+
+    /// The master secret of card custody (mode 0600).
+    pub fn master_secret(&self) -> PathBuf {
+        self.root.join("master.key")
+    }
+
+    /// The CA and TLS files.
+    pub fn ca_files(&self) -> CaFiles {
+        CaFiles::in_dir(&self.root)
+    }
+}
+
+/// Who is calling: a live session, its user and their role profiles.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The session.
+    pub session: SessionRecord,
+    /// Its user.
+    pub user: User,
+    /// The user's role profiles.
+    pub roles: Vec<RoleProfile>,
+}
+
+impl Caller {
+    /// The selected role profile.
+    pub fn selected_role(&self) -> Option<&RoleProfile> {
+        let id = self.session.selected_role?;
+        self.roles.iter().find(|r| r.id == id)
+    }
+
+    /// Whether the selected role grants `activity`.
+    pub fn acts_as(&self, activity: &str) -> bool {
+        self.selected_role().is_some_and(|r| r.grants(activity))
+    }
+
+    /// Refuses unless the selected role grants `activity`, with a hint when another of the
+    /// user's roles would.
+    pub fn require_activity(&self, activity: &'static str) -> CmsResult<()> {
+        if self.acts_as(activity) {
+            return Ok(());
+        }
+        let hint = match self.roles.iter().find(|r| r.grants(activity)) {
+            Some(r) => format!(
+                ": select role profile {} ({}, {}) first",
+                r.id, r.job_role, r.organisation
+            ),
+            None => String::new(),
+        };
+        Err(CmsError::ActivityRequired { activity, hint })
+    }
+
+    /// An audit event by this caller.
+    pub fn audit<'a>(
+        &'a self,
+        action: &'a str,
+        card: Option<&'a str>,
+        detail: String,
+    ) -> AuditEvent<'a> {
+        AuditEvent {
+            actor: &self.user.id,
+            action,
+            card_serial: card,
+            detail,
+        }
+    }
+}
+
+/// The Card Management Service.
+#[derive(Debug)]
+pub struct Cms {
+    pub(crate) db: Database,
+    pub(crate) ca: CertificateAuthority,
+    pub(crate) custody: Custody,
+    pub(crate) challenges: ChallengeStore,
+    pub(crate) relays: RelayExchanges,
+    pub(crate) policy: Policy,
+    data_dir: DataDir,
+}
+
+impl Cms {
+    /// Creates what is missing in `data_dir` (CA, TLS certificate for `hostnames`, master
+    /// secret, database) and opens the service.
+    pub fn init(data_dir: &DataDir, hostnames: &[String], policy: Policy) -> CmsResult<Self> {
+        std::fs::create_dir_all(data_dir.root()).map_err(|e| {
+            CmsError::Internal(format!("creating {}: {e}", data_dir.root().display()))
+        })?;
+        let ca = CertificateAuthority::init(&data_dir.ca_files(), CA_NAME, hostnames)
+            .map_err(|e| CmsError::Internal(e.to_string()))?;
+        Self::assemble(data_dir, ca, policy)
+    }
+
+    /// Opens an initialised service.
+    pub fn open(data_dir: &DataDir, policy: Policy) -> CmsResult<Self> {
+        let ca = CertificateAuthority::load(&data_dir.ca_files())
+            .map_err(|e| CmsError::Internal(e.to_string()))?;
+        Self::assemble(data_dir, ca, policy)
+    }
+
+    fn assemble(data_dir: &DataDir, ca: CertificateAuthority, policy: Policy) -> CmsResult<Self> {
+        let custody = Custody::load_or_create(&data_dir.master_secret())
+            .map_err(|e| CmsError::Internal(e.to_string()))?;
+        let db = Database::open(&data_dir.database())?;
+        Ok(Self {
+            db,
+            ca,
+            custody,
+            challenges: ChallengeStore::new(policy.challenge_ttl),
+            relays: RelayExchanges::default(),
+            policy,
+            data_dir: data_dir.clone(),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data_dir
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The database (for the admin CLI).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The CA.
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.ca
+    }
+
+    /// Card custody (for the admin CLI's issuing).
+    pub fn custody(&self) -> &Custody {
+        &self.custody
+    }
+}

@@ -1,0 +1,689 @@
+//! The API against the running service over HTTPS: authentication, sessions, roles, tickets,
+//! Smartcard Details, cancellation, new card records, every permission rule and bad input, and
+//! persistence across a restart. Card keys are software keys here; `tests/tests/cms_e2e.rs`
+//! signs with a virtual card through pcscd.
+
+mod common;
+
+use cms::client::ClientError;
+use cms::protocol::{self, b64, NewCardRequest, SessionRequest};
+use cms::Policy;
+use common::{expect_error, Fixture, SoftKey};
+use reqwest::Method;
+use std::time::Duration;
+
+const RA: (&str, &str, &[&str]) = (
+    "Leeds Teaching Hospitals",
+    "RAA ID Checker",
+    &["B0267", "B0300"],
+);
+const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
+const SERIAL_A: &str = "4082A001132F2817";
+const SERIAL_B: &str = "5124000004254900";
+const SERIAL_C: &str = "4082C10C1A222820";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_signature_opens_a_session_with_the_users_roles_and_a_ticket() {
+    let fx = Fixture::start().await;
+    let health = fx.client.health().await.unwrap();
+    assert_eq!((health.status.as_str(), health.api_version), ("ok", 1));
+
+    let (user, roles) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&user, SERIAL_A, 365);
+    let (created, session) = fx.login(&card).await;
+    assert_eq!(created.session.user.id, user);
+    assert_eq!(created.session.user.name, "Jane Doe");
+    assert_eq!(created.session.card_serial, SERIAL_A);
+    assert_eq!(created.session.roles.len(), 1);
+    assert_eq!(created.session.roles[0].job_role, "Staff Nurse");
+    // One role profile: selected at once.
+    assert_eq!(created.session.selected_role, Some(roles[0]));
+    assert_eq!(session.session().await.unwrap(), created.session);
+
+    // The ticket is for relying applications: it validates without the session token.
+    let valid = fx.client.validate_ticket(&created.ticket).await.unwrap();
+    assert!(valid.valid);
+    assert_eq!(valid.user.id, user);
+    assert_eq!(valid.card_serial, SERIAL_A);
+    assert_eq!(valid.role.unwrap().activities, ["B0360"]);
+    // The ticket is not a session token, nor the token a ticket.
+    expect_error(
+        fx.client.with_session(&created.ticket).session().await,
+        401,
+        "invalid_session",
+    );
+    expect_error(
+        fx.client.validate_ticket(&created.session_token).await,
+        401,
+        "invalid_ticket",
+    );
+
+    session.logout().await.unwrap();
+    expect_error(session.session().await, 401, "invalid_session");
+    expect_error(
+        fx.client.validate_ticket(&created.ticket).await,
+        401,
+        "invalid_ticket",
+    );
+    let log = fx.cms.database().audit_log(Some(SERIAL_A), 10).unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.ends_with(&["authenticate", "session.logout"]),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rsa_card_authenticates_too() {
+    let fx = Fixture::start().await;
+    let (user, _) = fx.user("Raj Patel", &[NURSE]);
+    let card = fx.card_with_key(&user, SERIAL_B, 30, SoftKey::rsa());
+    let (created, _) = fx.login(&card).await;
+    assert_eq!(created.session.card_serial, SERIAL_B);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_with_several_roles_selects_one_of_their_own() {
+    let fx = Fixture::start().await;
+    let (user, roles) = fx.user("Sam Lee", &[NURSE, RA]);
+    let (_, other_roles) = fx.user("Other", &[NURSE]);
+    let card = fx.card(&user, SERIAL_A, 365);
+    let (created, session) = fx.login(&card).await;
+    assert_eq!(created.session.selected_role, None);
+    assert_eq!(created.session.roles.len(), 2);
+    let valid = fx.client.validate_ticket(&created.ticket).await.unwrap();
+    assert_eq!(valid.role, None);
+
+    let before = fx.audit_len();
+    expect_error(
+        session.select_role(other_roles[0]).await,
+        403,
+        "foreign_role",
+    );
+    assert_eq!(fx.audit_len(), before);
+    let view = session.select_role(roles[1]).await.unwrap();
+    assert_eq!(view.selected_role, Some(roles[1]));
+    let valid = fx.client.validate_ticket(&created.ticket).await.unwrap();
+    assert_eq!(valid.role.unwrap().job_role, "RAA ID Checker");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn challenges_are_refused_for_unknown_malformed_and_cancelled_cards() {
+    let fx = Fixture::start().await;
+    let (user, _) = fx.user("Jane Doe", &[NURSE]);
+    fx.card(&user, SERIAL_A, 365);
+    expect_error(
+        fx.client.challenge("0000000000000001").await,
+        404,
+        "unknown_card",
+    );
+    expect_error(fx.client.challenge("4082A0").await, 400, "invalid_field");
+    expect_error(
+        fx.client.challenge("zz82A001132F2817").await,
+        400,
+        "invalid_field",
+    );
+    fx.cms.admin_cancel_card(SERIAL_A, "lost").unwrap();
+    let message = expect_error(fx.client.challenge(SERIAL_A).await, 403, "card_cancelled");
+    assert!(message.contains(SERIAL_A));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_answers_to_a_challenge_change_nothing() {
+    let fx = Fixture::start().await;
+    let (user, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&user, SERIAL_A, 365);
+    let other = fx.card(&user, SERIAL_B, 365);
+    let expired = fx.card(&user, SERIAL_C, -1);
+
+    // An answer for a card: a fresh challenge signed by `key`, with `cert`.
+    let answer = |serial: &'static str, key: SoftKey, cert: Vec<u8>| {
+        let client = fx.client.clone();
+        async move {
+            let c = client.challenge(serial).await.unwrap();
+            let raw = b64::decode_url(&c.challenge).unwrap();
+            SessionRequest {
+                serial: serial.into(),
+                signature: b64::encode(&key.sign(&protocol::auth_message(serial, &raw))),
+                challenge: c.challenge,
+                certificate: b64::encode(&cert),
+            }
+        }
+    };
+    let before = fx.audit_len();
+
+    // A signature by another key.
+    let req = answer(SERIAL_A, SoftKey::p256(), card.certificate.clone()).await;
+    expect_error(fx.client.create_session(&req).await, 401, "bad_signature");
+    // The same challenge again: single use, even after a failure.
+    expect_error(
+        fx.client.create_session(&req).await,
+        401,
+        "unknown_challenge",
+    );
+    // A challenge never issued.
+    let mut forged = answer(SERIAL_A, card.key.clone(), card.certificate.clone()).await;
+    forged.challenge = b64::encode_url(&[7; 32]);
+    expect_error(
+        fx.client.create_session(&forged).await,
+        401,
+        "unknown_challenge",
+    );
+    // A challenge issued for another card.
+    let mut swapped = answer(SERIAL_B, card.key.clone(), card.certificate.clone()).await;
+    swapped.serial = SERIAL_A.into();
+    expect_error(
+        fx.client.create_session(&swapped).await,
+        400,
+        "challenge_mismatch",
+    );
+    // Another card's certificate, from this CA.
+    let req = answer(SERIAL_A, other.key.clone(), other.certificate.clone()).await;
+    expect_error(
+        fx.client.create_session(&req).await,
+        401,
+        "certificate_not_of_card",
+    );
+    // A certificate from another CA (same name, same key).
+    let foreign_dir = tempfile::tempdir().unwrap();
+    let foreign = cms::Cms::init(
+        &cms::DataDir::new(foreign_dir.path()),
+        &[],
+        Policy::default(),
+    )
+    .unwrap();
+    let foreign_cert = foreign
+        .ca()
+        .issue_card_certificate(
+            &user,
+            &card.key.spki_der(),
+            0,
+            cms::dates::now() + 86_400,
+            |_| false,
+        )
+        .unwrap();
+    let req = answer(SERIAL_A, card.key.clone(), foreign_cert.der).await;
+    expect_error(
+        fx.client.create_session(&req).await,
+        401,
+        "untrusted_certificate",
+    );
+    // Not a certificate at all, not base64.
+    let mut req = answer(SERIAL_A, card.key.clone(), vec![0x30, 0x03, 1, 2, 3]).await;
+    expect_error(fx.client.create_session(&req).await, 400, "invalid_field");
+    req.signature = "***".into();
+    expect_error(fx.client.create_session(&req).await, 400, "invalid_field");
+    // An expired card.
+    let req = answer(SERIAL_C, expired.key.clone(), expired.certificate.clone()).await;
+    let message = expect_error(fx.client.create_session(&req).await, 403, "card_expired");
+    assert!(message.contains("Registration Authority"), "{message}");
+
+    assert_eq!(
+        fx.audit_len(),
+        before,
+        "failed authentications change nothing"
+    );
+    // The card still authenticates.
+    fx.login(&card).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn challenges_expire() {
+    let fx = Fixture::with_policy(Policy {
+        challenge_ttl: Duration::from_millis(300),
+        ..Policy::default()
+    })
+    .await;
+    let (user, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&user, SERIAL_A, 365);
+    let c = fx.client.challenge(SERIAL_A).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let raw = b64::decode_url(&c.challenge).unwrap();
+    let req = SessionRequest {
+        serial: SERIAL_A.into(),
+        signature: b64::encode(&card.key.sign(&protocol::auth_message(SERIAL_A, &raw))),
+        challenge: c.challenge,
+        certificate: b64::encode(&card.certificate),
+    };
+    expect_error(
+        fx.client.create_session(&req).await,
+        401,
+        "challenge_expired",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_expire() {
+    let fx = Fixture::with_policy(Policy {
+        // Sessions end on whole seconds: two of them leave at least one after the login.
+        session_ttl: Duration::from_secs(2),
+        ..Policy::default()
+    })
+    .await;
+    let (user, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&user, SERIAL_A, 365);
+    let (created, session) = fx.login(&card).await;
+    session.session().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    expect_error(session.session().await, 401, "session_expired");
+    expect_error(
+        fx.client.validate_ticket(&created.ticket).await,
+        401,
+        "invalid_ticket",
+    );
+}
+
+async fn raw_error(
+    client: &cms::client::CmsClient,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let (status, bytes) = client
+        .raw(method, path, Some("application/json"), body.to_vec())
+        .await
+        .unwrap();
+    let parsed: protocol::ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{path}: not a JSON error ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    assert!(!parsed.error.message.is_empty());
+    (status, parsed.error.code)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_json_errors_with_stable_codes() {
+    let fx = Fixture::start().await;
+    let (user, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&user, SERIAL_A, 365);
+    let (_, session) = fx.login(&card).await;
+    let before = fx.audit_len();
+    let c = &fx.client;
+    let cases: Vec<(Method, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            b"{\"serial\":".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            b"not json".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            b"".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            b"{\"serial\":42}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            b"{}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            b"[\"4082A001132F2817\"]".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            format!("{{\"serial\":\"{SERIAL_A}\",\"extra\":1}}").into_bytes(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/session",
+            b"{\"serial\":\"x\"}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/v1/tickets/validate",
+            b"{\"ticket\":null}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/challenge",
+            format!("{{\"serial\":\"{}\"}}", "A".repeat(200_000)).into_bytes(),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Method::GET,
+            "/v1/no/such/thing",
+            vec![],
+            404,
+            "unknown_endpoint",
+        ),
+        (
+            Method::GET,
+            "/v1/auth/challenge",
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
+        (Method::GET, "/v1/session", vec![], 401, "unauthenticated"),
+        (
+            Method::POST,
+            "/v1/session/logout",
+            vec![],
+            401,
+            "unauthenticated",
+        ),
+        (
+            Method::GET,
+            "/v1/cards/4082A001132F2817",
+            vec![],
+            401,
+            "unauthenticated",
+        ),
+        (
+            Method::POST,
+            "/v1/operations",
+            b"{}".to_vec(),
+            401,
+            "unauthenticated",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let got = raw_error(c, method.clone(), path, &body).await;
+        assert_eq!(got, (status, code.to_owned()), "{method} {path}");
+    }
+    // A session's wrong types and bad fields.
+    let got = raw_error(
+        &session,
+        Method::POST,
+        "/v1/session/role",
+        b"{\"role_id\":\"one\"}",
+    )
+    .await;
+    assert_eq!(got, (400, "invalid_request".to_owned()));
+    expect_error(
+        c.with_session("not-a-token").session().await,
+        401,
+        "invalid_session",
+    );
+    expect_error(session.card("4082A0").await, 400, "invalid_field");
+    // A body far over the limit is cut off: a 413 if the client reads it in time, else a
+    // closed connection; either way the server goes on.
+    match c
+        .raw(
+            Method::POST,
+            "/v1/auth/challenge",
+            Some("application/json"),
+            vec![b' '; 8 << 20],
+        )
+        .await
+    {
+        Ok((status, _)) => assert_eq!(status, 413),
+        Err(ClientError::Transport(_)) => {}
+        Err(other) => panic!("{other:?}"),
+    }
+    assert_eq!(fx.audit_len(), before, "bad requests change nothing");
+    // The server still serves.
+    session.session().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (raj, _) = fx.user("Raj Patel", &[NURSE]);
+    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA]);
+    let jane_card = fx.card(&jane, SERIAL_A, 365);
+    let raj_card = fx.card(&raj, SERIAL_B, 365);
+    let officer_card = fx.card(&officer, SERIAL_C, 365);
+
+    let (_, jane_s) = fx.login(&jane_card).await;
+    let mine = jane_s.user_cards(&jane).await.unwrap();
+    assert_eq!(mine.user.name, "Jane Doe");
+    assert_eq!(mine.cards.len(), 1);
+    let row = &mine.cards[0];
+    assert_eq!(row.serial, SERIAL_A);
+    assert_eq!(
+        (
+            row.format.as_str(),
+            row.card_type.as_str(),
+            row.status.as_str()
+        ),
+        ("Smartcard", "Gemplus", "Active")
+    );
+    assert_eq!(row.row[5], "Active");
+    assert_eq!(
+        row.certs_expire.as_deref(),
+        Some(cms::dates::iso_date(cms::dates::now() + 365 * 86_400).as_str())
+    );
+    assert_eq!(jane_s.card(SERIAL_A).await.unwrap(), *row);
+
+    // Not another user's cards.
+    expect_error(jane_s.user_cards(&raj).await, 403, "forbidden");
+    expect_error(jane_s.card(SERIAL_B).await, 403, "forbidden");
+    // A card that does not exist is as forbidden as another's to a non-RA.
+    expect_error(jane_s.card("0000000000000001").await, 403, "forbidden");
+    drop(raj_card);
+
+    // An RA sees them once the B0267 role is selected.
+    let (_, ra_s) = fx.login(&officer_card).await;
+    let message = expect_error(ra_s.user_cards(&raj).await, 403, "forbidden");
+    assert!(message.contains("B0267"));
+    ra_s.select_role(officer_roles[1]).await.unwrap();
+    assert_eq!(
+        ra_s.user_cards(&raj).await.unwrap().cards[0].serial,
+        SERIAL_B
+    );
+    assert_eq!(ra_s.card(SERIAL_B).await.unwrap().holder_id, raj);
+    expect_error(ra_s.card("0000000000000001").await, 404, "unknown_card");
+    expect_error(
+        ra_s.user_cards("00000000-0000-4000-8000-000000000000")
+            .await,
+        404,
+        "unknown_user",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_registration_authority_cancels_cards_and_a_cancelled_card_is_done() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA]);
+    let jane_card = fx.card(&jane, SERIAL_A, 365);
+    let officer_card = fx.card(&officer, SERIAL_C, 365);
+    let (jane_created, jane_s) = fx.login(&jane_card).await;
+    let (_, ra_s) = fx.login(&officer_card).await;
+
+    let before = fx.audit_len();
+    expect_error(
+        jane_s.cancel_card(SERIAL_A, "lost").await,
+        403,
+        "activity_required",
+    );
+    let message = expect_error(
+        ra_s.cancel_card(SERIAL_A, "lost").await,
+        403,
+        "activity_required",
+    );
+    assert!(message.contains("select role profile"), "{message}");
+    ra_s.select_role(officer_roles[1]).await.unwrap();
+    let before_select = fx.audit_len();
+    expect_error(ra_s.cancel_card(SERIAL_A, "  ").await, 400, "invalid_field");
+    expect_error(
+        ra_s.cancel_card("0000000000000001", "lost").await,
+        404,
+        "unknown_card",
+    );
+    assert_eq!(fx.audit_len(), before_select);
+    assert_eq!(
+        before_select,
+        before + 1,
+        "only the role selection was recorded"
+    );
+
+    let cancelled = ra_s
+        .cancel_card(SERIAL_A, "lost on the ward")
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, "Cancelled");
+    assert_eq!(
+        cancelled.cancelled_on.as_deref(),
+        Some(cms::dates::iso_date(cms::dates::now()).as_str())
+    );
+    assert_eq!(
+        cancelled.row[5],
+        cms::dates::display_date(cms::dates::now())
+    );
+    // The holder's session and ticket end with the card.
+    expect_error(jane_s.session().await, 401, "invalid_session");
+    expect_error(
+        fx.client.validate_ticket(&jane_created.ticket).await,
+        401,
+        "invalid_ticket",
+    );
+    expect_error(fx.client.challenge(SERIAL_A).await, 403, "card_cancelled");
+    expect_error(
+        ra_s.cancel_card(SERIAL_A, "again").await,
+        403,
+        "card_cancelled",
+    );
+    let log = fx.cms.database().audit_log(Some(SERIAL_A), 1).unwrap();
+    assert_eq!(
+        (log[0].action.as_str(), log[0].actor.as_str()),
+        ("card.cancel", officer.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_authority_registers_new_cards() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (officer, _) = fx.user("Olu Officer", &[RA]);
+    let jane_card = fx.card(&jane, SERIAL_A, 365);
+    let officer_card = fx.card(&officer, SERIAL_C, 365);
+    let (_, jane_s) = fx.login(&jane_card).await;
+    let (_, ra_s) = fx.login(&officer_card).await;
+    let request = |serial: &str, user: &str| NewCardRequest {
+        serial: serial.into(),
+        card_type: "Oberthur".into(),
+        user_id: user.into(),
+    };
+    expect_error(
+        jane_s.new_card(&request(SERIAL_B, &jane)).await,
+        403,
+        "activity_required",
+    );
+    let created = ra_s
+        .new_card(&request(&SERIAL_B.to_lowercase(), &jane))
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.serial.as_str(), created.card_type.as_str()),
+        (SERIAL_B, "Oberthur")
+    );
+    assert_eq!(created.certs_expire, None);
+    expect_error(
+        ra_s.new_card(&request(SERIAL_B, &jane)).await,
+        409,
+        "card_exists",
+    );
+    expect_error(
+        ra_s.new_card(&request(
+            "1111111111111111",
+            "00000000-0000-4000-8000-000000000000",
+        ))
+        .await,
+        404,
+        "unknown_user",
+    );
+    expect_error(
+        ra_s.new_card(&request("11", &jane)).await,
+        400,
+        "invalid_field",
+    );
+    assert_eq!(jane_s.user_cards(&jane).await.unwrap().cards.len(), 2);
+    // A card without a certificate cannot authenticate.
+    let c = fx.client.challenge(SERIAL_B).await.unwrap();
+    let req = SessionRequest {
+        serial: SERIAL_B.into(),
+        challenge: c.challenge,
+        signature: b64::encode(&[1; 64]),
+        certificate: b64::encode(&jane_card.certificate),
+    };
+    expect_error(
+        fx.client.create_session(&req).await,
+        401,
+        "certificate_not_of_card",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn everything_survives_a_restart() {
+    let mut fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 365);
+    let (created, _) = fx.login(&card).await;
+    let ca_before = fx.cms.ca().certificate_pem().to_owned();
+    let audit_before = fx.audit_len();
+
+    fx.restart().await;
+    assert_eq!(fx.cms.ca().certificate_pem(), ca_before);
+    let session = fx.client.with_session(&created.session_token);
+    assert_eq!(session.session().await.unwrap(), created.session);
+    assert!(fx.client.validate_ticket(&created.ticket).await.is_ok());
+    assert_eq!(
+        session.user_cards(&jane).await.unwrap().cards[0].serial,
+        SERIAL_A
+    );
+    assert_eq!(fx.audit_len(), audit_before);
+    // The card authenticates against the restarted service.
+    fx.login(&card).await;
+    // A client of the old server is refused at the TLS or transport level, not by the API.
+    assert!(!matches!(
+        cms::client::CmsClient::new("https://127.0.0.1:1", &ca_before)
+            .unwrap()
+            .health()
+            .await,
+        Err(ClientError::Api { .. }) | Ok(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_does_not_trust_the_ca_is_refused() {
+    let fx = Fixture::start().await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other =
+        cms::Cms::init(&cms::DataDir::new(other_dir.path()), &[], Policy::default()).unwrap();
+    let url = fx.server.as_ref().unwrap().url();
+    let client = cms::client::CmsClient::new(&url, other.ca().certificate_pem()).unwrap();
+    assert!(matches!(
+        client.health().await,
+        Err(ClientError::Transport(_))
+    ));
+    // Plain HTTP is refused by the client.
+    let plain =
+        cms::client::CmsClient::new(&url.replace("https", "http"), fx.cms.ca().certificate_pem())
+            .unwrap();
+    assert!(plain.health().await.is_err());
+}

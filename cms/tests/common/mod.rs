@@ -1,0 +1,231 @@
+//! The fixture of the API tests: a service in a temporary directory, served over HTTPS on an
+//! ephemeral port, with users, role profiles and cards whose keys are software keys.
+
+#![allow(dead_code)]
+
+use cms::client::CmsClient;
+use cms::protocol::SessionCreated;
+use cms::server::{self, RunningServer};
+use cms::{dates, Cms, DataDir, Policy};
+use p256::ecdsa::signature::Signer;
+use spki::EncodePublicKey;
+use std::sync::Arc;
+
+/// A card whose 9A key is a software key.
+pub struct SoftCard {
+    pub serial: String,
+    pub key: SoftKey,
+    pub certificate: Vec<u8>,
+}
+
+/// A software key standing in for a card key.
+#[derive(Clone)]
+pub enum SoftKey {
+    P256(p256::ecdsa::SigningKey),
+    Rsa(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
+}
+
+impl SoftKey {
+    pub fn p256() -> Self {
+        SoftKey::P256(p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng))
+    }
+
+    pub fn rsa() -> Self {
+        let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+        SoftKey::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(private)))
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            SoftKey::P256(k) => {
+                let sig: p256::ecdsa::DerSignature = k.sign(message);
+                sig.to_bytes().to_vec()
+            }
+            SoftKey::Rsa(k) => {
+                use rsa::signature::SignatureEncoding;
+                k.sign(message).to_vec()
+            }
+        }
+    }
+
+    pub fn spki_der(&self) -> Vec<u8> {
+        match self {
+            SoftKey::P256(k) => k.verifying_key().to_public_key_der().unwrap().into_vec(),
+            SoftKey::Rsa(k) => {
+                use rsa::signature::Keypair;
+                k.verifying_key().to_public_key_der().unwrap().into_vec()
+            }
+        }
+    }
+
+    pub fn public_key(&self) -> piv::PublicKey {
+        piv::PublicKey::from_spki_der(&self.spki_der()).unwrap()
+    }
+}
+
+/// A running service and a client of it.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub cms: Arc<Cms>,
+    pub server: Option<RunningServer>,
+    pub client: CmsClient,
+    policy: Policy,
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        Self::with_policy(Policy::default()).await
+    }
+
+    pub async fn with_policy(policy: Policy) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cms = Arc::new(Cms::init(&DataDir::new(dir.path()), &[], policy.clone()).unwrap());
+        let server = server::start(cms.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = CmsClient::new(&server.url(), cms.ca().certificate_pem()).unwrap();
+        Self {
+            dir,
+            cms,
+            server: Some(server),
+            client,
+            policy,
+        }
+    }
+
+    /// Stops the server, closes the service and opens both again from the same directory.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let data_dir = DataDir::new(self.dir.path());
+        self.cms = Arc::new(Cms::open(&data_dir, self.policy.clone()).unwrap());
+        let server = server::start(self.cms.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        self.client = CmsClient::new(&server.url(), self.cms.ca().certificate_pem()).unwrap();
+        self.server = Some(server);
+    }
+
+    /// A user with role profiles `(organisation, job role, activities)`; returns the user id
+    /// and the profile ids.
+    pub fn user(&self, name: &str, roles: &[(&str, &str, &[&str])]) -> (String, Vec<i64>) {
+        let user = self.cms.add_user(name, None).unwrap();
+        let ids = roles
+            .iter()
+            .map(|(org, job, acts)| {
+                let acts: Vec<String> = acts.iter().map(|a| a.to_string()).collect();
+                self.cms
+                    .add_role_profile(&user.id, org, job, &acts)
+                    .unwrap()
+            })
+            .collect();
+        (user.id, ids)
+    }
+
+    /// A card for `user_id` with a software key, valid for `days` (negative: expired).
+    pub fn card_with_key(&self, user_id: &str, serial: &str, days: i64, key: SoftKey) -> SoftCard {
+        let now = dates::now();
+        let event = cms::db::AuditEvent {
+            actor: "admin",
+            action: "card.issue",
+            card_serial: Some(serial),
+            detail: String::new(),
+        };
+        self.cms
+            .register_card(serial, "Gemplus", user_id, now - 2 * dates::DAY, &event)
+            .unwrap();
+        let not_after = now + days * dates::DAY;
+        let record = self
+            .cms
+            .certify_card(
+                serial,
+                &key.spki_der(),
+                not_after.min(now) - dates::DAY,
+                not_after,
+            )
+            .unwrap();
+        SoftCard {
+            serial: serial.to_owned(),
+            key,
+            certificate: record.der,
+        }
+    }
+
+    pub fn card(&self, user_id: &str, serial: &str, days: i64) -> SoftCard {
+        self.card_with_key(user_id, serial, days, SoftKey::p256())
+    }
+
+    /// Authenticates `card` and returns the session and a client carrying it.
+    pub async fn login(&self, card: &SoftCard) -> (SessionCreated, CmsClient) {
+        self.client
+            .authenticate(&card.serial, &card.certificate, |m| {
+                Ok::<_, std::convert::Infallible>(card.key.sign(m))
+            })
+            .await
+            .unwrap()
+    }
+
+    /// How many audit entries there are: every change writes one.
+    pub fn audit_len(&self) -> usize {
+        self.cms
+            .database()
+            .audit_log(None, 1_000_000)
+            .unwrap()
+            .len()
+    }
+}
+
+/// Asserts that `result` is an API error with `code` and `status`, and returns its message.
+pub fn expect_error<T: std::fmt::Debug>(
+    result: Result<T, cms::client::ClientError>,
+    status: u16,
+    code: &str,
+) -> String {
+    match result {
+        Err(cms::client::ClientError::Api {
+            status: s,
+            code: c,
+            message,
+        }) if s == status && c == code => {
+            assert!(!message.is_empty());
+            message
+        }
+        other => panic!("expected {status} {code}, got {other:?}"),
+    }
+}
+
+/// Plays the card's side of the relayed 9B exchange for `serial`, with the key the card holds.
+pub async fn relay_as_card(client: &CmsClient, op_id: &str, card_key: &piv::ManagementKey) {
+    let witness = [0x5Au8; 16];
+    let encrypted = card_key.encrypt_block(&witness).unwrap();
+    let answer = client
+        .relay_witness(op_id, card_key.algorithm(), &encrypted)
+        .await
+        .unwrap();
+    assert_eq!(
+        cms::protocol::b64::decode(&answer.decrypted_witness).unwrap(),
+        witness
+    );
+    let challenge = cms::protocol::b64::decode(&answer.challenge).unwrap();
+    let response = card_key.encrypt_block(&challenge).unwrap();
+    assert!(
+        client
+            .relay_response(op_id, &response)
+            .await
+            .unwrap()
+            .authenticated
+    );
+}
+
+/// A certificate request for `key`, signed by it.
+pub fn csr(key: &SoftKey) -> Vec<u8> {
+    piv::csr::build_request(&key.public_key(), "CN=renewal", |info| Ok(key.sign(info))).unwrap()
+}
+
+/// The new key's signature confirming `op`.
+pub fn confirmation(key: &SoftKey, op: &cms::protocol::OperationView) -> Vec<u8> {
+    let challenge =
+        cms::protocol::b64::decode_url(op.confirm_challenge.as_deref().unwrap()).unwrap();
+    key.sign(&cms::protocol::confirm_message(&op.id, &challenge))
+}

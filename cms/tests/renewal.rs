@@ -1,0 +1,433 @@
+//! Self-renewal over the API: the holder's session, the version policy, the relayed 9B
+//! exchange, CSR → certificate, confirmation by the new key, and resuming at every step.
+//! Card keys are software keys; the card's half of the 9B exchange is played with the key
+//! custody derives for it.
+
+mod common;
+
+use cms::policy::AgentVersion;
+use cms::protocol::b64;
+use cms::Policy;
+use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey};
+use piv::CardSerial;
+
+const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
+const SERIAL_A: &str = "4082A001132F2817";
+const SERIAL_B: &str = "5124000004254900";
+const AGENT: &str = "0.1.0";
+
+fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
+    fx.cms
+        .custody()
+        .management_key(serial.parse::<CardSerial>().unwrap())
+}
+
+/// Logs in with `card` and expects the card's certificate to be refused.
+async fn refused(fx: &Fixture, card: &SoftCard, code: &str) {
+    let result = fx
+        .client
+        .authenticate(&card.serial, &card.certificate, |m| {
+            Ok::<_, std::convert::Infallible>(card.key.sign(m))
+        })
+        .await;
+    assert_eq!(result.unwrap_err().code(), Some(code));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let old = fx.card(&jane, SERIAL_A, 20);
+    let (_, s) = fx.login(&old).await;
+
+    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    assert_eq!(
+        (op.kind.as_str(), op.state.as_str(), op.resumed),
+        ("renew", "started", false)
+    );
+    relay_as_card(&s, &op.id, &card_key(&fx, SERIAL_A)).await;
+
+    let new_key = SoftKey::p256();
+    let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
+    assert_eq!(issued.state, "certificate_issued");
+    let der = b64::decode(issued.certificate.as_deref().unwrap()).unwrap();
+    let cert = fx.cms.ca().verify_issued(&der).unwrap();
+    assert_eq!(cert.subject(), format!("CN={jane},O=Identity Agent CMS"));
+    assert_eq!(cert.public_key().unwrap(), new_key.public_key());
+    let days = (cert
+        .not_after()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs()
+        + 3600)
+        / 86_400;
+    assert_eq!(days, 730, "two years");
+    assert_ne!(
+        cert.serial_hex(),
+        fx.cms
+            .ca()
+            .verify_issued(&old.certificate)
+            .unwrap()
+            .serial_hex()
+    );
+
+    let done = s
+        .confirm(&op.id, &confirmation(&new_key, &issued))
+        .await
+        .unwrap();
+    assert_eq!((done.state.as_str(), done.resumed), ("completed", false));
+    let details = s.card(SERIAL_A).await.unwrap();
+    assert_eq!(
+        details.certs_expire.as_deref(),
+        Some(cms::dates::iso_date(cms::dates::unix(cert.not_after())).as_str())
+    );
+    assert_eq!(details.renewals_used, 1);
+
+    // The renewed card signs in with its new certificate; the old one is retired.
+    let renewed = SoftCard {
+        serial: SERIAL_A.into(),
+        key: new_key,
+        certificate: der,
+    };
+    fx.login(&renewed).await;
+    refused(&fx, &old, "certificate_not_of_card").await;
+    let actions: Vec<String> = fx
+        .cms
+        .database()
+        .audit_log(Some(SERIAL_A), 20)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.ends_with(&[
+            "renew.start".into(),
+            "renew.certificate".into(),
+            "renew.confirm".into(),
+            "authenticate".into()
+        ]),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_step_can_be_repeated_after_an_interruption() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let old = fx.card_with_key(&jane, SERIAL_A, 20, SoftKey::rsa());
+    let (_, s) = fx.login(&old).await;
+
+    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    // Start again (the agent restarted): the same operation, resumed.
+    let again = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
+    // Confirming before there is a certificate is out of order.
+    expect_error(
+        s.confirm(&op.id, &[1, 2, 3]).await,
+        409,
+        "wrong_operation_state",
+    );
+
+    // The relay can be run again, in every new card transaction.
+    relay_as_card(&s, &op.id, &card_key(&fx, SERIAL_A)).await;
+    relay_as_card(&s, &op.id, &card_key(&fx, SERIAL_A)).await;
+
+    // The same key again: the same certificate.
+    let first_key = SoftKey::rsa();
+    let first = s.submit_csr(&op.id, &csr(&first_key)).await.unwrap();
+    let repeat = s.submit_csr(&op.id, &csr(&first_key)).await.unwrap();
+    assert_eq!(repeat.certificate, first.certificate);
+    assert_eq!(repeat.confirm_challenge, first.confirm_challenge);
+    // The answer was lost and the agent generated again: a new key gets a new certificate.
+    let second_key = SoftKey::p256();
+    let second = s.submit_csr(&op.id, &csr(&second_key)).await.unwrap();
+    assert_ne!(second.certificate, first.certificate);
+    let first_card = SoftCard {
+        serial: SERIAL_A.into(),
+        key: first_key.clone(),
+        certificate: b64::decode(first.certificate.as_deref().unwrap()).unwrap(),
+    };
+    refused(&fx, &first_card, "certificate_not_of_card").await;
+    // The first key cannot confirm the second certificate.
+    expect_error(
+        s.confirm(&op.id, &confirmation(&first_key, &second)).await,
+        401,
+        "bad_signature",
+    );
+
+    // Interrupted before confirming: the card already holds the new key and certificate, and
+    // signs in with them to finish.
+    let second_card = SoftCard {
+        serial: SERIAL_A.into(),
+        key: second_key.clone(),
+        certificate: b64::decode(second.certificate.as_deref().unwrap()).unwrap(),
+    };
+    let (_, s2) = fx.login(&second_card).await;
+    let resumed = s2.operation(&op.id).await.unwrap();
+    assert_eq!(
+        (resumed.state.as_str(), resumed.certificate.as_ref()),
+        ("certificate_issued", second.certificate.as_ref())
+    );
+    let done = s2
+        .confirm(&op.id, &confirmation(&second_key, &resumed))
+        .await
+        .unwrap();
+    assert_eq!(done.state, "completed");
+    // Confirming again answers with the completed operation; nothing counts twice.
+    let twice = s2
+        .confirm(&op.id, &confirmation(&second_key, &resumed))
+        .await
+        .unwrap();
+    assert_eq!((twice.state.as_str(), twice.resumed), ("completed", true));
+    assert_eq!(s2.card(SERIAL_A).await.unwrap().renewals_used, 1);
+    expect_error(
+        s2.submit_csr(&op.id, &csr(&SoftKey::p256())).await,
+        409,
+        "wrong_operation_state",
+    );
+    expect_error(
+        s2.relay_witness(&op.id, 8, &[0; 16]).await,
+        409,
+        "wrong_operation_state",
+    );
+    // A new renewal is a new operation.
+    let next = s2.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    assert_ne!(next.id, op.id);
+    refused(&fx, &old, "certificate_not_of_card").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_holder_renews_a_valid_card_with_an_allowed_agent() {
+    let fx = Fixture::with_policy(Policy {
+        minimum_agent_version: "1.2".parse::<AgentVersion>().unwrap(),
+        blocked_agent_versions: vec!["1.3.1".parse().unwrap()],
+        ..Policy::default()
+    })
+    .await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (raj, _) = fx.user("Raj Patel", &[NURSE]);
+    let jane_card = fx.card(&jane, SERIAL_A, 20);
+    let jane_expired = fx.card(&jane, "4082A001132F2818", -5);
+    let raj_card = fx.card(&raj, SERIAL_B, 20);
+    let (_, jane_s) = fx.login(&jane_card).await;
+    let (_, raj_s) = fx.login(&raj_card).await;
+    let before = fx.audit_len();
+
+    let message = expect_error(
+        jane_s.start_operation("renew", SERIAL_A, "1.1.9").await,
+        403,
+        "agent_version_blocked",
+    );
+    assert!(
+        message.contains("1.2") && message.contains("1.1.9"),
+        "{message}"
+    );
+    expect_error(
+        jane_s.start_operation("renew", SERIAL_A, "1.3.1").await,
+        403,
+        "agent_version_blocked",
+    );
+    expect_error(
+        jane_s.start_operation("renew", SERIAL_A, "latest").await,
+        400,
+        "invalid_field",
+    );
+    expect_error(
+        jane_s.start_operation("reissue", SERIAL_A, "1.2").await,
+        400,
+        "invalid_field",
+    );
+    expect_error(
+        raj_s.start_operation("renew", SERIAL_A, "1.2").await,
+        403,
+        "forbidden",
+    );
+    expect_error(
+        jane_s
+            .start_operation("renew", "0000000000000001", "1.2")
+            .await,
+        404,
+        "unknown_card",
+    );
+    let message = expect_error(
+        jane_s
+            .start_operation("renew", &jane_expired.serial, "1.2")
+            .await,
+        403,
+        "card_expired",
+    );
+    assert!(message.contains("Registration Authority"));
+    expect_error(
+        jane_s.operation("no-such-operation").await,
+        404,
+        "unknown_operation",
+    );
+    assert_eq!(fx.audit_len(), before, "refusals change nothing");
+
+    let op = jane_s
+        .start_operation("renew", SERIAL_A, "1.2.0")
+        .await
+        .unwrap();
+    // Another user can neither see nor drive it.
+    expect_error(raj_s.operation(&op.id).await, 403, "forbidden");
+    expect_error(
+        raj_s.relay_witness(&op.id, 8, &[0; 16]).await,
+        403,
+        "forbidden",
+    );
+    expect_error(
+        raj_s.submit_csr(&op.id, &csr(&SoftKey::p256())).await,
+        403,
+        "forbidden",
+    );
+    // A renewal never releases the PUK, even to the holder.
+    expect_error(jane_s.release_puk(&op.id).await, 403, "forbidden");
+
+    // Cancelling the card aborts the renewal and ends the session.
+    fx.cms.admin_cancel_card(SERIAL_A, "lost").unwrap();
+    expect_error(jane_s.operation(&op.id).await, 401, "invalid_session");
+    let spare = fx.card(&jane, "4082A001132F2819", 20);
+    let (_, spare_s) = fx.login(&spare).await;
+    assert_eq!(spare_s.operation(&op.id).await.unwrap().state, "aborted");
+    expect_error(
+        spare_s.start_operation("renew", SERIAL_A, "1.2").await,
+        403,
+        "card_cancelled",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_relays_requests_and_confirmations_are_refused() {
+    let fx = Fixture::with_policy(Policy {
+        max_relays_per_operation: 3,
+        ..Policy::default()
+    })
+    .await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 20);
+    let (_, s) = fx.login(&card).await;
+    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let key = card_key(&fx, SERIAL_A);
+
+    // An answer with no witness relayed first.
+    expect_error(
+        s.relay_response(&op.id, &[0; 16]).await,
+        409,
+        "no_relay_in_progress",
+    );
+    // A witness that is not one AES block, or for another algorithm.
+    expect_error(
+        s.relay_witness(&op.id, 8, &[1, 2, 3]).await,
+        400,
+        "invalid_field",
+    );
+    expect_error(
+        s.relay_witness(&op.id, 3, &[0; 8]).await,
+        400,
+        "invalid_field",
+    );
+    // A card holding another key answers wrongly.
+    let wrong = piv::ManagementKey::new(piv::consts::alg::AES_128, &[9; 16]).unwrap();
+    let answer = s
+        .relay_witness(&op.id, 8, &wrong.encrypt_block(&[1; 16]).unwrap())
+        .await
+        .unwrap();
+    let challenge = b64::decode(&answer.challenge).unwrap();
+    expect_error(
+        s.relay_response(&op.id, &wrong.encrypt_block(&challenge).unwrap())
+            .await,
+        403,
+        "management_key_rejected",
+    );
+    // The exchange is over after a wrong answer.
+    expect_error(
+        s.relay_response(&op.id, &key.encrypt_block(&challenge).unwrap())
+            .await,
+        409,
+        "no_relay_in_progress",
+    );
+    relay_as_card(&s, &op.id, &key).await;
+    relay_as_card(&s, &op.id, &key).await;
+    // Three exchanges used: no more for this operation.
+    expect_error(
+        s.relay_witness(&op.id, 8, &[0; 16]).await,
+        429,
+        "relay_limit",
+    );
+
+    let before = fx.audit_len();
+    expect_error(s.submit_csr(&op.id, b"not a request").await, 400, "bad_csr");
+    let mut tampered = csr(&SoftKey::p256());
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    expect_error(s.submit_csr(&op.id, &tampered).await, 400, "bad_csr");
+    let signed_by_another =
+        piv::csr::build_request(&SoftKey::p256().public_key(), "CN=x", |info| {
+            Ok(SoftKey::p256().sign(info))
+        });
+    assert!(
+        signed_by_another.is_err(),
+        "the builder checks its own signature"
+    );
+    let message = expect_error(s.submit_csr(&op.id, &csr(&card.key)).await, 400, "bad_csr");
+    assert!(message.contains("new key"), "{message}");
+    let raw = s
+        .raw(
+            reqwest::Method::POST,
+            &format!("/v1/operations/{}/csr", op.id),
+            Some("application/json"),
+            b"{\"csr\":\"%%%\"}".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.0, 400);
+    assert_eq!(fx.audit_len(), before, "refused requests change nothing");
+
+    let new_key = SoftKey::p256();
+    let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
+    let before = fx.audit_len();
+    expect_error(
+        s.confirm(&op.id, &new_key.sign(b"something else")).await,
+        401,
+        "bad_signature",
+    );
+    expect_error(
+        s.confirm(&op.id, &confirmation(&card.key, &issued)).await,
+        401,
+        "bad_signature",
+    );
+    assert_eq!(
+        s.operation(&op.id).await.unwrap().state,
+        "certificate_issued"
+    );
+    assert_eq!(fx.audit_len(), before);
+    s.confirm(&op.id, &confirmation(&new_key, &issued))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_at_full_capacity_cannot_self_renew() {
+    let fx = Fixture::with_policy(Policy {
+        card_capacity: 1,
+        ..Policy::default()
+    })
+    .await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 20);
+    let (_, s) = fx.login(&card).await;
+    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let new_key = SoftKey::p256();
+    let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
+    s.confirm(&op.id, &confirmation(&new_key, &issued))
+        .await
+        .unwrap();
+    let details = s.card(SERIAL_A).await.unwrap();
+    assert_eq!((details.renewals_used, details.capacity), (1, 1));
+    let message = expect_error(
+        s.start_operation("renew", SERIAL_A, AGENT).await,
+        409,
+        "card_full",
+    );
+    assert!(message.contains("Registration Authority"));
+}

@@ -1,0 +1,266 @@
+//! RA repair over the API: only a session whose selected role holds B0267, only for an expired
+//! or full card, never the officer's own card; the PUK released for the holder's new PIN and
+//! rotated when the repair is confirmed.
+
+mod common;
+
+use cms::protocol::b64;
+use cms::Policy;
+use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey};
+use piv::CardSerial;
+use std::time::Duration;
+
+const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
+const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
+const HOLDER: &str = "4082A001132F2817";
+const OFFICER: &str = "4082C10C1A222820";
+const AGENT: &str = "0.1.0";
+
+fn serial(s: &str) -> CardSerial {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (olu, olu_roles) = fx.user("Olu Officer", &[NURSE, RA]);
+    let expired = fx.card(&jane, HOLDER, -30);
+    let officer_card = fx.card(&olu, OFFICER, 365);
+    let (_, ra) = fx.login(&officer_card).await;
+
+    // Not with the wrong role profile selected: the message says which one to select.
+    let message = expect_error(
+        ra.start_operation("repair", HOLDER, AGENT).await,
+        403,
+        "activity_required",
+    );
+    assert!(
+        message.contains("B0267") && message.contains("RAA ID Checker"),
+        "{message}"
+    );
+    ra.select_role(olu_roles[1]).await.unwrap();
+    // Not the officer's own card, however expired.
+    expect_error(
+        ra.start_operation("repair", OFFICER, AGENT).await,
+        403,
+        "own_card",
+    );
+
+    let op = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    assert_eq!((op.kind.as_str(), op.state.as_str()), ("repair", "started"));
+    let again = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
+    relay_as_card(
+        &ra,
+        &op.id,
+        &fx.cms.custody().management_key(serial(HOLDER)),
+    )
+    .await;
+
+    // The PUK, with the one to change it to; released again on a retry, the same.
+    let puk = ra.release_puk(&op.id).await.unwrap();
+    assert_eq!(puk.puk, *fx.cms.custody().puk(serial(HOLDER), 0));
+    assert_eq!(puk.next_puk, *fx.cms.custody().puk(serial(HOLDER), 1));
+    let retry = ra.release_puk(&op.id).await.unwrap();
+    assert_eq!(
+        (retry.puk.as_str(), retry.next_puk.as_str()),
+        (puk.puk.as_str(), puk.next_puk.as_str())
+    );
+    assert!(ra.operation(&op.id).await.unwrap().puk_released);
+
+    let new_key = SoftKey::p256();
+    let issued = ra.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
+    let der = b64::decode(issued.certificate.as_deref().unwrap()).unwrap();
+    let cert = fx.cms.ca().verify_issued(&der).unwrap();
+    // The certificate names the holder, not the officer.
+    assert!(cert.subject().contains(&jane));
+    let done = ra
+        .confirm(&op.id, &confirmation(&new_key, &issued))
+        .await
+        .unwrap();
+    assert_eq!(done.state, "completed");
+
+    let details = ra.card(HOLDER).await.unwrap();
+    assert!(!details.expired);
+    assert_eq!(details.renewals_used, 0);
+    // The holder signs in with the repaired card; the expired certificate is retired.
+    fx.login(&SoftCard {
+        serial: HOLDER.into(),
+        key: new_key,
+        certificate: der,
+    })
+    .await;
+    let old = fx
+        .client
+        .authenticate(HOLDER, &expired.certificate, |m| {
+            Ok::<_, std::convert::Infallible>(expired.key.sign(m))
+        })
+        .await;
+    assert_eq!(old.unwrap_err().code(), Some("certificate_not_of_card"));
+
+    // The released PUK is no longer the card's: the next repair releases the next one.
+    let card = fx.cms.database().card(HOLDER).unwrap().unwrap();
+    assert_eq!(card.puk_generation, 1);
+    let log = fx.cms.database().audit_log(Some(HOLDER), 20).unwrap();
+    let puk_lines: Vec<_> = log
+        .iter()
+        .filter(|e| e.action == "repair.puk_release")
+        .collect();
+    assert_eq!(puk_lines.len(), 2);
+    assert!(puk_lines.iter().all(|e| e.actor == olu));
+    assert!(
+        log.iter().all(|e| !e.detail.contains(&puk.puk)),
+        "the PUK is never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_authorities() {
+    let fx = Fixture::with_policy(Policy {
+        card_capacity: 1,
+        ..Policy::default()
+    })
+    .await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (olu, _) = fx.user("Olu Officer", &[RA]);
+    let (nia, _) = fx.user("Nia Nurse", &[NURSE]);
+    let valid = fx.card(&jane, HOLDER, 200);
+    let officer_card = fx.card(&olu, OFFICER, 365);
+    let nurse_card = fx.card(&nia, "5124000004254900", 365);
+    let (_, ra) = fx.login(&officer_card).await;
+    let (_, nurse) = fx.login(&nurse_card).await;
+    let (_, holder) = fx.login(&valid).await;
+    let before = fx.audit_len();
+
+    let message = expect_error(
+        ra.start_operation("repair", HOLDER, AGENT).await,
+        409,
+        "card_not_repairable",
+    );
+    assert!(message.contains("self-renew"), "{message}");
+    expect_error(
+        nurse.start_operation("repair", HOLDER, AGENT).await,
+        403,
+        "activity_required",
+    );
+    expect_error(
+        holder.start_operation("repair", HOLDER, AGENT).await,
+        403,
+        "activity_required",
+    );
+    expect_error(
+        ra.start_operation("repair", "0000000000000001", AGENT)
+            .await,
+        404,
+        "unknown_card",
+    );
+    assert_eq!(fx.audit_len(), before);
+
+    // Full after one self-renewal: now an RA can repair it, and nobody else can see the repair.
+    let op = holder
+        .start_operation("renew", HOLDER, AGENT)
+        .await
+        .unwrap();
+    let key = SoftKey::p256();
+    let issued = holder.submit_csr(&op.id, &csr(&key)).await.unwrap();
+    holder
+        .confirm(&op.id, &confirmation(&key, &issued))
+        .await
+        .unwrap();
+    let repair = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    expect_error(holder.operation(&repair.id).await, 403, "activity_required");
+    expect_error(
+        holder.release_puk(&repair.id).await,
+        403,
+        "activity_required",
+    );
+    expect_error(
+        nurse.release_puk(&repair.id).await,
+        403,
+        "activity_required",
+    );
+    // The holder cannot start a renewal while the repair is open.
+    expect_error(
+        holder.start_operation("renew", HOLDER, AGENT).await,
+        409,
+        "card_full",
+    );
+    let key = SoftKey::rsa();
+    let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
+    ra.confirm(&repair.id, &confirmation(&key, &issued))
+        .await
+        .unwrap();
+    // A repair gives the card its capacity back, without a PUK released: same generation.
+    let card = fx.cms.database().card(HOLDER).unwrap().unwrap();
+    assert_eq!((card.renewals_used, card.puk_generation), (0, 0));
+    expect_error(
+        ra.release_puk(&repair.id).await,
+        409,
+        "wrong_operation_state",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (olu, _) = fx.user("Olu Officer", &[RA]);
+    // A card whose certificate ends in two seconds.
+    let event = cms::db::AuditEvent {
+        actor: "admin",
+        action: "card.issue",
+        card_serial: Some(HOLDER),
+        detail: String::new(),
+    };
+    let now = cms::dates::now();
+    fx.cms
+        .register_card(HOLDER, "PIV", &jane, now, &event)
+        .unwrap();
+    let key = SoftKey::p256();
+    let record = fx
+        .cms
+        .certify_card(HOLDER, &key.spki_der(), now - 60, now + 2)
+        .unwrap();
+    let card = SoftCard {
+        serial: HOLDER.into(),
+        key,
+        certificate: record.der,
+    };
+    let (_, holder) = fx.login(&card).await;
+    let renew = holder
+        .start_operation("renew", HOLDER, AGENT)
+        .await
+        .unwrap();
+    let pending_key = SoftKey::p256();
+    holder
+        .submit_csr(&renew.id, &csr(&pending_key))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let officer_card = fx.card(&olu, OFFICER, 365);
+    let (_, ra) = fx.login(&officer_card).await;
+    let repair = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    assert_ne!(repair.id, renew.id);
+    assert_eq!(holder.operation(&renew.id).await.unwrap().state, "aborted");
+    expect_error(
+        holder.confirm(&renew.id, &[0; 8]).await,
+        409,
+        "wrong_operation_state",
+    );
+    // The renewal's pending certificate no longer signs in.
+    let renew_view = holder.operation(&renew.id).await.unwrap();
+    let pending = SoftCard {
+        serial: HOLDER.into(),
+        key: pending_key,
+        certificate: b64::decode(renew_view.certificate.as_deref().unwrap()).unwrap(),
+    };
+    let result = fx
+        .client
+        .authenticate(HOLDER, &pending.certificate, |m| {
+            Ok::<_, std::convert::Infallible>(pending.key.sign(m))
+        })
+        .await;
+    assert_eq!(result.unwrap_err().code(), Some("certificate_not_of_card"));
+}
