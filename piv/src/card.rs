@@ -136,6 +136,8 @@ impl Transaction<'_> {
         let result = exchange(cmd, |apdu| self.send_raw(apdu));
         match result {
             Err(Error::Pcsc(e)) => Err(self.explain(e)),
+            // A card pulled in the middle of a command can also leave an empty reply behind.
+            Err(Error::Malformed(what)) => Err(self.removal().unwrap_or(Error::Malformed(what))),
             other => other,
         }
     }
@@ -163,10 +165,6 @@ impl Transaction<'_> {
     }
 
     /// Turns a generic transmit failure into "card removed" when the card has in fact left.
-    ///
-    /// A card pulled in the middle of a command first shows as a transport error; pcscd notices
-    /// the removal at its next presence poll (about every 400 ms), so wait a bounded time for
-    /// that before calling it anything else.
     fn explain(&self, e: pcsc::Error) -> Error {
         use pcsc::Error as P;
         if !matches!(
@@ -179,19 +177,29 @@ impl Transaction<'_> {
         ) {
             return Error::from(e);
         }
+        self.removal().unwrap_or(Error::Pcsc(e))
+    }
+
+    /// Whether the card has left (or the reader or pcscd has gone), as the typed error to
+    /// report; `None` if the card is still there.
+    ///
+    /// A card pulled in the middle of a command first shows as a transport error or a broken
+    /// reply; pcscd notices the removal at its next presence poll (about every 400 ms), so wait
+    /// a bounded time for that before calling it anything else.
+    fn removal(&self) -> Option<Error> {
         let deadline = Instant::now() + REMOVAL_GRACE;
         loop {
             match self.tx.status2_owned() {
                 Err(status_err) => {
                     return match Error::from(status_err) {
-                        Error::Pcsc(_) => Error::Pcsc(e),
-                        typed => typed,
+                        Error::Pcsc(_) => None,
+                        typed => Some(typed),
                     }
                 }
                 Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => {
-                    return Error::CardRemoved
+                    return Some(Error::CardRemoved)
                 }
-                Ok(_) if Instant::now() >= deadline => return Error::Pcsc(e),
+                Ok(_) if Instant::now() >= deadline => return None,
                 Ok(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
