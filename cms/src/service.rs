@@ -1,7 +1,7 @@
 //! The service itself: the registry, the CA, card custody, the challenge store and the policy,
 //! opened from a data directory. The API calls into it; the admin CLI too.
 
-use crate::auth::ChallengeStore;
+use crate::auth::{ChallengeStore, VerifiedCertificates};
 use crate::ca::{CaFiles, CertificateAuthority};
 use crate::custody::{Custody, RelayExchanges};
 use crate::db::{AuditEvent, Database, RoleProfile, SessionRecord, User};
@@ -107,6 +107,7 @@ pub struct Cms {
     pub(crate) ca: CertificateAuthority,
     pub(crate) custody: Custody,
     pub(crate) challenges: ChallengeStore,
+    pub(crate) verified: VerifiedCertificates,
     pub(crate) relays: RelayExchanges,
     pub(crate) policy: Policy,
     data_dir: DataDir,
@@ -140,6 +141,7 @@ impl Cms {
             ca,
             custody,
             challenges: ChallengeStore::new(policy.challenge_ttl),
+            verified: VerifiedCertificates::default(),
             relays: RelayExchanges::default(),
             policy,
             data_dir: data_dir.clone(),
