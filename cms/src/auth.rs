@@ -239,8 +239,8 @@ impl Cms {
             ),
         )?;
         Ok(SessionCreated {
-            session_token: token.to_string(),
-            ticket: ticket.to_string(),
+            session_token: token,
+            ticket,
             session: session_view(&caller),
         })
     }

@@ -24,6 +24,7 @@ use crate::registry::RA_ACTIVITY;
 use crate::service::{Caller, Cms};
 use piv::CardSerial;
 use rand::RngCore;
+use zeroize::Zeroizing;
 
 /// Slack for workstation clocks behind the service's: a new certificate is valid from this
 /// many seconds ago.
@@ -227,7 +228,7 @@ impl Cms {
             .map_err(|e| CmsError::InvalidField(e.to_string()))?;
         self.db.count_relay(&op.id)?;
         Ok(WitnessAnswerView {
-            decrypted_witness: b64::encode(&answer.decrypted_witness),
+            decrypted_witness: Zeroizing::new(b64::encode(&answer.decrypted_witness)),
             challenge: b64::encode(&answer.challenge),
         })
     }
@@ -400,10 +401,7 @@ impl Cms {
                 format!("operation {}", op.id),
             ),
         )?;
-        Ok(PukRelease {
-            puk: puk.to_string(),
-            next_puk: next_puk.to_string(),
-        })
+        Ok(PukRelease { puk, next_puk })
     }
 
     fn pending_certificate(&self, op: &OperationRecord) -> CmsResult<Option<CertificateRecord>> {
