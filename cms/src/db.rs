@@ -943,6 +943,14 @@ impl Database {
         Ok(tx.commit()?)
     }
 
+    /// Deletes sessions that ended or expired before `before`; returns how many.
+    pub fn prune_sessions(&self, before: i64) -> CmsResult<usize> {
+        Ok(self.lock().execute(
+            "DELETE FROM sessions WHERE expires_at < ?1 OR ended_at < ?1",
+            [before],
+        )?)
+    }
+
     /// Appends to the audit log on its own.
     pub fn audit(&self, at: i64, event: &AuditEvent<'_>) -> CmsResult<()> {
         Ok(insert_audit(&self.lock(), at, event)?)

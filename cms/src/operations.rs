@@ -129,7 +129,12 @@ impl Cms {
                 }
             }
             OperationKind::Repair => {
-                if !card.is_expired(now) && !card.is_full() {
+                // A renewal left open may have replaced the card's key without the card ever
+                // getting its certificate: such a card is repairable too, not a dead end.
+                let stalled_renewal = open
+                    .as_ref()
+                    .is_some_and(|op| op.kind == OperationKind::Renew);
+                if !card.is_expired(now) && !card.is_full() && !stalled_renewal {
                     return Err(CmsError::CardNotRepairable {
                         serial,
                         expires_on: card.certs_expire.map(dates::iso_date).unwrap_or_default(),

@@ -9,6 +9,9 @@ use crate::error::{CmsError, CmsResult};
 use crate::policy::Policy;
 use std::path::{Path, PathBuf};
 
+/// How long ended and expired sessions are kept before the service deletes them.
+const SESSION_RETENTION_DAYS: i64 = 30;
+
 /// The name of the CA an `init` creates.
 pub const CA_NAME: &str = "Identity Agent CMS CA";
 
@@ -136,6 +139,8 @@ impl Cms {
         let custody = Custody::load_or_create(&data_dir.master_secret())
             .map_err(|e| CmsError::Internal(e.to_string()))?;
         let db = Database::open(&data_dir.database())?;
+        // Sessions long over are of no use to anyone; the audit log keeps what happened.
+        db.prune_sessions(crate::dates::now() - SESSION_RETENTION_DAYS * crate::dates::DAY)?;
         Ok(Self {
             db,
             ca,

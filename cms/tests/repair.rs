@@ -264,3 +264,32 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
         .await;
     assert_eq!(result.unwrap_err().code(), Some("certificate_not_of_card"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_whose_renewal_stalled_can_be_repaired_though_not_expired() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (olu, _) = fx.user("Olu Officer", &[RA]);
+    let card = fx.card(&jane, HOLDER, 200);
+    let (_, holder) = fx.login(&card).await;
+    // The renewal started, and the card lost its old key before it got a certificate.
+    let renew = holder
+        .start_operation("renew", HOLDER, AGENT)
+        .await
+        .unwrap();
+    let officer_card = fx.card(&olu, OFFICER, 365);
+    let (_, ra) = fx.login(&officer_card).await;
+    let repair = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    assert_eq!(holder.operation(&renew.id).await.unwrap().state, "aborted");
+    let key = SoftKey::p256();
+    let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
+    ra.confirm(&repair.id, &confirmation(&key, &issued))
+        .await
+        .unwrap();
+    // Once repaired, a valid card with nothing open is not repairable.
+    expect_error(
+        ra.start_operation("repair", HOLDER, AGENT).await,
+        409,
+        "card_not_repairable",
+    );
+}
