@@ -162,12 +162,26 @@ impl Cms {
             Some(old) => format!("operation {} (replaces {old})", op.id),
             None => format!("operation {}", op.id),
         };
-        self.db.add_operation(
+        let added = self.db.add_operation(
             &op,
             replaced.as_deref(),
             &caller.audit(step_name(kind, "start"), Some(&serial), detail),
-        )?;
-        self.view(&op, false)
+        );
+        match added {
+            Ok(()) => self.view(&op, false),
+            // Another request opened one first: resume it, or say it is there.
+            Err(e) if crate::db::Database::is_open_operation_conflict(&e) => {
+                match self.db.open_operation(&serial)? {
+                    Some(other) if other.kind == kind => self.view(&other, true),
+                    Some(other) => Err(CmsError::OperationInProgress {
+                        kind: other.kind.as_str().to_owned(),
+                        id: other.id,
+                    }),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// An operation the caller may work on, with its card.

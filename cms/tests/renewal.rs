@@ -459,3 +459,23 @@ async fn a_renewal_goes_on_after_the_service_restarts() {
         .unwrap();
     assert_eq!(done.state, "completed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_starts_open_one_operation() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 20);
+    let (_, s) = fx.login(&card).await;
+    let starts: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.start_operation("renew", SERIAL_A, AGENT).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for start in starts {
+        ids.push(start.await.unwrap().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
