@@ -80,6 +80,43 @@ impl ChallengeStore {
     }
 }
 
+/// The most certificates remembered as checked.
+const MAX_VERIFIED: usize = 65_536;
+
+/// Certificates already checked against the CA, by the SHA-256 of their DER, so a card that
+/// signs in again costs one signature check, not two. Whether a certificate is still the
+/// card's is asked of the registry every time.
+#[derive(Debug, Default)]
+pub struct VerifiedCertificates {
+    known: Mutex<HashMap<[u8; 32], piv::Certificate>>,
+}
+
+impl VerifiedCertificates {
+    /// The parsed certificate if this CA issued `der` (checked once, then remembered).
+    pub fn check(
+        &self,
+        ca: &CertificateAuthority,
+        der: &[u8],
+    ) -> Result<piv::Certificate, CaError> {
+        let digest: [u8; 32] = Sha256::digest(der).into();
+        if let Some(cert) = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+        {
+            return Ok(cert.clone());
+        }
+        let cert = ca.verify_issued(der)?;
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_VERIFIED {
+            known.clear();
+        }
+        known.insert(digest, cert.clone());
+        Ok(cert)
+    }
+}
+
 /// The SHA-256 of a token or ticket, hex: what the database keeps instead of the secret.
 pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -126,10 +163,13 @@ impl Cms {
         self.challenges.redeem(&challenge, serial)?;
 
         let card = self.active_card(&serial_text)?;
-        let cert = self.ca.verify_issued(&cert_der).map_err(|e| match e {
-            CaError::NotIssuedHere => CmsError::UntrustedCertificate,
-            other => CmsError::InvalidField(other.to_string()),
-        })?;
+        let cert = self
+            .verified
+            .check(&self.ca, &cert_der)
+            .map_err(|e| match e {
+                CaError::NotIssuedHere => CmsError::UntrustedCertificate,
+                other => CmsError::InvalidField(other.to_string()),
+            })?;
         let record = self
             .db
             .certificate(&cert.serial_hex())?
@@ -199,8 +239,8 @@ impl Cms {
             ),
         )?;
         Ok(SessionCreated {
-            session_token: token.to_string(),
-            ticket: ticket.to_string(),
+            session_token: token,
+            ticket,
             session: session_view(&caller),
         })
     }

@@ -218,7 +218,7 @@ impl CmsClient {
     /// Validates a ticket, as a relying application does.
     pub async fn validate_ticket(&self, ticket: &str) -> Result<TicketValidation, ClientError> {
         let body = TicketRequest {
-            ticket: ticket.to_owned(),
+            ticket: Zeroizing::new(ticket.to_owned()),
         };
         self.post("/v1/tickets/validate", &body, false).await
     }

@@ -84,6 +84,9 @@ const MIGRATIONS: &[&str] = &[
         card_serial TEXT,
         detail TEXT NOT NULL
     );",
+    // 2: at most one open operation per card, whatever two requests race to start one.
+    "CREATE UNIQUE INDEX operations_one_open ON operations(card_serial)
+        WHERE state IN ('started', 'certificate_issued');",
 ];
 
 /// A person known to the service.
@@ -820,6 +823,15 @@ impl Database {
         Ok(tx.commit()?)
     }
 
+    /// Whether `error` is the database refusing a second open operation for a card.
+    pub fn is_open_operation_conflict(error: &CmsError) -> bool {
+        matches!(
+            error,
+            CmsError::Database(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation
+        )
+    }
+
     /// The operation with `id`.
     pub fn operation(&self, id: &str) -> CmsResult<Option<OperationRecord>> {
         let conn = self.lock();
@@ -943,6 +955,14 @@ impl Database {
         Ok(tx.commit()?)
     }
 
+    /// Deletes sessions that ended or expired before `before`; returns how many.
+    pub fn prune_sessions(&self, before: i64) -> CmsResult<usize> {
+        Ok(self.lock().execute(
+            "DELETE FROM sessions WHERE expires_at < ?1 OR ended_at < ?1",
+            [before],
+        )?)
+    }
+
     /// Appends to the audit log on its own.
     pub fn audit(&self, at: i64, event: &AuditEvent<'_>) -> CmsResult<()> {
         Ok(insert_audit(&self.lock(), at, event)?)
@@ -1047,6 +1067,57 @@ mod tests {
         assert!(roles[0].grants("B0267"));
         assert!(!roles[0].grants("B0268"));
         assert_eq!(db.audit_log(None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_card_has_one_open_operation_at_most() {
+        let db = Database::in_memory().unwrap();
+        let user = User {
+            id: "u1".into(),
+            name: "Jane".into(),
+        };
+        db.add_user(&user, 0, &event("user.add")).unwrap();
+        let card = CardRecord {
+            serial: "4082A001132F2817".into(),
+            card_type: "PIV".into(),
+            holder_id: "u1".into(),
+            issued_on: 0,
+            certs_expire: None,
+            cancelled_on: None,
+            cancel_reason: None,
+            capacity: 10,
+            renewals_used: 0,
+            puk_generation: 0,
+        };
+        db.add_card(&card, 0, &event("card.add")).unwrap();
+        let op = |id: &str| OperationRecord {
+            id: id.into(),
+            kind: OperationKind::Renew,
+            card_serial: card.serial.clone(),
+            actor_id: "u1".into(),
+            state: OperationState::Started,
+            agent_version: None,
+            created_at: 1,
+            updated_at: 1,
+            pending_certificate: None,
+            confirm_challenge: None,
+            relay_count: 0,
+            puk_released: false,
+        };
+        db.add_operation(&op("a"), None, &event("renew.start"))
+            .unwrap();
+        let second = db
+            .add_operation(&op("b"), None, &event("renew.start"))
+            .unwrap_err();
+        assert!(Database::is_open_operation_conflict(&second));
+        // Replacing the open one is allowed.
+        db.add_operation(&op("c"), Some("a"), &event("repair.start"))
+            .unwrap();
+        assert_eq!(db.open_operation(&card.serial).unwrap().unwrap().id, "c");
+        assert_eq!(
+            db.operation("a").unwrap().unwrap().state,
+            OperationState::Aborted
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub enum CmsError {
     #[error("card {0} is at full capacity and cannot be self-renewed: a Registration Authority must repair it")]
     CardFull(String),
     /// Repair is only for an expired or full card.
-    #[error("card {serial} is neither expired nor full (certificates valid until {expires_on}): the holder can self-renew it")]
+    #[error("card {serial} is neither expired nor full, and has no renewal left open (certificates valid until {expires_on}): the holder can self-renew it")]
     CardNotRepairable {
         /// The card serial.
         serial: String,

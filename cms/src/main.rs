@@ -106,6 +106,12 @@ struct ServeArgs {
     /// Self-renewals a card takes before it must be repaired.
     #[arg(long, default_value_t = 10)]
     card_capacity: u32,
+    /// Present this TLS certificate chain (PEM) instead of the one the service issued itself.
+    #[arg(long, requires = "tls_key")]
+    tls_certificate: Option<PathBuf>,
+    /// The PKCS#8 PEM key of --tls-certificate.
+    #[arg(long, requires = "tls_certificate")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -263,13 +269,25 @@ fn serve(data_dir: &DataDir, args: ServeArgs) -> Result<()> {
     };
     let cms = Cms::init(data_dir, &args.hostnames, policy)
         .with_context(|| format!("opening the service in {}", data_dir.root().display()))?;
-    let ca_path = cms.data_dir().ca_files().ca_certificate;
+    let ca_files = cms.data_dir().ca_files();
+    let ca_path = ca_files.ca_certificate.clone();
+    let tls = match (args.tls_certificate, args.tls_key) {
+        (Some(certificate_chain), Some(key)) => server::TlsFiles {
+            certificate_chain,
+            key,
+            issuer: None,
+        },
+        _ => server::TlsFiles::own(&ca_files),
+    };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let running = server::start(Arc::new(cms), args.listen)
+        let running = server::start_with_tls(Arc::new(cms), args.listen, &tls)
             .await
             .context("starting the HTTPS server")?;
         println!("CA certificate: {}", ca_path.display());
+        if tls.issuer.is_none() {
+            println!("TLS certificate: {}", tls.certificate_chain.display());
+        }
         println!("listening on {}", running.url());
         shutdown_signal().await;
         tracing::info!("shutting down");

@@ -24,6 +24,7 @@ use crate::registry::RA_ACTIVITY;
 use crate::service::{Caller, Cms};
 use piv::CardSerial;
 use rand::RngCore;
+use zeroize::Zeroizing;
 
 /// Slack for workstation clocks behind the service's: a new certificate is valid from this
 /// many seconds ago.
@@ -128,7 +129,12 @@ impl Cms {
                 }
             }
             OperationKind::Repair => {
-                if !card.is_expired(now) && !card.is_full() {
+                // A renewal left open may have replaced the card's key without the card ever
+                // getting its certificate: such a card is repairable too, not a dead end.
+                let stalled_renewal = open
+                    .as_ref()
+                    .is_some_and(|op| op.kind == OperationKind::Renew);
+                if !card.is_expired(now) && !card.is_full() && !stalled_renewal {
                     return Err(CmsError::CardNotRepairable {
                         serial,
                         expires_on: card.certs_expire.map(dates::iso_date).unwrap_or_default(),
@@ -156,12 +162,26 @@ impl Cms {
             Some(old) => format!("operation {} (replaces {old})", op.id),
             None => format!("operation {}", op.id),
         };
-        self.db.add_operation(
+        let added = self.db.add_operation(
             &op,
             replaced.as_deref(),
             &caller.audit(step_name(kind, "start"), Some(&serial), detail),
-        )?;
-        self.view(&op, false)
+        );
+        match added {
+            Ok(()) => self.view(&op, false),
+            // Another request opened one first: resume it, or say it is there.
+            Err(e) if crate::db::Database::is_open_operation_conflict(&e) => {
+                match self.db.open_operation(&serial)? {
+                    Some(other) if other.kind == kind => self.view(&other, true),
+                    Some(other) => Err(CmsError::OperationInProgress {
+                        kind: other.kind.as_str().to_owned(),
+                        id: other.id,
+                    }),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// An operation the caller may work on, with its card.
@@ -227,7 +247,7 @@ impl Cms {
             .map_err(|e| CmsError::InvalidField(e.to_string()))?;
         self.db.count_relay(&op.id)?;
         Ok(WitnessAnswerView {
-            decrypted_witness: b64::encode(&answer.decrypted_witness),
+            decrypted_witness: Zeroizing::new(b64::encode(&answer.decrypted_witness)),
             challenge: b64::encode(&answer.challenge),
         })
     }
@@ -400,10 +420,7 @@ impl Cms {
                 format!("operation {}", op.id),
             ),
         )?;
-        Ok(PukRelease {
-            puk: puk.to_string(),
-            next_puk: next_puk.to_string(),
-        })
+        Ok(PukRelease { puk, next_puk })
     }
 
     fn pending_certificate(&self, op: &OperationRecord) -> CmsResult<Option<CertificateRecord>> {

@@ -5,6 +5,7 @@
 //! tickets and challenges are base64url without padding.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// The version of this API; it is the `/v1` of every path.
 pub const API_VERSION: u32 = 1;
@@ -117,9 +118,9 @@ pub struct SessionView {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SessionCreated {
     /// The bearer token (`Authorization: Bearer …`), base64url.
-    pub session_token: String,
+    pub session_token: Zeroizing<String>,
     /// The ticket relying applications validate, base64url; it grants nothing else.
-    pub ticket: String,
+    pub ticket: Zeroizing<String>,
     /// The session.
     pub session: SessionView,
 }
@@ -145,7 +146,7 @@ pub struct SelectRoleRequest {
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     /// The ticket to check.
-    pub ticket: String,
+    pub ticket: Zeroizing<String>,
 }
 
 impl std::fmt::Debug for TicketRequest {
@@ -279,7 +280,7 @@ pub struct WitnessRequest {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct WitnessAnswerView {
     /// The decrypted witness, base64.
-    pub decrypted_witness: String,
+    pub decrypted_witness: Zeroizing<String>,
     /// The service's challenge for the card, base64.
     pub challenge: String,
 }
@@ -325,9 +326,9 @@ pub struct ConfirmRequest {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct PukRelease {
     /// The PUK.
-    pub puk: String,
+    pub puk: Zeroizing<String>,
     /// The PUK the card must be changed to before the repair is confirmed.
-    pub next_puk: String,
+    pub next_puk: Zeroizing<String>,
 }
 
 impl std::fmt::Debug for PukRelease {

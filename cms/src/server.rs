@@ -3,10 +3,11 @@
 
 use crate::ca::{pem_blocks, CaFiles};
 use crate::service::Cms;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -20,6 +21,8 @@ use tokio_util::task::TaskTracker;
 const MAX_CONNECTIONS: usize = 1024;
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful shutdown waits for connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,15 +43,38 @@ pub enum ServerError {
     },
 }
 
-/// The rustls configuration from the service's TLS files.
-pub fn tls_config(files: &CaFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+/// The TLS certificate chain and key the server presents.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM: the server certificate first, then any intermediates.
+    pub certificate_chain: PathBuf,
+    /// PEM: the PKCS#8 private key.
+    pub key: PathBuf,
+    /// PEM: a CA certificate appended to the chain (the service's own CA for the certificate
+    /// it issues itself).
+    pub issuer: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The TLS certificate the service issued itself at `init`.
+    pub fn own(files: &CaFiles) -> Self {
+        Self {
+            certificate_chain: files.tls_certificate.clone(),
+            key: files.tls_key.clone(),
+            issuer: Some(files.ca_certificate.clone()),
+        }
+    }
+}
+
+/// The rustls configuration from TLS files.
+pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerError> {
     let read = |path: &std::path::Path| {
         std::fs::read_to_string(path)
             .map(zeroize::Zeroizing::new)
             .map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
     };
-    let cert_pem = read(&files.tls_certificate)?;
-    let key_pem = read(&files.tls_key)?;
+    let cert_pem = read(&files.certificate_chain)?;
+    let key_pem = read(&files.key)?;
     let mut chain: Vec<CertificateDer<'static>> = pem_blocks(&cert_pem, "CERTIFICATE")
         .into_iter()
         .map(CertificateDer::from)
@@ -56,15 +82,17 @@ pub fn tls_config(files: &CaFiles) -> Result<Arc<rustls::ServerConfig>, ServerEr
     if chain.is_empty() {
         return Err(ServerError::Tls(format!(
             "{} holds no certificate",
-            files.tls_certificate.display()
+            files.certificate_chain.display()
         )));
     }
-    if let Some(ca) = pem_blocks(&read(&files.ca_certificate)?, "CERTIFICATE").pop() {
-        chain.push(CertificateDer::from(ca));
+    if let Some(issuer) = &files.issuer {
+        if let Some(ca) = pem_blocks(&read(issuer)?, "CERTIFICATE").pop() {
+            chain.push(CertificateDer::from(ca));
+        }
     }
-    let key = pem_blocks(&key_pem, "PRIVATE KEY").pop().ok_or_else(|| {
-        ServerError::Tls(format!("{} holds no PKCS#8 key", files.tls_key.display()))
-    })?;
+    let key = pem_blocks(&key_pem, "PRIVATE KEY")
+        .pop()
+        .ok_or_else(|| ServerError::Tls(format!("{} holds no PKCS#8 key", files.key.display())))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -99,9 +127,20 @@ impl RunningServer {
     }
 }
 
-/// Binds `addr` and serves the API of `cms` over HTTPS until [`RunningServer::stop`].
+/// Binds `addr` and serves the API of `cms` over HTTPS, with the TLS certificate the service
+/// issued itself, until [`RunningServer::stop`].
 pub async fn start(cms: Arc<Cms>, addr: SocketAddr) -> Result<RunningServer, ServerError> {
-    let tls = tls_config(&cms.data_dir().ca_files())?;
+    let files = TlsFiles::own(&cms.data_dir().ca_files());
+    start_with_tls(cms, addr, &files).await
+}
+
+/// As [`start`], presenting the certificate and key in `files` (an organisation's own).
+pub async fn start_with_tls(
+    cms: Arc<Cms>,
+    addr: SocketAddr,
+    files: &TlsFiles,
+) -> Result<RunningServer, ServerError> {
+    let tls = tls_config(files)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
@@ -166,7 +205,12 @@ pub async fn run(
                 }
                 Err(_) => return,
             };
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that trickles its headers is cut off rather than holding a slot.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
             let conn = builder.serve_connection(TokioIo::new(tls), service);
             tokio::pin!(conn);
             tokio::select! {

@@ -1,13 +1,16 @@
 //! The service itself: the registry, the CA, card custody, the challenge store and the policy,
 //! opened from a data directory. The API calls into it; the admin CLI too.
 
-use crate::auth::ChallengeStore;
+use crate::auth::{ChallengeStore, VerifiedCertificates};
 use crate::ca::{CaFiles, CertificateAuthority};
 use crate::custody::{Custody, RelayExchanges};
 use crate::db::{AuditEvent, Database, RoleProfile, SessionRecord, User};
 use crate::error::{CmsError, CmsResult};
 use crate::policy::Policy;
 use std::path::{Path, PathBuf};
+
+/// How long ended and expired sessions are kept before the service deletes them.
+const SESSION_RETENTION_DAYS: i64 = 30;
 
 /// The name of the CA an `init` creates.
 pub const CA_NAME: &str = "Identity Agent CMS CA";
@@ -107,6 +110,7 @@ pub struct Cms {
     pub(crate) ca: CertificateAuthority,
     pub(crate) custody: Custody,
     pub(crate) challenges: ChallengeStore,
+    pub(crate) verified: VerifiedCertificates,
     pub(crate) relays: RelayExchanges,
     pub(crate) policy: Policy,
     data_dir: DataDir,
@@ -135,11 +139,14 @@ impl Cms {
         let custody = Custody::load_or_create(&data_dir.master_secret())
             .map_err(|e| CmsError::Internal(e.to_string()))?;
         let db = Database::open(&data_dir.database())?;
+        // Sessions long over are of no use to anyone; the audit log keeps what happened.
+        db.prune_sessions(crate::dates::now() - SESSION_RETENTION_DAYS * crate::dates::DAY)?;
         Ok(Self {
             db,
             ca,
             custody,
             challenges: ChallengeStore::new(policy.challenge_ttl),
+            verified: VerifiedCertificates::default(),
             relays: RelayExchanges::default(),
             policy,
             data_dir: data_dir.clone(),

@@ -687,3 +687,41 @@ async fn a_client_that_does_not_trust_the_ca_is_refused() {
             .unwrap();
     assert!(plain.health().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_can_present_an_organisations_own_tls_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cms = std::sync::Arc::new(
+        cms::Cms::init(&cms::DataDir::new(dir.path()), &[], Policy::default()).unwrap(),
+    );
+    // Another CA's TLS certificate for localhost stands in for the organisation's.
+    let org_dir = tempfile::tempdir().unwrap();
+    let org = cms::Cms::init(&cms::DataDir::new(org_dir.path()), &[], Policy::default()).unwrap();
+    let org_files = org.data_dir().ca_files();
+    let tls = cms::server::TlsFiles {
+        certificate_chain: org_files.tls_certificate.clone(),
+        key: org_files.tls_key.clone(),
+        issuer: None,
+    };
+    let running = cms::server::start_with_tls(cms.clone(), "127.0.0.1:0".parse().unwrap(), &tls)
+        .await
+        .unwrap();
+    let trusting_org =
+        cms::client::CmsClient::new(&running.url(), org.ca().certificate_pem()).unwrap();
+    assert_eq!(trusting_org.health().await.unwrap().status, "ok");
+    let trusting_cms =
+        cms::client::CmsClient::new(&running.url(), cms.ca().certificate_pem()).unwrap();
+    assert!(matches!(
+        trusting_cms.health().await,
+        Err(ClientError::Transport(_))
+    ));
+    running.stop().await;
+
+    let missing = cms::server::TlsFiles {
+        certificate_chain: dir.path().join("nope.pem"),
+        key: dir.path().join("nope.key"),
+        issuer: None,
+    };
+    let refused = cms::server::start_with_tls(cms, "127.0.0.1:0".parse().unwrap(), &missing).await;
+    assert!(refused.unwrap_err().to_string().contains("nope.pem"));
+}

@@ -126,12 +126,15 @@ fn the_admin_cli_issues_a_card_serves_it_and_cancels_it() {
     );
 
     // Serve, and sign in with the card over HTTPS.
+    // Everything the server can log, into a file that is checked for secrets at the end.
+    let log_path = dir.path().join("serve.log");
     let mut server = Command::new(env!("CARGO_BIN_EXE_cms"))
         .arg("--data-dir")
         .arg(&data)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
@@ -172,6 +175,21 @@ fn the_admin_cli_issues_a_card_serves_it_and_cancels_it() {
         libc::kill(server.id() as i32, libc::SIGTERM);
     }
     assert!(server.wait().unwrap().success());
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+    let master = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let ca_key = std::fs::read_to_string(data.join("ca/ca-key.pem")).unwrap();
+    let ca_key_body = ca_key.lines().nth(1).unwrap();
+    for (what, secret) in [
+        ("session token", created.session_token.as_str()),
+        ("ticket", created.ticket.as_str()),
+        ("PIN", "918273"),
+        ("master secret", master.trim()),
+        ("CA key", ca_key_body),
+    ] {
+        assert!(!log.contains(secret), "the {what} is in the server's log");
+    }
 
     let audit = ok(cms(&data, &["audit", "--card", SERIAL]));
     let actions: Vec<&str> = audit

@@ -431,3 +431,51 @@ async fn a_card_at_full_capacity_cannot_self_renew() {
     );
     assert!(message.contains("Registration Authority"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewal_goes_on_after_the_service_restarts() {
+    let mut fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 20);
+    let (created, s) = fx.login(&card).await;
+    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let new_key = SoftKey::p256();
+    let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
+
+    fx.restart().await;
+    // The agent kept its session token through the interruption.
+    let s = fx.client.with_session(&created.session_token);
+    let resumed = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    assert_eq!(
+        (resumed.id.as_str(), resumed.state.as_str(), resumed.resumed),
+        (op.id.as_str(), "certificate_issued", true)
+    );
+    assert_eq!(resumed.certificate, issued.certificate);
+    // The 9B relay works again after the restart (the key is derived, not stored).
+    relay_as_card(&s, &op.id, &card_key(&fx, SERIAL_A)).await;
+    let done = s
+        .confirm(&op.id, &confirmation(&new_key, &resumed))
+        .await
+        .unwrap();
+    assert_eq!(done.state, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_starts_open_one_operation() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 20);
+    let (_, s) = fx.login(&card).await;
+    let starts: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.start_operation("renew", SERIAL_A, AGENT).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for start in starts {
+        ids.push(start.await.unwrap().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}

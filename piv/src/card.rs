@@ -136,6 +136,8 @@ impl Transaction<'_> {
         let result = exchange(cmd, |apdu| self.send_raw(apdu));
         match result {
             Err(Error::Pcsc(e)) => Err(self.explain(e)),
+            // A card pulled in the middle of a command can also leave an empty reply behind.
+            Err(Error::Malformed(what)) => Err(self.removal().unwrap_or(Error::Malformed(what))),
             other => other,
         }
     }
@@ -158,11 +160,6 @@ impl Transaction<'_> {
     fn send_raw(&self, apdu: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut buf = Zeroizing::new(vec![0u8; pcsc::MAX_BUFFER_SIZE]);
         let n = self.tx.transmit(apdu, &mut buf)?.len();
-        if n < 2 {
-            // The reader hands back an empty reply when the card vanishes mid-command.
-            let malformed = Error::Malformed(format!("a reply of {n} bytes has no status word"));
-            return Err(self.removed_or(malformed));
-        }
         buf.truncate(n);
         Ok(buf)
     }
@@ -170,35 +167,39 @@ impl Transaction<'_> {
     /// Turns a generic transmit failure into "card removed" when the card has in fact left.
     fn explain(&self, e: pcsc::Error) -> Error {
         use pcsc::Error as P;
-        match e {
+        if !matches!(
+            e,
             P::NotTransacted
-            | P::CommError
-            | P::UnresponsiveCard
-            | P::UnpoweredCard
-            | P::UnknownError => self.removed_or(Error::Pcsc(e)),
-            _ => Error::from(e),
+                | P::CommError
+                | P::UnresponsiveCard
+                | P::UnpoweredCard
+                | P::UnknownError
+        ) {
+            return Error::from(e);
         }
+        self.removal().unwrap_or(Error::Pcsc(e))
     }
 
-    /// [`Error::CardRemoved`] if the card has left the reader, else `fallback`.
+    /// Whether the card has left (or the reader or pcscd has gone), as the typed error to
+    /// report; `None` if the card is still there.
     ///
-    /// A card pulled in the middle of a command first shows as a transport error or an empty
+    /// A card pulled in the middle of a command first shows as a transport error or a broken
     /// reply; pcscd notices the removal at its next presence poll (about every 400 ms), so wait
     /// a bounded time for that before calling it anything else.
-    fn removed_or(&self, fallback: Error) -> Error {
+    fn removal(&self) -> Option<Error> {
         let deadline = Instant::now() + REMOVAL_GRACE;
         loop {
             match self.tx.status2_owned() {
                 Err(status_err) => {
                     return match Error::from(status_err) {
-                        Error::Pcsc(_) => fallback,
-                        typed => typed,
+                        Error::Pcsc(_) => None,
+                        typed => Some(typed),
                     }
                 }
                 Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => {
-                    return Error::CardRemoved
+                    return Some(Error::CardRemoved)
                 }
-                Ok(_) if Instant::now() >= deadline => return fallback,
+                Ok(_) if Instant::now() >= deadline => return None,
                 Ok(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }

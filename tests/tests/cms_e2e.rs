@@ -442,3 +442,58 @@ fn an_officer_repairs_an_expired_card_in_the_second_reader_and_the_holder_sets_a
     let next = Puk::new(&next).unwrap();
     tx.change_puk(&next, &next).unwrap();
 }
+
+fn issuance_for(user: &str, serial: Option<CardSerial>) -> CardIssuance {
+    CardIssuance {
+        user_id: user.to_owned(),
+        pin: Zeroizing::new("918273".into()),
+        algorithm: KeyAlgorithm::P256,
+        validity: InitialValidity::Days(730),
+        current_management_key: ManagementKey::factory(),
+        current_pin: Zeroizing::new("123456".into()),
+        current_puk: Zeroizing::new("12345678".into()),
+        serial,
+    }
+}
+
+#[test]
+fn a_card_without_a_chuid_gets_the_serial_it_is_issued_with() {
+    let stack = Stack::start();
+    let (jane, _) = stack.user("Jane Doe", NURSE_ROLE);
+    let _blank = stack.blank_card(0, 9);
+    {
+        // A real blank card has no CHUID: take the virtual card's away.
+        let mut card = stack.connect(0);
+        let tx = card.transaction().unwrap();
+        tx.authenticate_management_key(&mut LocalResponder::new(ManagementKey::factory()))
+            .unwrap();
+        tx.put_data(piv::consts::object::CHUID, &[]).unwrap();
+        assert!(matches!(tx.card_serial(), Err(Error::NotFound)));
+    }
+    let mut card = stack.connect(0);
+    let refused = stack
+        .cms
+        .issue_card(&mut card, &issuance_for(&jane, None))
+        .unwrap_err();
+    assert!(matches!(refused, cms::issuance::IssuanceError::NoSerial));
+    let issued = stack
+        .cms
+        .issue_card(&mut card, &issuance_for(&jane, Some(serial(0x42))))
+        .unwrap();
+    assert_eq!(issued.serial, serial(0x42).to_string());
+    drop(card);
+    let (created, _) = stack.sign_in(0, "918273").unwrap();
+    assert_eq!(created.session.card_serial, serial(0x42).to_string());
+
+    // A card that has a CHUID keeps it: another serial given is a mistake.
+    let _other = stack.blank_card(1, 10);
+    let mut card = stack.connect(1);
+    let mismatch = stack
+        .cms
+        .issue_card(&mut card, &issuance_for(&jane, Some(serial(11))))
+        .unwrap_err();
+    assert!(matches!(
+        mismatch,
+        cms::issuance::IssuanceError::SerialMismatch { .. }
+    ));
+}

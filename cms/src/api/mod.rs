@@ -25,6 +25,13 @@ impl IntoResponse for CmsError {
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::error!(error = %self, detail = ?self, "request failed");
+        } else {
+            // Codes only: messages can name serials, never secrets, but stay out of the log.
+            tracing::debug!(
+                code = self.code(),
+                status = status.as_u16(),
+                "request refused"
+            );
         }
         let body = ErrorBody {
             error: ErrorDetail {

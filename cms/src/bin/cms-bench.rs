@@ -1,0 +1,180 @@
+//! `cms-bench`: authentications per second and their latency against the real service over
+//! HTTPS on loopback, with many concurrent clients whose card keys are software keys (so the
+//! card is not what is measured). Prints its figures; it is not a test.
+//!
+//! `cargo run --release -p cms --bin cms-bench -- --clients 50 --seconds 10`
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, ValueEnum};
+use cms::client::CmsClient;
+use cms::{dates, server, Cms, DataDir, Policy};
+use p256::ecdsa::signature::Signer;
+use spki::EncodePublicKey;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Measures authentications per second and latency percentiles.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Concurrent clients, each with its own card and connection.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// How long to measure, after a one-second warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The algorithm of the software card keys.
+    #[arg(long, value_enum, default_value = "p256")]
+    algorithm: Algorithm,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Algorithm {
+    P256,
+    Rsa2048,
+}
+
+/// A client's card: serial, software key, certificate.
+enum CardKey {
+    P256(p256::ecdsa::SigningKey),
+    Rsa(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
+}
+
+impl CardKey {
+    fn new(algorithm: Algorithm) -> Result<Self> {
+        Ok(match algorithm {
+            Algorithm::P256 => {
+                CardKey::P256(p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng))
+            }
+            Algorithm::Rsa2048 => {
+                let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)?;
+                CardKey::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(private)))
+            }
+        })
+    }
+
+    fn spki(&self) -> Result<Vec<u8>> {
+        Ok(match self {
+            CardKey::P256(k) => k.verifying_key().to_public_key_der()?.into_vec(),
+            CardKey::Rsa(k) => rsa::signature::Keypair::verifying_key(k.as_ref())
+                .to_public_key_der()?
+                .into_vec(),
+        })
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            CardKey::P256(k) => {
+                let sig: p256::ecdsa::DerSignature = k.sign(message);
+                sig.to_bytes().to_vec()
+            }
+            CardKey::Rsa(k) => rsa::signature::SignatureEncoding::to_vec(&k.sign(message)),
+        }
+    }
+}
+
+struct ClientCard {
+    serial: String,
+    key: CardKey,
+    certificate: Vec<u8>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().context("temporary data directory")?;
+    let cms = Arc::new(Cms::init(
+        &DataDir::new(dir.path()),
+        &[],
+        Policy::default(),
+    )?);
+    let mut cards = Vec::with_capacity(args.clients);
+    let now = dates::now();
+    for i in 0..args.clients {
+        let user = cms.add_user(&format!("Bench User {i}"), None)?;
+        cms.add_role_profile(&user.id, "Bench Trust", "Staff Nurse", &["B0360".into()])?;
+        let serial = format!("BE0C000000{i:06X}");
+        let event = cms::db::AuditEvent {
+            actor: "bench",
+            action: "card.issue",
+            card_serial: Some(&serial),
+            detail: String::new(),
+        };
+        cms.register_card(&serial, "PIV", &user.id, now, &event)?;
+        let key = CardKey::new(args.algorithm)?;
+        let record = cms.certify_card(&serial, &key.spki()?, now - 60, now + 730 * dates::DAY)?;
+        cards.push(ClientCard {
+            serial,
+            key,
+            certificate: record.der,
+        });
+    }
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let running = server::start(cms.clone(), "127.0.0.1:0".parse()?).await?;
+        let url = running.url();
+        let ca = cms.ca().certificate_pem().to_owned();
+        let warm_up = Instant::now() + Duration::from_secs(1);
+        let end = warm_up + Duration::from_secs(args.seconds);
+        let mut tasks = Vec::new();
+        for card in cards {
+            let client = CmsClient::new(&url, &ca)?;
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                loop {
+                    let start = Instant::now();
+                    if start >= end {
+                        break;
+                    }
+                    let result = client
+                        .authenticate(&card.serial, &card.certificate, |m| {
+                            Ok::<_, std::convert::Infallible>(card.key.sign(m))
+                        })
+                        .await;
+                    let took = start.elapsed();
+                    if start >= warm_up {
+                        match result {
+                            Ok(_) => latencies.push(took),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                }
+                (latencies, errors)
+            }));
+        }
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for task in tasks {
+            let (l, e) = task.await?;
+            latencies.extend(l);
+            errors += e;
+        }
+        running.stop().await;
+        latencies.sort();
+        let rate = latencies.len() as f64 / args.seconds as f64;
+        println!(
+            "authentications: {} in {} s with {} concurrent clients ({:?} card keys), {errors} errors",
+            latencies.len(),
+            args.seconds,
+            args.clients,
+            args.algorithm
+        );
+        println!("throughput: {rate:.0} authentications/s (target >= 1000)");
+        println!(
+            "latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            percentile(&latencies, 50.0).as_secs_f64() * 1e3,
+            percentile(&latencies, 90.0).as_secs_f64() * 1e3,
+            percentile(&latencies, 99.0).as_secs_f64() * 1e3,
+            latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+        anyhow::Ok(())
+    })
+}
