@@ -4,6 +4,7 @@
 //! real blank one.
 
 use crate::auth::parse_serial;
+use crate::ca::IssuedCertificate;
 use crate::card_type;
 use crate::dates;
 use crate::db::{CertificateRecord, CertificateStatus};
@@ -127,34 +128,53 @@ impl Cms {
     ) -> Result<CertificateRecord, CmsError> {
         let serial = parse_serial(serial)?.to_string();
         let card = self.active_card(&serial)?;
-        let issued = self
-            .ca
-            .issue_card_certificate(&card.holder_id, spki_der, not_before, not_after, |s| {
+        let issued = self.sign_card_key(&card.holder_id, spki_der, not_before, not_after)?;
+        self.record_admin_certificate(&serial, issued, spki_der.to_vec(), not_before, not_after)
+    }
+
+    /// Has the CA certify a card key of `holder_id` for the given validity.
+    pub(crate) fn sign_card_key(
+        &self,
+        holder_id: &str,
+        spki_der: &[u8],
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<IssuedCertificate, CmsError> {
+        self.ca
+            .issue_card_certificate(holder_id, spki_der, not_before, not_after, |s| {
                 self.db.certificate_serial_taken(s).unwrap_or(true)
             })
-            .map_err(|e| CmsError::Internal(e.to_string()))?;
+            .map_err(|e| CmsError::Internal(e.to_string()))
+    }
+
+    /// Records a certificate issued outside any operation as the card's active one.
+    fn record_admin_certificate(
+        &self,
+        card_serial: &str,
+        issued: IssuedCertificate,
+        spki: Vec<u8>,
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<CertificateRecord, CmsError> {
         let record = CertificateRecord {
             serial: issued.serial,
-            card_serial: serial.clone(),
+            card_serial: card_serial.to_owned(),
             operation_id: None,
-            spki: spki_der.to_vec(),
+            spki,
             der: issued.der,
             not_before,
             not_after,
             status: CertificateStatus::Active,
         };
+        let summary = format!(
+            "certificate {} until {}",
+            record.serial,
+            dates::iso_date(not_after)
+        );
         self.db.add_issued_certificate(
             &record,
             dates::now(),
-            &admin_event(
-                "card.certify",
-                Some(&serial),
-                format!(
-                    "certificate {} until {}",
-                    record.serial,
-                    dates::iso_date(not_after)
-                ),
-            ),
+            &admin_event("card.certify", Some(card_serial), summary),
         )?;
         Ok(record)
     }
@@ -200,12 +220,7 @@ impl Cms {
 
         let now = dates::now();
         let (not_before, not_after) = issuance.validity.bounds(now, self.policy.certificate_days);
-        let issued = self
-            .ca
-            .issue_card_certificate(&user.id, &spki, not_before, not_after, |s| {
-                self.db.certificate_serial_taken(s).unwrap_or(true)
-            })
-            .map_err(|e| CmsError::Internal(e.to_string()))?;
+        let issued = self.sign_card_key(&user.id, &spki, not_before, not_after)?;
         let certificate = Certificate::from_der(&issued.der)?;
         tx.write_certificate(key::AUTHENTICATION, &certificate)?;
         tx.change_pin(&Pin::new(&issuance.current_pin)?, &new_pin)?;
@@ -225,29 +240,8 @@ impl Cms {
             issued_on,
             &admin_event("card.issue", Some(&serial_text), format!("for {}", user.id)),
         )?;
-        let record = CertificateRecord {
-            serial: issued.serial,
-            card_serial: serial_text.clone(),
-            operation_id: None,
-            spki,
-            der: issued.der,
-            not_before,
-            not_after,
-            status: CertificateStatus::Active,
-        };
-        self.db.add_issued_certificate(
-            &record,
-            now,
-            &admin_event(
-                "card.certify",
-                Some(&serial_text),
-                format!(
-                    "certificate {} until {}",
-                    record.serial,
-                    dates::iso_date(not_after)
-                ),
-            ),
-        )?;
+        let record =
+            self.record_admin_certificate(&serial_text, issued, spki, not_before, not_after)?;
         Ok(IssuedCard {
             serial: serial_text,
             card_type,

@@ -300,16 +300,12 @@ impl Cms {
         }
         let now = dates::now();
         let not_after = now + self.policy.certificate_days * dates::DAY;
-        let issued = self
-            .ca
-            .issue_card_certificate(
-                &card.holder_id,
-                &verified.spki_der,
-                now - CLOCK_SKEW,
-                not_after,
-                |s| self.db.certificate_serial_taken(s).unwrap_or(true),
-            )
-            .map_err(|e| CmsError::Internal(e.to_string()))?;
+        let issued = self.sign_card_key(
+            &card.holder_id,
+            &verified.spki_der,
+            now - CLOCK_SKEW,
+            not_after,
+        )?;
         let record = CertificateRecord {
             serial: issued.serial.clone(),
             card_serial: card.serial.clone(),
