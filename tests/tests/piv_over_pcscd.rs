@@ -30,6 +30,14 @@ fn new_card(bed: &TestBed, n: u8) -> PathBuf {
     path
 }
 
+/// A new card inserted into reader `slot` and connected to.
+fn insert_new_card(bed: &TestBed, n: u8, slot: usize) -> (cardsim::InsertedCard, PivCard) {
+    let inserted = bed
+        .insert(slot, &new_card(bed, n), Faults::default())
+        .unwrap();
+    (inserted, connect(bed, slot).unwrap())
+}
+
 fn connect(bed: &TestBed, slot: usize) -> Result<PivCard, Error> {
     let ctx = bed.context().unwrap();
     PivCard::connect(&ctx, &CString::new(bed.reader_name(slot)).unwrap())
@@ -168,9 +176,7 @@ fn reads_the_serial_and_reports_missing_objects() {
 #[test]
 fn rsa_signature_verifies_against_the_certificate() {
     let bed = TestBed::start().unwrap();
-    let path = new_card(&bed, 3);
-    let _inserted = bed.insert(0, &path, Faults::default()).unwrap();
-    let mut card = connect(&bed, 0).unwrap();
+    let (_inserted, mut card) = insert_new_card(&bed, 3, 0);
     let mut ca = TestCa::new("Test CA").unwrap();
     let public = provision(
         &mut card,
@@ -204,9 +210,7 @@ fn rsa_signature_verifies_against_the_certificate() {
 #[test]
 fn p256_signature_verifies_against_the_certificate() {
     let bed = TestBed::start().unwrap();
-    let path = new_card(&bed, 4);
-    let _inserted = bed.insert(1, &path, Faults::default()).unwrap();
-    let mut card = connect(&bed, 1).unwrap();
+    let (_inserted, mut card) = insert_new_card(&bed, 4, 1);
     let mut ca = TestCa::new("Test CA").unwrap();
     let public = provision(&mut card, &mut ca, key::SIGNATURE, KeyAlgorithm::P256);
 
@@ -286,9 +290,7 @@ fn pin_blocks_after_three_wrong_tries_and_the_puk_unblocks_it() {
 #[test]
 fn pin_and_puk_change() {
     let bed = TestBed::start().unwrap();
-    let path = new_card(&bed, 6);
-    let _inserted = bed.insert(0, &path, Faults::default()).unwrap();
-    let mut card = connect(&bed, 0).unwrap();
+    let (_inserted, mut card) = insert_new_card(&bed, 6, 0);
     let tx = card.transaction().unwrap();
     assert_err(tx.change_pin(&pin("000000"), &pin("13579")), |e| {
         matches!(e, Error::WrongPin { tries_left: 2 })
@@ -316,9 +318,7 @@ fn pin_and_puk_change() {
 #[test]
 fn put_data_needs_the_management_key_and_reads_back() {
     let bed = TestBed::start().unwrap();
-    let path = new_card(&bed, 7);
-    let _inserted = bed.insert(0, &path, Faults::default()).unwrap();
-    let mut card = connect(&bed, 0).unwrap();
+    let (_inserted, mut card) = insert_new_card(&bed, 7, 0);
     let tx = card.transaction().unwrap();
     assert_err(tx.put_data(object::PRINTED_INFORMATION, b"Jane"), |e| {
         matches!(e, Error::SecurityStatusNotSatisfied)
@@ -352,9 +352,7 @@ fn put_data_needs_the_management_key_and_reads_back() {
 #[test]
 fn set_management_key_then_only_the_new_key_authenticates() {
     let bed = TestBed::start().unwrap();
-    let path = new_card(&bed, 8);
-    let _inserted = bed.insert(1, &path, Faults::default()).unwrap();
-    let mut card = connect(&bed, 1).unwrap();
+    let (_inserted, mut card) = insert_new_card(&bed, 8, 1);
     let new_tdes = ManagementKey::new(piv::consts::alg::TDES, &[0x5A; 24]).unwrap();
     {
         let tx = card.transaction().unwrap();
