@@ -510,6 +510,18 @@ impl Database {
         })
     }
 
+    /// The one row `sql` finds for `key`, mapped by `map`, if there is one.
+    fn find_one<T>(
+        &self,
+        sql: &str,
+        key: &str,
+        map: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> CmsResult<Option<T>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(sql)?;
+        Ok(stmt.query_row([key], map).optional()?)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -619,11 +631,11 @@ impl Database {
 
     /// The card with `serial`.
     pub fn card(&self, serial: &str) -> CmsResult<Option<CardRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE serial = ?1"
-        ))?;
-        Ok(stmt.query_row([serial], card_from).optional()?)
+        self.find_one(
+            &format!("SELECT {CARD_COLUMNS} FROM cards WHERE serial = ?1"),
+            serial,
+            card_from,
+        )
     }
 
     /// The cards of `holder_id`, oldest first; every card when `holder_id` is `None`.
@@ -693,20 +705,22 @@ impl Database {
 
     /// The certificate with serial number `serial` (upper-case hex).
     pub fn certificate(&self, serial: &str) -> CmsResult<Option<CertificateRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"
-        ))?;
-        Ok(stmt.query_row([serial], cert_from).optional()?)
+        self.find_one(
+            &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+            serial,
+            cert_from,
+        )
     }
 
     /// The active certificate of a card.
     pub fn active_certificate(&self, card_serial: &str) -> CmsResult<Option<CertificateRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
+        self.find_one(
+            &format!(
             "SELECT {CERT_COLUMNS} FROM certificates WHERE card_serial = ?1 AND status = 'active'"
-        ))?;
-        Ok(stmt.query_row([card_serial], cert_from).optional()?)
+            ),
+            card_serial,
+            cert_from,
+        )
     }
 
     /// Whether a certificate serial number is taken.
@@ -741,20 +755,20 @@ impl Database {
 
     /// The session whose token hashes to `token_hash`.
     pub fn session_by_token(&self, token_hash: &str) -> CmsResult<Option<SessionRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"
-        ))?;
-        Ok(stmt.query_row([token_hash], session_from).optional()?)
+        self.find_one(
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
+            token_hash,
+            session_from,
+        )
     }
 
     /// The session whose ticket hashes to `ticket_hash`.
     pub fn session_by_ticket(&self, ticket_hash: &str) -> CmsResult<Option<SessionRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE ticket_hash = ?1"
-        ))?;
-        Ok(stmt.query_row([ticket_hash], session_from).optional()?)
+        self.find_one(
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE ticket_hash = ?1"),
+            ticket_hash,
+            session_from,
+        )
     }
 
     /// Selects a role profile for a session.
@@ -834,22 +848,24 @@ impl Database {
 
     /// The operation with `id`.
     pub fn operation(&self, id: &str) -> CmsResult<Option<OperationRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?1"
-        ))?;
-        Ok(stmt.query_row([id], operation_from).optional()?)
+        self.find_one(
+            &format!("SELECT {OPERATION_COLUMNS} FROM operations WHERE id = ?1"),
+            id,
+            operation_from,
+        )
     }
 
     /// The open operation of a card, if there is one.
     pub fn open_operation(&self, card_serial: &str) -> CmsResult<Option<OperationRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {OPERATION_COLUMNS} FROM operations
+        self.find_one(
+            &format!(
+                "SELECT {OPERATION_COLUMNS} FROM operations
              WHERE card_serial = ?1 AND state IN ('started', 'certificate_issued')
              ORDER BY created_at DESC LIMIT 1"
-        ))?;
-        Ok(stmt.query_row([card_serial], operation_from).optional()?)
+            ),
+            card_serial,
+            operation_from,
+        )
     }
 
     /// Counts one management-key exchange of an operation; returns the new count.
