@@ -3,24 +3,42 @@
 //! self-renewal and RA repair, the admin CLI's card issuing, and a typed client.
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
 pub mod auth;
+#[cfg(feature = "server")]
 pub mod ca;
+#[cfg(feature = "server")]
 pub mod card_type;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod custody;
+#[cfg(feature = "server")]
 pub mod dates;
+#[cfg(feature = "server")]
 pub mod db;
+#[cfg(feature = "server")]
 pub mod error;
+#[cfg(feature = "server")]
 pub mod issuance;
+#[cfg(feature = "server")]
 pub mod operations;
+#[cfg(feature = "server")]
 pub mod pin_policy;
+#[cfg(feature = "server")]
 pub mod policy;
 pub mod protocol;
+#[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod service;
 
+#[cfg(feature = "server")]
 pub use error::{CmsError, CmsResult};
+#[cfg(feature = "server")]
 pub use policy::Policy;
+#[cfg(feature = "server")]
 pub use service::{Cms, DataDir};
