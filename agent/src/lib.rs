@@ -1,3 +1,14 @@
-//! The identity agent: card watcher, sessions, renewal and the local socket API.
-//!
-//! The daemon is built in the agent-core issue on top of the `piv` crate; see `DESIGN.md`.
+//! The identity agent (see `DESIGN.md` §1–4 and §7): one owner per concern, talking over
+//! channels. `card` owns PC/SC, `session` owns the session, `ipc` owns the socket's
+//! connections; `main.rs` only wires them together.
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod card;
+pub mod config;
+pub mod daemon;
+pub mod hardening;
+pub mod ipc;
+pub mod logging;
+pub mod pinentry;
+pub mod session;

@@ -1,0 +1,9 @@
+//! Cards and readers: the PC/SC watcher thread, the ATR table and card identity, on top of
+//! the `piv` crate.
+
+pub mod atr;
+pub mod identity;
+pub mod watcher;
+
+pub use identity::{identify, CardCertificate, CardIdentity};
+pub use watcher::{CardEvent, CardWatcher, ReaderSnapshot};

@@ -1,0 +1,5 @@
+//! `identity-agent`: wires the owners together.
+
+fn main() {
+    unimplemented!("session work")
+}
