@@ -3,6 +3,8 @@
 //! async client library that `iactl`, the tray and the tests use.
 #![warn(missing_docs)]
 
+pub mod paths;
 pub mod wire;
 
+pub use paths::{default_socket_path, SOCKET_ENV};
 pub use wire::*;

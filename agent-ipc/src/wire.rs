@@ -635,7 +635,8 @@ mod tests {
         let reply = Reply {
             id: Some(7),
             outcome: Outcome::Error(
-                ErrorObject::new(ErrorCode::WrongPin, "wrong").with_data(serde_json::json!({"tries_left":2})),
+                ErrorObject::new(ErrorCode::WrongPin, "wrong")
+                    .with_data(serde_json::json!({"tries_left":2})),
             ),
         };
         let text = serde_json::to_string(&reply).unwrap();
@@ -645,12 +646,28 @@ mod tests {
         );
         let back: ServerMessage = serde_json::from_str(&text).unwrap();
         assert_eq!(back, ServerMessage::Reply(reply));
-        let ev = Event::CardRemoved { reader: "R".into(), serial: None };
+        let ev = Event::CardRemoved {
+            reader: "R".into(),
+            serial: None,
+        };
         let text = serde_json::to_string(&ev).unwrap();
-        assert_eq!(text, r#"{"event":"card_removed","data":{"reader":"R","serial":null}}"#);
-        assert_eq!(serde_json::from_str::<ServerMessage>(&text).unwrap(), ServerMessage::Event(ev));
-        let ok: ServerMessage = serde_json::from_str(r#"{"id":1,"result":{"subscribed":true}}"#).unwrap();
-        assert!(matches!(ok, ServerMessage::Reply(Reply { id: Some(1), outcome: Outcome::Result(_) })));
+        assert_eq!(
+            text,
+            r#"{"event":"card_removed","data":{"reader":"R","serial":null}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerMessage>(&text).unwrap(),
+            ServerMessage::Event(ev)
+        );
+        let ok: ServerMessage =
+            serde_json::from_str(r#"{"id":1,"result":{"subscribed":true}}"#).unwrap();
+        assert!(matches!(
+            ok,
+            ServerMessage::Reply(Reply {
+                id: Some(1),
+                outcome: Outcome::Result(_)
+            })
+        ));
         assert!(serde_json::from_str::<Request>(r#"{"id":1,"method":"nope"}"#).is_err());
     }
 }
