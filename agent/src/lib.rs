@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod card;
+pub mod cms;
 pub mod config;
 pub mod daemon;
 pub mod hardening;

@@ -1,5 +1,114 @@
-//! `identity-agent`: wires the owners together.
+//! `identity-agent`: the resident identity agent. This file only wires the owners together:
+//! the card watcher thread, the session owner task and the socket server.
 
-fn main() {
-    unimplemented!("session work")
+use agent::audit::AuditLog;
+use agent::card::CardWatcher;
+use agent::config::Config;
+use agent::ipc::{self, ServerLimits};
+use agent::session::SessionOwner;
+use agent::{daemon, hardening, logging};
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(version, about = "The smartcard identity agent")]
+struct Args {
+    /// Stay in the foreground (under systemd, or to watch the log) instead of starting in the
+    /// background once the socket is ready.
+    #[arg(long)]
+    foreground: bool,
+    /// Read only this configuration file (default: the system file, then the user's).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serve on this socket instead of the configured one.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Before any thread exists: the starting process waits here for the socket.
+    let readiness = match daemon::start(args.foreground) {
+        Ok(readiness) => readiness,
+        Err(e) => {
+            eprintln!("identity-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match start(args, readiness) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("identity-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: Args, readiness: daemon::Readiness) -> Result<()> {
+    hardening::harden_process().context("disabling core dumps and ptrace")?;
+    logging::init().context("setting up logging")?;
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(socket) = args.socket {
+        config.ipc.socket = Some(socket);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(Arc::new(config), readiness))
+}
+
+async fn run(config: Arc<Config>, readiness: daemon::Readiness) -> Result<()> {
+    let state_dir = config.state_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state_dir)
+        .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let audit = Arc::new(
+        AuditLog::open(&state_dir.join("audit.log"))
+            .with_context(|| format!("opening the audit log in {}", state_dir.display()))?,
+    );
+    let cms = agent::cms::connect(&config.cms)?;
+    if cms.is_none() {
+        tracing::warn!("no Card Management Service configured: cards are watched, nobody can sign in");
+    }
+    let socket = config.socket_path();
+    let listener = ipc::bind(&socket)
+        .with_context(|| format!("binding the socket {}", socket.display()))?;
+
+    let shutdown = CancellationToken::new();
+    let (owner, link) = SessionOwner::new(config.clone(), cms, audit);
+    let (card_tx, card_rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = CardWatcher::start(card_tx).context("starting the card watcher")?;
+    let owner = tokio::spawn(owner.run(card_rx, shutdown.clone()));
+    let limits = ServerLimits {
+        max_connections: config.ipc.max_connections,
+    };
+    let server = tokio::spawn(ipc::serve(listener, link, limits, shutdown.clone()));
+    tracing::info!(socket = %socket.display(), "identity agent ready");
+    readiness.ready();
+
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+    let _ = owner.await;
+    let _ = server.await;
+    tokio::task::spawn_blocking(move || watcher.stop())
+        .await
+        .context("stopping the card watcher")?;
+    Ok(())
 }

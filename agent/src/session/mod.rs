@@ -1,1 +1,24 @@
-//! The session: a state machine owned by one task, fed by card events and socket calls.
+//! The session: one owner task holds the readers' view and the session's state machine
+//! (no card → card present → waiting for PIN → authenticating → signed in → ended), fed by
+//! card events and socket calls; signing in runs in a task of its own.
+
+mod login;
+mod owner;
+mod roles;
+
+pub use owner::{SessionOwner, CAPABILITIES};
+pub use roles::RoleMemory;
+
+use sha2::{Digest, Sha256};
+
+/// Now, in Unix seconds.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// SHA-256 of a certificate's DER, as the card identity keeps it.
+pub(crate) fn fingerprint(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
+}

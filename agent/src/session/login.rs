@@ -1,0 +1,285 @@
+//! Signing in with a card: the tries left read from the card, the PIN through pinentry, the
+//! PIN verified on the card, the service's challenge signed by the 9A key, the session opened,
+//! and the remembered default role selected.
+
+use super::roles::RoleMemory;
+use crate::card::CardIdentity;
+use crate::config::PinentryConfig;
+use crate::pinentry::{self, PinPrompt, PinentryError};
+use agent_ipc::{ErrorCode, ErrorObject, SessionState};
+use cms::client::CmsClient;
+use cms::protocol::{auth_message, b64, SessionRequest, SessionView};
+use piv::consts::key;
+use piv::{Pin, PinStatus, PivCard};
+use std::ffi::CString;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// What the login task needs besides the card.
+#[derive(Debug, Clone)]
+pub(crate) struct LoginContext {
+    pub pinentry: PinentryConfig,
+    pub cms: Option<CmsClient>,
+    pub roles: Arc<RoleMemory>,
+}
+
+/// A session the service opened for a card.
+pub(crate) struct SignedIn {
+    pub reader: String,
+    pub serial: String,
+    pub fingerprint: [u8; 32],
+    pub session: SessionView,
+    pub client: CmsClient,
+    pub ticket: Zeroizing<String>,
+    pub signed_in_at: i64,
+    /// Whether the card is in its reader (false only under the `keep` removal action).
+    pub card_present: bool,
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("reader", &self.reader)
+            .field("serial", &self.serial)
+            .field("user", &self.session.user.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A step of a login, reported to the session owner as it happens.
+#[derive(Debug)]
+pub(crate) enum LoginStep {
+    /// The login entered a new state (waiting for the PIN, authenticating).
+    State(SessionState),
+    /// A wrong PIN was entered (for the audit log).
+    WrongPin(u8),
+}
+
+/// Signs in with `card`, reporting each step to `report`.
+pub(crate) async fn login(
+    ctx: LoginContext,
+    card: CardIdentity,
+    report: impl Fn(LoginStep) + Send,
+) -> Result<SignedIn, ErrorObject> {
+    let cms = ctx.cms.clone().ok_or_else(crate::cms::not_configured)?;
+    let serial = card
+        .serial
+        .map(|s| s.to_string())
+        .ok_or_else(|| ErrorObject::new(ErrorCode::NotPiv, "the card has no readable serial"))?;
+    let certificate = card.certificate.clone().ok_or_else(|| {
+        ErrorObject::new(
+            ErrorCode::CardError,
+            "the card holds no authentication certificate — contact your Registration Authority",
+        )
+    })?;
+
+    let reader = card.reader.clone();
+    let tries_left = match blocking(move || pin_status(&reader)).await? {
+        PinStatus::Blocked => return Err(pin_blocked()),
+        PinStatus::Verified => None,
+        PinStatus::NotVerified { tries_left } => Some(tries_left),
+    };
+
+    report(LoginStep::State(SessionState::WaitingForPin));
+    let pin = pinentry::ask_pin(&ctx.pinentry, &prompt(&certificate.holder, &serial, tries_left))
+        .await
+        .map_err(|e| pinentry_error(&e))?;
+    let pin = Pin::new(&pin).map_err(|_| {
+        ErrorObject::new(
+            ErrorCode::PinPolicy,
+            "a passcode is 4 to 8 digits; nothing was sent to the card",
+        )
+    })?;
+
+    report(LoginStep::State(SessionState::Authenticating));
+    let challenge = cms
+        .challenge(&serial)
+        .await
+        .map_err(|e| crate::cms::error_object(&e))?;
+    let raw = b64::decode_url(&challenge.challenge)
+        .ok_or_else(|| ErrorObject::new(ErrorCode::CmsRefused, "the challenge is not base64url"))?;
+    let message = auth_message(&challenge.serial, &raw);
+    let reader = card.reader.clone();
+    let expected = certificate.fingerprint;
+    let signed = blocking(move || sign_challenge(&reader, &pin, &message, &expected)).await;
+    let (signature, der) = match signed {
+        Err(e) if e.code == ErrorCode::WrongPin => {
+            let left = e.data.as_ref().and_then(|d| d["tries_left"].as_u64());
+            report(LoginStep::WrongPin(left.unwrap_or(0) as u8));
+            return Err(e);
+        }
+        other => other?,
+    };
+    let created = cms
+        .create_session(&SessionRequest {
+            serial: challenge.serial.clone(),
+            challenge: challenge.challenge,
+            signature: b64::encode(&signature),
+            certificate: b64::encode(&der),
+        })
+        .await
+        .map_err(|e| crate::cms::error_object(&e))?;
+    let client = cms.with_session(&created.session_token);
+    let mut session = created.session.clone();
+    if session.selected_role.is_none() {
+        if let Some(role) = ctx.roles.default_for(&session.user.id) {
+            if session.roles.iter().any(|r| r.id == role) {
+                match client.select_role(role).await {
+                    Ok(view) => session = view,
+                    Err(e) => tracing::warn!("selecting the default role failed: {e}"),
+                }
+            }
+        }
+    }
+    Ok(SignedIn {
+        reader: card.reader,
+        serial,
+        fingerprint: expected,
+        session,
+        client,
+        ticket: created.ticket.clone(),
+        signed_in_at: super::now(),
+        card_present: true,
+    })
+}
+
+/// The PIN prompt: names the holder and the card, and the tries left.
+fn prompt(holder: &str, serial: &str, tries_left: Option<u8>) -> PinPrompt {
+    let tries = match tries_left {
+        Some(1) => "This is the last try before the card locks.".to_owned(),
+        Some(n) => format!("{n} tries left before the card locks."),
+        None => String::new(),
+    };
+    PinPrompt {
+        title: "Identity Agent".into(),
+        description: format!("Enter the passcode of {holder}'s smartcard {serial}.\n{tries}")
+            .trim_end()
+            .to_owned(),
+        prompt: "Passcode:".into(),
+        error: None,
+        repeat: None,
+    }
+}
+
+/// Runs a blocking card step off the async workers.
+async fn blocking<T: Send + 'static>(
+    step: impl FnOnce() -> Result<T, piv::Error> + Send + 'static,
+) -> Result<T, ErrorObject> {
+    match tokio::task::spawn_blocking(step).await {
+        Ok(result) => result.map_err(|e| card_error(&e)),
+        Err(e) => Err(ErrorObject::new(
+            ErrorCode::Internal,
+            format!("a card step failed: {e}"),
+        )),
+    }
+}
+
+/// Connects to the card in `reader` (shared, LeaveCard on the way out) and runs `step` in one
+/// transaction.
+pub(crate) fn with_card<T>(
+    reader: &str,
+    step: impl FnOnce(&piv::Transaction<'_>) -> Result<T, piv::Error>,
+) -> Result<T, piv::Error> {
+    let ctx = pcsc::Context::establish(pcsc::Scope::User)?;
+    let name = CString::new(reader).map_err(|_| piv::Error::NoReader)?;
+    let mut card = PivCard::connect(&ctx, &name)?;
+    let result = {
+        let tx = card.transaction()?;
+        step(&tx)
+    };
+    card.disconnect()?;
+    result
+}
+
+fn pin_status(reader: &str) -> Result<PinStatus, piv::Error> {
+    with_card(reader, |tx| tx.pin_status())
+}
+
+/// Verifies the PIN, checks the certificate is the one identified at insertion, signs
+/// `message` with the 9A key and logs the PIN out again.
+fn sign_challenge(
+    reader: &str,
+    pin: &Pin,
+    message: &[u8],
+    expected_fingerprint: &[u8; 32],
+) -> Result<(Vec<u8>, Vec<u8>), piv::Error> {
+    with_card(reader, |tx| {
+        let certificate = tx.read_certificate(key::AUTHENTICATION)?;
+        if super::fingerprint(certificate.der()) != *expected_fingerprint {
+            return Err(piv::Error::BadCertificate(
+                "the card's certificate changed since it was inserted".into(),
+            ));
+        }
+        let algorithm = certificate.public_key()?.algorithm()?;
+        tx.verify_pin(pin)?;
+        let signed = tx.sign(key::AUTHENTICATION, algorithm, message);
+        let logged_out = tx.logout();
+        let signature = signed?;
+        logged_out?;
+        Ok((signature, certificate.der().to_vec()))
+    })
+}
+
+fn pin_blocked() -> ErrorObject {
+    ErrorObject::new(
+        ErrorCode::PinBlocked,
+        "Your smartcard's passcode is locked — contact your Registration Authority",
+    )
+}
+
+/// A card error in the socket API's words.
+pub(crate) fn card_error(e: &piv::Error) -> ErrorObject {
+    use piv::Error as E;
+    match e {
+        E::WrongPin { tries_left } => ErrorObject::new(
+            ErrorCode::WrongPin,
+            match tries_left {
+                1 => "Wrong passcode: 1 try left before the card locks".to_owned(),
+                n => format!("Wrong passcode: {n} tries left before the card locks"),
+            },
+        )
+        .with_data(serde_json::json!({ "tries_left": tries_left })),
+        E::PinBlocked => pin_blocked(),
+        E::NotPiv => ErrorObject::new(ErrorCode::NotPiv, e.to_string()),
+        E::CardRemoved => ErrorObject::new(ErrorCode::CardRemoved, e.to_string()),
+        E::NoReader => ErrorObject::new(ErrorCode::NoReader, e.to_string()),
+        E::ServiceUnavailable => ErrorObject::new(ErrorCode::PcscUnavailable, e.to_string()),
+        other => ErrorObject::new(ErrorCode::CardError, other.to_string()),
+    }
+}
+
+fn pinentry_error(e: &PinentryError) -> ErrorObject {
+    match e {
+        PinentryError::Cancelled | PinentryError::TimedOut => {
+            ErrorObject::new(ErrorCode::PinCancelled, e.to_string())
+        }
+        PinentryError::Failed(_) => ErrorObject::new(ErrorCode::PinentryFailed, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_names_holder_card_and_tries() {
+        let p = prompt("Jane Doe", "4082A001132F2817", Some(2));
+        assert!(p.description.contains("Jane Doe"));
+        assert!(p.description.contains("4082A001132F2817"));
+        assert!(p.description.contains("2 tries left"));
+        assert!(prompt("J", "S", Some(1)).description.contains("last try"));
+    }
+
+    #[test]
+    fn card_errors_keep_tries_left_and_point_to_the_ra() {
+        let wrong = card_error(&piv::Error::WrongPin { tries_left: 2 });
+        assert_eq!(wrong.code, ErrorCode::WrongPin);
+        assert_eq!(wrong.data.unwrap()["tries_left"], 2);
+        let blocked = card_error(&piv::Error::PinBlocked);
+        assert!(blocked.message.contains("Registration Authority"));
+        assert_eq!(
+            card_error(&piv::Error::ServiceUnavailable).code,
+            ErrorCode::PcscUnavailable
+        );
+    }
+}
