@@ -7,7 +7,8 @@ use anyhow::Context;
 use cms::client::{ClientError, CmsClient};
 
 /// What the holder is told when the card's certificate has expired.
-pub const EXPIRED_MESSAGE: &str = "Your smartcard has expired — contact your Registration Authority";
+pub const EXPIRED_MESSAGE: &str =
+    "Your smartcard has expired — contact your Registration Authority";
 
 /// A client of the configured service, or `None` when none is configured (the agent still
 /// watches cards and serves its socket; signing in says what is missing).
@@ -81,14 +82,23 @@ mod tests {
 
     #[test]
     fn service_codes_map_to_the_apis_codes() {
-        assert_eq!(error_object(&api("card_cancelled")).code, ErrorCode::CardCancelled);
+        assert_eq!(
+            error_object(&api("card_cancelled")).code,
+            ErrorCode::CardCancelled
+        );
         let expired = error_object(&api("card_expired"));
         assert_eq!(expired.code, ErrorCode::CertificateExpired);
         assert!(expired.message.contains("Registration Authority"));
-        assert_eq!(error_object(&api("activity_required")).code, ErrorCode::RoleNotPermitted);
+        assert_eq!(
+            error_object(&api("activity_required")).code,
+            ErrorCode::RoleNotPermitted
+        );
         let other = error_object(&api("bad_signature"));
         assert_eq!(other.code, ErrorCode::CmsRefused);
         assert_eq!(other.data.unwrap()["cms_code"], "bad_signature");
-        assert_eq!(error_object(&ClientError::NoSession).code, ErrorCode::NoSession);
+        assert_eq!(
+            error_object(&ClientError::NoSession).code,
+            ErrorCode::NoSession
+        );
     }
 }

@@ -80,11 +80,13 @@ async fn run(config: Arc<Config>, readiness: daemon::Readiness) -> Result<()> {
     );
     let cms = agent::cms::connect(&config.cms)?;
     if cms.is_none() {
-        tracing::warn!("no Card Management Service configured: cards are watched, nobody can sign in");
+        tracing::warn!(
+            "no Card Management Service configured: cards are watched, nobody can sign in"
+        );
     }
     let socket = config.socket_path();
-    let listener = ipc::bind(&socket)
-        .with_context(|| format!("binding the socket {}", socket.display()))?;
+    let listener =
+        ipc::bind(&socket).with_context(|| format!("binding the socket {}", socket.display()))?;
 
     let shutdown = CancellationToken::new();
     let (owner, link) = SessionOwner::new(config.clone(), cms, audit);

@@ -12,6 +12,7 @@
 pub mod issue;
 pub mod pcscd;
 pub mod pki;
+pub mod stack;
 
 use anyhow::{bail, Context as _, Result};
 use cardsim::{Faults, InsertedCard};

@@ -81,9 +81,12 @@ pub(crate) async fn login(
     };
 
     report(LoginStep::State(SessionState::WaitingForPin));
-    let pin = pinentry::ask_pin(&ctx.pinentry, &prompt(&certificate.holder, &serial, tries_left))
-        .await
-        .map_err(|e| pinentry_error(&e))?;
+    let pin = pinentry::ask_pin(
+        &ctx.pinentry,
+        &prompt(&certificate.holder, &serial, tries_left),
+    )
+    .await
+    .map_err(|e| pinentry_error(&e))?;
     let pin = Pin::new(&pin).map_err(|_| {
         ErrorObject::new(
             ErrorCode::PinPolicy,

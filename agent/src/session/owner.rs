@@ -237,9 +237,7 @@ impl SessionOwner {
                 self.pending.push(Event::ReaderRemoved { reader });
             }
             CardEvent::Inserted(card) => self.card_arrived(card),
-            CardEvent::Removed { reader } => {
-                self.card_left(&reader, SessionEndReason::CardRemoved)
-            }
+            CardEvent::Removed { reader } => self.card_left(&reader, SessionEndReason::CardRemoved),
             CardEvent::Changed(card) => self.card_changed(card),
         }
     }
@@ -408,8 +406,7 @@ impl SessionOwner {
     // ---- login ----
 
     fn auto_login(&mut self, reader: &str) {
-        if !self.config.session.login_on_insert || self.session.is_some() || self.login.is_some()
-        {
+        if !self.config.session.login_on_insert || self.session.is_some() || self.login.is_some() {
             return;
         }
         let Some(card) = self.card_in(reader) else {
@@ -501,7 +498,10 @@ impl SessionOwner {
             let _ = reply.send(Err(e));
             return;
         }
-        if self.card_in(&reader).is_some_and(|c| c.certificate.is_none()) {
+        if self
+            .card_in(&reader)
+            .is_some_and(|c| c.certificate.is_none())
+        {
             let _ = reply.send(Err(ErrorObject::new(
                 ErrorCode::CardError,
                 "the card holds no authentication certificate — contact your Registration Authority",
@@ -520,7 +520,10 @@ impl SessionOwner {
             ));
         }
         if self.readers.is_empty() {
-            return Err(ErrorObject::new(ErrorCode::NoReader, "no card reader is connected"));
+            return Err(ErrorObject::new(
+                ErrorCode::NoReader,
+                "no card reader is connected",
+            ));
         }
         let with_cards: Vec<&String> = self
             .readers
@@ -562,7 +565,10 @@ impl SessionOwner {
                 result: Box::new(result),
             });
         });
-        let serial = self.card_in(reader).and_then(|c| c.serial).map(|s| s.to_string());
+        let serial = self
+            .card_in(reader)
+            .and_then(|c| c.serial)
+            .map(|s| s.to_string());
         self.ended_in = None;
         self.login = Some(LoginRun {
             reader: reader.to_owned(),
@@ -813,7 +819,10 @@ impl SessionOwner {
                 "the sign-in was cancelled by logout",
             ));
         } else {
-            return Err(ErrorObject::new(ErrorCode::NoSession, "nobody is signed in"));
+            return Err(ErrorObject::new(
+                ErrorCode::NoSession,
+                "nobody is signed in",
+            ));
         }
         Ok(json(&self.session_status()))
     }
@@ -864,11 +873,7 @@ impl SessionOwner {
         result: Result<SessionView, ErrorObject>,
         reply: ReplyTo,
     ) {
-        let Some(session) = self
-            .session
-            .as_mut()
-            .filter(|s| s.generation == generation)
-        else {
+        let Some(session) = self.session.as_mut().filter(|s| s.generation == generation) else {
             let _ = reply.send(Err(ErrorObject::new(
                 ErrorCode::NoSession,
                 "the session ended before the role was selected",
@@ -916,7 +921,8 @@ impl SessionOwner {
                     LoginStep::State(state) => run.state = state,
                     LoginStep::WrongPin(tries_left) => {
                         let serial = run.serial.clone().unwrap_or_default();
-                        self.audit.record(AuditEvent::WrongPin { serial, tries_left });
+                        self.audit
+                            .record(AuditEvent::WrongPin { serial, tries_left });
                     }
                 }
             }

@@ -39,7 +39,10 @@ impl RoleMemory {
         let mut defaults = self.lock();
         defaults.insert(user.to_owned(), role);
         if let Err(e) = self.write(&defaults) {
-            tracing::warn!("cannot save the default role in {}: {e}", self.path.display());
+            tracing::warn!(
+                "cannot save the default role in {}: {e}",
+                self.path.display()
+            );
         }
     }
 
