@@ -64,8 +64,21 @@ pub struct AgentOptions {
     pub certificate_check_secs: u64,
     /// `RUST_LOG` of the agent.
     pub log_filter: String,
+    /// The PIN prompt; by default the scripted pinentry reading [`Stack::pin_answers`].
+    pub pinentry: Option<PinentrySetup>,
     /// Extra TOML appended to the configuration.
     pub extra_config: String,
+}
+
+/// A pinentry program for the agent.
+#[derive(Debug, Clone)]
+pub struct PinentrySetup {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The terminal it asks on (`pinentry.tty`), for a terminal pinentry.
+    pub tty: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -75,6 +88,7 @@ impl Default for AgentOptions {
             login_on_insert: true,
             certificate_check_secs: 30,
             log_filter: "trace".into(),
+            pinentry: None,
             extra_config: String::new(),
         }
     }
@@ -271,15 +285,32 @@ impl Stack {
     /// The agent's configuration for `options`.
     pub fn agent_config(&self, options: &AgentOptions) -> Result<String> {
         let dir = self.bed.dir();
+        let pinentry = match &options.pinentry {
+            Some(setup) => setup.clone(),
+            None => PinentrySetup {
+                program: workspace_binary("ia-pinentry")?,
+                args: ["--script", "--log"]
+                    .iter()
+                    .zip(["pinentry-script", "pinentry.log"])
+                    .flat_map(|(flag, file)| {
+                        [flag.to_string(), dir.join(file).display().to_string()]
+                    })
+                    .collect(),
+                tty: None,
+            },
+        };
+        let tty = pinentry
+            .tty
+            .map(|t| format!("tty = {t:?}\n"))
+            .unwrap_or_default();
         Ok(format!(
             "[cms]\nurl = {url:?}\nca_file = {ca:?}\n\n\
-             [pinentry]\nprogram = {pinentry:?}\nargs = [\"--script\", {script:?}, \"--log\", {plog:?}]\ntimeout_secs = 10\n\n\
+             [pinentry]\nprogram = {program:?}\nargs = {args:?}\ntimeout_secs = 60\n{tty}\n\
              [session]\nremoval_action = {removal:?}\nlogin_on_insert = {auto}\ncertificate_check_secs = {check}\n\n{extra}\n",
             url = self.url,
             ca = self.cms_ca_file(),
-            pinentry = workspace_binary("ia-pinentry")?,
-            script = dir.join("pinentry-script"),
-            plog = dir.join("pinentry.log"),
+            program = pinentry.program,
+            args = pinentry.args,
             removal = options.removal_action,
             auto = options.login_on_insert,
             check = options.certificate_check_secs,

@@ -1,18 +1,24 @@
-//! The test bed by hand: `ia-testbed demo` runs a private pcscd with two virtual readers, issues
-//! a virtual PIV card over PC/SC, reads it back and keeps it inserted until Ctrl-C.
+//! The whole default stack by hand: `ia-testbed demo` starts a private pcscd with two virtual
+//! readers, the reference CMS with demo users and cards, and the identity agent with a PIN
+//! prompt that fits the display or terminal, then prints what to try until Ctrl-C.
+//! `ia-testbed demo --once` walks insert → PIN → signed in → role → ticket → remove → signed
+//! out (and an expired card refused) by itself, printing each step; CI runs it as a smoke test.
 
-use anyhow::{Context as _, Result};
+use agent_ipc::{Client, Event, SessionEndReason, SessionState, Subscription};
+use anyhow::{bail, Context as _, Result};
+use cardsim::AtrProfile;
 use clap::{Parser, Subcommand};
-use piv::consts::key;
-use piv::{KeyAlgorithm, Pin, PinStatus, PivCard};
-use std::ffi::CString;
-use std::time::{Instant, SystemTime};
-use testbed::issue::{issue_card, Issuance};
-use testbed::pki::TestCa;
-use testbed::TestBed;
+use cms::client::CmsClient;
+use cms::issuance::InitialValidity;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use testbed::stack::{
+    workspace_binary, AgentOptions, PinentrySetup, Stack, StackCard, NURSE, RA_OFFICER,
+    WARD_MANAGER,
+};
 
 #[derive(Parser)]
-#[command(about = "The identity agent's test bed: private pcscd, virtual readers, virtual cards")]
+#[command(about = "The identity agent's whole stack on one machine, with virtual cards")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,16 +26,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Issue a virtual card, read it back over PC/SC and keep it inserted until Ctrl-C.
+    /// Start pcscd, the CMS with demo users and cards, and the agent; run until Ctrl-C.
     Demo {
-        /// Remove the card and stop after the walk-through instead of waiting for Ctrl-C.
+        /// Walk through a sign-in and sign-out by itself, then stop.
         #[arg(long)]
         once: bool,
     },
 }
 
-/// The PIN of the demo card (the virtual card's default).
-const DEMO_PIN: &str = "123456";
+/// The demo cards, their holders and PINs.
+struct DemoCards {
+    expiring: StackCard,
+    healthy: StackCard,
+    expired: StackCard,
+}
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn main() -> Result<()> {
     let Command::Demo { once } = Cli::parse().command;
@@ -39,99 +51,294 @@ fn main() -> Result<()> {
     })
     .context("installing the Ctrl-C handler")?;
 
-    let bed = TestBed::start().context("starting the private pcscd")?;
-    let (env_name, socket) = bed.client_env();
-    println!("Identity Agent test bed");
+    println!("Identity Agent — demo stack");
+    let mut stack = Stack::start().context("starting pcscd and the CMS")?;
     println!(
-        "  pcscd        private instance, clients use {env_name}={}",
-        socket.display()
+        "  pcscd      private instance with readers {:?} and {:?}",
+        stack.bed.reader_name(0),
+        stack.bed.reader_name(1)
     );
-    println!(
-        "  readers      {:?}, {:?}",
-        bed.reader_name(0),
-        bed.reader_name(1)
-    );
-
-    let mut ca = TestCa::new("Identity Agent Demo CA")?;
-    let serial = "4082A001132F2817".parse()?;
+    println!("  CMS        {} (SQLite, its own CA)", stack.cms_url());
+    let cards = demo_cards(&stack)?;
+    let pinentry = if once { None } else { interactive_pinentry() };
+    let prompt = pinentry
+        .as_ref()
+        .map_or("scripted (answers the demo PIN)".to_owned(), |p| {
+            p.program.display().to_string()
+        });
+    let options = AgentOptions {
+        log_filter: "info".into(),
+        pinentry: Some(pinentry.unwrap_or(PinentrySetup {
+            program: workspace_binary("ia-pinentry")?,
+            args: vec!["--pin".into(), cards.expiring.pin.clone()],
+            tty: None,
+        })),
+        ..AgentOptions::default()
+    };
     let started = Instant::now();
-    let issued = issue_card(&bed, 0, &mut ca, &Issuance::new(serial, "Demo Holder"))
-        .context("issuing the demo card")?;
+    let agent = stack
+        .start_agent(&options)
+        .context("starting identity-agent")?;
     println!(
-        "Issued a virtual card in {:?} over PC/SC in {} ms (RSA-2048 key generated on the card)",
-        bed.reader_name(0),
+        "  agent      pid {}, socket ready in {} ms, PIN prompt: {prompt}",
+        agent.pid(),
         started.elapsed().as_millis()
     );
+    println!("             log {}", agent.log.display());
+    let socket = stack.socket()?;
 
-    show_card(&bed, 0)?;
-
-    println!("Try, in another terminal (as root):");
-    println!(
-        "  {env_name}={} pkcs15-tool --list-certificates",
-        socket.display()
-    );
-    println!(
-        "  {env_name}={} yubico-piv-tool -r 'Virtual PCD 00 00' -a status",
-        socket.display()
-    );
-    println!("  target/debug/cardsim show {}", issued.file.display());
-    if !once {
-        println!("Running until Ctrl-C.");
-        let _ = stop_rx.recv();
+    if once {
+        walk_through(&stack, &cards)?;
+        stack.stop_agent()?;
+        println!("Agent stopped. Demo done.");
+        return Ok(());
     }
-    bed.remove(0, issued.inserted)?;
+
+    let bin = workspace_binary("iactl")?;
+    let cardsim = workspace_binary("cardsim")?;
+    println!();
+    println!("Try, in another terminal:");
+    println!("  export IDENTITY_AGENT_SOCKET={}", socket.display());
+    println!("  {} status", bin.display());
+    println!("  {} events --follow", bin.display());
+    println!("Insert a card (Ctrl-C in that terminal pulls it):");
+    for (what, card) in [
+        ("Jane Doe, expires in 30 days", &cards.expiring),
+        ("Rita Admin (RA, B0267), healthy", &cards.healthy),
+        ("Harry Holder, expired", &cards.expired),
+    ] {
+        println!("  # {what}: PIN {}", card.pin);
+        println!(
+            "  {} insert {} --port {}",
+            cardsim.display(),
+            card.file.display(),
+            stack.bed.vpcd_addr(0).port()
+        );
+    }
     println!(
-        "Card removed: pcscd reports {:?} empty. Done.",
-        bed.reader_name(0)
+        "(port {} is the second reader.)",
+        stack.bed.vpcd_addr(1).port()
+    );
+    println!("Events follow; Ctrl-C stops the demo.");
+    let mut events = stack
+        .runtime
+        .block_on(async { Client::connect(&socket).await?.subscribe().await })?;
+    stack.runtime.spawn(async move {
+        while let Ok(event) = events.next_event().await {
+            println!("  event: {}", describe(&event));
+        }
+    });
+    let _ = stop_rx.recv();
+    stack.stop_agent()?;
+    println!("Agent stopped.");
+    Ok(())
+}
+
+/// The demo users and cards: a holder whose card expires in 30 days, an RA officer with a
+/// healthy card, and a holder whose card has expired.
+fn demo_cards(stack: &Stack) -> Result<DemoCards> {
+    let (jane, _) = stack.user("Jane Doe", &[NURSE, WARD_MANAGER])?;
+    let (rita, _) = stack.user("Rita Admin", &[RA_OFFICER])?;
+    let (harry, _) = stack.user("Harry Holder", &[NURSE])?;
+    let started = Instant::now();
+    let cards = DemoCards {
+        expiring: stack.issue(
+            &jane,
+            "4082A001132F2817".parse()?,
+            "246810",
+            InitialValidity::Days(30),
+            AtrProfile::NhsCis,
+        )?,
+        healthy: stack.issue(
+            &rita,
+            "4082A001132F2818".parse()?,
+            "864209",
+            InitialValidity::Days(700),
+            AtrProfile::Gemalto,
+        )?,
+        expired: stack.issue(
+            &harry,
+            "4082A001132F2819".parse()?,
+            "975310",
+            InitialValidity::Expired,
+            AtrProfile::Oberthur,
+        )?,
+    };
+    println!(
+        "  cards      3 issued by the CMS over PC/SC in {} ms (keys made on the cards):",
+        started.elapsed().as_millis()
+    );
+    for details in stack.cms.all_cards()? {
+        println!("             {}", details.row.join("  "));
+    }
+    Ok(cards)
+}
+
+/// A PIN prompt that fits: a graphical pinentry on a display, else the curses one on this
+/// terminal; none (scripted) without either.
+fn interactive_pinentry() -> Option<PinentrySetup> {
+    let find = |name: &str| {
+        let path = PathBuf::from("/usr/bin").join(name);
+        path.is_file().then_some(path)
+    };
+    if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() {
+        if let Some(program) = find("pinentry-gnome3").or_else(|| find("pinentry-gtk-2")) {
+            return Some(PinentrySetup {
+                program,
+                args: Vec::new(),
+                tty: None,
+            });
+        }
+    }
+    let tty = std::fs::read_link("/proc/self/fd/0").ok()?;
+    if !tty.starts_with("/dev/pts") && !tty.starts_with("/dev/tty") {
+        return None;
+    }
+    Some(PinentrySetup {
+        program: find("pinentry-curses")?,
+        args: Vec::new(),
+        tty: Some(tty.display().to_string()),
+    })
+}
+
+/// Insert → PIN → signed in → role → ticket → pulled → signed out, then an expired card.
+fn walk_through(stack: &Stack, cards: &DemoCards) -> Result<()> {
+    let rt = &stack.runtime;
+    let socket = stack.socket()?;
+    let mut events = rt.block_on(async { Client::connect(&socket).await?.subscribe().await })?;
+    let mut client = rt.block_on(Client::connect(&socket))?;
+
+    println!(
+        "1. Insert Jane Doe's card into {:?}",
+        stack.bed.reader_name(0)
+    );
+    let inserted_at = Instant::now();
+    let card = stack.insert(0, &cards.expiring)?;
+    let seen = next(stack, &mut events, |e| {
+        matches!(e, Event::CardInserted { .. })
+    })?;
+    println!("   {}", describe(&seen));
+    next(stack, &mut events, |e| {
+        matches!(
+            e,
+            Event::SessionState {
+                state: SessionState::WaitingForPin
+            }
+        )
+    })?;
+    println!("   the agent asks for the PIN through pinentry");
+    let started = next(stack, &mut events, |e| {
+        matches!(e, Event::SessionStarted { .. } | Event::LoginFailed { .. })
+    })?;
+    if !matches!(started, Event::SessionStarted { .. }) {
+        bail!("sign-in failed: {}", describe(&started));
+    }
+    println!(
+        "2. {} ({} ms after the card went in)",
+        describe(&started),
+        inserted_at.elapsed().as_millis()
+    );
+
+    let roles = rt.block_on(client.roles())?;
+    let manager = roles
+        .roles
+        .iter()
+        .find(|r| r.job_role == "Ward Manager")
+        .context("Jane holds the Ward Manager role")?;
+    rt.block_on(client.select_role(&manager.id, true))?;
+    let changed = next(stack, &mut events, |e| {
+        matches!(e, Event::RoleChanged { .. })
+    })?;
+    println!("3. {}", describe(&changed));
+
+    let ticket = rt.block_on(client.ticket())?;
+    let cms = CmsClient::new(stack.cms_url(), stack.cms.ca().certificate_pem())?;
+    let valid = rt.block_on(cms.validate_ticket(&ticket.ticket))?;
+    println!(
+        "4. the session ticket is accepted by the CMS: {} as {}",
+        valid.user.name,
+        valid.role.map_or("no role".into(), |r| r.job_role)
+    );
+
+    println!("5. Pull the card");
+    stack.bed.remove(0, card)?;
+    let ended = next(stack, &mut events, |e| {
+        matches!(
+            e,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardRemoved,
+                ..
+            }
+        )
+    })?;
+    println!("   {}", describe(&ended));
+
+    println!("6. Insert Harry Holder's expired card");
+    let expired = stack.insert(0, &cards.expired)?;
+    let refused = next(stack, &mut events, |e| {
+        matches!(e, Event::LoginFailed { .. })
+    })?;
+    println!("   {}", describe(&refused));
+    stack.bed.remove(0, expired)?;
+    next(stack, &mut events, |e| {
+        matches!(e, Event::CardRemoved { .. })
+    })?;
+    let status = rt.block_on(client.status())?;
+    println!(
+        "7. status: session {:?}, {} readers",
+        status.session.state,
+        status.readers.len()
     );
     Ok(())
 }
 
-/// Reads the card in reader `slot` back over PC/SC and prints what an agent would show.
-fn show_card(bed: &TestBed, slot: usize) -> Result<()> {
-    let ctx = bed.context()?;
-    let mut card = PivCard::connect(&ctx, &CString::new(bed.reader_name(slot))?)?;
-    let atr = card.atr().to_vec();
-    let profile = cardsim::AtrProfile::ALL
-        .into_iter()
-        .find(|p| p.atr() == atr);
-    let tx = card.transaction()?;
-    let serial = tx.card_serial()?;
-    let certificate = tx.read_certificate(key::AUTHENTICATION)?;
-    let days_left = certificate
-        .not_after()
-        .duration_since(SystemTime::now())
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0);
-    let tries = match tx.pin_status()? {
-        PinStatus::Verified => "verified".to_owned(),
-        PinStatus::NotVerified { tries_left } => format!("{tries_left} tries left"),
-        PinStatus::Blocked => "blocked".to_owned(),
-    };
-    tx.verify_pin(&Pin::new(DEMO_PIN)?)?;
-    let challenge = b"identity agent demo challenge";
-    let signature = tx.sign(key::AUTHENTICATION, KeyAlgorithm::Rsa2048, challenge)?;
-    certificate.verify(challenge, &signature)?;
-    tx.logout()?;
-    drop(tx);
-    card.disconnect()?;
+/// The next event matching `wanted`, within [`STEP_TIMEOUT`].
+fn next(
+    stack: &Stack,
+    events: &mut Subscription,
+    wanted: impl Fn(&Event) -> bool,
+) -> Result<Event> {
+    stack.runtime.block_on(async {
+        tokio::time::timeout(STEP_TIMEOUT, async {
+            loop {
+                let event = events.next_event().await?;
+                if wanted(&event) {
+                    return Ok(event);
+                }
+            }
+        })
+        .await
+        .context("the agent did not report the step in time")?
+    })
+}
 
-    println!("Card in {:?}", bed.reader_name(slot));
-    println!(
-        "  ATR          {} ({})",
-        hex::encode_upper(&atr),
-        profile.map_or("unknown card", |p| p.name())
-    );
-    println!("  serial       {serial}");
-    println!("  certificate  {}", certificate.subject());
-    println!("  issued by    {}", certificate.issuer());
-    println!(
-        "  expires      {} ({days_left} days left)",
-        certificate.x509().tbs_certificate.validity.not_after
-    );
-    println!("  PIN          {tries}");
-    println!(
-        "  signature    a challenge signed by the card's 9A key verifies against the certificate"
-    );
-    Ok(())
+/// One line for an event.
+fn describe(event: &Event) -> String {
+    match event {
+        Event::CardInserted { reader, card } => format!(
+            "card inserted in {reader}: {} {} of {}, {}",
+            card.card_type,
+            card.serial.as_deref().unwrap_or("(no serial)"),
+            card.holder.as_deref().unwrap_or("(no certificate)"),
+            match (&card.expires_on, card.days_left) {
+                (_, _) if card.expired => "EXPIRED".to_owned(),
+                (Some(on), Some(days)) => format!("expires {on} ({days} days)"),
+                _ => "no expiry known".to_owned(),
+            }
+        ),
+        Event::SessionStarted { session } => format!(
+            "signed in as {}{}",
+            session.user.as_ref().map_or("?", |u| u.name.as_str()),
+            session
+                .role
+                .as_ref()
+                .map_or(String::new(), |r| format!(" ({})", r.job_role))
+        ),
+        Event::SessionEnded { reason, .. } => format!("signed out: {reason:?}"),
+        Event::RoleChanged { role } => {
+            format!("role selected: {} at {}", role.job_role, role.organisation)
+        }
+        Event::LoginFailed { error, .. } => format!("sign-in refused: {}", error.message),
+        other => serde_json::to_string(other).unwrap_or_else(|_| other.name().to_owned()),
+    }
 }

@@ -1,0 +1,480 @@
+//! The agent over the real stack: private pcscd with two virtual readers, cards issued by the
+//! reference CMS over PC/SC, the CMS over HTTPS, the agent as a process with the scripted
+//! pinentry, and clients on its socket.
+//!
+//! One pcscd per test process: run with `cargo nextest run -p tests`.
+
+use agent_ipc::{Client, ErrorCode, Event, SessionEndReason, SessionState, Status, Subscription};
+use cardsim::AtrProfile;
+use cms::client::CmsClient;
+use cms::issuance::InitialValidity;
+use piv::CardSerial;
+use std::future::Future;
+use std::time::Duration;
+use testbed::stack::{AgentOptions, Stack, StackCard, NURSE, RA_OFFICER, WARD_MANAGER};
+
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn serial(n: u8) -> CardSerial {
+    CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x29, n])
+}
+
+/// A stack with one holder (two roles) and their card, healthy for 400 days.
+fn holder_stack() -> (Stack, StackCard, Vec<i64>) {
+    let stack = Stack::start().unwrap();
+    let (jane, roles) = stack.user("Jane Doe", &[NURSE, WARD_MANAGER]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(1),
+            "246810",
+            InitialValidity::Days(400),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    (stack, card, roles)
+}
+
+fn block_on<F: Future>(stack: &Stack, f: F) -> F::Output {
+    stack.runtime.block_on(f)
+}
+
+fn client(stack: &Stack) -> Client {
+    block_on(stack, Client::connect(stack.socket().unwrap())).unwrap()
+}
+
+fn subscribe(stack: &Stack) -> Subscription {
+    block_on(stack, client(stack).subscribe()).unwrap()
+}
+
+/// The next event matching `wanted`, skipping others; fails after [`EVENT_TIMEOUT`].
+fn wait_for(stack: &Stack, events: &mut Subscription, wanted: impl Fn(&Event) -> bool) -> Event {
+    block_on(stack, async {
+        tokio::time::timeout(EVENT_TIMEOUT, async {
+            loop {
+                let event = events.next_event().await.unwrap();
+                if wanted(&event) {
+                    return event;
+                }
+            }
+        })
+        .await
+        .expect("the event did not come")
+    })
+}
+
+fn status(stack: &Stack) -> Status {
+    block_on(stack, client(stack).status()).unwrap()
+}
+
+fn session_ended(reason: SessionEndReason) -> impl Fn(&Event) -> bool {
+    move |e| matches!(e, Event::SessionEnded { reason: r, .. } if *r == reason)
+}
+
+fn is_session_started(e: &Event) -> bool {
+    matches!(e, Event::SessionStarted { .. })
+}
+
+/// No PIN (nor the ticket) in any log the agent or the pinentry wrote, at trace level.
+fn assert_no_secrets(stack: &Stack, secrets: &[&str]) {
+    let logs = format!(
+        "{}{}{}",
+        stack.agent_logs(),
+        stack.audit_log(),
+        serde_json::to_string(&stack.pin_prompts()).unwrap()
+    );
+    assert!(logs.len() > 1000, "the trace log is suspiciously short");
+    for secret in secrets {
+        assert!(!logs.contains(secret), "{secret:?} appears in a log");
+    }
+}
+
+#[test]
+fn insert_pin_role_ticket_then_pull_ends_the_session() {
+    let (mut stack, card, roles) = holder_stack();
+    stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+
+    let inserted = stack.insert(0, &card).unwrap();
+    let Event::CardInserted { card: seen, .. } = wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::CardInserted { .. })
+    }) else {
+        unreachable!()
+    };
+    assert_eq!(
+        seen.serial.as_deref(),
+        Some(card.serial.to_string().as_str())
+    );
+    assert_eq!(seen.card_type, "NHS CIS");
+    assert!(seen.piv && !seen.expired);
+    assert!((398..=400).contains(&seen.days_left.unwrap()), "{seen:?}");
+    assert_eq!(seen.holder.as_deref(), Some("Jane Doe"));
+
+    let Event::SessionStarted { session } = wait_for(&stack, &mut events, is_session_started)
+    else {
+        unreachable!()
+    };
+    assert_eq!(session.state, SessionState::SignedIn);
+    assert_eq!(session.user.as_ref().unwrap().name, "Jane Doe");
+    assert_eq!(
+        session.role, None,
+        "two roles and no default: the user picks"
+    );
+    let prompts = stack.pin_prompts();
+    let description = prompts[0]["description"].as_str().unwrap();
+    assert!(description.contains("Jane Doe"), "{description}");
+    assert!(
+        description.contains(&card.serial.to_string()),
+        "{description}"
+    );
+    assert!(description.contains("3 tries left"), "{description}");
+
+    // Role selection, remembered as the default.
+    let mut c = client(&stack);
+    let listed = block_on(&stack, c.roles()).unwrap();
+    assert_eq!(listed.roles.len(), 2);
+    let manager = roles[1].to_string();
+    let selected = block_on(&stack, c.select_role(&manager, true)).unwrap();
+    assert_eq!(selected.role.unwrap().job_role, "Ward Manager");
+    wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::RoleChanged { .. })
+    });
+
+    // The ticket is accepted by the service, for this user and role.
+    let ticket = block_on(&stack, c.ticket()).unwrap();
+    let cms = CmsClient::new(stack.cms_url(), stack.cms.ca().certificate_pem()).unwrap();
+    let valid = block_on(&stack, cms.validate_ticket(&ticket.ticket)).unwrap();
+    assert_eq!(valid.user.id, card.user_id);
+    assert_eq!(valid.role.unwrap().job_role, "Ward Manager");
+
+    // Pulled: the session ends, and the service no longer accepts the ticket.
+    stack.bed.remove(0, inserted).unwrap();
+    let ended = wait_for(
+        &stack,
+        &mut events,
+        session_ended(SessionEndReason::CardRemoved),
+    );
+    assert!(
+        matches!(ended, Event::SessionEnded { serial: Some(s), .. } if s == card.serial.to_string())
+    );
+    assert_eq!(status(&stack).session.state, SessionState::NoCard);
+    let refused = (0..50).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        block_on(&stack, cms.validate_ticket(&ticket.ticket)).err()
+    });
+    assert!(refused.is_some(), "the ticket outlived the session");
+
+    // Back in: signed in again with the remembered role.
+    let _again = stack.insert(0, &card).unwrap();
+    let Event::SessionStarted { session } = wait_for(&stack, &mut events, is_session_started)
+    else {
+        unreachable!()
+    };
+    assert_eq!(session.role.unwrap().job_role, "Ward Manager");
+
+    let audit = stack.audit_log();
+    for needle in ["sign_in", "sign_out", "card_removed", "role_changed"] {
+        assert!(
+            audit.contains(needle),
+            "{needle} missing from the audit log:\n{audit}"
+        );
+    }
+    assert_no_secrets(&stack, &[&card.pin, &ticket.ticket]);
+}
+
+#[test]
+fn another_card_in_the_reader_ends_the_session() {
+    let (mut stack, jane_card, _) = holder_stack();
+    let (bob, _) = stack.user("Bob Smith", &[NURSE]).unwrap();
+    let bob_card = stack
+        .issue(
+            &bob,
+            serial(2),
+            "135790",
+            InitialValidity::Days(300),
+            AtrProfile::Piv,
+        )
+        .unwrap();
+    stack.pin_answers(&[&jane_card.pin, &bob_card.pin]).unwrap();
+    // Under `keep` the session survives its card leaving, so only the new card can end it.
+    let options = AgentOptions {
+        removal_action: "keep",
+        ..AgentOptions::default()
+    };
+    stack.start_agent(&options).unwrap();
+    let mut events = subscribe(&stack);
+
+    let jane_in = stack.insert(0, &jane_card).unwrap();
+    wait_for(&stack, &mut events, is_session_started);
+    stack.bed.remove(0, jane_in).unwrap();
+    wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::CardRemoved { .. })
+    });
+    assert_eq!(status(&stack).session.state, SessionState::SignedIn);
+
+    let _bob_in = stack.insert(0, &bob_card).unwrap();
+    let ended = wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::SessionEnded { .. })
+    });
+    assert!(
+        matches!(
+            ended,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardChanged,
+                ..
+            }
+        ),
+        "{ended:?}"
+    );
+    // Bob's card signs Bob in.
+    let Event::SessionStarted { session } = wait_for(&stack, &mut events, is_session_started)
+    else {
+        unreachable!()
+    };
+    assert_eq!(session.user.unwrap().name, "Bob Smith");
+    assert_eq!(
+        session.role.unwrap().job_role,
+        "Staff Nurse",
+        "one role: selected at once"
+    );
+    assert_no_secrets(&stack, &[&jane_card.pin, &bob_card.pin]);
+}
+
+#[test]
+fn a_wrong_pin_shows_tries_left_and_is_never_retried() {
+    let (mut stack, card, _) = holder_stack();
+    stack.pin_answers(&["999999"]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+    let _in = stack.insert(0, &card).unwrap();
+
+    let failed = wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::LoginFailed { .. })
+    });
+    let Event::LoginFailed { error, .. } = failed else {
+        unreachable!()
+    };
+    assert_eq!(error.code, ErrorCode::WrongPin);
+    assert_eq!(error.data.unwrap()["tries_left"], 2);
+    assert!(error.message.contains("2 tries left"), "{}", error.message);
+    // Not retried: one prompt, and the card waits for the holder.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(stack.pin_prompts().len(), 1);
+    assert_eq!(status(&stack).session.state, SessionState::CardPresent);
+
+    // The holder tries again: the prompt says 2 tries are left; the right PIN signs in.
+    stack.pin_answers(&[&card.pin]).unwrap();
+    let session = block_on(&stack, client(&stack).login(None)).unwrap();
+    assert_eq!(session.state, SessionState::SignedIn);
+    let prompts = stack.pin_prompts();
+    assert!(prompts[1]["description"]
+        .as_str()
+        .unwrap()
+        .contains("2 tries left"));
+    assert!(stack.audit_log().contains("wrong_pin"));
+    assert_no_secrets(&stack, &[&card.pin, "999999"]);
+}
+
+#[test]
+fn a_blocked_pin_sends_the_holder_to_the_ra() {
+    let (mut stack, card, _) = holder_stack();
+    let options = AgentOptions {
+        login_on_insert: false,
+        ..AgentOptions::default()
+    };
+    stack.start_agent(&options).unwrap();
+    let _in = stack.insert(0, &card).unwrap();
+    let mut c = client(&stack);
+    block_on(&stack, async {
+        tokio::time::timeout(EVENT_TIMEOUT, async {
+            while c
+                .status()
+                .await
+                .unwrap()
+                .readers
+                .iter()
+                .all(|r| r.card.is_none())
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap()
+    });
+    for expected in [
+        ErrorCode::WrongPin,
+        ErrorCode::WrongPin,
+        ErrorCode::PinBlocked,
+    ] {
+        stack.pin_answers(&["111111"]).unwrap();
+        let e = block_on(&stack, c.login(None)).unwrap_err();
+        assert_eq!(e.agent_error().unwrap().code, expected, "{e}");
+    }
+    // Blocked: said at once, without asking for a PIN.
+    let e = block_on(&stack, c.login(None)).unwrap_err();
+    let e = e.agent_error().unwrap();
+    assert_eq!(e.code, ErrorCode::PinBlocked);
+    assert!(
+        e.message.contains("Registration Authority"),
+        "{}",
+        e.message
+    );
+    assert_eq!(stack.pin_prompts().len(), 3);
+    assert!(stack.audit_log().contains("pin_blocked"));
+}
+
+#[test]
+fn an_expired_card_is_refused_with_the_ra_message() {
+    let stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(3),
+            "246810",
+            InitialValidity::Expired,
+            AtrProfile::Oberthur,
+        )
+        .unwrap();
+    let mut stack = stack;
+    stack.pin_answers(&[&card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+    let _in = stack.insert(0, &card).unwrap();
+
+    let Event::CardInserted { card: seen, .. } = wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::CardInserted { .. })
+    }) else {
+        unreachable!()
+    };
+    assert!(seen.expired);
+    assert!(seen.days_left.unwrap() < 0);
+    let Event::LoginFailed { error, .. } = wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::LoginFailed { .. })
+    }) else {
+        unreachable!()
+    };
+    assert_eq!(error.code, ErrorCode::CertificateExpired);
+    assert_eq!(
+        error.message,
+        "Your smartcard has expired — contact your Registration Authority"
+    );
+    let e = block_on(&stack, client(&stack).login(None)).unwrap_err();
+    assert_eq!(e.agent_error().unwrap().code, ErrorCode::CertificateExpired);
+    assert!(
+        stack.pin_prompts().is_empty(),
+        "no PIN is asked for an expired card"
+    );
+}
+
+#[test]
+fn two_readers_at_once_leave_the_session_with_the_first_card() {
+    let stack = Stack::start().unwrap();
+    let (ra, _) = stack.user("Rita Admin", &[RA_OFFICER]).unwrap();
+    let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
+    let ra_card = stack
+        .issue(
+            &ra,
+            serial(4),
+            "864209",
+            InitialValidity::Days(500),
+            AtrProfile::Gemalto,
+        )
+        .unwrap();
+    let holder_card = stack
+        .issue(
+            &holder,
+            serial(5),
+            "975310",
+            InitialValidity::Expired,
+            AtrProfile::YubiKey,
+        )
+        .unwrap();
+    let mut stack = stack;
+    stack.pin_answers(&[&ra_card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+
+    let _ra_in = stack.insert(0, &ra_card).unwrap();
+    wait_for(&stack, &mut events, is_session_started);
+    let holder_in = stack.insert(1, &holder_card).unwrap();
+    wait_for(
+        &stack,
+        &mut events,
+        |e| matches!(e, Event::CardInserted { reader, .. } if *reader == stack.bed.reader_name(1)),
+    );
+    let now = status(&stack);
+    assert_eq!(now.session.state, SessionState::SignedIn);
+    assert_eq!(now.session.user.unwrap().name, "Rita Admin");
+    let types: Vec<String> = now
+        .readers
+        .iter()
+        .filter_map(|r| r.card.as_ref().map(|c| c.card_type.clone()))
+        .collect();
+    assert_eq!(types.len(), 2, "{now:?}");
+    // The second card leaving does not touch the session either.
+    stack.bed.remove(1, holder_in).unwrap();
+    wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::CardRemoved { .. })
+    });
+    assert_eq!(status(&stack).session.state, SessionState::SignedIn);
+}
+
+#[test]
+fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
+    let (mut stack, card, _) = holder_stack();
+    stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+    let inserted = stack.insert(0, &card).unwrap();
+    wait_for(&stack, &mut events, is_session_started);
+
+    stack.bed.stop_pcscd();
+    wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::PcscUnavailable { .. })
+    });
+    let down = status(&stack);
+    assert!(!down.pcsc.available);
+    assert!(down.pcsc.message.is_some());
+
+    stack.bed.restart_pcscd().unwrap();
+    drop(inserted);
+    // The virtual card's link went with the old pcscd: it comes back in.
+    let _again = stack.insert(0, &card).unwrap();
+    wait_for(&stack, &mut events, |e| matches!(e, Event::PcscAvailable));
+    block_on(&stack, async {
+        tokio::time::timeout(EVENT_TIMEOUT, async {
+            loop {
+                let now = client(&stack).status().await.unwrap();
+                if now.pcsc.available
+                    && now.session.state == SessionState::SignedIn
+                    && now.readers.len() == 2
+                {
+                    assert_eq!(now.session.serial, Some(card.serial.to_string()));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the agent did not come back to a signed-in session")
+    });
+    assert_no_secrets(&stack, &[&card.pin]);
+}
+
+#[test]
+fn the_agent_stops_cleanly_and_ends_the_session() {
+    let (mut stack, card, _) = holder_stack();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+    let _in = stack.insert(0, &card).unwrap();
+    wait_for(&stack, &mut events, is_session_started);
+    let socket = stack.socket().unwrap();
+    let exit = stack.stop_agent().unwrap();
+    assert!(exit.success(), "{exit}");
+    assert!(!socket.exists(), "the socket outlived the agent");
+    assert!(stack.audit_log().contains("agent_shutdown"));
+    assert_no_secrets(&stack, &[&card.pin]);
+}
