@@ -253,16 +253,30 @@ impl Stack {
         if self.agent.is_some() {
             bail!("the agent is already running");
         }
+        let (mut command, socket, log) = self.agent_command(options)?;
+        let child = command
+            .env_remove("NOTIFY_SOCKET")
+            .spawn()
+            .context("starting identity-agent")?;
+        let mut agent = AgentProcess { child, socket, log };
+        wait_until_serving(&mut agent)?;
+        Ok(self.agent.insert(agent))
+    }
+
+    /// The command that starts the agent in the foreground with `options` (configuration
+    /// written, state and socket in the stack's directory, standard error to a new log), its
+    /// socket path and its log path.
+    pub fn agent_command(&self, options: &AgentOptions) -> Result<(Command, PathBuf, PathBuf)> {
         let dir = self.bed.dir().to_path_buf();
-        let script = dir.join("pinentry-script");
-        if !script.exists() {
+        if !dir.join("pinentry-script").exists() {
             self.pin_answers(&[])?;
         }
         let config = dir.join("agent.toml");
         std::fs::write(&config, self.agent_config(options)?)?;
         let socket = dir.join("run").join("agent.sock");
         let log = dir.join(format!("agent-{}.log", next_log_number(&dir)));
-        let child = Command::new(workspace_binary("identity-agent")?)
+        let mut command = Command::new(workspace_binary("identity-agent")?);
+        command
             .arg("--foreground")
             .arg("--config")
             .arg(&config)
@@ -271,15 +285,10 @@ impl Stack {
             .env("RUST_LOG", &options.log_filter)
             .env("XDG_STATE_HOME", dir.join("state"))
             .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting identity-agent")?;
-        let mut agent = AgentProcess { child, socket, log };
-        wait_until_serving(&mut agent)?;
-        Ok(self.agent.insert(agent))
+            .stderr(std::fs::File::create(&log)?);
+        Ok((command, socket, log))
     }
 
     /// The agent's configuration for `options`.
@@ -452,10 +461,10 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
-    let package = if name == "ia-pinentry" || name == "ia-testbed" {
-        "tests"
-    } else {
-        "agent"
+    let package = match name {
+        "ia-pinentry" | "ia-testbed" | "agent-bench" => "tests",
+        "cardsim" => "cardsim",
+        _ => "agent",
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
