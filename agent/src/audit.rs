@@ -1,7 +1,11 @@
 //! The audit log of security events: one JSON line each, in a 0600 file in the state
 //! directory, and at `info` under the `audit` tracing target.
 
-use std::path::Path;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A security event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -65,18 +69,174 @@ pub enum AuditEvent {
 
 /// The audit log.
 #[derive(Debug)]
-pub struct AuditLog {}
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+}
 
 impl AuditLog {
     /// Opens (creates 0600) `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<AuditLog> {
-        let _ = path;
-        unimplemented!("hygiene helper")
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        // An existing file keeps its mode on open: narrow it.
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(AuditLog {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     /// Appends `event` with a timestamp; a write failure is logged, never fatal.
     pub fn record(&self, event: AuditEvent) {
-        let _ = event;
-        unimplemented!("hygiene helper")
+        let line = AuditLine {
+            time: rfc3339_utc(SystemTime::now()),
+            event: &event,
+        };
+        let mut bytes = match serde_json::to_vec(&line) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode an audit event");
+                return;
+            }
+        };
+        tracing::info!(
+            target: "audit",
+            event = %String::from_utf8_lossy(&bytes),
+            "audit event"
+        );
+        bytes.push(b'\n');
+        // One write() per line: with O_APPEND, lines of concurrent writers never interleave.
+        match (&self.file).write(&bytes) {
+            Ok(n) if n == bytes.len() => {}
+            Ok(n) => tracing::error!(
+                path = %self.path.display(),
+                written = n,
+                len = bytes.len(),
+                "the audit log took a partial line"
+            ),
+            Err(e) => tracing::error!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot write to the audit log"
+            ),
+        }
+    }
+}
+
+/// One line of the log: the time, then the event's fields.
+#[derive(serde::Serialize)]
+struct AuditLine<'a> {
+    time: String,
+    #[serde(flatten)]
+    event: &'a AuditEvent,
+}
+
+/// `2024-05-01T12:34:56Z` (seconds, UTC).
+fn rfc3339_utc(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let at = |secs| rfc3339_utc(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(at(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn events_are_appended_as_json_lines_in_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/audit/audit.log");
+        let log = AuditLog::open(&path).unwrap();
+        log.record(AuditEvent::SignIn {
+            serial: "4082A001132F2817".into(),
+            user: "u-100".into(),
+        });
+        log.record(AuditEvent::SignOut {
+            serial: "4082A001132F2817".into(),
+            reason: "card_removed".into(),
+        });
+        drop(log);
+        // Reopening appends.
+        AuditLog::open(&path).unwrap().record(AuditEvent::WrongPin {
+            serial: "4082A001132F2817".into(),
+            tries_left: 2,
+        });
+
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&dir.path().join("state")), 0o700);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["event"], "sign_in");
+        assert_eq!(lines[0]["user"], "u-100");
+        assert_eq!(lines[1]["event"], "sign_out");
+        assert_eq!(lines[1]["reason"], "card_removed");
+        assert_eq!(lines[2]["event"], "wrong_pin");
+        assert_eq!(lines[2]["tries_left"], 2);
+        let time = lines[0]["time"].as_str().unwrap();
+        assert_eq!(time.len(), 20, "{time}");
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");
+    }
+
+    #[test]
+    fn an_existing_file_is_narrowed_to_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        AuditLog::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

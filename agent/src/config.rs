@@ -1,6 +1,8 @@
 //! Configuration in TOML: the system file, then the user's file over it (XDG paths).
 
 use serde::Deserialize;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,13 +43,21 @@ pub struct PinentryConfig {
     pub program: PathBuf,
     /// Arguments given to it.
     pub args: Vec<String>,
-    /// How long the holder has to answer, in seconds.
+    /// How long the holder has to answer, in seconds (0: no limit).
     pub timeout_secs: u64,
+    /// The terminal a text-mode pinentry draws on (`OPTION ttyname=`, with `ttytype=` from
+    /// `TERM`); unset for graphical pinentries.
+    pub tty: Option<String>,
 }
 
 impl Default for PinentryConfig {
     fn default() -> Self {
-        unimplemented!("hygiene helper")
+        Self {
+            program: PathBuf::from("pinentry"),
+            args: Vec::new(),
+            timeout_secs: 60,
+            tty: None,
+        }
     }
 }
 
@@ -85,7 +95,11 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        unimplemented!("hygiene helper")
+        Self {
+            removal_action: RemovalAction::Logout,
+            login_on_insert: true,
+            certificate_check_secs: 30,
+        }
     }
 }
 
@@ -103,7 +117,11 @@ pub struct IpcConfig {
 
 impl Default for IpcConfig {
     fn default() -> Self {
-        unimplemented!("hygiene helper")
+        Self {
+            socket: None,
+            max_connections: 256,
+            subscriber_queue: 256,
+        }
     }
 }
 
@@ -121,22 +139,326 @@ impl Default for ExpiryConfig {
     }
 }
 
+/// The system-wide configuration file.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/identity-agent/config.toml";
+
 impl Config {
     /// Loads `explicit` if given; otherwise `/etc/identity-agent/config.toml` then
     /// `$XDG_CONFIG_HOME/identity-agent/config.toml` over it. Missing files are fine; a
     /// malformed one is an error naming the file and the line.
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<Config> {
-        let _ = explicit;
-        unimplemented!("hygiene helper")
+        match explicit {
+            Some(path) => match read_table(path)? {
+                Some(table) => from_table(table, path),
+                None => anyhow::bail!("the configuration file {} does not exist", path.display()),
+            },
+            None => {
+                let user = user_config_path(std::env::var_os("XDG_CONFIG_HOME"), home_dir());
+                Self::load_layers(Path::new(SYSTEM_CONFIG_PATH), user.as_deref())
+            }
+        }
+    }
+
+    /// Loads `system` and then `user` deep-merged over it (table by table, key by key); either
+    /// may be missing.
+    pub fn load_layers(system: &Path, user: Option<&Path>) -> anyhow::Result<Config> {
+        let mut merged = toml::Table::new();
+        let mut last = system;
+        for path in std::iter::once(system).chain(user) {
+            if let Some(table) = read_table(path)? {
+                merge(&mut merged, table);
+                last = path;
+            }
+        }
+        from_table(merged, last)
     }
 
     /// The socket path to serve on.
     pub fn socket_path(&self) -> PathBuf {
-        unimplemented!("hygiene helper")
+        self.ipc
+            .socket
+            .clone()
+            .unwrap_or_else(agent_ipc::default_socket_path)
     }
 
     /// The state directory (created 0700 by the caller).
     pub fn state_dir(&self) -> PathBuf {
-        unimplemented!("hygiene helper")
+        match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None => default_state_dir(std::env::var_os("XDG_STATE_HOME"), home_dir()),
+        }
+    }
+}
+
+/// Reads and checks one file: `None` when it does not exist. The file is deserialized on its
+/// own first, so an unknown key or a wrong type is reported with its own file and line.
+fn read_table(path: &Path) -> anyhow::Result<Option<toml::Table>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read the configuration file {}: {e}", path.display()),
+    };
+    let located = |e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        let message = e.message().trim_end().to_owned();
+        match line {
+            Some(line) => anyhow::anyhow!("{}:{line}: {message}", path.display()),
+            None => anyhow::anyhow!("{}: {message}", path.display()),
+        }
+    };
+    toml::from_str::<Config>(&text).map_err(located)?;
+    let table = toml::from_str::<toml::Table>(&text).map_err(located)?;
+    Ok(Some(table))
+}
+
+/// Deserializes the merged tables once; `last` names the file in the (unlikely) error.
+fn from_table(table: toml::Table, last: &Path) -> anyhow::Result<Config> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", last.display(), e.message()))
+}
+
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(over)) => merge(base, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/identity-agent/config.toml`, else `~/.config/identity-agent/config.toml`.
+fn user_config_path(xdg_config_home: Option<OsString>, home: Option<PathBuf>) -> Option<PathBuf> {
+    xdg_base(xdg_config_home, home, ".config").map(|dir| dir.join("identity-agent/config.toml"))
+}
+
+/// `$XDG_STATE_HOME/identity-agent`, else `~/.local/state/identity-agent`, else (no home at
+/// all) a directory per user under the temporary directory.
+fn default_state_dir(xdg_state_home: Option<OsString>, home: Option<PathBuf>) -> PathBuf {
+    match xdg_base(xdg_state_home, home, ".local/state") {
+        Some(dir) => dir.join("identity-agent"),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        None => std::env::temp_dir().join(format!("identity-agent-state-{}", unsafe {
+            libc::geteuid()
+        })),
+    }
+}
+
+/// An XDG base directory: the variable when it holds an absolute path (the specification says
+/// to ignore relative ones), else `home/fallback`.
+fn xdg_base(var: Option<OsString>, home: Option<PathBuf>, fallback: &str) -> Option<PathBuf> {
+    match var.map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(dir) => Some(dir),
+        None => home.map(|home| home.join(fallback)),
+    }
+}
+
+/// `$HOME`, else the home directory of the password database.
+fn home_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(home));
+    }
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid out-parameter for getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and buf's length is passed with it.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_dir points at a NUL-terminated string inside buf.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
+    let dir = PathBuf::from(OsStr::from_bytes(dir.to_bytes()));
+    (!dir.as_os_str().is_empty()).then_some(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::default();
+        assert_eq!(config.pinentry.program, PathBuf::from("pinentry"));
+        assert!(config.pinentry.args.is_empty());
+        assert_eq!(config.pinentry.timeout(), Duration::from_secs(60));
+        assert_eq!(config.pinentry.tty, None);
+        assert_eq!(config.session.removal_action, RemovalAction::Logout);
+        assert!(config.session.login_on_insert);
+        assert_eq!(config.session.certificate_check_secs, 30);
+        assert_eq!(config.ipc.socket, None);
+        assert_eq!(config.ipc.max_connections, 256);
+        assert_eq!(config.ipc.subscriber_queue, 256);
+        assert_eq!(config.expiry.warning_days, 90);
+        // An empty file is the defaults.
+        assert_eq!(toml::from_str::<Config>("").unwrap(), config);
+    }
+
+    #[test]
+    fn user_file_is_merged_over_the_system_file_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = write(
+            dir.path(),
+            "system.toml",
+            "[cms]\nurl = \"https://cms.example:8443\"\nca_file = \"/etc/ca.pem\"\n\
+             [pinentry]\nprogram = \"pinentry-gnome3\"\ntimeout_secs = 30\n\
+             [session]\nremoval_action = \"lock\"\n",
+        );
+        let user = write(
+            dir.path(),
+            "user.toml",
+            "[cms]\nurl = \"https://other.example\"\n[pinentry]\nargs = [\"--debug\"]\n",
+        );
+        let config = Config::load_layers(&system, Some(&user)).unwrap();
+        assert_eq!(config.cms.url.as_deref(), Some("https://other.example"));
+        assert_eq!(config.cms.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(config.pinentry.program, PathBuf::from("pinentry-gnome3"));
+        assert_eq!(config.pinentry.args, vec!["--debug".to_owned()]);
+        assert_eq!(config.pinentry.timeout_secs, 30);
+        assert_eq!(config.session.removal_action, RemovalAction::Lock);
+        assert!(config.session.login_on_insert);
+        assert_eq!(config.ipc, IpcConfig::default());
+    }
+
+    #[test]
+    fn missing_files_give_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        let config = Config::load_layers(&missing, Some(&dir.path().join("nope2.toml"))).unwrap();
+        assert_eq!(config, Config::default());
+        let user = write(dir.path(), "user.toml", "[expiry]\nwarning_days = 14\n");
+        let config = Config::load_layers(&missing, Some(&user)).unwrap();
+        assert_eq!(config.expiry.warning_days, 14);
+    }
+
+    #[test]
+    fn an_explicit_file_must_exist_and_is_the_only_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(Some(&dir.path().join("absent.toml"))).unwrap_err();
+        assert!(err.to_string().contains("absent.toml"), "{err}");
+        let file = write(dir.path(), "c.toml", "[ipc]\nsocket = \"/run/x.sock\"\n");
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.socket_path(), PathBuf::from("/run/x.sock"));
+        assert_eq!(config.ipc.max_connections, 256);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = write(
+            dir.path(),
+            "system.toml",
+            "[session]\nlogin_on_insert = true\n",
+        );
+        let unknown = write(
+            dir.path(),
+            "unknown.toml",
+            "# comment\n[session]\nlogin_on_insert = false\nremoval = \"lock\"\n",
+        );
+        let err = Config::load_layers(&system, Some(&unknown))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("{}:4:", unknown.display())),
+            "{err}"
+        );
+        assert!(err.contains("removal"), "{err}");
+
+        let bad_type = write(
+            dir.path(),
+            "type.toml",
+            "[ipc]\n\nmax_connections = \"many\"\n",
+        );
+        let err = Config::load(Some(&bad_type)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}:3:", bad_type.display())),
+            "{err}"
+        );
+
+        let bad_syntax = write(dir.path(), "syntax.toml", "[pinentry]\nprogram = \n");
+        let err = Config::load_layers(&bad_syntax, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("{}:2:", bad_syntax.display())),
+            "{err}"
+        );
+
+        let bad_action = write(
+            dir.path(),
+            "action.toml",
+            "[session]\nremoval_action = \"explode\"\n",
+        );
+        let err = Config::load(Some(&bad_action)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}:2:", bad_action.display())),
+            "{err}"
+        );
+
+        let top = write(dir.path(), "top.toml", "colour = \"blue\"\n");
+        let err = Config::load(Some(&top)).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}:1:", top.display())), "{err}");
+    }
+
+    #[test]
+    fn xdg_paths() {
+        let home = Some(PathBuf::from("/home/nurse"));
+        assert_eq!(
+            user_config_path(Some("/cfg".into()), home.clone()),
+            Some(PathBuf::from("/cfg/identity-agent/config.toml"))
+        );
+        assert_eq!(
+            user_config_path(None, home.clone()),
+            Some(PathBuf::from(
+                "/home/nurse/.config/identity-agent/config.toml"
+            ))
+        );
+        // Relative and empty values are ignored, as the XDG specification says.
+        assert_eq!(
+            user_config_path(Some("relative".into()), home.clone()),
+            Some(PathBuf::from(
+                "/home/nurse/.config/identity-agent/config.toml"
+            ))
+        );
+        assert_eq!(
+            user_config_path(Some("".into()), home.clone()),
+            Some(PathBuf::from(
+                "/home/nurse/.config/identity-agent/config.toml"
+            ))
+        );
+        assert_eq!(user_config_path(None, None), None);
+        assert_eq!(
+            default_state_dir(Some("/state".into()), home.clone()),
+            PathBuf::from("/state/identity-agent")
+        );
+        assert_eq!(
+            default_state_dir(None, home),
+            PathBuf::from("/home/nurse/.local/state/identity-agent")
+        );
+        let config = Config {
+            state_dir: Some(PathBuf::from("/var/lib/x")),
+            ..Config::default()
+        };
+        assert_eq!(config.state_dir(), PathBuf::from("/var/lib/x"));
     }
 }

@@ -2,7 +2,11 @@
 //! program gets only an allow-list of environment variables.
 
 use crate::config::PinentryConfig;
-use zeroize::Zeroizing;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout, Command};
+use zeroize::{Zeroize, Zeroizing};
 
 /// What the prompt says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,11 +38,386 @@ pub enum PinentryError {
     Failed(String),
 }
 
+/// The environment variables a pinentry program may see; everything else is withheld.
+pub const ENV_ALLOW_LIST: &[&str] = &[
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XAUTHORITY",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "XDG_RUNTIME_DIR",
+    "XDG_SESSION_TYPE",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TERM",
+    "PATH",
+    "HOME",
+    "PINENTRY_USER_DATA",
+    "GTK_IM_MODULE",
+    "QT_IM_MODULE",
+];
+
+/// The error code (low 16 bits of an Assuan `ERR`) of a cancelled operation.
+const GPG_ERR_CANCELED: u32 = 99;
+/// The error code of an operation cancelled by the user on the whole.
+const GPG_ERR_FULLY_CANCELED: u32 = 198;
+/// The error code of pinentry's own timeout.
+const GPG_ERR_TIMEOUT: u32 = 62;
+/// The longest line Assuan allows, without the line feed.
+const MAX_LINE: usize = 1000;
+/// How long a pinentry may take to say goodbye after answering.
+const FAREWELL: Duration = Duration::from_secs(1);
+
 /// Runs the pinentry program of `config` and returns the PIN entered.
 pub async fn ask_pin(
     config: &PinentryConfig,
     prompt: &PinPrompt,
 ) -> Result<Zeroizing<String>, PinentryError> {
-    let _ = (config, prompt);
-    unimplemented!("hygiene helper")
+    let commands = commands(config, prompt)?;
+    let program = config.program.display().to_string();
+    let mut command = Command::new(&config.program);
+    command
+        .args(&config.args)
+        .env_clear()
+        .envs(
+            ENV_ALLOW_LIST
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| {
+        PinentryError::Failed(format!("cannot run pinentry program {program}: {e}"))
+    })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(PinentryError::Failed(format!(
+            "pinentry program {program} has no pipes"
+        )));
+    };
+    tracing::debug!(program = %program, pid = child.id(), "asking for a PIN");
+    let mut conversation = Conversation {
+        stdin,
+        stdout: BufReader::new(stdout),
+        line: Zeroizing::new(Vec::with_capacity(2 * MAX_LINE)),
+    };
+    let talk = conversation.ask(&commands);
+    let result = match config.timeout() {
+        limit if limit.is_zero() => talk.await,
+        limit => tokio::time::timeout(limit, talk)
+            .await
+            .unwrap_or(Err(PinentryError::TimedOut)),
+    };
+    match &result {
+        Ok(_) | Err(PinentryError::Cancelled) => {
+            // The program answered: let it end by itself, within a bound.
+            let _ = tokio::time::timeout(FAREWELL, conversation.say_bye()).await;
+            drop(conversation);
+            if tokio::time::timeout(FAREWELL, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+        Err(_) => {
+            drop(conversation);
+            // Kills and reaps it.
+            let _ = child.kill().await;
+        }
+    }
+    match &result {
+        Ok(_) => tracing::debug!(program = %program, "a PIN was entered"),
+        Err(e) => tracing::info!(program = %program, error = %e, "no PIN was entered"),
+    }
+    result.map_err(|e| match e {
+        PinentryError::Failed(why) => PinentryError::Failed(format!("{program}: {why}")),
+        other => other,
+    })
+}
+
+/// The commands before `GETPIN`, escaped and checked for length.
+fn commands(config: &PinentryConfig, prompt: &PinPrompt) -> Result<Vec<String>, PinentryError> {
+    let mut commands = Vec::new();
+    if let Some(tty) = &config.tty {
+        commands.push(format!("OPTION ttyname={}", escape(tty)));
+        if let Some(term) = std::env::var("TERM").ok().filter(|t| !t.is_empty()) {
+            commands.push(format!("OPTION ttytype={}", escape(&term)));
+        }
+    }
+    commands.push(format!("SETTIMEOUT {}", config.timeout_secs));
+    let texts = [
+        ("SETTITLE", Some(&prompt.title)),
+        ("SETDESC", Some(&prompt.description)),
+        ("SETPROMPT", Some(&prompt.prompt)),
+        ("SETERROR", prompt.error.as_ref()),
+        ("SETREPEAT", prompt.repeat.as_ref()),
+    ];
+    for (verb, text) in texts {
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            commands.push(format!("{verb} {}", escape(text)));
+        }
+    }
+    if prompt.repeat.is_some() {
+        commands.push(format!("SETREPEATERROR {}", escape("PINs do not match")));
+    }
+    if let Some(long) = commands.iter().find(|c| c.len() > MAX_LINE) {
+        let verb = long.split(' ').next().unwrap_or_default();
+        return Err(PinentryError::Failed(format!(
+            "the text of {verb} is too long for the Assuan protocol"
+        )));
+    }
+    Ok(commands)
+}
+
+/// Assuan percent-escaping of a parameter: `%`, CR, LF and other control characters.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '%' || (c as u32) < 0x20 {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Decodes Assuan percent-escapes into `out` (a malformed escape is kept as it is).
+pub fn unescape_into(data: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < data.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if data[i] == b'%' && i + 2 < data.len() {
+            if let (Some(hi), Some(lo)) = (hex(data[i + 1]), hex(data[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+}
+
+/// One Assuan reply line.
+enum Reply {
+    Ok,
+    Err { code: u32, text: String },
+    Data,
+    Other,
+}
+
+/// The pipes to one pinentry and its current line.
+struct Conversation {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// The last line read; it may hold the PIN, so it is zeroised.
+    line: Zeroizing<Vec<u8>>,
+}
+
+impl Conversation {
+    /// Greeting, set-up, `GETPIN`.
+    async fn ask(&mut self, commands: &[String]) -> Result<Zeroizing<String>, PinentryError> {
+        match self.next_reply().await? {
+            Reply::Ok => {}
+            Reply::Err { text, .. } => {
+                return Err(PinentryError::Failed(format!(
+                    "it refused to start: {text}"
+                )))
+            }
+            _ => return Err(PinentryError::Failed("no Assuan greeting".into())),
+        }
+        for command in commands {
+            self.send(command).await?;
+            match self.final_reply().await? {
+                Ok(()) => {}
+                // Old pinentries lack these; they are conveniences.
+                Err(_)
+                    if command.starts_with("OPTION ") || command.starts_with("SETREPEATERROR") =>
+                {
+                    tracing::debug!(command = %command.split(' ').next().unwrap_or_default(), "pinentry does not support it");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.send("GETPIN").await?;
+        // Room for the longest line, so decoding never reallocates (and leaves copies behind).
+        let mut pin = Zeroizing::new(Vec::with_capacity(2 * MAX_LINE));
+        loop {
+            match self.next_reply().await? {
+                Reply::Data => {
+                    let data = self.line.get(2..).unwrap_or_default();
+                    unescape_into(data, &mut pin);
+                }
+                Reply::Ok => break,
+                Reply::Err { code, text } => return Err(classify(code, text)),
+                Reply::Other => {}
+            }
+        }
+        match String::from_utf8(std::mem::take(&mut *pin)) {
+            Ok(pin) => Ok(Zeroizing::new(pin)),
+            Err(e) => {
+                e.into_bytes().zeroize();
+                Err(PinentryError::Failed("the PIN is not UTF-8".into()))
+            }
+        }
+    }
+
+    /// Ends the conversation politely.
+    async fn say_bye(&mut self) {
+        if self.send("BYE").await.is_ok() {
+            let _ = self.final_reply().await;
+        }
+    }
+
+    async fn send(&mut self, command: &str) -> Result<(), PinentryError> {
+        let mut line = Vec::with_capacity(command.len() + 1);
+        line.extend_from_slice(command.as_bytes());
+        line.push(b'\n');
+        self.stdin.write_all(&line).await.map_err(lost)?;
+        self.stdin.flush().await.map_err(lost)
+    }
+
+    /// Reads replies up to `OK` or `ERR`; status and comment lines are skipped, data is not
+    /// expected.
+    async fn final_reply(&mut self) -> Result<Result<(), PinentryError>, PinentryError> {
+        loop {
+            match self.next_reply().await? {
+                Reply::Ok => return Ok(Ok(())),
+                Reply::Err { code, text } => return Ok(Err(classify(code, text))),
+                Reply::Data | Reply::Other => {}
+            }
+        }
+    }
+
+    /// Reads one line into `self.line` and says what it is. An `INQUIRE` is answered with
+    /// no data.
+    async fn next_reply(&mut self) -> Result<Reply, PinentryError> {
+        self.line.clear();
+        let n = (&mut self.stdout)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.line)
+            .await
+            .map_err(lost)?;
+        if n == 0 {
+            return Err(PinentryError::Failed("it ended without answering".into()));
+        }
+        if self.line.last() != Some(&b'\n') {
+            return Err(PinentryError::Failed(
+                "it sent a line that is too long".into(),
+            ));
+        }
+        self.line.pop();
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        let line = &self.line[..];
+        if line == b"OK" || line.starts_with(b"OK ") {
+            return Ok(Reply::Ok);
+        }
+        if line == b"D" || line.starts_with(b"D ") {
+            return Ok(Reply::Data);
+        }
+        if line == b"ERR" || line.starts_with(b"ERR ") {
+            let rest = String::from_utf8_lossy(line.get(4..).unwrap_or_default()).into_owned();
+            let (code, text) = rest.split_once(' ').unwrap_or((rest.as_str(), ""));
+            return Ok(Reply::Err {
+                code: code.parse().unwrap_or(0),
+                text: text.to_owned(),
+            });
+        }
+        if line.starts_with(b"INQUIRE ") {
+            self.send("END").await?;
+        }
+        Ok(Reply::Other)
+    }
+}
+
+/// Maps an `ERR` to why there is no PIN.
+fn classify(code: u32, text: String) -> PinentryError {
+    match code & 0xFFFF {
+        GPG_ERR_CANCELED | GPG_ERR_FULLY_CANCELED => PinentryError::Cancelled,
+        GPG_ERR_TIMEOUT => PinentryError::TimedOut,
+        _ if text.to_lowercase().contains("cancel") => PinentryError::Cancelled,
+        _ => PinentryError::Failed(format!("ERR {code} {text}")),
+    }
+}
+
+fn lost(e: std::io::Error) -> PinentryError {
+    PinentryError::Failed(format!("the conversation broke off: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_round_trips() {
+        let text = "100% sure\r\nsecond line – ünïcode";
+        let escaped = escape(text);
+        assert_eq!(escaped, "100%25 sure%0D%0Asecond line – ünïcode");
+        let mut out = Vec::new();
+        unescape_into(escaped.as_bytes(), &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), text);
+        let mut out = Vec::new();
+        unescape_into(b"a%2", &mut out);
+        assert_eq!(out, b"a%2");
+        let mut out = Vec::new();
+        unescape_into(b"%zz%41%", &mut out);
+        assert_eq!(out, b"%zzA%");
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert!(matches!(
+            classify(83886179, "Operation cancelled".into()),
+            PinentryError::Cancelled
+        ));
+        assert!(matches!(
+            classify(99, String::new()),
+            PinentryError::Cancelled
+        ));
+        assert!(matches!(
+            classify(1, "Cancelled by user".into()),
+            PinentryError::Cancelled
+        ));
+        assert!(matches!(
+            classify(83886142, "Timeout".into()),
+            PinentryError::TimedOut
+        ));
+        assert!(matches!(
+            classify(83886081, "General error".into()),
+            PinentryError::Failed(t) if t.contains("General error")
+        ));
+    }
+
+    #[test]
+    fn commands_follow_the_prompt() {
+        let config = PinentryConfig {
+            tty: Some("/dev/pts/3".into()),
+            ..PinentryConfig::default()
+        };
+        let prompt = PinPrompt {
+            title: "Smartcard".into(),
+            description: "Card 4082%\nNurse".into(),
+            prompt: "PIN:".into(),
+            error: None,
+            repeat: Some("Again:".into()),
+        };
+        let commands = commands(&config, &prompt).unwrap();
+        assert_eq!(commands[0], "OPTION ttyname=/dev/pts/3");
+        assert!(commands.contains(&"SETTIMEOUT 60".to_owned()));
+        assert!(commands.contains(&"SETDESC Card 4082%25%0ANurse".to_owned()));
+        assert!(commands.contains(&"SETREPEAT Again:".to_owned()));
+        assert!(commands.contains(&"SETREPEATERROR PINs do not match".to_owned()));
+        assert!(!commands.iter().any(|c| c.starts_with("SETERROR")));
+        let long = PinPrompt {
+            description: "x".repeat(2000),
+            ..prompt
+        };
+        assert!(matches!(
+            super::commands(&config, &long),
+            Err(PinentryError::Failed(_))
+        ));
+    }
 }

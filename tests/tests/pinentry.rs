@@ -1,0 +1,237 @@
+//! `agent::pinentry::ask_pin` against the scripted pinentry `ia-pinentry`, a real Assuan server
+//! in its own process.
+
+use agent::config::PinentryConfig;
+use agent::pinentry::{ask_pin, PinPrompt, PinentryError};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const PINENTRY: &str = env!("CARGO_BIN_EXE_ia-pinentry");
+
+fn config(args: &[&str], timeout_secs: u64) -> PinentryConfig {
+    PinentryConfig {
+        program: PathBuf::from(PINENTRY),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        timeout_secs,
+        tty: None,
+    }
+}
+
+fn prompt() -> PinPrompt {
+    PinPrompt {
+        title: "Smartcard sign-in".into(),
+        description: "Card 4082A001132F2817, 3 tries left".into(),
+        prompt: "PIN:".into(),
+        error: None,
+        repeat: None,
+    }
+}
+
+/// The JSON lines of a `--log` file.
+fn log_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn process_exists(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test]
+async fn the_pin_entered_is_returned() {
+    let pin = ask_pin(&config(&["--pin", "123456"], 10), &prompt())
+        .await
+        .unwrap();
+    assert_eq!(pin.as_str(), "123456");
+}
+
+#[tokio::test]
+async fn prompt_texts_arrive_intact_and_the_pin_is_not_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let shown = PinPrompt {
+        title: "100% Identität".into(),
+        description: "Dr. Zoë O'Brien\nCard 4082A001132F2817 – 2 tries left\r\nsee %41".into(),
+        prompt: "PIN (6–8 digits):".into(),
+        error: Some("Wrong PIN.\nNot 50%".into()),
+        repeat: Some("Again:".into()),
+    };
+    let pin = ask_pin(
+        &config(&["--pin", "97531864", "--log", log_arg], 10),
+        &shown,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pin.as_str(), "97531864");
+    let lines = log_lines(&log);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["title"], shown.title.as_str());
+    assert_eq!(line["description"], shown.description.as_str());
+    assert_eq!(line["prompt"], shown.prompt.as_str());
+    assert_eq!(line["error"], shown.error.as_deref().unwrap());
+    assert_eq!(line["repeat"], "Again:");
+    assert_eq!(line["repeat_error"], "PINs do not match");
+    assert_eq!(line["timeout"], "10");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("97531864"), "the PIN is in the log: {text}");
+}
+
+#[tokio::test]
+async fn the_tty_is_passed_as_an_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let mut config = config(&["--pin", "1234", "--log", log.to_str().unwrap()], 10);
+    config.tty = Some("/dev/pts/7".into());
+    ask_pin(&config, &prompt()).await.unwrap();
+    let lines = log_lines(&log);
+    let options: Vec<&str> = lines[0]["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(options.contains(&"ttyname=/dev/pts/7"), "{options:?}");
+}
+
+#[tokio::test]
+async fn a_pin_with_percent_signs_round_trips() {
+    for pin in ["12%34", "%25", "100%", "ä%0A"] {
+        let got = ask_pin(&config(&["--pin", pin], 10), &prompt())
+            .await
+            .unwrap();
+        assert_eq!(got.as_str(), pin);
+    }
+}
+
+#[tokio::test]
+async fn a_script_answers_in_order_across_runs_then_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, "111111\n!cancel\n222%22\n").unwrap();
+    let config = config(&["--script", script.to_str().unwrap()], 10);
+    let first = ask_pin(&config, &prompt()).await.unwrap();
+    assert_eq!(first.as_str(), "111111");
+    let second = ask_pin(&config, &prompt()).await;
+    assert!(
+        matches!(second, Err(PinentryError::Cancelled)),
+        "{second:?}"
+    );
+    let third = ask_pin(&config, &prompt()).await.unwrap();
+    assert_eq!(third.as_str(), "222%22");
+    let exhausted = ask_pin(&config, &prompt()).await;
+    assert!(
+        matches!(exhausted, Err(PinentryError::Cancelled)),
+        "{exhausted:?}"
+    );
+}
+
+#[tokio::test]
+async fn cancel_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, "!cancel\n").unwrap();
+    let result = ask_pin(
+        &config(&["--script", script.to_str().unwrap()], 10),
+        &prompt(),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(PinentryError::Cancelled)),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_pinentry_times_out_and_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    let log = dir.path().join("log.jsonl");
+    std::fs::write(&script, "!hang\n").unwrap();
+    let config = config(
+        &[
+            "--script",
+            script.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        1,
+    );
+    let started = Instant::now();
+    let result = ask_pin(&config, &prompt()).await;
+    let took = started.elapsed();
+    assert!(matches!(result, Err(PinentryError::TimedOut)), "{result:?}");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let lines = log_lines(&log);
+    let pid = lines[0]["pid"].as_u64().expect("the pid in the log");
+    // Killed and reaped: not even a zombie is left.
+    assert!(!process_exists(pid), "pinentry {pid} is still there");
+}
+
+#[tokio::test]
+async fn a_missing_program_fails_with_its_name() {
+    let config = PinentryConfig {
+        program: PathBuf::from("/nonexistent/pinentry-nowhere"),
+        ..PinentryConfig::default()
+    };
+    match ask_pin(&config, &prompt()).await {
+        Err(PinentryError::Failed(why)) => {
+            assert!(
+                why.contains("cannot run pinentry program /nonexistent/pinentry-nowhere"),
+                "{why}"
+            );
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_program_that_is_not_a_pinentry_fails() {
+    let config = PinentryConfig {
+        program: PathBuf::from("/bin/true"),
+        ..PinentryConfig::default()
+    };
+    let result = ask_pin(&config, &prompt()).await;
+    assert!(
+        matches!(result, Err(PinentryError::Failed(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn only_allow_listed_environment_variables_reach_the_program() {
+    // SAFETY: this test binary runs under nextest, one process per test; nothing else reads
+    // the environment concurrently.
+    std::env::set_var("SECRET_X", "do-not-pass");
+    std::env::set_var("LANG", "C.UTF-8");
+    std::env::set_var("DISPLAY", ":7");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    ask_pin(
+        &config(&["--pin", "1234", "--log", log.to_str().unwrap()], 10),
+        &prompt(),
+    )
+    .await
+    .unwrap();
+    let lines = log_lines(&log);
+    let env: Vec<&str> = lines[0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!env.contains(&"SECRET_X"), "{env:?}");
+    assert!(env.contains(&"LANG") && env.contains(&"DISPLAY"), "{env:?}");
+    for name in &env {
+        assert!(
+            agent::pinentry::ENV_ALLOW_LIST.contains(name),
+            "{name} is not on the allow-list"
+        );
+    }
+}
