@@ -1,6 +1,10 @@
 //! Who a card is: type, serial, authentication certificate and its expiry.
 
-use piv::CardSerial;
+use piv::consts::key;
+use piv::{CardSerial, Certificate, PivCard};
+use sha2::{Digest, Sha256};
+use std::ffi::CString;
+use std::time::UNIX_EPOCH;
 
 /// A card as read at insertion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,15 +38,344 @@ pub struct CardCertificate {
 
 /// Reads the identity of the card in `reader` (connect, one transaction, LeaveCard).
 /// A card without the PIV applet is an identity with `piv: false`, not an error.
+///
+/// An unreadable CHUID gives `serial: None`; an empty 9A slot or a certificate that cannot be
+/// parsed gives `certificate: None`. Errors are left for what makes the card unreadable as a
+/// whole: it left the reader, the reader or pcscd went away, or PC/SC refused the connection.
 pub fn identify(ctx: &pcsc::Context, reader: &str) -> Result<CardIdentity, piv::Error> {
-    let _ = (ctx, reader);
-    unimplemented!("card helper")
+    let name = CString::new(reader).map_err(|_| piv::Error::NoReader)?;
+    let mut card = PivCard::connect(ctx, &name)?;
+    let atr = card.atr().to_vec();
+    let mut identity = CardIdentity {
+        reader: reader.to_owned(),
+        card_type: super::atr::card_type(&atr),
+        atr,
+        serial: None,
+        piv: false,
+        certificate: None,
+    };
+    let read = read_piv(&mut card, &mut identity);
+    // Leave the card as it is: a reset would wipe the PIN state of every application on it.
+    let left = card.disconnect();
+    read?;
+    if let Err(e) = left {
+        tracing::debug!(reader, error = %e, "disconnecting after identification");
+    }
+    Ok(identity)
+}
+
+/// Whether `e` makes the whole card unreadable (gone, or PC/SC gone), rather than one object.
+fn card_unreadable(e: &piv::Error) -> bool {
+    matches!(
+        e,
+        piv::Error::CardRemoved
+            | piv::Error::NoReader
+            | piv::Error::ServiceUnavailable
+            | piv::Error::Pcsc(_)
+    )
+}
+
+/// One transaction: SELECT (a card without the applet is not PIV), the CHUID, the 9A
+/// certificate.
+fn read_piv(card: &mut PivCard, identity: &mut CardIdentity) -> Result<(), piv::Error> {
+    let tx = match card.transaction() {
+        Ok(tx) => tx,
+        Err(piv::Error::NotPiv) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    identity.piv = true;
+    identity.serial = match tx.card_serial() {
+        Ok(serial) => Some(serial),
+        Err(e) if card_unreadable(&e) => return Err(e),
+        Err(e) => {
+            tracing::info!(reader = %identity.reader, error = %e, "the card's CHUID gives no serial");
+            None
+        }
+    };
+    identity.certificate = match tx.read_certificate(key::AUTHENTICATION) {
+        Ok(cert) => CardCertificate::from_certificate(&cert),
+        Err(piv::Error::NotFound) => None,
+        Err(e) if card_unreadable(&e) => return Err(e),
+        Err(e) => {
+            tracing::warn!(
+                reader = %identity.reader,
+                serial = ?identity.serial.map(|s| s.to_string()),
+                error = %e,
+                "the card's authentication certificate cannot be read"
+            );
+            None
+        }
+    };
+    Ok(())
+}
+
+impl CardCertificate {
+    /// The fields the agent shows and compares, from a parsed certificate (`None` when its
+    /// expiry cannot be represented).
+    pub fn from_certificate(cert: &Certificate) -> Option<Self> {
+        let not_after = match cert.not_after().duration_since(UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_secs()).ok()?,
+            Err(before) => i64::try_from(before.duration().as_secs())
+                .ok()?
+                .checked_neg()?,
+        };
+        let der = cert.der().to_vec();
+        Some(Self {
+            holder: holder(cert),
+            not_after,
+            fingerprint: Sha256::digest(&der).into(),
+            der,
+        })
+    }
+
+    /// The certificate's expiry as of `now` (Unix seconds).
+    pub fn expiry(&self, now: i64) -> Expiry {
+        expiry(self.not_after, now)
+    }
+}
+
+/// The subject's common name, else the whole subject.
+fn holder(cert: &Certificate) -> String {
+    const COMMON_NAME: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    let subject = &cert.x509().tbs_certificate.subject;
+    let common_name = subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|atv| atv.oid == COMMON_NAME)
+        .and_then(|atv| directory_string(&atv.value));
+    common_name.unwrap_or_else(|| cert.subject())
+}
+
+/// The text of a DirectoryString-like value (UTF8String, PrintableString, IA5String or
+/// TeletexString); `None` for other encodings.
+fn directory_string(value: &der::Any) -> Option<String> {
+    use der::{Tag, Tagged};
+    match value.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::TeletexString => {
+            std::str::from_utf8(value.value()).ok().map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+/// A certificate's expiry as the agent shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// The expiry date, `YYYY-MM-DD` (UTC).
+    pub expires_on: String,
+    /// Whole days remaining, rounded down: 0 on the last day, -1 within the day after expiry.
+    pub days_left: i64,
+    /// Whether the certificate has expired (`now >= not_after`).
+    pub expired: bool,
+}
+
+/// The expiry of a certificate valid until `not_after`, as of `now` (both Unix seconds).
+pub fn expiry(not_after: i64, now: i64) -> Expiry {
+    const DAY: i64 = 86_400;
+    let (year, month, day) = civil_date(not_after.div_euclid(DAY));
+    Expiry {
+        expires_on: format!("{year:04}-{month:02}-{day:02}"),
+        days_left: not_after.saturating_sub(now).div_euclid(DAY),
+        expired: now >= not_after,
+    }
+}
+
+/// The proleptic Gregorian date of a day number counted from 1970-01-01.
+fn civil_date(days: i64) -> (i64, u32, u32) {
+    // Days from 0000-03-01, so that a leap day is the last day of its "year".
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    // Both are small and positive by construction.
+    (year, month as u32, day as u32)
 }
 
 impl CardIdentity {
-    /// The card as the socket API shows it, with expiry counted from `now_unix`.
+    /// The card as the socket API shows it, with its expiry as of `now_unix`.
     pub fn status(&self, now_unix: i64) -> agent_ipc::CardStatus {
-        let _ = now_unix;
-        unimplemented!("card helper")
+        let expiry = self.certificate.as_ref().map(|c| c.expiry(now_unix));
+        agent_ipc::CardStatus {
+            serial: self.serial.map(|s| s.to_string()),
+            card_type: self.card_type.to_owned(),
+            atr: hex::encode_upper(&self.atr),
+            piv: self.piv,
+            holder: self.certificate.as_ref().map(|c| c.holder.clone()),
+            expires_on: expiry.as_ref().map(|e| e.expires_on.clone()),
+            days_left: expiry.as_ref().map(|e| e.days_left),
+            expired: expiry.is_some_and(|e| e.expired),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+    /// 2024-02-29T00:00:00Z.
+    const LEAP_DAY_2024: i64 = 1_709_164_800;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(expiry(0, 0).expires_on, "1970-01-01");
+        assert_eq!(expiry(DAY - 1, 0).expires_on, "1970-01-01");
+        assert_eq!(expiry(DAY, 0).expires_on, "1970-01-02");
+        assert_eq!(expiry(-1, 0).expires_on, "1969-12-31");
+        assert_eq!(expiry(LEAP_DAY_2024, 0).expires_on, "2024-02-29");
+        assert_eq!(expiry(LEAP_DAY_2024 - 1, 0).expires_on, "2024-02-28");
+        assert_eq!(expiry(LEAP_DAY_2024 + DAY, 0).expires_on, "2024-03-01");
+        // 2000 is a leap year (divisible by 400); 1900 and 2100 are not.
+        assert_eq!(expiry(951_782_400, 0).expires_on, "2000-02-29");
+        assert_eq!(expiry(951_782_400 + DAY, 0).expires_on, "2000-03-01");
+        assert_eq!(expiry(-2_203_891_200, 0).expires_on, "1900-03-01");
+        assert_eq!(expiry(-2_203_891_200 - DAY, 0).expires_on, "1900-02-28");
+        assert_eq!(expiry(4_107_542_400, 0).expires_on, "2100-03-01");
+        assert_eq!(expiry(4_107_542_400 - DAY, 0).expires_on, "2100-02-28");
+        assert_eq!(expiry(1_735_689_599, 0).expires_on, "2024-12-31");
+        assert_eq!(expiry(1_735_689_600, 0).expires_on, "2025-01-01");
+        // A whole leap year has 366 days.
+        assert_eq!(expiry(1_735_689_600, 1_704_067_200).days_left, 366);
+    }
+
+    #[test]
+    fn days_left_round_down_and_go_negative_after_expiry() {
+        let t = LEAP_DAY_2024 + 12 * 3600;
+        let one_second_before = expiry(t, t - 1);
+        assert_eq!(
+            one_second_before,
+            Expiry {
+                expires_on: "2024-02-29".into(),
+                days_left: 0,
+                expired: false
+            }
+        );
+        let at_expiry = expiry(t, t);
+        assert!(at_expiry.expired);
+        assert_eq!(at_expiry.days_left, 0);
+        let one_second_after = expiry(t, t + 1);
+        assert!(one_second_after.expired);
+        assert_eq!(one_second_after.days_left, -1);
+        assert_eq!(expiry(t, t + DAY).days_left, -1);
+        assert_eq!(expiry(t, t + DAY + 1).days_left, -2);
+        assert_eq!(expiry(t, t - DAY).days_left, 1);
+        assert_eq!(expiry(t, t - DAY + 1).days_left, 0);
+        assert_eq!(expiry(t, t - 30 * DAY - 5).days_left, 30);
+        // Across the leap day: from 2024-02-28 12:00 to 2024-03-01 12:00 is two days.
+        assert_eq!(expiry(t + DAY, t - DAY).days_left, 2);
+        assert!(!expiry(t, t - 90 * DAY).expired);
+    }
+
+    fn identity(certificate: Option<CardCertificate>) -> CardIdentity {
+        CardIdentity {
+            reader: "Virtual PCD 00 00".into(),
+            atr: cardsim::AtrProfile::NhsCis.atr().to_vec(),
+            card_type: "NHS CIS",
+            serial: Some(CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x28, 0x17])),
+            piv: true,
+            certificate,
+        }
+    }
+
+    /// A self-signed P-256 certificate for `subject`, valid until `not_after`.
+    fn certificate(subject: &str, not_after: std::time::Duration) -> Certificate {
+        use der::Encode;
+        use std::str::FromStr;
+        use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+        use x509_cert::time::{Time, Validity};
+        let key = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        let spki =
+            x509_cert::spki::SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
+        let name = x509_cert::name::Name::from_str(subject).unwrap();
+        let validity = Validity {
+            not_before: Time::UtcTime(der::asn1::UtcTime::from_unix_duration(DAY_SECS).unwrap()),
+            not_after: Time::UtcTime(der::asn1::UtcTime::from_unix_duration(not_after).unwrap()),
+        };
+        let builder = CertificateBuilder::new(
+            Profile::Root,
+            x509_cert::serial_number::SerialNumber::from(7u32),
+            validity,
+            name,
+            spki,
+            &key,
+        )
+        .unwrap();
+        let cert = builder.build::<p256::ecdsa::DerSignature>().unwrap();
+        Certificate::from_der(&cert.to_der().unwrap()).unwrap()
+    }
+
+    const DAY_SECS: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+    #[test]
+    fn certificates_give_holder_expiry_and_fingerprint() {
+        let until = std::time::Duration::from_secs(LEAP_DAY_2024 as u64);
+        let cert = certificate("CN=Jane Doe,O=NHS Trust", until);
+        let card = CardCertificate::from_certificate(&cert).unwrap();
+        assert_eq!(card.holder, "Jane Doe");
+        assert_eq!(card.not_after, LEAP_DAY_2024);
+        assert_eq!(card.der, cert.der());
+        assert_eq!(
+            card.fingerprint,
+            <[u8; 32]>::from(Sha256::digest(cert.der()))
+        );
+        assert_eq!(card.expiry(LEAP_DAY_2024 - DAY).days_left, 1);
+
+        // No common name: the whole subject names the holder.
+        let cert = certificate("O=NHS Trust,OU=Porters", until);
+        let card = CardCertificate::from_certificate(&cert).unwrap();
+        assert_eq!(card.holder, cert.subject());
+        assert!(card.holder.contains("Porters"), "{}", card.holder);
+    }
+
+    #[test]
+    fn status_shows_serial_type_holder_and_expiry() {
+        let cert = CardCertificate {
+            der: vec![0x30, 0x00],
+            holder: "Jane Doe".into(),
+            not_after: LEAP_DAY_2024,
+            fingerprint: [0; 32],
+        };
+        let status = identity(Some(cert)).status(LEAP_DAY_2024 - 10 * DAY);
+        assert_eq!(
+            status,
+            agent_ipc::CardStatus {
+                serial: Some("4082A001132F2817".into()),
+                card_type: "NHS CIS".into(),
+                atr: "3BF91800008131FE454A434F503431563232AF".into(),
+                piv: true,
+                holder: Some("Jane Doe".into()),
+                expires_on: Some("2024-02-29".into()),
+                days_left: Some(10),
+                expired: false,
+            }
+        );
+        let mut card = identity(None);
+        card.certificate = Some(CardCertificate {
+            der: vec![],
+            holder: "Jane Doe".into(),
+            not_after: LEAP_DAY_2024,
+            fingerprint: [0; 32],
+        });
+        let expired = card.status(LEAP_DAY_2024);
+        assert!(expired.expired);
+        assert_eq!(expired.days_left, Some(0));
+
+        let bare = identity(None).status(0);
+        assert_eq!(
+            (bare.holder, bare.expires_on, bare.days_left, bare.expired),
+            (None, None, None, false)
+        );
     }
 }

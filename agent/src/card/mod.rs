@@ -5,5 +5,5 @@ pub mod atr;
 pub mod identity;
 pub mod watcher;
 
-pub use identity::{identify, CardCertificate, CardIdentity};
+pub use identity::{expiry, identify, CardCertificate, CardIdentity, Expiry};
 pub use watcher::{CardEvent, CardWatcher, ReaderSnapshot};
