@@ -166,6 +166,29 @@ impl Drop for InsertedCard {
     }
 }
 
+/// Acknowledges the next segment at once. vpcd writes a frame's length and its body in two
+/// writes; with Nagle on its side and delayed ACKs on ours every APDU would wait ~40 ms for
+/// the body. The kernel clears the flag as it goes, so it is set before each read.
+fn quick_ack(stream: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor and a c_int option of the right size.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
+
 /// Serves the card in `file` over `stream` until the connection ends or a fault pulls it.
 fn serve(
     mut stream: TcpStream,
@@ -180,6 +203,7 @@ fn serve(
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());
         }
+        quick_ack(&stream);
         // Frames may carry a PIN or a key, replies a shared secret: wiped once handled.
         let Some(frame) = read_frame(&mut stream).map_err(CardError::Connection)? else {
             return Ok(());
