@@ -3,8 +3,12 @@
 //! async client library that `iactl`, the tray and the tests use.
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod framing;
 pub mod paths;
 pub mod wire;
 
+pub use client::{Client, ClientError, Subscription};
+pub use framing::{encode_line, write_message, FrameError, LineReader};
 pub use paths::{default_socket_path, SOCKET_ENV};
 pub use wire::*;
