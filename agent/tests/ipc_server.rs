@@ -256,7 +256,7 @@ async fn an_oversized_line_is_refused_and_the_next_request_served() {
     let agent = Agent::start(8, 16).await;
     let mut c = agent.raw().await;
     c.hello().await;
-    let mut big = format!(r#"{{"id":2,"method":"status","params":{{"pad":""#).into_bytes();
+    let mut big = br#"{"id":2,"method":"status","params":{"pad":""#.to_vec();
     big.resize(100 * 1024, b'x');
     big.extend_from_slice(b"\"}}\n{\"id\":3,\"method\":\"status\"}\n");
     c.send_bytes(&big).await;
