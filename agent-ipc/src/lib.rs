@@ -29,8 +29,8 @@ mod protocol_doc {
         let mut events = HashSet::new();
         for line in DOC.lines() {
             if let Some(request) = line.strip_prefix("→ ") {
-                let request: Request = serde_json::from_str(request)
-                    .unwrap_or_else(|e| panic!("{request}: {e}"));
+                let request: Request =
+                    serde_json::from_str(request).unwrap_or_else(|e| panic!("{request}: {e}"));
                 assert!(METHODS.contains(&request.call.method()));
                 requests += 1;
             } else if let Some(reply) = line.strip_prefix("← ") {
