@@ -13,6 +13,23 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest line either side may send, newline excluded.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Every method's name on the wire, in the order of [`Call`].
+pub const METHODS: [&str; 13] = [
+    "hello",
+    "status",
+    "readers",
+    "subscribe",
+    "login",
+    "logout",
+    "roles",
+    "select_role",
+    "ticket",
+    "renew",
+    "repair",
+    "cancel_operation",
+    "doctor",
+];
+
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -619,6 +636,35 @@ pub struct DoctorCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_list_every_call() {
+        let calls = [
+            Call::Hello(HelloParams {
+                protocol: 1,
+                client: None,
+            }),
+            Call::Status,
+            Call::Readers,
+            Call::Subscribe,
+            Call::Login(LoginParams::default()),
+            Call::Logout,
+            Call::Roles,
+            Call::SelectRole(SelectRoleParams {
+                role: "r".into(),
+                remember: true,
+            }),
+            Call::Ticket,
+            Call::Renew,
+            Call::Repair(RepairParams::default()),
+            Call::CancelOperation(CancelOperationParams {
+                operation: "o".into(),
+            }),
+            Call::Doctor(DoctorParams::default()),
+        ];
+        let names: Vec<_> = calls.iter().map(Call::method).collect();
+        assert_eq!(names, METHODS);
+    }
 
     #[test]
     fn shapes_on_the_wire() {

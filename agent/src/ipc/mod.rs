@@ -1,11 +1,19 @@
 //! The socket server: a per-user socket in a 0700 directory, the peer's UID checked on every
 //! connection, a connection cap, one task per connection, events to subscribers through a
 //! bounded queue each.
+//!
+//! `listener` binds the socket, `server` accepts and admits connections, `connection` speaks
+//! the protocol on one of them.
 
 use agent_ipc::{Call, ErrorObject, Event, Status};
-use std::path::Path;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
+
+mod connection;
+mod listener;
+mod server;
+
+pub use listener::{bind, Listener};
+pub use server::serve;
 
 /// One call the server hands to the session owner, with where to send the answer.
 #[derive(Debug)]
@@ -25,7 +33,8 @@ pub struct AgentLink {
     pub status: watch::Receiver<Status>,
     /// Events; each subscriber holds a receiver (bounded: a lagging one is dropped).
     pub events: broadcast::Sender<Event>,
-    /// The methods served, for `hello`.
+    /// The methods served, for `hello`. A method handed to the session owner that is not
+    /// listed here is answered `not_supported` by the server without reaching the owner.
     pub capabilities: Vec<String>,
 }
 
@@ -36,24 +45,11 @@ pub struct ServerLimits {
     pub max_connections: usize,
 }
 
-/// A bound socket, ready to serve.
-#[derive(Debug)]
-pub struct Listener {}
-
-/// Creates the socket's directory (0700, owned by us), removes a stale socket (not one a live
-/// agent answers on: that is an error), and binds.
-pub fn bind(path: &Path) -> std::io::Result<Listener> {
-    let _ = path;
-    unimplemented!("ipc helper")
-}
-
-/// Serves connections until `shutdown` is cancelled, then closes every connection and returns.
-pub async fn serve(
-    listener: Listener,
-    link: AgentLink,
-    limits: ServerLimits,
-    shutdown: CancellationToken,
-) {
-    let _ = (listener, link, limits, shutdown);
-    unimplemented!("ipc helper")
+impl Default for ServerLimits {
+    /// 64 connections.
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+        }
+    }
 }

@@ -1,0 +1,467 @@
+//! One connection: a reader that parses and answers requests, and a writer task that owns the
+//! socket's write half and sends replies and events through one bounded queue.
+//!
+//! Calls for the session owner run as tasks of their own, so a `login` waiting on the PIN
+//! prompt holds up neither `status` on the same connection nor its events; replies carry the
+//! request's id, so their order does not matter.
+
+use super::{AgentCall, AgentLink};
+use agent_ipc::{
+    encode_line, Call, ErrorCode, ErrorObject, Event, FrameError, HelloParams, HelloResult,
+    LineReader, Outcome, Reply, Request, Subscribed, METHODS, PROTOCOL_VERSION,
+};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Lines waiting for the writer. A client that stops reading fills it and is dropped.
+const WRITER_QUEUE: usize = 256;
+/// Calls of one connection waiting for the session owner at once; more are answered `busy`.
+const MAX_IN_FLIGHT: usize = 16;
+/// A write that makes no progress for this long drops the connection.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+/// How long the farewell `shutting_down` line may take.
+const FAREWELL: Duration = Duration::from_millis(200);
+
+/// What the writer sends.
+#[derive(Debug)]
+enum Outgoing {
+    /// A reply, encoded.
+    Line(Vec<u8>),
+    /// The reply to `subscribe`; events follow it from `events`.
+    Subscribe {
+        line: Vec<u8>,
+        events: broadcast::Receiver<Event>,
+    },
+}
+
+/// Where replies go: the writer's queue, and the token that drops the connection when a reply
+/// does not fit.
+#[derive(Debug, Clone)]
+struct ReplySink {
+    queue: mpsc::Sender<Outgoing>,
+    conn: CancellationToken,
+}
+
+impl ReplySink {
+    fn send(&self, message: Outgoing) {
+        match self.queue.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("a client does not read its replies; dropping it");
+                self.conn.cancel();
+            }
+            // The writer has ended; so will this connection.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn reply(&self, id: Option<u64>, outcome: Result<Value, ErrorObject>) {
+        let reply = Reply {
+            id,
+            outcome: match outcome {
+                Ok(value) => Outcome::Result(value),
+                Err(error) => Outcome::Error(error),
+            },
+        };
+        self.send(Outgoing::Line(encode_reply(&reply)));
+    }
+
+    fn error(&self, id: Option<u64>, code: ErrorCode, message: impl Into<String>) {
+        self.reply(id, Err(ErrorObject::new(code, message)));
+    }
+}
+
+/// `reply` as a line; a result too large for the cap becomes an `internal` error.
+fn encode_reply(reply: &Reply) -> Vec<u8> {
+    match encode_line(reply) {
+        Ok(line) => line,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a reply");
+            let fallback = Reply {
+                id: reply.id,
+                outcome: Outcome::Error(ErrorObject::new(
+                    ErrorCode::Internal,
+                    "the agent could not encode its reply",
+                )),
+            };
+            // A short, fixed reply always encodes.
+            encode_line(&fallback).unwrap_or_default()
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {
+    serde_json::to_value(value).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a result");
+        ErrorObject::new(ErrorCode::Internal, "the agent could not encode its result")
+    })
+}
+
+/// The protocol state of one connection.
+struct Connection {
+    link: AgentLink,
+    sink: ReplySink,
+    hello_done: bool,
+    subscribed: bool,
+    in_flight: JoinSet<()>,
+}
+
+/// Serves one connection until the client closes it, it misbehaves, or `shutdown`.
+pub(super) async fn run(stream: UnixStream, link: AgentLink, shutdown: CancellationToken) {
+    let (read, write) = stream.into_split();
+    let conn = shutdown.child_token();
+    let (queue, queued) = mpsc::channel(WRITER_QUEUE);
+    let writer = tokio::spawn(write_loop(write, queued, conn.clone(), shutdown.clone()));
+    let mut state = Connection {
+        link,
+        sink: ReplySink {
+            queue,
+            conn: conn.clone(),
+        },
+        hello_done: false,
+        subscribed: false,
+        in_flight: JoinSet::new(),
+    };
+    let mut reader = LineReader::new(BufReader::new(read));
+    let mut input_open = true;
+    loop {
+        tokio::select! {
+            _ = conn.cancelled() => break,
+            Some(_) = state.in_flight.join_next(), if !state.in_flight.is_empty() => {}
+            line = reader.next_line(), if input_open => match line {
+                Ok(Some(line)) => state.handle_line(&line),
+                Ok(None) => input_open = false,
+                Err(FrameError::TooLarge { limit }) => state.sink.error(
+                    None,
+                    ErrorCode::MessageTooLarge,
+                    format!("message longer than {limit} bytes; it was skipped"),
+                ),
+                Err(FrameError::NotUtf8) => {
+                    state.sink.error(None, ErrorCode::BadRequest, "message is not valid UTF-8")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection read failed");
+                    break;
+                }
+            },
+            // The client has finished sending and every call is answered.
+            _ = std::future::ready(()), if !input_open && state.in_flight.is_empty() => break,
+        }
+    }
+    // Pending calls are abandoned when the connection goes; the owner sees the reply dropped.
+    state.in_flight.abort_all();
+    // Dropping the queue lets the writer finish what is queued and end.
+    drop(state);
+    if let Err(e) = writer.await {
+        tracing::error!(error = %e, "connection writer failed");
+    }
+}
+
+impl Connection {
+    fn handle_line(&mut self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        let value: Value = match serde_json::from_str(line) {
+            Ok(value) => value,
+            Err(e) => {
+                return self.sink.error(
+                    None,
+                    ErrorCode::BadRequest,
+                    format!("message is not valid JSON: {e}"),
+                )
+            }
+        };
+        let Some(object) = value.as_object() else {
+            return self
+                .sink
+                .error(None, ErrorCode::BadRequest, "a request is a JSON object");
+        };
+        let Some(id) = object.get("id").and_then(Value::as_u64) else {
+            return self.sink.error(
+                None,
+                ErrorCode::BadRequest,
+                "a request needs an \"id\" (an unsigned integer)",
+            );
+        };
+        let Some(method) = object.get("method").and_then(Value::as_str) else {
+            return self.sink.error(
+                Some(id),
+                ErrorCode::BadRequest,
+                "a request needs a \"method\" (a string)",
+            );
+        };
+        if !self.hello_done && method != "hello" {
+            return self.sink.error(
+                Some(id),
+                ErrorCode::HelloRequired,
+                format!(
+                    "the first request on a connection must be hello, e.g. \
+                     {{\"id\":1,\"method\":\"hello\",\"params\":{{\"protocol\":{PROTOCOL_VERSION}}}}}"
+                ),
+            );
+        }
+        let Some(&method) = METHODS.iter().find(|&&m| m == method) else {
+            let mut shown: String = method.chars().take(64).collect();
+            if shown.len() < method.len() {
+                shown.push('…');
+            }
+            return self.reply(
+                Some(id),
+                Err(
+                    ErrorObject::new(ErrorCode::UnknownMethod, format!("no method {shown:?}"))
+                        .with_data(serde_json::json!({ "methods": METHODS })),
+                ),
+            );
+        };
+        let request: Request = match serde_json::from_value(without_empty_params(value)) {
+            Ok(request) => request,
+            Err(e) => {
+                return self.sink.error(
+                    Some(id),
+                    ErrorCode::BadRequest,
+                    format!("bad params for {method}: {e}"),
+                )
+            }
+        };
+        self.dispatch(id, request.call);
+    }
+
+    fn reply(&self, id: Option<u64>, outcome: Result<Value, ErrorObject>) {
+        self.sink.reply(id, outcome);
+    }
+
+    fn dispatch(&mut self, id: u64, call: Call) {
+        match call {
+            Call::Hello(params) => {
+                let outcome = self.hello(params);
+                self.reply(Some(id), outcome);
+            }
+            Call::Status => {
+                let status = self.link.status.borrow().clone();
+                self.reply(Some(id), to_json(&status));
+            }
+            Call::Readers => {
+                let readers = self.link.status.borrow().readers.clone();
+                self.reply(Some(id), to_json(&readers));
+            }
+            Call::Subscribe => {
+                let outcome = to_json(&Subscribed { subscribed: true });
+                if self.subscribed {
+                    return self.reply(Some(id), outcome);
+                }
+                let reply = Reply {
+                    id: Some(id),
+                    outcome: match outcome {
+                        Ok(value) => Outcome::Result(value),
+                        Err(error) => Outcome::Error(error),
+                    },
+                };
+                self.subscribed = true;
+                self.sink.send(Outgoing::Subscribe {
+                    line: encode_reply(&reply),
+                    events: self.link.events.subscribe(),
+                });
+            }
+            call => self.forward(id, call),
+        }
+    }
+
+    fn hello(&mut self, params: HelloParams) -> Result<Value, ErrorObject> {
+        if params.protocol != PROTOCOL_VERSION {
+            return Err(ErrorObject::new(
+                ErrorCode::ProtocolMismatch,
+                format!(
+                    "this agent speaks protocol version {PROTOCOL_VERSION}, the client version \
+                     {}: update the one that is older",
+                    params.protocol
+                ),
+            )
+            .with_data(serde_json::json!({
+                "agent": PROTOCOL_VERSION,
+                "client": params.protocol,
+            })));
+        }
+        let client: Option<String> = params.client.map(|c| c.chars().take(64).collect());
+        tracing::debug!(client = ?client, "client said hello");
+        self.hello_done = true;
+        to_json(&HelloResult {
+            protocol: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            capabilities: self.link.capabilities.clone(),
+        })
+    }
+
+    /// Hands `call` to the session owner in a task of its own and sends the answer back.
+    fn forward(&mut self, id: u64, call: Call) {
+        let method = call.method();
+        if !self.link.capabilities.iter().any(|c| c == method) {
+            return self.sink.error(
+                Some(id),
+                ErrorCode::NotSupported,
+                format!("this agent does not serve {method} yet"),
+            );
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return self.sink.error(
+                Some(id),
+                ErrorCode::Busy,
+                format!("{MAX_IN_FLIGHT} requests of this connection are still running"),
+            );
+        }
+        let calls = self.link.calls.clone();
+        let sink = self.sink.clone();
+        self.in_flight.spawn(async move {
+            let (reply, answer) = oneshot::channel();
+            let outcome = match calls.send(AgentCall { call, reply }).await {
+                Ok(()) => answer.await.unwrap_or_else(|_| Err(shutting_down())),
+                Err(_) => Err(shutting_down()),
+            };
+            sink.reply(Some(id), outcome);
+        });
+    }
+}
+
+fn shutting_down() -> ErrorObject {
+    ErrorObject::new(ErrorCode::ShuttingDown, "the agent is shutting down")
+}
+
+/// Methods without parameters accept `"params":{}` or `"params":null` too.
+fn without_empty_params(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        let empty = match object.get("params") {
+            Some(Value::Null) => true,
+            Some(Value::Object(params)) => params.is_empty(),
+            _ => false,
+        };
+        let takes_params = matches!(
+            object.get("method").and_then(Value::as_str),
+            Some("hello" | "login" | "select_role" | "repair" | "cancel_operation" | "doctor")
+        );
+        if empty && !takes_params {
+            object.remove("params");
+        }
+    }
+    value
+}
+
+/// Waits for the next event, or forever when not subscribed.
+async fn next_event(events: &mut Option<broadcast::Receiver<Event>>) -> Result<Event, RecvError> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How a write went.
+enum Written {
+    Done,
+    /// The connection is being dropped (or shut down) mid-line.
+    Cancelled,
+    Failed,
+}
+
+async fn write_line(w: &mut OwnedWriteHalf, line: &[u8], conn: &CancellationToken) -> Written {
+    let write = async {
+        w.write_all(line).await?;
+        w.flush().await
+    };
+    tokio::select! {
+        _ = conn.cancelled() => Written::Cancelled,
+        written = tokio::time::timeout(WRITE_STALL, write) => match written {
+            Ok(Ok(())) => Written::Done,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "connection write failed");
+                Written::Failed
+            }
+            Err(_) => {
+                tracing::warn!("a client stopped reading; dropping it");
+                Written::Failed
+            }
+        },
+    }
+}
+
+/// The writer: replies from the queue and, after `subscribe`, events, one line each.
+async fn write_loop(
+    mut w: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Outgoing>,
+    conn: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    let mut events: Option<broadcast::Receiver<Event>> = None;
+    let mut torn = false;
+    loop {
+        let line = tokio::select! {
+            biased;
+            _ = conn.cancelled() => break,
+            message = queue.recv() => match message {
+                None => break,
+                Some(Outgoing::Line(line)) => line,
+                Some(Outgoing::Subscribe { line, events: receiver }) => {
+                    events = Some(receiver);
+                    line
+                }
+            },
+            event = next_event(&mut events), if events.is_some() => match event {
+                Ok(event) => match encode_line(&event) {
+                    Ok(line) => line,
+                    Err(e) => {
+                        tracing::error!(event = event.name(), error = %e, "cannot encode an event");
+                        continue;
+                    }
+                },
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a subscriber fell behind; dropping it");
+                    let reply = Reply {
+                        id: None,
+                        outcome: Outcome::Error(
+                            ErrorObject::new(
+                                ErrorCode::SubscriberOverflow,
+                                format!(
+                                    "this subscriber read events too slowly and missed {missed}; \
+                                     reconnect and subscribe again"
+                                ),
+                            )
+                            .with_data(serde_json::json!({ "missed": missed })),
+                        ),
+                    };
+                    let _ = write_line(&mut w, &encode_reply(&reply), &conn).await;
+                    break;
+                }
+                Err(RecvError::Closed) => {
+                    events = None;
+                    continue;
+                }
+            },
+        };
+        match write_line(&mut w, &line, &conn).await {
+            Written::Done => {}
+            Written::Cancelled => {
+                torn = true;
+                break;
+            }
+            Written::Failed => break,
+        }
+    }
+    conn.cancel();
+    if shutdown.is_cancelled() && !torn {
+        let reply = Reply {
+            id: None,
+            outcome: Outcome::Error(shutting_down()),
+        };
+        let farewell = async {
+            w.write_all(&encode_reply(&reply)).await?;
+            w.flush().await
+        };
+        let _ = tokio::time::timeout(FAREWELL, farewell).await;
+    }
+    let _ = tokio::time::timeout(FAREWELL, w.shutdown()).await;
+}

@@ -1,0 +1,133 @@
+//! The accept loop: admits connections of our own user, up to the cap, and shuts down cleanly.
+
+use super::{connection, AgentLink, Listener, ServerLimits};
+use agent_ipc::{encode_line, ErrorCode, ErrorObject, Outcome, Reply};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The first pause after a failed accept; it doubles up to [`MAX_ACCEPT_BACKOFF`].
+const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves connections until `shutdown` is cancelled, then closes every connection and returns.
+pub async fn serve(
+    mut listener: Listener,
+    link: AgentLink,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let accepting = match listener.inner.take().map(UnixListener::from_std) {
+        Some(Ok(accepting)) => accepting,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "cannot serve the socket");
+            return;
+        }
+        None => return,
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let our_uid = unsafe { libc::geteuid() };
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let tracker = TaskTracker::new();
+    let mut backoff = FIRST_ACCEPT_BACKOFF;
+    tracing::info!(path = %listener.path().display(), "serving the socket");
+
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = accepting.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff = FIRST_ACCEPT_BACKOFF;
+                stream
+            }
+            Err(e) => {
+                // Out of descriptors and the like: wait rather than spin.
+                tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == our_uid => {}
+            Ok(cred) => {
+                tracing::warn!(
+                    peer_uid = cred.uid(),
+                    "refused a connection of another user"
+                );
+                refuse(
+                    stream,
+                    ErrorObject::new(
+                        ErrorCode::PermissionDenied,
+                        "this agent serves only the user it runs for",
+                    ),
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the peer's credentials; refused");
+                refuse(
+                    stream,
+                    ErrorObject::new(
+                        ErrorCode::PermissionDenied,
+                        "the agent cannot tell who you are",
+                    ),
+                );
+                continue;
+            }
+        }
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(
+                max = limits.max_connections,
+                "connection cap reached; refused"
+            );
+            refuse(
+                stream,
+                ErrorObject::new(
+                    ErrorCode::TooManyConnections,
+                    format!(
+                        "the agent already serves {} connections; try again later",
+                        limits.max_connections
+                    ),
+                )
+                .with_data(serde_json::json!({ "max_connections": limits.max_connections })),
+            );
+            continue;
+        };
+        let link = link.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            connection::run(stream, link, shutdown).await;
+            drop(permit);
+        });
+    }
+
+    // Stop accepting first, so new clients hear "not running" rather than wait.
+    drop(accepting);
+    listener.close();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!("socket server stopped");
+}
+
+/// Writes one error line on a fresh connection and closes it. A fresh socket's buffer is
+/// empty, so the (non-blocking) write goes through at once; if it cannot, the line is dropped.
+fn refuse(stream: UnixStream, error: ErrorObject) {
+    let reply = Reply {
+        id: None,
+        outcome: Outcome::Error(error),
+    };
+    let (Ok(line), Ok(mut stream)) = (encode_line(&reply), stream.into_std()) else {
+        return;
+    };
+    let _ = stream.write_all(&line);
+}
