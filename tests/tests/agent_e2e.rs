@@ -406,7 +406,7 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
     );
     let now = status(&stack);
     assert_eq!(now.session.state, SessionState::SignedIn);
-    assert_eq!(now.session.user.unwrap().name, "Rita Admin");
+    assert_eq!(now.session.user.as_ref().unwrap().name, "Rita Admin");
     let types: Vec<String> = now
         .readers
         .iter()
