@@ -109,7 +109,7 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
     assert_eq!(seen.card_type, "NHS CIS");
     assert!(seen.piv && !seen.expired);
     assert!((398..=400).contains(&seen.days_left.unwrap()), "{seen:?}");
-    assert_eq!(seen.holder.as_deref(), Some("Jane Doe"));
+    assert_eq!(seen.holder.as_deref(), Some(card.user_id.as_str()));
 
     let Event::SessionStarted { session } = wait_for(&stack, &mut events, is_session_started)
     else {
@@ -123,7 +123,6 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
     );
     let prompts = stack.pin_prompts();
     let description = prompts[0]["description"].as_str().unwrap();
-    assert!(description.contains("Jane Doe"), "{description}");
     assert!(
         description.contains(&card.serial.to_string()),
         "{description}"
@@ -443,10 +442,11 @@ fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
     // The virtual card's link went with the old pcscd: it comes back in.
     let _again = stack.insert(0, &card).unwrap();
     wait_for(&stack, &mut events, |e| matches!(e, Event::PcscAvailable));
+    let mut c = client(&stack);
     block_on(&stack, async {
         tokio::time::timeout(EVENT_TIMEOUT, async {
             loop {
-                let now = client(&stack).status().await.unwrap();
+                let now = c.status().await.unwrap();
                 if now.pcsc.available
                     && now.session.state == SessionState::SignedIn
                     && now.readers.len() == 2

@@ -153,15 +153,27 @@ fn prompt(holder: &str, serial: &str, tries_left: Option<u8>) -> PinPrompt {
         Some(n) => format!("{n} tries left before the card locks."),
         None => String::new(),
     };
+    // Service-issued certificates name the holder by user id only: then the card's serial
+    // is what the holder recognises (it is printed on the card).
+    let whose = if is_user_id(holder) {
+        format!("smartcard {serial}")
+    } else {
+        format!("{holder}'s smartcard {serial}")
+    };
     PinPrompt {
         title: "Identity Agent".into(),
-        description: format!("Enter the passcode of {holder}'s smartcard {serial}.\n{tries}")
+        description: format!("Enter the passcode of {whose}.\n{tries}")
             .trim_end()
             .to_owned(),
         prompt: "Passcode:".into(),
         error: None,
         repeat: None,
     }
+}
+
+/// Whether `holder` is a user id (a UUID) rather than a name.
+fn is_user_id(holder: &str) -> bool {
+    holder.len() == 36 && holder.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
 
 /// Runs a blocking card step off the async workers.
@@ -271,6 +283,15 @@ mod tests {
         assert!(p.description.contains("4082A001132F2817"));
         assert!(p.description.contains("2 tries left"));
         assert!(prompt("J", "S", Some(1)).description.contains("last try"));
+        let by_id = prompt(
+            "4e81ac01-7ea1-4665-94f5-5c035a583b79",
+            "4082A001132F2817",
+            None,
+        );
+        assert_eq!(
+            by_id.description,
+            "Enter the passcode of smartcard 4082A001132F2817."
+        );
     }
 
     #[test]
