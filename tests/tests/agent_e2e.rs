@@ -478,3 +478,39 @@ fn the_agent_stops_cleanly_and_ends_the_session() {
     assert!(stack.audit_log().contains("agent_shutdown"));
     assert_no_secrets(&stack, &[&card.pin]);
 }
+
+#[test]
+fn a_card_inside_the_warning_window_warns_at_sign_in() {
+    let stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(6),
+            "246810",
+            InitialValidity::Days(30),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    let mut stack = stack;
+    stack.pin_answers(&[&card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+    let _in = stack.insert(0, &card).unwrap();
+    wait_for(&stack, &mut events, is_session_started);
+    let Event::ExpiryWarning {
+        serial: warned,
+        days_left,
+        expires_on,
+    } = wait_for(&stack, &mut events, |e| {
+        matches!(e, Event::ExpiryWarning { .. })
+    })
+    else {
+        unreachable!()
+    };
+    assert_eq!(warned, card.serial.to_string());
+    assert!((29..=30).contains(&days_left), "{days_left}");
+    let status = status(&stack);
+    let shown = status.readers[0].card.as_ref().unwrap();
+    assert_eq!(shown.expires_on.as_deref(), Some(expires_on.as_str()));
+}

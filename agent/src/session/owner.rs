@@ -99,6 +99,7 @@ pub struct SessionOwner {
     /// The reader whose card's session ended while the card stayed in.
     ended_in: Option<String>,
     next_certificate_check: Option<Instant>,
+    next_expiry_warning: Option<Instant>,
     calls: mpsc::Receiver<AgentCall>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -163,6 +164,7 @@ impl SessionOwner {
             session: None,
             ended_in: None,
             next_certificate_check: None,
+            next_expiry_warning: None,
             calls,
             internal_tx,
             internal_rx,
@@ -183,6 +185,7 @@ impl SessionOwner {
         loop {
             let expiry = self.session_deadline();
             let check = self.next_certificate_check;
+            let warn = self.next_expiry_warning;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = cards.recv() => match event {
@@ -195,6 +198,7 @@ impl SessionOwner {
                     self.end_session(SessionEndReason::CmsSessionExpired);
                 }
                 _ = sleep_until(check), if check.is_some() => self.check_certificate(),
+                _ = sleep_until(warn), if warn.is_some() => self.warn_expiry(),
             }
             self.flush();
         }
@@ -631,6 +635,7 @@ impl SessionOwner {
                 self.pending.push(Event::SessionStarted {
                     session: status.clone(),
                 });
+                self.warn_expiry();
                 Ok(json(&status))
             }
             Err(error) => {
@@ -686,6 +691,7 @@ impl SessionOwner {
             serial: Some(s.serial.clone()),
         });
         self.next_certificate_check = None;
+        self.next_expiry_warning = None;
         let card_still_in = self.card_in(&s.reader).is_some() && s.card_present;
         if card_still_in
             && matches!(
@@ -702,6 +708,30 @@ impl SessionOwner {
 
     fn end_session_now(&mut self, reason: SessionEndReason) {
         let _ = self.end_session(reason);
+    }
+
+    /// Warns when the session card's certificate expires within the warning window: at
+    /// sign-in, then once a day while the session lasts.
+    fn warn_expiry(&mut self) {
+        self.next_expiry_warning = None;
+        let Some(session) = &self.session else {
+            return;
+        };
+        let s = &session.signed_in;
+        let Some(certificate) = self.card_in(&s.reader).and_then(|c| c.certificate.as_ref()) else {
+            return;
+        };
+        let expiry = certificate.expiry(now());
+        if expiry.days_left > i64::from(self.config.expiry.warning_days) {
+            return;
+        }
+        tracing::info!(serial = %s.serial, days_left = expiry.days_left, "expiry warning");
+        self.pending.push(Event::ExpiryWarning {
+            serial: s.serial.clone(),
+            days_left: expiry.days_left,
+            expires_on: expiry.expires_on,
+        });
+        self.next_expiry_warning = Some(Instant::now() + Duration::from_secs(24 * 3600));
     }
 
     fn session_deadline(&self) -> Option<Instant> {
