@@ -13,3 +13,4 @@ pub mod ipc;
 pub mod logging;
 pub mod pinentry;
 pub mod session;
+pub mod time;

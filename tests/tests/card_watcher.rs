@@ -170,10 +170,11 @@ fn insertion_and_removal_identify_the_card_with_its_expiry() {
     assert_eq!(status.serial.as_deref(), Some("4082A001132F2801"));
     assert_eq!(status.card_type, "NHS CIS");
     assert_eq!(status.holder.as_deref(), Some("Holder 1"));
-    assert_eq!(
-        status.days_left,
-        Some(29),
-        "30 days less the seconds since issue"
+    // 30 days from issue, less the time since (none within the same second).
+    assert!(
+        matches!(status.days_left, Some(29 | 30)),
+        "{:?}",
+        status.days_left
     );
     assert!(!status.expired);
     assert_eq!(status.expires_on, Some(expiry(not_after, now).expires_on));

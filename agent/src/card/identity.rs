@@ -174,33 +174,12 @@ pub struct Expiry {
 /// The expiry of a certificate valid until `not_after`, as of `now` (both Unix seconds).
 pub fn expiry(not_after: i64, now: i64) -> Expiry {
     const DAY: i64 = 86_400;
-    let (year, month, day) = civil_date(not_after.div_euclid(DAY));
+
     Expiry {
-        expires_on: format!("{year:04}-{month:02}-{day:02}"),
+        expires_on: crate::time::utc_date(not_after),
         days_left: not_after.saturating_sub(now).div_euclid(DAY),
         expired: now >= not_after,
     }
-}
-
-/// The proleptic Gregorian date of a day number counted from 1970-01-01.
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    // Days from 0000-03-01, so that a leap day is the last day of its "year".
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both are small and positive by construction.
-    (year, month as u32, day as u32)
 }
 
 impl CardIdentity {

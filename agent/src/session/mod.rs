@@ -11,12 +11,7 @@ pub use roles::RoleMemory;
 
 use sha2::{Digest, Sha256};
 
-/// Now, in Unix seconds.
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub(crate) use crate::time::now;
 
 /// SHA-256 of a certificate's DER, as the card identity keeps it.
 pub(crate) fn fingerprint(der: &[u8]) -> [u8; 32] {

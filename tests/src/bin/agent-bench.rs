@@ -219,7 +219,10 @@ fn status_load(stack: &Stack, clients: usize, seconds: u64) -> Result<()> {
     let pace = Duration::from_millis(20);
     let mut paced = status_clients(stack, clients, seconds, Some(pace))?;
     report(
-        &format!("status, {clients} clients each asking every {} ms", pace.as_millis()),
+        &format!(
+            "status, {clients} clients each asking every {} ms",
+            pace.as_millis()
+        ),
         &mut paced,
         "p99 ≤ 1 ms",
     );
@@ -230,7 +233,10 @@ fn status_load(stack: &Stack, clients: usize, seconds: u64) -> Result<()> {
         &mut flat_out,
         "(throughput)",
     );
-    println!("    throughput {:.0} status/s", count as f64 / seconds as f64);
+    println!(
+        "    throughput {:.0} status/s",
+        count as f64 / seconds as f64
+    );
     Ok(())
 }
 
