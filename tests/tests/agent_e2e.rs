@@ -514,3 +514,48 @@ fn a_card_inside_the_warning_window_warns_at_sign_in() {
     let shown = status.readers[0].card.as_ref().unwrap();
     assert_eq!(shown.expires_on.as_deref(), Some(expires_on.as_str()));
 }
+
+#[test]
+fn a_certificate_changed_by_someone_else_ends_the_session() {
+    let (mut stack, card, _) = holder_stack();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    let options = AgentOptions {
+        certificate_check_secs: 1,
+        ..AgentOptions::default()
+    };
+    stack.start_agent(&options).unwrap();
+    let mut events = subscribe(&stack);
+    let _in = stack.insert(0, &card).unwrap();
+    wait_for(&stack, &mut events, is_session_started);
+
+    // Another program writes a certificate of another CA for the same key into slot 9A.
+    let ctx = stack.bed.context().unwrap();
+    let reader = std::ffi::CString::new(stack.bed.reader_name(0)).unwrap();
+    let mut piv_card = piv::PivCard::connect(&ctx, &reader).unwrap();
+    {
+        let tx = piv_card.transaction().unwrap();
+        let current = tx
+            .read_certificate(piv::consts::key::AUTHENTICATION)
+            .unwrap();
+        let mut rogue_ca = testbed::pki::TestCa::new("Somebody Else").unwrap();
+        let rogue = rogue_ca
+            .issue("Jane Doe", &current.spki_der().unwrap(), 30)
+            .unwrap();
+        let key = stack.cms.custody().management_key(card.serial);
+        tx.authenticate_management_key(&mut piv::LocalResponder::new(key))
+            .unwrap();
+        tx.write_certificate(
+            piv::consts::key::AUTHENTICATION,
+            &piv::Certificate::from_der(&rogue).unwrap(),
+        )
+        .unwrap();
+    }
+    piv_card.disconnect().unwrap();
+
+    wait_for(
+        &stack,
+        &mut events,
+        session_ended(SessionEndReason::CertificateChanged),
+    );
+    assert_eq!(status(&stack).session.state, SessionState::Ended);
+}
