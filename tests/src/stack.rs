@@ -128,6 +128,11 @@ pub struct Stack {
 impl Stack {
     /// Starts pcscd and the service (no users, no cards, no agent yet).
     pub fn start() -> Result<Self> {
+        Self::start_with(Policy::default())
+    }
+
+    /// [`Stack::start`] with the service's `policy`.
+    pub fn start_with(policy: Policy) -> Result<Self> {
         let bed = TestBed::start()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -135,7 +140,7 @@ impl Stack {
             .build()?;
         let data = bed.dir().join("cms");
         let cms = Arc::new(
-            Cms::init(&DataDir::new(&data), &[], Policy::default())
+            Cms::init(&DataDir::new(&data), &[], policy)
                 .context("initialising the Card Management Service")?,
         );
         let server = runtime

@@ -559,3 +559,39 @@ fn a_certificate_changed_by_someone_else_ends_the_session() {
     );
     assert_eq!(status(&stack).session.state, SessionState::Ended);
 }
+
+#[test]
+fn the_session_ends_when_the_cms_session_expires() {
+    let policy = cms::Policy {
+        session_ttl: Duration::from_secs(3),
+        ..cms::Policy::default()
+    };
+    let mut stack = Stack::start_with(policy).unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(7),
+            "246810",
+            InitialValidity::Days(400),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = subscribe(&stack);
+    let _in = stack.insert(0, &card).unwrap();
+    wait_for(&stack, &mut events, is_session_started);
+    wait_for(
+        &stack,
+        &mut events,
+        session_ended(SessionEndReason::CmsSessionExpired),
+    );
+    let now = status(&stack);
+    assert_eq!(
+        now.session.state,
+        SessionState::Ended,
+        "no new prompt by itself"
+    );
+    assert_eq!(stack.pin_prompts().len(), 1);
+}
