@@ -293,9 +293,11 @@ fn idle(stack: &Stack, seconds: u64) -> Result<()> {
             .unwrap_or_default()
     };
     println!(
-        "  idle agent over {seconds} s: RSS {} (peak {}), {:.2} wake-ups/s — targets ≤ 10 MiB, ≤ 1/s",
+        "  idle agent over {seconds} s: RSS {} (peak {}; anonymous {}, file {}), {:.2} wake-ups/s — targets ≤ 10 MiB, ≤ 1/s",
         field("VmRSS:"),
         field("VmHWM:"),
+        field("RssAnon:"),
+        field("RssFile:"),
         wake_ups(&before, &after) as f64 / seconds as f64
     );
     Ok(())
