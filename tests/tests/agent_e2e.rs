@@ -5,7 +5,7 @@
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
 use agent_ipc::{Client, ErrorCode, Event, SessionEndReason, SessionState, Status, Subscription};
-use cardsim::AtrProfile;
+use cardsim::{AtrProfile, InsertedCard};
 use cms::client::CmsClient;
 use cms::issuance::InitialValidity;
 use piv::CardSerial;
@@ -33,6 +33,36 @@ fn holder_stack() -> (Stack, StackCard, Vec<i64>) {
         )
         .unwrap();
     (stack, card, roles)
+}
+
+/// A stack (service `policy`) with one nurse, Jane Doe, and her card `serial(n)`.
+fn nurse_stack(
+    policy: cms::Policy,
+    n: u8,
+    validity: InitialValidity,
+    profile: AtrProfile,
+) -> (Stack, StackCard) {
+    let stack = Stack::start_with(policy).unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(&jane, serial(n), "246810", validity, profile)
+        .unwrap();
+    (stack, card)
+}
+
+/// Starts the agent with `options` and the pinentry answering `pins`, subscribes, and inserts
+/// `card` into reader 0.
+fn start_and_insert(
+    stack: &mut Stack,
+    options: &AgentOptions,
+    pins: &[&str],
+    card: &StackCard,
+) -> (Subscription, InsertedCard) {
+    stack.pin_answers(pins).unwrap();
+    stack.start_agent(options).unwrap();
+    let events = subscribe(stack);
+    let inserted = stack.insert(0, card).unwrap();
+    (events, inserted)
 }
 
 fn block_on<F: Future>(stack: &Stack, f: F) -> F::Output {
@@ -92,11 +122,12 @@ fn assert_no_secrets(stack: &Stack, secrets: &[&str]) {
 #[test]
 fn insert_pin_role_ticket_then_pull_ends_the_session() {
     let (mut stack, card, roles) = holder_stack();
-    stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-
-    let inserted = stack.insert(0, &card).unwrap();
+    let (mut events, inserted) = start_and_insert(
+        &mut stack,
+        &AgentOptions::default(),
+        &[&card.pin, &card.pin],
+        &card,
+    );
     let Event::CardInserted { card: seen, .. } = wait_for(&stack, &mut events, |e| {
         matches!(e, Event::CardInserted { .. })
     }) else {
@@ -243,10 +274,8 @@ fn another_card_in_the_reader_ends_the_session() {
 #[test]
 fn a_wrong_pin_shows_tries_left_and_is_never_retried() {
     let (mut stack, card, _) = holder_stack();
-    stack.pin_answers(&["999999"]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-    let _in = stack.insert(0, &card).unwrap();
+    let (mut events, _in) =
+        start_and_insert(&mut stack, &AgentOptions::default(), &["999999"], &card);
 
     let failed = wait_for(&stack, &mut events, |e| {
         matches!(e, Event::LoginFailed { .. })
@@ -325,22 +354,14 @@ fn a_blocked_pin_sends_the_holder_to_the_ra() {
 
 #[test]
 fn an_expired_card_is_refused_with_the_ra_message() {
-    let stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
-    let card = stack
-        .issue(
-            &jane,
-            serial(3),
-            "246810",
-            InitialValidity::Expired,
-            AtrProfile::Oberthur,
-        )
-        .unwrap();
-    let mut stack = stack;
-    stack.pin_answers(&[&card.pin]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-    let _in = stack.insert(0, &card).unwrap();
+    let (mut stack, card) = nurse_stack(
+        cms::Policy::default(),
+        3,
+        InitialValidity::Expired,
+        AtrProfile::Oberthur,
+    );
+    let (mut events, _in) =
+        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
 
     let Event::CardInserted { card: seen, .. } = wait_for(&stack, &mut events, |e| {
         matches!(e, Event::CardInserted { .. })
@@ -391,11 +412,12 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
         )
         .unwrap();
     let mut stack = stack;
-    stack.pin_answers(&[&ra_card.pin]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-
-    let _ra_in = stack.insert(0, &ra_card).unwrap();
+    let (mut events, _ra_in) = start_and_insert(
+        &mut stack,
+        &AgentOptions::default(),
+        &[&ra_card.pin],
+        &ra_card,
+    );
     wait_for(&stack, &mut events, is_session_started);
     let holder_in = stack.insert(1, &holder_card).unwrap();
     wait_for(
@@ -423,10 +445,12 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
 #[test]
 fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
     let (mut stack, card, _) = holder_stack();
-    stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-    let inserted = stack.insert(0, &card).unwrap();
+    let (mut events, inserted) = start_and_insert(
+        &mut stack,
+        &AgentOptions::default(),
+        &[&card.pin, &card.pin],
+        &card,
+    );
     wait_for(&stack, &mut events, is_session_started);
 
     stack.bed.stop_pcscd();
@@ -466,10 +490,8 @@ fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
 #[test]
 fn the_agent_stops_cleanly_and_ends_the_session() {
     let (mut stack, card, _) = holder_stack();
-    stack.pin_answers(&[&card.pin]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-    let _in = stack.insert(0, &card).unwrap();
+    let (mut events, _in) =
+        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
     wait_for(&stack, &mut events, is_session_started);
     let socket = stack.socket().unwrap();
     let exit = stack.stop_agent().unwrap();
@@ -481,22 +503,14 @@ fn the_agent_stops_cleanly_and_ends_the_session() {
 
 #[test]
 fn a_card_inside_the_warning_window_warns_at_sign_in() {
-    let stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
-    let card = stack
-        .issue(
-            &jane,
-            serial(6),
-            "246810",
-            InitialValidity::Days(30),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
-    let mut stack = stack;
-    stack.pin_answers(&[&card.pin]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-    let _in = stack.insert(0, &card).unwrap();
+    let (mut stack, card) = nurse_stack(
+        cms::Policy::default(),
+        6,
+        InitialValidity::Days(30),
+        AtrProfile::NhsCis,
+    );
+    let (mut events, _in) =
+        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
     wait_for(&stack, &mut events, is_session_started);
     let Event::ExpiryWarning {
         serial: warned,
@@ -566,21 +580,9 @@ fn the_session_ends_when_the_cms_session_expires() {
         session_ttl: Duration::from_secs(3),
         ..cms::Policy::default()
     };
-    let mut stack = Stack::start_with(policy).unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
-    let card = stack
-        .issue(
-            &jane,
-            serial(7),
-            "246810",
-            InitialValidity::Days(400),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
-    stack.pin_answers(&[&card.pin]).unwrap();
-    stack.start_agent(&AgentOptions::default()).unwrap();
-    let mut events = subscribe(&stack);
-    let _in = stack.insert(0, &card).unwrap();
+    let (mut stack, card) = nurse_stack(policy, 7, InitialValidity::Days(400), AtrProfile::NhsCis);
+    let (mut events, _in) =
+        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
     wait_for(&stack, &mut events, is_session_started);
     wait_for(
         &stack,

@@ -6,7 +6,7 @@ mod login;
 mod owner;
 mod roles;
 
-pub use owner::{SessionOwner, CAPABILITIES};
+pub use owner::{capabilities, SessionOwner};
 pub use roles::RoleMemory;
 
 use sha2::{Digest, Sha256};

@@ -23,18 +23,17 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The methods this agent serves.
-pub const CAPABILITIES: &[&str] = &[
-    "hello",
-    "status",
-    "readers",
-    "subscribe",
-    "login",
-    "logout",
-    "roles",
-    "select_role",
-    "ticket",
-];
+/// The methods of the protocol this agent does not serve yet (the renewal work brings them).
+const NOT_SERVED: &[&str] = &["renew", "repair", "cancel_operation", "doctor"];
+
+/// The methods this agent serves: the protocol's, less [`NOT_SERVED`].
+pub fn capabilities() -> Vec<String> {
+    agent_ipc::METHODS
+        .iter()
+        .filter(|m| !NOT_SERVED.contains(m))
+        .map(|m| m.to_string())
+        .collect()
+}
 
 type ReplyTo = oneshot::Sender<Result<serde_json::Value, ErrorObject>>;
 
@@ -146,7 +145,7 @@ impl SessionOwner {
             calls: calls_tx,
             status: status_rx,
             events: events.clone(),
-            capabilities: CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            capabilities: capabilities(),
         };
         let owner = SessionOwner {
             login_context: LoginContext {
