@@ -56,11 +56,35 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 }
 
 /// What the serving thread shares with its [`InsertedCard`].
-#[derive(Default)]
 struct Shared {
+    /// APDUs answered, counted before each reply is sent.
     answered: AtomicU32,
+    /// APDUs answered, counted once each reply has been sent.
+    replied: AtomicU32,
+    /// [`InsertedCard::pull_after`]'s count; `u32::MAX` when not armed.
+    pull_at: AtomicU32,
     connected: AtomicBool,
     removing: AtomicBool,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            answered: AtomicU32::new(0),
+            replied: AtomicU32::new(0),
+            pull_at: AtomicU32::new(u32::MAX),
+            connected: AtomicBool::new(false),
+            removing: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Shared {
+    /// Whether a pull armed at run time is due: the card has answered as many APDUs as asked.
+    fn pull_due(&self) -> bool {
+        let at = self.pull_at.load(Ordering::SeqCst);
+        at != u32::MAX && self.replied.load(Ordering::SeqCst) >= at
+    }
 }
 
 /// A card in a vpcd reader, served on its own thread. Dropping it removes the card.
@@ -96,11 +120,12 @@ pub fn insert(card: &Path, vpcd: SocketAddr, faults: Faults) -> Result<InsertedC
         .spawn(move || {
             let result = serve(stream, file, &faults, &thread_shared);
             thread_shared.connected.store(false, Ordering::SeqCst);
-            // A card being removed sees its connection cut under it: that is no error.
-            if thread_shared.removing.load(Ordering::SeqCst) {
-                Ok(())
-            } else {
-                result
+            // A card being removed, or pulled at run time while it read the next APDU, sees
+            // its connection cut under it: that is no error.
+            match result {
+                _ if thread_shared.removing.load(Ordering::SeqCst) => Ok(()),
+                Err(CardError::Connection(_)) if thread_shared.pull_due() => Ok(()),
+                result => result,
             }
         })
         .map_err(CardError::Connection)?;
@@ -134,6 +159,20 @@ impl InsertedCard {
     /// How many APDUs the card has answered so far.
     pub fn apdus_answered(&self) -> u32 {
         self.shared.answered.load(Ordering::SeqCst)
+    }
+
+    /// Pulls the card once it has answered `answered` APDUs in total since insertion (the
+    /// count [`InsertedCard::apdus_answered`] returns), as [`Faults::pull_after_apdus`] does:
+    /// the APDU that reaches the count is applied, persisted and answered, then the connection
+    /// to the reader closes. A count already reached pulls the card now, before it answers
+    /// another APDU. Arming again replaces the count; `u32::MAX` disarms.
+    pub fn pull_after(&self, answered: u32) {
+        self.shared.pull_at.store(answered, Ordering::SeqCst);
+        // The serving thread checks the count between APDUs but waits for the next one in a
+        // blocking read: when the count is already reached, cut the connection from here.
+        if self.shared.pull_due() {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Whether the card is still connected to the reader.
@@ -199,7 +238,7 @@ fn serve(
     let atr = file.profile().atr();
     let mut applet = Applet::new(file.state().clone());
     loop {
-        if faults.should_pull(shared.answered.load(Ordering::SeqCst)) {
+        if faults.should_pull(shared.answered.load(Ordering::SeqCst)) || shared.pull_due() {
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());
         }
@@ -208,6 +247,11 @@ fn serve(
         let Some(frame) = read_frame(&mut stream).map_err(CardError::Connection)? else {
             return Ok(());
         };
+        // Armed while this thread waited for the frame: the card is gone before it answers.
+        if shared.pull_due() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         let frame = Zeroizing::new(frame);
         match frame[..] {
             [] => {}
@@ -234,6 +278,7 @@ fn serve(
                 // Counted before it is sent, so whoever reads the reply also sees the count.
                 shared.answered.fetch_add(1, Ordering::SeqCst);
                 write_frame(&mut stream, &reply).map_err(CardError::Connection)?;
+                shared.replied.fetch_add(1, Ordering::SeqCst);
             }
         }
     }

@@ -88,11 +88,7 @@ fn a_pulled_card_has_applied_and_persisted_its_last_apdu() {
     assert_eq!(r, [0x63, 0xC2]);
     // The connection closes after the second answer.
     assert_eq!(exchange(&mut vpcd, SELECT), None);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while card.is_connected() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(!card.is_connected());
+    wait_gone(&card);
     assert_eq!(card.apdus_answered(), 2);
     card.wait().unwrap();
     assert_eq!(CardFile::open(&rig.card).unwrap().pin_tries_left(), 2);
@@ -106,6 +102,64 @@ fn a_pulled_card_has_applied_and_persisted_its_last_apdu() {
     );
     drop(card);
     assert_eq!(read_frame(&mut vpcd).ok().flatten(), None);
+}
+
+/// Waits until the card has left the reader on its own.
+fn wait_gone(card: &cardsim::InsertedCard) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while card.is_connected() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!card.is_connected());
+}
+
+#[test]
+fn a_pull_armed_at_run_time_comes_after_the_counted_answer() {
+    let rig = rig(AtrProfile::NhsCis);
+    let (card, mut vpcd) = rig.insert(Faults::default());
+    assert!(exchange(&mut vpcd, SELECT).is_some());
+    // Armed for one more APDU than answered so far; the count is since insertion.
+    card.pull_after(card.apdus_answered() + 1);
+    assert!(card.is_connected());
+    let r = exchange(&mut vpcd, WRONG_PIN).unwrap();
+    assert_eq!(r, [0x63, 0xC2]);
+    assert_eq!(exchange(&mut vpcd, SELECT), None);
+    wait_gone(&card);
+    assert_eq!(card.apdus_answered(), 2);
+    card.wait().unwrap();
+    assert_eq!(CardFile::open(&rig.card).unwrap().pin_tries_left(), 2);
+
+    // Disarmed again, the card keeps answering.
+    let (card, mut vpcd) = rig.insert(Faults::default());
+    card.pull_after(1);
+    card.pull_after(u32::MAX);
+    for _ in 0..3 {
+        assert!(exchange(&mut vpcd, SELECT).is_some());
+    }
+    assert!(card.is_connected());
+    card.remove().unwrap();
+}
+
+#[test]
+fn a_pull_armed_for_a_count_already_reached_happens_at_once() {
+    let rig = rig(AtrProfile::Piv);
+    let (card, mut vpcd) = rig.insert(Faults::default());
+    assert!(exchange(&mut vpcd, SELECT).is_some());
+    assert!(exchange(&mut vpcd, GET_CHUID).is_some());
+    // The card waits for the next APDU; it leaves without one.
+    card.pull_after(1);
+    wait_gone(&card);
+    assert_eq!(read_frame(&mut vpcd).ok().flatten(), None);
+    assert_eq!(card.apdus_answered(), 2);
+    card.wait().unwrap();
+
+    // Armed before insertion's first APDU with zero: gone before answering anything.
+    let (card, mut vpcd) = rig.insert(Faults::default());
+    card.pull_after(0);
+    wait_gone(&card);
+    assert_eq!(exchange(&mut vpcd, SELECT), None);
+    assert_eq!(card.apdus_answered(), 0);
+    card.wait().unwrap();
 }
 
 #[test]

@@ -24,7 +24,6 @@ pub mod error;
 pub mod issuance;
 #[cfg(feature = "server")]
 pub mod operations;
-#[cfg(feature = "server")]
 pub mod pin_policy;
 #[cfg(feature = "server")]
 pub mod policy;

@@ -3,11 +3,13 @@
 
 use crate::ca::{pem_blocks, CaFiles};
 use crate::service::Cms;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -105,6 +107,46 @@ pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ServerE
     Ok(Arc::new(config))
 }
 
+/// Counts the requests the server lets through and, when told to, refuses the rest: the
+/// service then looks unreachable, as when it stops in the middle of a client's work.
+#[derive(Debug)]
+struct Gate {
+    /// Requests let through.
+    served: AtomicU64,
+    /// The most requests to let through; `u64::MAX` for no limit.
+    limit: AtomicU64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            served: AtomicU64::new(0),
+            limit: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Gate {
+    /// Whether new work is let in now.
+    fn is_open(&self) -> bool {
+        self.served.load(Ordering::SeqCst) < self.limit.load(Ordering::SeqCst)
+    }
+
+    /// Lets one request through and counts it, or refuses it.
+    fn admit(&self) -> bool {
+        self.served
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |served| {
+                (served < self.limit.load(Ordering::SeqCst)).then_some(served + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// A request the gate refused: hyper drops its connection without an answer.
+#[derive(Debug, Error)]
+#[error("request refused: the server is set to refuse requests")]
+struct RefusedRequest;
+
 /// A server running in the background.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -112,12 +154,28 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    gate: Arc<Gate>,
 }
 
 impl RunningServer {
     /// The `https://…` base URL of the server.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// How many API requests the server has served (let through) so far.
+    pub fn requests(&self) -> u64 {
+        self.gate.served.load(Ordering::SeqCst)
+    }
+
+    /// With `Some(n)`, refuses every request beyond the first `n` in total: a refused request's
+    /// connection is closed at once without an answer, and new connections are closed as soon
+    /// as they are accepted, so clients see the service unreachable. `None` serves normally
+    /// again. Refused requests are not counted in [`RunningServer::requests`].
+    pub fn refuse_after(&self, total: Option<u64>) {
+        self.gate
+            .limit
+            .store(total.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
     /// Stops accepting, lets requests in flight finish, and waits until it has stopped.
@@ -148,11 +206,13 @@ pub async fn start_with_tls(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run(listener, tls, cms, shutdown.clone()));
+    let gate = Arc::new(Gate::default());
+    let task = tokio::spawn(serve(listener, tls, cms, shutdown.clone(), gate.clone()));
     Ok(RunningServer {
         addr,
         shutdown,
         task,
+        gate,
     })
 }
 
@@ -162,6 +222,17 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     cms: Arc<Cms>,
     shutdown: CancellationToken,
+) {
+    serve(listener, tls, cms, shutdown, Arc::new(Gate::default())).await;
+}
+
+/// [`run`], letting requests through `gate`.
+async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    cms: Arc<Cms>,
+    shutdown: CancellationToken,
+    gate: Arc<Gate>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let app = crate::api::router(cms);
@@ -191,9 +262,26 @@ pub async fn run(
                 continue;
             }
         };
+        if !gate.is_open() {
+            // Refusing: the connection closes before the TLS handshake.
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let app = TowerToHyperService::new(app.clone());
+        let gate = gate.clone();
+        // A refused request fails the service, and hyper closes its connection unanswered.
+        let service = hyper::service::service_fn(move |request| {
+            let admitted = gate.admit();
+            let answer = admitted.then(|| app.call(request));
+            async move {
+                match answer {
+                    Some(answer) => answer.await.map_err(|never| match never {}),
+                    None => Err(RefusedRequest),
+                }
+            }
+        });
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let _permit = permit;

@@ -725,3 +725,41 @@ async fn the_service_can_present_an_organisations_own_tls_certificate() {
     let refused = cms::server::start_with_tls(cms, "127.0.0.1:0".parse().unwrap(), &missing).await;
     assert!(refused.unwrap_err().to_string().contains("nope.pem"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_told_to_refuse_requests_looks_unreachable_until_told_to_serve_again() {
+    let fx = Fixture::start().await;
+    let server = fx.server.as_ref().unwrap();
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 365);
+    assert_eq!(server.requests(), 0);
+    fx.client.health().await.unwrap();
+    // A challenge and a session.
+    let (_, session) = fx.login(&card).await;
+    assert_eq!(server.requests(), 3);
+
+    // Nothing more: the next request on a kept-alive connection is dropped unanswered, and a
+    // new connection (another client) is closed at once. Both look like an unreachable service.
+    server.refuse_after(Some(server.requests()));
+    let unreachable = |result: Result<_, ClientError>| match result {
+        Err(ClientError::Transport(_)) => {}
+        other => panic!("expected a transport error, got {other:?}"),
+    };
+    unreachable(session.session().await.map(drop));
+    unreachable(fx.client.health().await.map(drop));
+    let other = cms::client::CmsClient::new(&server.url(), fx.cms.ca().certificate_pem()).unwrap();
+    unreachable(other.health().await.map(drop));
+    assert_eq!(server.requests(), 3);
+
+    // A budget of one more request: that one is served, the one after is not.
+    server.refuse_after(Some(server.requests() + 1));
+    assert_eq!(session.session().await.unwrap().user.id, jane);
+    unreachable(session.session().await.map(drop));
+    assert_eq!(server.requests(), 4);
+
+    // Serving normally again, the session is still there.
+    server.refuse_after(None);
+    assert_eq!(session.session().await.unwrap().user.id, jane);
+    fx.client.health().await.unwrap();
+    assert_eq!(server.requests(), 6);
+}
