@@ -236,14 +236,41 @@ impl Client {
         self.call(Call::Ticket).await
     }
 
-    /// Starts renewing the signed-in card's certificates.
+    /// Renews the signed-in card's certificates; answers when the renewal is done.
     pub async fn renew(&mut self) -> Result<OperationStatus, ClientError> {
         self.call(Call::Renew).await
     }
 
-    /// Starts repairing the card in `reader`.
-    pub async fn repair(&mut self, reader: Option<String>) -> Result<OperationStatus, ClientError> {
-        self.call(Call::Repair(RepairParams { reader })).await
+    /// Repairs the card in `reader` (the one `serial`, if given, as the officer confirmed it);
+    /// answers when the repair is done.
+    pub async fn repair(
+        &mut self,
+        reader: Option<String>,
+        serial: Option<String>,
+    ) -> Result<OperationStatus, ClientError> {
+        self.call(Call::Repair(RepairParams { reader, serial }))
+            .await
+    }
+
+    /// The Smartcard Details of the card in `reader` at the Card Management Service.
+    pub async fn card_details(
+        &mut self,
+        reader: Option<String>,
+    ) -> Result<CardDetails, ClientError> {
+        self.call(Call::CardDetails(CardParams { reader })).await
+    }
+
+    /// Cancels card `serial` at the Card Management Service (RA).
+    pub async fn cancel_card(
+        &mut self,
+        serial: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Result<CardDetails, ClientError> {
+        self.call(Call::CancelCard(CancelCardParams {
+            serial: serial.into(),
+            reason: reason.into(),
+        }))
+        .await
     }
 
     /// Cancels a running renew or repair.

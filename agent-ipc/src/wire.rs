@@ -14,7 +14,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Every method's name on the wire, in the order of [`Call`].
-pub const METHODS: [&str; 13] = [
+pub const METHODS: [&str; 15] = [
     "hello",
     "status",
     "readers",
@@ -28,6 +28,8 @@ pub const METHODS: [&str; 13] = [
     "repair",
     "cancel_operation",
     "doctor",
+    "card_details",
+    "cancel_card",
 ];
 
 /// A request from a client.
@@ -72,6 +74,12 @@ pub enum Call {
     CancelOperation(CancelOperationParams),
     /// Diagnose (and heal what is safe on) a card. Result: [`DoctorReport`].
     Doctor(DoctorParams),
+    /// A card's Smartcard Details at the Card Management Service (the holder's own card, or
+    /// any card for an RA). Result: [`CardDetails`].
+    CardDetails(CardParams),
+    /// Cancel a card at the Card Management Service (RA, activity B0267): it can no longer
+    /// sign in. Result: [`CardDetails`].
+    CancelCard(CancelCardParams),
 }
 
 impl Call {
@@ -91,6 +99,8 @@ impl Call {
             Call::Repair(_) => "repair",
             Call::CancelOperation(_) => "cancel_operation",
             Call::Doctor(_) => "doctor",
+            Call::CardDetails(_) => "card_details",
+            Call::CancelCard(_) => "cancel_card",
         }
     }
 }
@@ -149,6 +159,30 @@ pub struct RepairParams {
     /// not the signed-in officer's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader: Option<String>,
+    /// The serial the officer was shown (`card_details`) and confirmed: the repair is refused
+    /// if the card in the reader is another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+}
+
+/// Parameters of `card_details`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardParams {
+    /// The reader holding the card; by default the one reader with a card that is not the
+    /// signed-in user's, else the signed-in card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader: Option<String>,
+}
+
+/// Parameters of `cancel_card`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelCardParams {
+    /// The card's serial.
+    pub serial: String,
+    /// Why (recorded at the Card Management Service).
+    pub reason: String,
 }
 
 /// Parameters of `cancel_operation`.
@@ -613,6 +647,31 @@ pub struct OperationStatus {
     pub done: bool,
 }
 
+/// A card's Smartcard Details, as the Card Management Service records them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardDetails {
+    /// The card's serial.
+    pub serial: String,
+    /// The card type (`NHS CIS`, `Gemplus` …).
+    pub card_type: String,
+    /// The holder's user id.
+    pub holder_id: String,
+    /// When the card was issued (`YYYY-MM-DD`).
+    pub issued_on: String,
+    /// When its certificates expire (`YYYY-MM-DD`).
+    pub certs_expire: Option<String>,
+    /// When it was cancelled, if it was.
+    pub cancelled_on: Option<String>,
+    /// `Active` or `Cancelled`.
+    pub status: String,
+    /// Whether its certificates have expired.
+    pub expired: bool,
+    /// Self-renewals used of `capacity`.
+    pub renewals_used: u32,
+    /// Self-renewals the card can take before it needs a repair.
+    pub capacity: u32,
+}
+
 /// Result of `doctor`: what was checked, what was healed, what needs the RA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoctorReport {
@@ -661,6 +720,11 @@ mod tests {
                 operation: "o".into(),
             }),
             Call::Doctor(DoctorParams::default()),
+            Call::CardDetails(CardParams::default()),
+            Call::CancelCard(CancelCardParams {
+                serial: "s".into(),
+                reason: "r".into(),
+            }),
         ];
         let names: Vec<_> = calls.iter().map(Call::method).collect();
         assert_eq!(names, METHODS);
