@@ -4,9 +4,10 @@
 //! 4 a protocol or unexpected error.
 
 use agent_ipc::{
-    default_socket_path, Call, CancelOperationParams, CardStatus, Client, ClientError,
-    DoctorParams, DoctorReport, ErrorObject, Event, LoginParams, OperationStatus, ReaderStatus,
-    RepairParams, Roles, SelectRoleParams, SessionState, SessionStatus, Status, Ticket,
+    default_socket_path, Call, CancelCardParams, CancelOperationParams, CardDetails, CardParams,
+    CardStatus, Client, ClientError, DoctorParams, DoctorReport, ErrorObject, Event, LoginParams,
+    OperationStatus, ReaderStatus, RepairParams, Roles, SelectRoleParams, SessionState,
+    SessionStatus, Status, Ticket,
 };
 use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
@@ -60,11 +61,29 @@ enum Command {
     },
     /// Renew the signed-in card's certificates.
     Renew,
-    /// Repair a holder's card (Registration Authority).
+    /// Repair a holder's card (Registration Authority): shows its Smartcard Details and asks
+    /// to confirm, then the holder chooses a new passcode.
     Repair {
         /// The reader holding the card.
         #[arg(long)]
         reader: Option<String>,
+        /// Confirm without asking (the details are still printed).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A card's Smartcard Details at the Card Management Service.
+    Card {
+        /// The reader holding the card (default: a second reader's card, else your own).
+        #[arg(long)]
+        reader: Option<String>,
+    },
+    /// Cancel a card at the Card Management Service (Registration Authority).
+    CancelCard {
+        /// The card's serial.
+        serial: String,
+        /// Why it is cancelled.
+        #[arg(long)]
+        reason: String,
     },
     /// Cancel a running renew or repair.
     Cancel {
@@ -167,7 +186,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }),
         Command::Ticket => Call::Ticket,
         Command::Renew => Call::Renew,
-        Command::Repair { reader } => Call::Repair(RepairParams { reader }),
+        Command::Repair { reader, yes } => {
+            let details = client.card_details(reader.clone()).await?;
+            out(&render_details(&details))?;
+            if !yes && !confirm("Repair this card? [y/N] ")? {
+                return Err(Failure::Unexpected(
+                    "not confirmed: nothing was done".into(),
+                ));
+            }
+            Call::Repair(RepairParams {
+                reader,
+                serial: Some(details.serial),
+            })
+        }
+        Command::Card { reader } => Call::CardDetails(CardParams { reader }),
+        Command::CancelCard { serial, reason } => {
+            Call::CancelCard(CancelCardParams { serial, reason })
+        }
         Command::Cancel { id } => Call::CancelOperation(CancelOperationParams { operation: id }),
         Command::Doctor { reader, heal } => Call::Doctor(DoctorParams { reader, heal }),
     };
@@ -183,6 +218,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         "roles" => render_roles(&typed::<Roles>(value)?),
         "ticket" => render_ticket(&typed::<Ticket>(value)?),
         "doctor" => render_doctor(&typed::<DoctorReport>(value)?),
+        "card_details" | "cancel_card" => render_details(&typed::<CardDetails>(value)?),
         _ => render_operation(&typed::<OperationStatus>(value)?),
     };
     out(&text)
@@ -362,6 +398,41 @@ fn render_operation(op: &OperationStatus) -> String {
         op.step,
         if op.done { ", done" } else { "" }
     )
+}
+
+/// The seeds' Smartcard Details table, one card.
+fn render_details(card: &CardDetails) -> String {
+    format!(
+        "Serial            Type        Issued on   Certs expire  Status\n{:<17} {:<11} {:<11} {:<13} {}{}\nholder {}, renewals used {} of {}",
+        card.serial,
+        card.card_type,
+        card.issued_on,
+        card.certs_expire.as_deref().unwrap_or("-"),
+        card.status,
+        match (&card.cancelled_on, card.expired) {
+            (Some(on), _) => format!(" (cancelled {on})"),
+            (None, true) => " (expired)".into(),
+            (None, false) => String::new(),
+        },
+        card.holder_id,
+        card.renewals_used,
+        card.capacity,
+    )
+}
+
+/// Asks a yes/no question on the terminal; no terminal means no.
+fn confirm(question: &str) -> Result<bool, Failure> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        eprintln!("iactl: not a terminal: confirm with --yes");
+        return Ok(false);
+    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::Unexpected(e.to_string()))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 fn render_doctor(report: &DoctorReport) -> String {

@@ -343,7 +343,16 @@ fn without_empty_params(mut value: Value) -> Value {
         };
         let takes_params = matches!(
             object.get("method").and_then(Value::as_str),
-            Some("hello" | "login" | "select_role" | "repair" | "cancel_operation" | "doctor")
+            Some(
+                "hello"
+                    | "login"
+                    | "select_role"
+                    | "repair"
+                    | "cancel_operation"
+                    | "doctor"
+                    | "card_details"
+                    | "cancel_card"
+            )
         );
         if empty && !takes_params {
             object.remove("params");

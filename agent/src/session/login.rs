@@ -3,10 +3,11 @@
 //! and the remembered default role selected.
 
 use super::roles::RoleMemory;
-use crate::card::CardIdentity;
+use crate::card::{CardCertificate, CardIdentity};
 use crate::config::PinentryConfig;
+use crate::operation::{self, Operations};
 use crate::pinentry::{self, PinPrompt, PinentryError};
-use agent_ipc::{ErrorCode, ErrorObject, SessionState};
+use agent_ipc::{ErrorCode, ErrorObject, OperationStatus, SessionState};
 use cms::client::CmsClient;
 use cms::protocol::{auth_message, b64, SessionRequest, SessionView};
 use piv::consts::key;
@@ -21,6 +22,7 @@ pub(crate) struct LoginContext {
     pub pinentry: PinentryConfig,
     pub cms: Option<CmsClient>,
     pub roles: Arc<RoleMemory>,
+    pub operations: Operations,
 }
 
 /// A session the service opened for a card.
@@ -34,6 +36,8 @@ pub(crate) struct SignedIn {
     pub signed_in_at: i64,
     /// Whether the card is in its reader (false only under the `keep` removal action).
     pub card_present: bool,
+    /// The card's new certificate when an interrupted renewal was finished before signing in.
+    pub renewed: Option<CardCertificate>,
 }
 
 impl std::fmt::Debug for SignedIn {
@@ -53,20 +57,22 @@ pub(crate) enum LoginStep {
     State(SessionState),
     /// A wrong PIN was entered (for the audit log).
     WrongPin(u8),
+    /// A step of an interrupted renewal finished before signing in.
+    Operation(OperationStatus),
 }
 
 /// Signs in with `card`, reporting each step to `report`.
 pub(crate) async fn login(
     ctx: LoginContext,
     card: CardIdentity,
-    report: impl Fn(LoginStep) + Send,
+    report: impl Fn(LoginStep) + Send + Sync + Clone + 'static,
 ) -> Result<SignedIn, ErrorObject> {
     let cms = ctx.cms.clone().ok_or_else(crate::cms::not_configured)?;
     let serial = card
         .serial
         .map(|s| s.to_string())
         .ok_or_else(|| ErrorObject::new(ErrorCode::NotPiv, "the card has no readable serial"))?;
-    let certificate = card.certificate.clone().ok_or_else(|| {
+    let mut certificate = card.certificate.clone().ok_or_else(|| {
         ErrorObject::new(
             ErrorCode::CardError,
             "the card holds no authentication certificate — contact your Registration Authority",
@@ -81,12 +87,21 @@ pub(crate) async fn login(
     };
 
     report(LoginStep::State(SessionState::WaitingForPin));
-    let pin = pinentry::ask_pin(
-        &ctx.pinentry,
-        &prompt(&certificate.holder, &serial, tries_left),
-    )
-    .await
-    .map_err(|e| pinentry_error(&e))?;
+    let unfinished = ctx
+        .operations
+        .journal
+        .get(&serial)
+        .is_some_and(|e| e.kind == agent_ipc::OperationKind::Renew);
+    let mut asked = prompt(&certificate.holder, &serial, tries_left);
+    if unfinished {
+        asked.description = format!(
+            "{}\nIts renewal was interrupted: it finishes first.",
+            asked.description
+        );
+    }
+    let pin = pinentry::ask_pin(&ctx.pinentry, &asked)
+        .await
+        .map_err(|e| pinentry_error(&e))?;
     let pin = Pin::new(&pin).map_err(|_| {
         ErrorObject::new(
             ErrorCode::PinPolicy,
@@ -95,6 +110,19 @@ pub(crate) async fn login(
     })?;
 
     report(LoginStep::State(SessionState::Authenticating));
+    let mut renewed = None;
+    if unfinished {
+        let steps = report.clone();
+        let progress: operation::Report = Arc::new(move |s| steps(LoginStep::Operation(s)));
+        let resumed =
+            operation::resume_renewal(&ctx.operations, &card.reader, &serial, &pin, progress).await;
+        if let Some(finished) = resumed? {
+            if let Some(fresh) = finished.certificate {
+                certificate = fresh.clone();
+                renewed = Some(fresh);
+            }
+        }
+    }
     let challenge = cms
         .challenge(&serial)
         .await
@@ -143,6 +171,7 @@ pub(crate) async fn login(
         ticket: created.ticket.clone(),
         signed_in_at: super::now(),
         card_present: true,
+        renewed,
     })
 }
 
@@ -263,7 +292,7 @@ pub(crate) fn card_error(e: &piv::Error) -> ErrorObject {
     }
 }
 
-fn pinentry_error(e: &PinentryError) -> ErrorObject {
+pub(crate) fn pinentry_error(e: &PinentryError) -> ErrorObject {
     match e {
         PinentryError::Cancelled | PinentryError::TimedOut => {
             ErrorObject::new(ErrorCode::PinCancelled, e.to_string())

@@ -6,6 +6,7 @@ mod login;
 mod owner;
 mod roles;
 
+pub(crate) use login::{card_error, pinentry_error, with_card};
 pub use owner::{capabilities, SessionOwner};
 pub use roles::RoleMemory;
 

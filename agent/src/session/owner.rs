@@ -8,13 +8,16 @@ use super::{fingerprint, now};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::card::{CardEvent, CardIdentity, ReaderSnapshot};
 use crate::config::{Config, RemovalAction};
+use crate::doctor::{self, DoctorContext, DoctorOutcome};
 use crate::ipc::{AgentCall, AgentLink};
+use crate::operation::journal::Journal;
+use crate::operation::{self, Finished, Operations};
 use agent_ipc::{
-    Call, ErrorCode, ErrorObject, Event, PcscStatus, ReaderStatus, Role, Roles, SessionEndReason,
-    SessionState, SessionStatus, Status, Ticket, User,
+    Call, CardDetails, ErrorCode, ErrorObject, Event, OperationKind, OperationStatus, PcscStatus,
+    ReaderStatus, Role, Roles, SessionEndReason, SessionState, SessionStatus, Status, Ticket, User,
 };
 use cms::client::CmsClient;
-use cms::protocol::{RoleView, SessionView};
+use cms::protocol::{RoleView, SessionView, SmartcardDetails};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +26,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The methods of the protocol this agent does not serve yet (the renewal work brings them).
-const NOT_SERVED: &[&str] = &["renew", "repair", "cancel_operation", "doctor"];
+/// The methods of the protocol this agent does not serve yet.
+const NOT_SERVED: &[&str] = &[];
+
+/// The activity a role needs to repair and cancel cards.
+const RA_ACTIVITY: &str = "B0267";
 
 /// The methods this agent serves: the protocol's, less [`NOT_SERVED`].
 pub fn capabilities() -> Vec<String> {
@@ -55,6 +61,38 @@ struct LoginRun {
     task: JoinHandle<()>,
 }
 
+/// A renewal or repair running in its own task.
+#[derive(Debug)]
+struct OperationRun {
+    kind: OperationKind,
+    reader: String,
+    serial: String,
+    /// The last step reported.
+    status: Option<OperationStatus>,
+    cancel: CancellationToken,
+    waiters: Vec<ReplyTo>,
+}
+
+impl OperationRun {
+    /// Whether the card may already be changed (a cancel would leave it half done).
+    fn card_touched(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| !matches!(s.step.as_str(), "started"))
+    }
+
+    fn status(&self) -> OperationStatus {
+        self.status.clone().unwrap_or_else(|| OperationStatus {
+            id: String::new(),
+            kind: self.kind,
+            serial: self.serial.clone(),
+            step: "starting".into(),
+            message: "Waiting for the passcode".into(),
+            done: false,
+        })
+    }
+}
+
 /// What the owner's own tasks report.
 enum Internal {
     LoginStep {
@@ -74,6 +112,14 @@ enum Internal {
     CertificateRead {
         generation: u64,
         fingerprint: Result<[u8; 32], piv::Error>,
+    },
+    OperationStep(OperationStatus),
+    OperationDone(Result<Finished, ErrorObject>),
+    DoctorDone {
+        reader: String,
+        generation: u64,
+        result: Box<Result<DoctorOutcome, ErrorObject>>,
+        reply: ReplyTo,
     },
 }
 
@@ -95,6 +141,10 @@ pub struct SessionOwner {
     next_generation: u64,
     login: Option<LoginRun>,
     session: Option<Session>,
+    operations: Operations,
+    operation: Option<OperationRun>,
+    /// The reader the card doctor is examining.
+    doctor: Option<String>,
     /// The reader whose card's session ended while the card stayed in.
     ended_in: Option<String>,
     next_certificate_check: Option<Instant>,
@@ -147,12 +197,21 @@ impl SessionOwner {
             events: events.clone(),
             capabilities: capabilities(),
         };
+        let operations = Operations {
+            cms: cms.clone(),
+            journal: Journal::new(config.state_dir().join("operations")),
+            pinentry: config.pinentry.clone(),
+        };
         let owner = SessionOwner {
             login_context: LoginContext {
                 pinentry: config.pinentry.clone(),
                 cms,
                 roles: roles.clone(),
+                operations: operations.clone(),
             },
+            operations,
+            operation: None,
+            doctor: None,
             config,
             audit,
             roles,
@@ -334,6 +393,7 @@ impl SessionOwner {
         );
         self.schedule_certificate_check();
         self.auto_login(&reader);
+        self.resume_repair();
     }
 
     fn card_left(&mut self, reader: &str, reason: SessionEndReason) {
@@ -409,13 +469,21 @@ impl SessionOwner {
     // ---- login ----
 
     fn auto_login(&mut self, reader: &str) {
-        if !self.config.session.login_on_insert || self.session.is_some() || self.login.is_some() {
+        if !self.config.session.login_on_insert
+            || self.session.is_some()
+            || self.login.is_some()
+            || self.doctor.is_some()
+        {
             return;
         }
         let Some(card) = self.card_in(reader) else {
             return;
         };
         if !card.piv || card.certificate.is_none() {
+            return;
+        }
+        if self.operation.as_ref().is_some_and(|o| o.reader == reader) {
+            // Signed in once the operation on this card has let go of it.
             return;
         }
         if let Err(error) = self.check_usable(reader) {
@@ -444,7 +512,18 @@ impl SessionOwner {
                 ),
             ));
         }
-        if card.status(now()).expired {
+        let serial = card.serial.map(|s| s.to_string()).unwrap_or_default();
+        let journaled = self.operations.journal.get(&serial).map(|e| e.kind);
+        if journaled == Some(OperationKind::Repair) {
+            return Err(ErrorObject::new(
+                ErrorCode::CardError,
+                format!(
+                    "the repair of card {serial} is unfinished: it finishes when the Registration \
+                     Authority is signed in here with the card in a second reader"
+                ),
+            ));
+        }
+        if card.status(now()).expired && journaled.is_none() {
             return Err(ErrorObject::new(
                 ErrorCode::CertificateExpired,
                 crate::cms::EXPIRED_MESSAGE,
@@ -620,6 +699,9 @@ impl SessionOwner {
         };
         let answer = match result {
             Ok(signed_in) => {
+                if let Some(renewed) = &signed_in.renewed {
+                    self.card_renewed(&run.reader, renewed.clone());
+                }
                 self.audit.record(AuditEvent::SignIn {
                     serial: signed_in.serial.clone(),
                     user: signed_in.session.user.id.clone(),
@@ -635,6 +717,7 @@ impl SessionOwner {
                     session: status.clone(),
                 });
                 self.warn_expiry();
+                self.resume_repair();
                 Ok(json(&status))
             }
             Err(error) => {
@@ -756,6 +839,12 @@ impl SessionOwner {
             return;
         };
         let reader = session.signed_in.reader.clone();
+        if self.operation.as_ref().is_some_and(|o| o.reader == reader)
+            || self.doctor.as_ref() == Some(&reader)
+        {
+            // The agent's own renewal is changing the certificate: checked once it is done.
+            return self.schedule_certificate_check();
+        }
         let generation = session.generation;
         let internal = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -818,12 +907,12 @@ impl SessionOwner {
                     expires_at: s.session.expires_at,
                 })
             }),
-            Call::Renew | Call::Repair(_) | Call::CancelOperation(_) | Call::Doctor(_) => {
-                Err(ErrorObject::new(
-                    ErrorCode::NotSupported,
-                    format!("this agent does not serve {} yet", call.method()),
-                ))
-            }
+            Call::Renew => return self.call_renew(reply),
+            Call::Repair(params) => return self.call_repair(params, reply),
+            Call::CancelOperation(params) => self.call_cancel_operation(&params.operation),
+            Call::CardDetails(params) => return self.call_card_details(params.reader, reply),
+            Call::CancelCard(params) => return self.call_cancel_card(params, reply),
+            Call::Doctor(params) => return self.call_doctor(params, reply),
             Call::Hello(_) | Call::Subscribe => Err(ErrorObject::new(
                 ErrorCode::BadRequest,
                 format!("{} is answered by the socket server", call.method()),
@@ -953,6 +1042,9 @@ impl SessionOwner {
                         self.audit
                             .record(AuditEvent::WrongPin { serial, tries_left });
                     }
+                    LoginStep::Operation(operation) => {
+                        self.pending.push(Event::OperationProgress { operation });
+                    }
                 }
             }
             Internal::LoginDone { generation, result } => self.on_login_done(generation, *result),
@@ -966,6 +1058,462 @@ impl SessionOwner {
                 generation,
                 fingerprint,
             } => self.on_certificate_read(generation, fingerprint),
+            Internal::OperationStep(status) => {
+                if let Some(run) = &mut self.operation {
+                    run.status = Some(status.clone());
+                }
+                self.pending
+                    .push(Event::OperationProgress { operation: status });
+            }
+            Internal::OperationDone(result) => self.on_operation_done(result),
+            Internal::DoctorDone {
+                reader,
+                generation,
+                result,
+                reply,
+            } => self.on_doctor_done(&reader, generation, *result, reply),
+        }
+    }
+
+    // ---- renewal, repair and the RA's card work ----
+
+    fn call_renew(&mut self, reply: ReplyTo) {
+        let target = self.signed_in().and_then(|s| {
+            if !s.card_present {
+                return Err(ErrorObject::new(
+                    ErrorCode::NoCard,
+                    "insert your smartcard to renew it",
+                ));
+            }
+            Ok((s.reader.clone(), s.serial.clone()))
+        });
+        let (reader, serial) = match target.and_then(|t| self.check_idle().map(|()| t)) {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let ops = self.operations.clone();
+        self.start_operation(OperationKind::Renew, reader, serial, Some(reply), {
+            move |(reader, serial, report, cancel)| async move {
+                let pin = operation::ask_renewal_pin(&ops.pinentry, &serial).await?;
+                operation::renew(&ops, &reader, &serial, pin, report, cancel).await
+            }
+        });
+    }
+
+    fn call_repair(&mut self, params: agent_ipc::RepairParams, reply: ReplyTo) {
+        let target = self.officer().and_then(|client| {
+            let reader = self.holder_reader(params.reader)?;
+            let serial = self.serial_in(&reader)?;
+            if params.serial.as_ref().is_some_and(|s| *s != serial) {
+                return Err(ErrorObject::new(
+                    ErrorCode::BadRequest,
+                    format!("the card in {reader} is {serial}, not the one confirmed"),
+                ));
+            }
+            self.check_idle()?;
+            Ok((client, reader, serial))
+        });
+        match target {
+            Ok((client, reader, serial)) => self.start_repair(client, reader, serial, Some(reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Finishes a journaled repair when its card is in and an officer is signed in.
+    fn resume_repair(&mut self) {
+        self.resume_repair_except(None);
+    }
+
+    /// [`Self::resume_repair`], leaving the card `skip` alone.
+    fn resume_repair_except(&mut self, skip: Option<&str>) {
+        if self.operation.is_some() || self.doctor.is_some() {
+            return;
+        }
+        let Ok(client) = self.officer() else {
+            return;
+        };
+        let session_reader = self.session.as_ref().map(|s| s.signed_in.reader.clone());
+        let found = self.readers.iter().find_map(|(reader, slot)| {
+            let serial = slot.card.as_ref()?.serial?.to_string();
+            let entry = self.operations.journal.get(&serial)?;
+            (entry.kind == OperationKind::Repair
+                && Some(reader) != session_reader.as_ref()
+                && skip != Some(serial.as_str()))
+            .then(|| (reader.clone(), serial))
+        });
+        if let Some((reader, serial)) = found {
+            tracing::info!(%serial, "finishing an interrupted repair");
+            self.start_repair(client, reader, serial, None);
+        }
+    }
+
+    fn start_repair(
+        &mut self,
+        client: CmsClient,
+        reader: String,
+        serial: String,
+        reply: Option<ReplyTo>,
+    ) {
+        let ops = self.operations.clone();
+        self.start_operation(OperationKind::Repair, reader, serial, reply, {
+            move |(reader, serial, report, cancel)| async move {
+                operation::repair(&ops, &client, &reader, &serial, report, cancel).await
+            }
+        });
+    }
+
+    /// Runs an operation in its own task; steps and the outcome come back as messages.
+    fn start_operation<F, Fut>(
+        &mut self,
+        kind: OperationKind,
+        reader: String,
+        serial: String,
+        reply: Option<ReplyTo>,
+        work: F,
+    ) where
+        F: FnOnce((String, String, operation::Report, CancellationToken)) -> Fut,
+        Fut: std::future::Future<Output = Result<Finished, ErrorObject>> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        let steps = self.internal_tx.clone();
+        let report: operation::Report = Arc::new(move |status| {
+            let _ = steps.send(Internal::OperationStep(status));
+        });
+        let future = work((reader.clone(), serial.clone(), report, cancel.clone()));
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let _ = internal.send(Internal::OperationDone(future.await));
+        });
+        self.operation = Some(OperationRun {
+            kind,
+            reader,
+            serial,
+            status: None,
+            cancel,
+            waiters: reply.into_iter().collect(),
+        });
+    }
+
+    fn on_operation_done(&mut self, result: Result<Finished, ErrorObject>) {
+        let Some(run) = self.operation.take() else {
+            return;
+        };
+        let mut status = run.status();
+        let outcome = match &result {
+            Ok(finished) => {
+                status = finished.status.clone();
+                if let Some(certificate) = &finished.certificate {
+                    self.card_renewed(&run.reader, certificate.clone());
+                    let until = certificate.expiry(now()).expires_on;
+                    status.message = format!("{} until {until}", status.message);
+                }
+                status.step.clone()
+            }
+            Err(e) => format!("failed: {}", e.message),
+        };
+        tracing::info!(serial = %run.serial, kind = ?run.kind, %outcome, "operation finished");
+        let serial = run.serial.clone();
+        self.audit.record(match run.kind {
+            OperationKind::Renew => AuditEvent::Renew { serial, outcome },
+            OperationKind::Repair => AuditEvent::Repair { serial, outcome },
+        });
+        let error = result.as_ref().err().cloned();
+        self.pending.push(Event::OperationResult {
+            operation: status.clone(),
+            error: error.clone(),
+        });
+        let answer = match error {
+            Some(e) => Err(e),
+            None => Ok(json(&status)),
+        };
+        for waiter in run.waiters {
+            let _ = waiter.send(answer.clone());
+        }
+        self.auto_login(&run.reader);
+        // A repair that just failed is not restarted at once (it would ask the holder again
+        // and again); it resumes when a card is next inserted or an officer next signs in.
+        let failed = (run.kind == OperationKind::Repair && result.is_err()).then_some(run.serial);
+        self.resume_repair_except(failed.as_deref());
+    }
+
+    /// The card in `reader` got a new certificate from this agent: the readers' view and the
+    /// session (if it is that card's) follow, so the session stays signed in.
+    fn card_renewed(&mut self, reader: &str, certificate: crate::card::CardCertificate) {
+        if let Some(card) = self.readers.get_mut(reader).and_then(|s| s.card.as_mut()) {
+            card.certificate = Some(certificate.clone());
+        }
+        if let Some(session) = &mut self.session {
+            if session.signed_in.reader == reader {
+                session.signed_in.fingerprint = certificate.fingerprint;
+                self.next_expiry_warning = None;
+            }
+        }
+        self.schedule_certificate_check();
+    }
+
+    fn call_cancel_operation(&mut self, id: &str) -> Result<serde_json::Value, ErrorObject> {
+        let run = self
+            .operation
+            .as_ref()
+            .filter(|r| r.status.as_ref().is_some_and(|s| s.id == id))
+            .ok_or_else(|| {
+                ErrorObject::new(
+                    ErrorCode::UnknownOperation,
+                    format!("no operation {id:?} is running"),
+                )
+            })?;
+        if run.card_touched() {
+            return Err(ErrorObject::new(
+                ErrorCode::Busy,
+                "the card is being written: stopping now would leave it unable to sign in, so \
+                 the operation finishes",
+            ));
+        }
+        run.cancel.cancel();
+        let mut status = run.status();
+        status.message = "Cancelling before the card is changed".into();
+        Ok(json(&status))
+    }
+
+    fn check_idle(&self) -> Result<(), ErrorObject> {
+        if let Some(run) = &self.operation {
+            return Err(ErrorObject::new(
+                ErrorCode::Busy,
+                format!("an operation on card {} is running", run.serial),
+            ));
+        }
+        if let Some(reader) = &self.doctor {
+            return Err(ErrorObject::new(
+                ErrorCode::Busy,
+                format!("the card doctor is examining the card in {reader}"),
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- the card doctor ----
+
+    /// The reader the doctor examines: the one named, else the only one with a card.
+    fn doctor_reader(&self, named: Option<String>) -> Result<String, ErrorObject> {
+        self.pick_reader(
+            named,
+            |_, _| true,
+            "insert the card to check",
+            "there are cards in several readers: name the reader of the card to check",
+        )
+    }
+
+    /// Runs the doctor in its own task; its report comes back as a message.
+    fn call_doctor(&mut self, params: agent_ipc::DoctorParams, reply: ReplyTo) {
+        let target = self.check_idle().and_then(|()| {
+            if let Some(run) = &self.login {
+                return Err(ErrorObject::new(
+                    ErrorCode::Busy,
+                    format!("a sign-in with the card in {} is running", run.reader),
+                ));
+            }
+            let reader = self.doctor_reader(params.reader)?;
+            let slot = &self.readers[&reader];
+            let card = slot.card.clone().ok_or_else(|| {
+                ErrorObject::new(ErrorCode::NoCard, format!("there is no card in {reader}"))
+            })?;
+            Ok((reader, slot.generation, card))
+        });
+        let (reader, generation, card) = match target {
+            Ok(target) => target,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let context = DoctorContext {
+            operations: self.operations.clone(),
+            pinentry: self.config.pinentry.clone(),
+            ca_file: self.config.cms.ca_file.clone(),
+            warning_days: self.config.expiry.warning_days,
+        };
+        let steps = self.internal_tx.clone();
+        let progress: operation::Report = Arc::new(move |status| {
+            let _ = steps.send(Internal::OperationStep(status));
+        });
+        let internal = self.internal_tx.clone();
+        let task_reader = reader.clone();
+        tokio::spawn(async move {
+            let result = doctor::examine(context, card, params.heal, progress).await;
+            let _ = internal.send(Internal::DoctorDone {
+                reader: task_reader,
+                generation,
+                result: Box::new(result),
+                reply,
+            });
+        });
+        tracing::info!(%reader, heal = params.heal, "card doctor started");
+        self.doctor = Some(reader);
+    }
+
+    fn on_doctor_done(
+        &mut self,
+        reader: &str,
+        generation: u64,
+        result: Result<DoctorOutcome, ErrorObject>,
+        reply: ReplyTo,
+    ) {
+        self.doctor = None;
+        let answer = result.map(|outcome| {
+            let serial = outcome.report.card.serial.clone().unwrap_or_default();
+            if let Some(tries_left) = outcome.wrong_pin {
+                self.audit.record(AuditEvent::WrongPin {
+                    serial: serial.clone(),
+                    tries_left,
+                });
+            }
+            if let Some(finished) = outcome.finished {
+                let same_card = self
+                    .readers
+                    .get(reader)
+                    .is_some_and(|s| s.generation == generation && s.card.is_some());
+                if let (true, Some(certificate)) = (same_card, &finished.certificate) {
+                    self.card_renewed(reader, certificate.clone());
+                }
+                self.audit.record(AuditEvent::Renew {
+                    serial: serial.clone(),
+                    outcome: format!("{} by the card doctor", finished.status.step),
+                });
+                self.pending.push(Event::OperationResult {
+                    operation: finished.status,
+                    error: None,
+                });
+            }
+            let summary: Vec<String> = outcome
+                .report
+                .checks
+                .iter()
+                .map(|c| format!("{}={}", c.name, c.outcome))
+                .collect();
+            tracing::info!(%serial, checks = %summary.join(" "), "card doctor finished");
+            json(&outcome.report)
+        });
+        let _ = reply.send(answer);
+        self.resume_repair();
+    }
+
+    /// The signed-in officer's session client, if the selected role holds B0267.
+    fn officer(&self) -> Result<CmsClient, ErrorObject> {
+        let s = self.signed_in()?;
+        let holds = |r: &RoleView| r.activities.iter().any(|a| a == RA_ACTIVITY);
+        let selected = s
+            .session
+            .selected_role
+            .and_then(|id| s.session.roles.iter().find(|r| r.id == id));
+        if selected.is_some_and(holds) {
+            return Ok(s.client.clone());
+        }
+        let hint = match s.session.roles.iter().find(|r| holds(r)) {
+            Some(r) => format!(": select your role {} ({}) first", r.id, r.job_role),
+            None => String::new(),
+        };
+        Err(ErrorObject::new(
+            ErrorCode::RoleNotPermitted,
+            format!("your role does not permit Repair Smartcard (activity {RA_ACTIVITY}){hint}"),
+        ))
+    }
+
+    /// The reader holding a holder's card: the one named, else the only one with a card that
+    /// is not the signed-in card.
+    fn holder_reader(&self, named: Option<String>) -> Result<String, ErrorObject> {
+        let own = self.session.as_ref().map(|s| s.signed_in.reader.clone());
+        self.pick_reader(
+            named,
+            |reader, _| Some(reader) != own.as_deref(),
+            "put the holder's card in a second reader",
+            "there are cards in several readers: name the holder's reader",
+        )
+    }
+
+    /// The reader `named` if it exists, else the only reader with a card that `wanted`
+    /// accepts; `none` and `several` say what to do otherwise.
+    fn pick_reader(
+        &self,
+        named: Option<String>,
+        wanted: impl Fn(&str, &CardIdentity) -> bool,
+        none: &str,
+        several: &str,
+    ) -> Result<String, ErrorObject> {
+        if let Some(reader) = named {
+            return match self.readers.contains_key(&reader) {
+                true => Ok(reader),
+                false => Err(ErrorObject::new(
+                    ErrorCode::NoReader,
+                    format!("there is no reader called {reader:?}"),
+                )),
+            };
+        }
+        let found: Vec<&String> = self
+            .readers
+            .iter()
+            .filter(|(r, s)| s.card.as_ref().is_some_and(|c| wanted(r, c)))
+            .map(|(r, _)| r)
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ErrorObject::new(ErrorCode::NoCard, none)),
+            _ => Err(ErrorObject::new(ErrorCode::BadRequest, several)),
+        }
+    }
+
+    fn serial_in(&self, reader: &str) -> Result<String, ErrorObject> {
+        let card = self.card_in(reader).ok_or_else(|| {
+            ErrorObject::new(ErrorCode::NoCard, format!("there is no card in {reader}"))
+        })?;
+        card.serial.map(|s| s.to_string()).ok_or_else(|| {
+            ErrorObject::new(
+                ErrorCode::NotPiv,
+                format!("the card in {reader} has no readable serial"),
+            )
+        })
+    }
+
+    fn call_card_details(&mut self, reader: Option<String>, reply: ReplyTo) {
+        let found = self
+            .signed_in()
+            .map(|s| s.client.clone())
+            .and_then(|client| {
+                let reader = match reader {
+                    Some(reader) => reader,
+                    None => self
+                        .holder_reader(None)
+                        .or_else(|_| self.signed_in().map(|s| s.reader.clone()))?,
+                };
+                Ok((client, self.serial_in(&reader)?))
+            });
+        match found {
+            Ok((client, serial)) => {
+                tokio::spawn(async move {
+                    let _ = reply.send(details_answer(client.card(&serial).await));
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn call_cancel_card(&mut self, params: agent_ipc::CancelCardParams, reply: ReplyTo) {
+        match self.officer() {
+            Ok(client) => {
+                tokio::spawn(async move {
+                    let cancelled = client.cancel_card(&params.serial, &params.reason).await;
+                    let _ = reply.send(details_answer(cancelled));
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 
@@ -1055,6 +1603,25 @@ fn same_card(signed_in: &SignedIn, card: &CardIdentity) -> bool {
             .certificate
             .as_ref()
             .is_some_and(|c| c.fingerprint == signed_in.fingerprint)
+}
+
+/// Smartcard Details in the socket API's shape, or the service's refusal in its words.
+fn details_answer(
+    answer: Result<SmartcardDetails, cms::client::ClientError>,
+) -> Result<serde_json::Value, ErrorObject> {
+    let details = answer.map_err(|e| crate::cms::error_object(&e))?;
+    Ok(json(&CardDetails {
+        serial: details.serial,
+        card_type: details.card_type,
+        holder_id: details.holder_id,
+        issued_on: details.issued_on,
+        certs_expire: details.certs_expire,
+        cancelled_on: details.cancelled_on,
+        status: details.status,
+        expired: details.expired,
+        renewals_used: details.renewals_used,
+        capacity: details.capacity,
+    }))
 }
 
 fn role(view: &RoleView) -> Role {

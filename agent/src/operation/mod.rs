@@ -1,0 +1,655 @@
+//! Renewal and repair of a card's credentials with the Card Management Service, journaled so
+//! an interruption at any point — the card pulled after any APDU, the agent killed, the
+//! service unreachable — is finished at the next insertion or start.
+//!
+//! Every run is the same idempotent walk, whether it starts or resumes: the service says
+//! where the operation is; the card is compared with it; only what is missing is done. A new
+//! key is generated again rather than trusted from an interrupted run (the service gives the
+//! new key a certificate that supersedes the earlier one), so the journal holds nothing the
+//! card or the service can tell.
+
+pub mod journal;
+mod pin_choice;
+
+pub(crate) use pin_choice::{ask_new_pin, ask_renewal_pin};
+
+use crate::card::CardCertificate;
+use crate::config::PinentryConfig;
+use crate::session::{card_error, with_card};
+use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
+use cms::client::{ClientError, CmsClient, RelayResponder};
+use cms::protocol::{b64, confirm_message, OperationView};
+use journal::{Algorithm, Entry, Journal, PukRotation};
+use piv::consts::key;
+use piv::{Certificate, KeyAlgorithm, Pin, Puk};
+use std::sync::Arc;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+/// What runs an operation needs besides the card and the caller's session.
+#[derive(Debug, Clone)]
+pub(crate) struct Operations {
+    /// The service, without a session.
+    pub cms: Option<CmsClient>,
+    /// The journal of unfinished operations.
+    pub journal: Journal,
+    /// How to ask for PINs.
+    pub pinentry: PinentryConfig,
+}
+
+/// Receives each step as it happens.
+pub(crate) type Report = Arc<dyn Fn(OperationStatus) + Send + Sync>;
+
+/// A finished operation: its last status and the certificate now on the card.
+#[derive(Debug, Clone)]
+pub(crate) struct Finished {
+    pub status: OperationStatus,
+    pub certificate: Option<CardCertificate>,
+}
+
+/// Where a run is; each becomes a progress event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Started,
+    PinSet,
+    PukRotated,
+    ManagementKey,
+    KeyGenerated,
+    CertificateIssued,
+    CertificateWritten,
+    Confirmed,
+    Cancelled,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Started => "started",
+            Step::PinSet => "pin_set",
+            Step::PukRotated => "puk_rotated",
+            Step::ManagementKey => "management_key",
+            Step::KeyGenerated => "key_generated",
+            Step::CertificateIssued => "certificate_issued",
+            Step::CertificateWritten => "certificate_written",
+            Step::Confirmed => "confirmed",
+            Step::Cancelled => "cancelled",
+        }
+    }
+
+    fn message(self, kind: OperationKind) -> &'static str {
+        match (self, kind) {
+            (Step::Started, OperationKind::Renew) => "Renewal started",
+            (Step::Started, OperationKind::Repair) => "Repair started",
+            (Step::PinSet, _) => "The holder's new passcode is set",
+            (Step::PukRotated, _) => "The card's unblocking key is rotated",
+            (Step::ManagementKey, _) => "The service unlocked the card",
+            (Step::KeyGenerated, _) => "New key generated on the card",
+            (Step::CertificateIssued, _) => "The service issued the new certificate",
+            (Step::CertificateWritten, _) => "New certificate written to the card",
+            (Step::Confirmed, OperationKind::Renew) => "Renewed",
+            (Step::Confirmed, OperationKind::Repair) => "Repaired",
+            (Step::Cancelled, _) => "Cancelled before the card was changed; the card is as it was",
+        }
+    }
+}
+
+/// One run on one card.
+struct Run {
+    kind: OperationKind,
+    serial: String,
+    reader: String,
+    operation: String,
+    report: Report,
+    cancel: CancellationToken,
+}
+
+impl Run {
+    fn status(&self, step: Step) -> OperationStatus {
+        OperationStatus {
+            id: self.operation.clone(),
+            kind: self.kind,
+            serial: self.serial.clone(),
+            step: step.name().into(),
+            message: step.message(self.kind).into(),
+            done: matches!(step, Step::Confirmed | Step::Cancelled),
+        }
+    }
+
+    fn step(&self, step: Step) {
+        tracing::info!(serial = %self.serial, operation = %self.operation, step = step.name(), "operation step");
+        (self.report)(self.status(step));
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug)]
+enum Failure {
+    Card(piv::Error),
+    Cms(ClientError),
+    Cancelled,
+    Other(ErrorObject),
+}
+
+impl From<piv::Error> for Failure {
+    fn from(e: piv::Error) -> Self {
+        match e {
+            // The management-key relay failed at the service, not at the card.
+            piv::Error::Responder(source) => match source.downcast::<ClientError>() {
+                Ok(cms) => Failure::Cms(*cms),
+                Err(source) => Failure::Card(piv::Error::Responder(source)),
+            },
+            e => Failure::Card(e),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::Cms(e)
+    }
+}
+
+impl Failure {
+    fn into_error(self, kind: OperationKind) -> ErrorObject {
+        let what = match kind {
+            OperationKind::Renew => "renewal",
+            OperationKind::Repair => "repair",
+        };
+        match self {
+            Failure::Card(piv::Error::CardRemoved) => ErrorObject::new(
+                ErrorCode::CardRemoved,
+                format!(
+                    "the card was removed during its {what}: put it back and the {what} finishes"
+                ),
+            ),
+            Failure::Card(e) => card_error(&e),
+            Failure::Cms(e) => {
+                let mut error = crate::cms::error_object(&e);
+                if error.code == ErrorCode::CmsUnreachable {
+                    error.message = format!(
+                        "{}: the {what} finishes when the card is next inserted",
+                        error.message
+                    );
+                }
+                error
+            }
+            Failure::Cancelled => ErrorObject::new(ErrorCode::PinCancelled, "cancelled"),
+            Failure::Other(error) => error,
+        }
+    }
+}
+
+/// Renews the card in `reader` (the signed-in holder's, `serial`) with `pin`: opens the
+/// renewal's own service session by signing a challenge with the card's current key,
+/// starts (or resumes) the operation, and walks it to the end.
+pub(crate) async fn renew(
+    ops: &Operations,
+    reader: &str,
+    serial: &str,
+    pin: Zeroizing<String>,
+    report: Report,
+    cancel: CancellationToken,
+) -> Result<Finished, ErrorObject> {
+    let pin = Pin::new(&pin).map_err(|_| pin_format())?;
+    if let Some(entry) = ops.journal.get(serial) {
+        if entry.kind == OperationKind::Renew {
+            return finish(ops, reader, entry, pin, None, report, cancel).await;
+        }
+    }
+    let cms = ops.cms.clone().ok_or_else(crate::cms::not_configured)?;
+    let (client, token, algorithm) = open_session(&cms, reader, serial, &pin).await?;
+    let op = client
+        .start_operation("renew", serial, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| Failure::Cms(e).into_error(OperationKind::Renew))?;
+    let entry = Entry {
+        operation: op.id.clone(),
+        kind: OperationKind::Renew,
+        serial: serial.to_owned(),
+        algorithm,
+        session_token: Some(token),
+        puk: PukRotation::Old,
+        started_at: crate::time::now(),
+    };
+    save(&ops.journal, &entry)?;
+    finish(ops, reader, entry, pin, None, report, cancel).await
+}
+
+/// Finishes the renewal journaled for `serial` with the holder's `pin` (at sign-in, after an
+/// interruption). `Ok(None)` when nothing is journaled.
+pub(crate) async fn resume_renewal(
+    ops: &Operations,
+    reader: &str,
+    serial: &str,
+    pin: &Pin,
+    report: Report,
+) -> Result<Option<Finished>, ErrorObject> {
+    let Some(entry) = ops
+        .journal
+        .get(serial)
+        .filter(|e| e.kind == OperationKind::Renew)
+    else {
+        return Ok(None);
+    };
+    tracing::info!(%serial, operation = %entry.operation, "finishing an interrupted renewal");
+    let pin = pin.clone();
+    finish(
+        ops,
+        reader,
+        entry,
+        pin,
+        None,
+        report,
+        CancellationToken::new(),
+    )
+    .await
+    .map(Some)
+}
+
+/// Repairs the holder's card `serial` in `reader` for the officer signed in with `officer`:
+/// starts (or resumes) the repair, has the holder choose a new PIN, and walks it to the end.
+pub(crate) async fn repair(
+    ops: &Operations,
+    officer: &CmsClient,
+    reader: &str,
+    serial: &str,
+    report: Report,
+    cancel: CancellationToken,
+) -> Result<Finished, ErrorObject> {
+    let entry = match ops
+        .journal
+        .get(serial)
+        .filter(|e| e.kind == OperationKind::Repair)
+    {
+        Some(entry) => entry,
+        None => {
+            // The new key takes the algorithm of the card's current one, read before the
+            // service opens the operation: a card pulled meanwhile leaves nothing open, and
+            // the journal never records a guessed algorithm. Only a card without a usable
+            // certificate gets P-256.
+            let reader_owned = reader.to_owned();
+            let current =
+                tokio::task::spawn_blocking(move || with_card(&reader_owned, current_algorithm))
+                    .await
+                    .map_err(internal)?;
+            let algorithm = match current {
+                Ok(algorithm) => algorithm,
+                Err(
+                    piv::Error::NotFound
+                    | piv::Error::BadCertificate(_)
+                    | piv::Error::BadPublicKey(_)
+                    | piv::Error::UnsupportedAlgorithm(_)
+                    | piv::Error::Malformed(_),
+                ) => KeyAlgorithm::P256,
+                Err(e) => return Err(Failure::from(e).into_error(OperationKind::Repair)),
+            };
+            let op = officer
+                .start_operation("repair", serial, env!("CARGO_PKG_VERSION"))
+                .await
+                .map_err(|e| Failure::Cms(e).into_error(OperationKind::Repair))?;
+            let entry = Entry {
+                operation: op.id,
+                kind: OperationKind::Repair,
+                serial: serial.to_owned(),
+                algorithm: algorithm.into(),
+                session_token: None,
+                puk: PukRotation::Old,
+                started_at: crate::time::now(),
+            };
+            save(&ops.journal, &entry)?;
+            entry
+        }
+    };
+    let pin = match ask_new_pin(&ops.pinentry, serial).await {
+        Ok(pin) => pin,
+        Err(e) => {
+            // Nothing was done to the card yet (the PUK is not rotated), so the journal has
+            // nothing to finish: the service's open repair is taken up by the next one.
+            if entry.puk == PukRotation::Old {
+                if let Err(e) = ops.journal.remove(serial) {
+                    tracing::warn!("cannot clear the journal entry of {serial}: {e}");
+                }
+            }
+            return Err(e);
+        }
+    };
+    let pin = Pin::new(&pin).map_err(|_| pin_format())?;
+    finish(
+        ops,
+        reader,
+        entry,
+        pin,
+        Some(officer.clone()),
+        report,
+        cancel,
+    )
+    .await
+}
+
+/// Walks the journaled operation `entry` to the end on the card in `reader`.
+async fn finish(
+    ops: &Operations,
+    reader: &str,
+    entry: Entry,
+    pin: Pin,
+    officer: Option<CmsClient>,
+    report: Report,
+    cancel: CancellationToken,
+) -> Result<Finished, ErrorObject> {
+    let kind = entry.kind;
+    let cms = ops.cms.clone().ok_or_else(crate::cms::not_configured)?;
+    let client = match (&officer, &entry.session_token) {
+        (Some(officer), _) => officer.clone(),
+        (None, Some(token)) => cms.with_session(token),
+        (None, None) => return Err(internal("a renewal journaled without its session")),
+    };
+    let run = Run {
+        kind,
+        serial: entry.serial.clone(),
+        reader: reader.to_owned(),
+        operation: entry.operation.clone(),
+        report,
+        cancel,
+    };
+    run.step(Step::Started);
+    let journal = ops.journal.clone();
+    let handle = Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let result = on_card(&run, &entry, &pin, &client, &journal, &handle);
+        (run, entry, client, result)
+    })
+    .await
+    .map_err(internal)?;
+    let (run, entry, client, result) = outcome;
+    let (step, certificate) = match result {
+        Ok(certificate) => (
+            Step::Confirmed,
+            CardCertificate::from_certificate(&certificate),
+        ),
+        Err(Failure::Cancelled) => (Step::Cancelled, None),
+        Err(Failure::Cms(e))
+            if officer.is_none() && crate::cms::error_object(&e).code == ErrorCode::NoSession =>
+        {
+            // The renewal's own session is gone (the service restarted its sessions, or 12
+            // hours passed): a new one needs the card's current key to sign in.
+            let _ = ops.journal.remove(&entry.serial);
+            return Err(ErrorObject::new(
+                ErrorCode::CardError,
+                format!(
+                    "the renewal of card {} lost its service session: insert the card again to \
+                     start over, or ask your Registration Authority to repair it if it cannot \
+                     sign in",
+                    entry.serial
+                ),
+            ));
+        }
+        Err(failure) => return Err(failure.into_error(kind)),
+    };
+    if let Err(e) = ops.journal.remove(&entry.serial) {
+        tracing::warn!("cannot clear the journal entry of {}: {e}", entry.serial);
+    }
+    if officer.is_none() {
+        tokio::spawn(async move {
+            if let Err(e) = client.logout().await {
+                tracing::debug!("logging out the renewal's session: {e}");
+            }
+        });
+    }
+    Ok(Finished {
+        status: run.status(step),
+        certificate,
+    })
+}
+
+/// The card part of a run, in one card transaction (the management-key relay must share it
+/// with the writes it unlocks). Returns the certificate the card holds at the end.
+fn on_card(
+    run: &Run,
+    entry: &Entry,
+    pin: &Pin,
+    client: &CmsClient,
+    journal: &Journal,
+    rt: &Handle,
+) -> Result<Certificate, Failure> {
+    let mut entry = entry.clone();
+    with_card(&run.reader, |tx| {
+        let on_card = tx.card_serial()?.to_string();
+        if on_card != run.serial {
+            return Ok(Err(Failure::Other(ErrorObject::new(
+                ErrorCode::CardError,
+                format!(
+                    "the card in {} is {on_card}, not {}",
+                    run.reader, run.serial
+                ),
+            ))));
+        }
+        Ok(walk(run, &mut entry, tx, pin, client, journal, rt))
+    })?
+}
+
+fn walk(
+    run: &Run,
+    entry: &mut Entry,
+    tx: &piv::Transaction<'_>,
+    pin: &Pin,
+    client: &CmsClient,
+    journal: &Journal,
+    rt: &Handle,
+) -> Result<Certificate, Failure> {
+    if run.cancel.is_cancelled() {
+        return Err(Failure::Cancelled);
+    }
+    let mut op = rt.block_on(client.operation(&run.operation))?;
+    if entry.kind == OperationKind::Repair && op.state != "completed" {
+        set_pin(run, entry, tx, pin, client, journal, rt)?;
+    }
+    tx.verify_pin(pin)?;
+    let current = tx.read_certificate(key::AUTHENTICATION).ok();
+    if op.state == "completed" {
+        return current.ok_or(Failure::Card(piv::Error::NotFound));
+    }
+    if op.state != "started" && op.state != "certificate_issued" {
+        return Err(Failure::Other(ErrorObject::new(
+            ErrorCode::CmsRefused,
+            format!(
+                "the service {}ed the operation",
+                op.state.trim_end_matches("ed")
+            ),
+        )));
+    }
+    let issued = issued_certificate(&op)?;
+    let written = matches!((&current, &issued), (Some(c), Some(i)) if c.der() == i.der());
+    let certificate = match issued {
+        Some(issued) if written => issued,
+        _ => {
+            if run.cancel.is_cancelled() {
+                return Err(Failure::Cancelled);
+            }
+            let mut relay = RelayResponder::new(client.clone(), &run.operation, rt.clone());
+            tx.authenticate_management_key(&mut relay)?;
+            run.step(Step::ManagementKey);
+            let algorithm = KeyAlgorithm::from(entry.algorithm);
+            let public = tx.generate_key(key::AUTHENTICATION, algorithm)?;
+            run.step(Step::KeyGenerated);
+            let csr = tx.certificate_request(
+                key::AUTHENTICATION,
+                &public,
+                &format!("CN={}", run.serial),
+            )?;
+            op = rt.block_on(client.submit_csr(&run.operation, &csr))?;
+            let certificate = issued_certificate(&op)?.ok_or_else(|| {
+                Failure::Other(ErrorObject::new(
+                    ErrorCode::CmsRefused,
+                    "the service answered the certificate request without a certificate",
+                ))
+            })?;
+            if certificate.public_key()? != public {
+                return Err(Failure::Other(ErrorObject::new(
+                    ErrorCode::CmsRefused,
+                    "the service's certificate is not for the card's new key",
+                )));
+            }
+            run.step(Step::CertificateIssued);
+            tx.write_certificate(key::AUTHENTICATION, &certificate)?;
+            run.step(Step::CertificateWritten);
+            certificate
+        }
+    };
+    let challenge = op
+        .confirm_challenge
+        .as_deref()
+        .and_then(b64::decode_url)
+        .ok_or_else(|| {
+            Failure::Other(ErrorObject::new(
+                ErrorCode::CmsRefused,
+                "the service gave no confirmation challenge",
+            ))
+        })?;
+    let algorithm = certificate.public_key()?.algorithm()?;
+    let signature = tx.sign(
+        key::AUTHENTICATION,
+        algorithm,
+        &confirm_message(&run.operation, &challenge),
+    )?;
+    rt.block_on(client.confirm(&run.operation, &signature))?;
+    let _ = tx.logout();
+    run.step(Step::Confirmed);
+    Ok(certificate)
+}
+
+/// A repair's PIN part: the PIN unblocked to the holder's new one with the PUK the card
+/// holds, then the PUK rotated to the service's next one (journaled around the change, so an
+/// interrupted rotation is tried both ways; a wrong try is restored by the right one).
+fn set_pin(
+    run: &Run,
+    entry: &mut Entry,
+    tx: &piv::Transaction<'_>,
+    pin: &Pin,
+    client: &CmsClient,
+    journal: &Journal,
+    rt: &Handle,
+) -> Result<(), Failure> {
+    let release = rt.block_on(client.release_puk(&run.operation))?;
+    let puk = Puk::new(&release.puk).map_err(|_| bad_puk())?;
+    let next = Puk::new(&release.next_puk).map_err(|_| bad_puk())?;
+    let order: &[(&Puk, bool)] = match entry.puk {
+        PukRotation::Old => &[(&puk, false)],
+        PukRotation::Sent => &[(&next, true), (&puk, false)],
+        PukRotation::Done => &[(&next, true)],
+    };
+    let mut rotated = None;
+    let mut last = None;
+    for (candidate, is_next) in order {
+        match tx.unblock_pin(candidate, pin) {
+            Ok(()) => {
+                rotated = Some(*is_next);
+                break;
+            }
+            Err(e @ piv::Error::WrongPuk { .. }) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(rotated) = rotated else {
+        return Err(last.unwrap_or(piv::Error::NotFound).into());
+    };
+    run.step(Step::PinSet);
+    if !rotated {
+        entry.puk = PukRotation::Sent;
+        save(journal, entry).map_err(Failure::Other)?;
+        tx.change_puk(&puk, &next)?;
+    }
+    entry.puk = PukRotation::Done;
+    save(journal, entry).map_err(Failure::Other)?;
+    run.step(Step::PukRotated);
+    Ok(())
+}
+
+/// The operation's certificate, parsed.
+fn issued_certificate(op: &OperationView) -> Result<Option<Certificate>, Failure> {
+    let Some(text) = op.certificate.as_deref() else {
+        return Ok(None);
+    };
+    let der = b64::decode(text).ok_or_else(|| {
+        Failure::Other(ErrorObject::new(
+            ErrorCode::CmsRefused,
+            "the service's certificate is not base64",
+        ))
+    })?;
+    Ok(Some(Certificate::from_der(&der)?))
+}
+
+/// Opens a service session for the card in `reader` by signing a challenge with its 9A key
+/// (the PIN verified on the card); also gives the key's algorithm.
+async fn open_session(
+    cms: &CmsClient,
+    reader: &str,
+    serial: &str,
+    pin: &Pin,
+) -> Result<(CmsClient, Zeroizing<String>, Algorithm), ErrorObject> {
+    let cms_error = |e: ClientError| crate::cms::error_object(&e);
+    let challenge = cms.challenge(serial).await.map_err(cms_error)?;
+    let raw = b64::decode_url(&challenge.challenge)
+        .ok_or_else(|| ErrorObject::new(ErrorCode::CmsRefused, "the challenge is not base64url"))?;
+    let message = cms::protocol::auth_message(&challenge.serial, &raw);
+    let reader = reader.to_owned();
+    let pin = pin.clone();
+    let signed = tokio::task::spawn_blocking(move || {
+        with_card(&reader, |tx| {
+            let certificate = tx.read_certificate(key::AUTHENTICATION)?;
+            let algorithm = certificate.public_key()?.algorithm()?;
+            tx.verify_pin(&pin)?;
+            let signed = tx.sign(key::AUTHENTICATION, algorithm, &message);
+            let _ = tx.logout();
+            Ok((signed?, certificate.der().to_vec(), algorithm))
+        })
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| card_error(&e))?;
+    let (signature, der, algorithm) = signed;
+    let created = cms
+        .create_session(&cms::protocol::SessionRequest {
+            serial: challenge.serial,
+            challenge: challenge.challenge,
+            signature: b64::encode(&signature),
+            certificate: b64::encode(&der),
+        })
+        .await
+        .map_err(cms_error)?;
+    let client = cms.with_session(&created.session_token);
+    Ok((client, created.session_token, algorithm.into()))
+}
+
+fn current_algorithm(tx: &piv::Transaction<'_>) -> Result<KeyAlgorithm, piv::Error> {
+    tx.read_certificate(key::AUTHENTICATION)?
+        .public_key()?
+        .algorithm()
+}
+
+fn save(journal: &Journal, entry: &Entry) -> Result<(), ErrorObject> {
+    journal.save(entry).map_err(|e| {
+        ErrorObject::new(
+            ErrorCode::Internal,
+            format!("cannot write the operations journal, so the card is left untouched: {e}"),
+        )
+    })
+}
+
+fn pin_format() -> ErrorObject {
+    ErrorObject::new(ErrorCode::PinPolicy, "a passcode is 4 to 8 digits")
+}
+
+fn bad_puk() -> Failure {
+    Failure::Other(ErrorObject::new(
+        ErrorCode::CmsRefused,
+        "the service released a PUK the card cannot take",
+    ))
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorObject {
+    ErrorObject::new(
+        ErrorCode::Internal,
+        format!("an operation step failed: {e}"),
+    )
+}
