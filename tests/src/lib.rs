@@ -9,6 +9,7 @@
 //! time: the suite runs under `cargo nextest` (a process per test, so tests run in parallel), and
 //! test beds within one process take turns.
 
+pub mod agent_client;
 pub mod issue;
 pub mod pcscd;
 pub mod pki;

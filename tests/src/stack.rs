@@ -6,10 +6,13 @@
 use crate::TestBed;
 use anyhow::{bail, Context as _, Result};
 use cardsim::{AtrProfile, CardFile, CardSpec, Faults, InsertedCard};
+use cms::client::CmsClient;
 use cms::issuance::{CardIssuance, InitialValidity};
+use cms::protocol::SessionCreated;
 use cms::server::RunningServer;
 use cms::{Cms, DataDir, Policy};
-use piv::{CardSerial, KeyAlgorithm, ManagementKey, PivCard};
+use piv::consts::key;
+use piv::{CardSerial, KeyAlgorithm, ManagementKey, Pin, PivCard, Puk};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -196,6 +199,26 @@ impl Stack {
         validity: InitialValidity,
         profile: AtrProfile,
     ) -> Result<StackCard> {
+        self.issue_with(
+            user_id,
+            serial,
+            pin,
+            validity,
+            profile,
+            KeyAlgorithm::Rsa2048,
+        )
+    }
+
+    /// [`Stack::issue`] with a 9A key of `algorithm`.
+    pub fn issue_with(
+        &self,
+        user_id: &str,
+        serial: CardSerial,
+        pin: &str,
+        validity: InitialValidity,
+        profile: AtrProfile,
+        algorithm: KeyAlgorithm,
+    ) -> Result<StackCard> {
         let file = self.bed.dir().join(format!("card-{serial}.json"));
         let mut spec = CardSpec::new(serial);
         spec.profile = profile;
@@ -209,7 +232,7 @@ impl Stack {
                 &CardIssuance {
                     user_id: user_id.to_owned(),
                     pin: Zeroizing::new(pin.to_owned()),
-                    algorithm: KeyAlgorithm::Rsa2048,
+                    algorithm,
                     validity,
                     current_management_key: ManagementKey::factory(),
                     current_pin: Zeroizing::new(cardsim::state::DEFAULT_PIN.to_owned()),
@@ -231,6 +254,108 @@ impl Stack {
     /// Inserts `card` into reader `slot` and waits until pcscd sees it.
     pub fn insert(&self, slot: usize, card: &StackCard) -> Result<InsertedCard> {
         self.bed.insert(slot, &card.file, Faults::default())
+    }
+
+    /// [`Stack::insert`] with `faults`.
+    pub fn insert_with(
+        &self,
+        slot: usize,
+        card: &StackCard,
+        faults: Faults,
+    ) -> Result<InsertedCard> {
+        self.bed.insert(slot, &card.file, faults)
+    }
+
+    /// How many API requests the service has served so far.
+    pub fn cms_requests(&self) -> u64 {
+        self.server.as_ref().map_or(0, RunningServer::requests)
+    }
+
+    /// Makes the service unreachable once it has served `total` requests in all (`None`:
+    /// serving normally again); see [`RunningServer::refuse_after`].
+    pub fn cms_refuse_after(&self, total: Option<u64>) {
+        if let Some(server) = &self.server {
+            server.refuse_after(total);
+        }
+    }
+
+    /// Checks that the card `card` in reader `slot` and the service agree: the card's 9A
+    /// certificate is the service's active certificate for it, the service has no operation
+    /// open for it, and the card holds the PUK custody derives for the card's PUK generation
+    /// (tried by changing the PUK to itself, which also resets its retry counter). The error
+    /// names what disagrees.
+    pub fn card_agrees_with_cms(&self, slot: usize, card: &StackCard) -> Result<()> {
+        let serial = card.serial.to_string();
+        let db = self.cms.database();
+        let record = db
+            .card(&serial)?
+            .with_context(|| format!("the CMS has no record of card {serial}"))?;
+        let active = db
+            .active_certificate(&serial)?
+            .with_context(|| format!("the CMS has no active certificate for card {serial}"))?;
+        if let Some(op) = db.open_operation(&serial)? {
+            bail!(
+                "the CMS has {} operation {} open for card {serial} (state {})",
+                op.kind.as_str(),
+                op.id,
+                op.state.as_str()
+            );
+        }
+
+        let ctx = self.bed.context()?;
+        let mut piv = PivCard::connect(&ctx, &CString::new(self.bed.reader_name(slot))?)
+            .with_context(|| format!("connecting to the card in reader {slot}"))?;
+        let tx = piv.transaction()?;
+        let on_card = tx.card_serial().context("reading the card's serial")?;
+        if on_card != card.serial {
+            bail!("reader {slot} holds card {on_card}, not card {serial}");
+        }
+        let certificate = tx
+            .read_certificate(key::AUTHENTICATION)
+            .with_context(|| format!("reading card {serial}'s 9A certificate"))?;
+        if certificate.der() != active.der.as_slice() {
+            bail!(
+                "card {serial}'s 9A certificate (serial {}) is not the CMS's active certificate \
+                 (serial {})",
+                certificate.serial_hex(),
+                active.serial
+            );
+        }
+        let puk = self.cms.custody().puk(card.serial, record.puk_generation);
+        let puk = Puk::new(&puk)?;
+        tx.change_puk(&puk, &puk).with_context(|| {
+            format!(
+                "card {serial} does not take the PUK of generation {} the CMS's custody derives",
+                record.puk_generation
+            )
+        })?;
+        drop(tx);
+        piv.disconnect()?;
+        Ok(())
+    }
+
+    /// Signs in to the service with the card in reader `slot`, without the agent: `pin`
+    /// verified on the card, the service's challenge signed by the card's 9A key.
+    pub fn sign_in_directly(&self, slot: usize, pin: &str) -> Result<SessionCreated> {
+        let client = CmsClient::new(&self.url, self.cms.ca().certificate_pem())?;
+        let ctx = self.bed.context()?;
+        let mut piv = PivCard::connect(&ctx, &CString::new(self.bed.reader_name(slot))?)
+            .with_context(|| format!("connecting to the card in reader {slot}"))?;
+        let tx = piv.transaction()?;
+        tx.verify_pin(&Pin::new(pin)?)
+            .context("verifying the PIN on the card")?;
+        let serial = tx.card_serial()?.to_string();
+        let certificate = tx.read_certificate(key::AUTHENTICATION)?;
+        let algorithm = certificate.public_key()?.algorithm()?;
+        let (created, _) = self
+            .runtime
+            .block_on(client.authenticate(&serial, certificate.der(), |message| {
+                tx.sign(key::AUTHENTICATION, algorithm, message)
+            }))
+            .with_context(|| format!("signing in with card {serial}"))?;
+        drop(tx);
+        piv.disconnect()?;
+        Ok(created)
     }
 
     /// The scripted pinentry's answers, one per prompt, in order (`!cancel` cancels).

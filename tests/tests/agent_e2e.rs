@@ -4,16 +4,14 @@
 //!
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
-use agent_ipc::{Client, ErrorCode, Event, SessionEndReason, SessionState, Status, Subscription};
+use agent_ipc::{ErrorCode, Event, SessionEndReason, SessionState, Subscription};
 use cardsim::{AtrProfile, InsertedCard};
 use cms::client::CmsClient;
 use cms::issuance::InitialValidity;
 use piv::CardSerial;
-use std::future::Future;
 use std::time::Duration;
+use testbed::agent_client::EVENT_TIMEOUT;
 use testbed::stack::{AgentOptions, Stack, StackCard, NURSE, RA_OFFICER, WARD_MANAGER};
-
-const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x29, n])
@@ -60,41 +58,9 @@ fn start_and_insert(
 ) -> (Subscription, InsertedCard) {
     stack.pin_answers(pins).unwrap();
     stack.start_agent(options).unwrap();
-    let events = subscribe(stack);
+    let events = stack.subscribe();
     let inserted = stack.insert(0, card).unwrap();
     (events, inserted)
-}
-
-fn block_on<F: Future>(stack: &Stack, f: F) -> F::Output {
-    stack.runtime.block_on(f)
-}
-
-fn client(stack: &Stack) -> Client {
-    block_on(stack, Client::connect(stack.socket().unwrap())).unwrap()
-}
-
-fn subscribe(stack: &Stack) -> Subscription {
-    block_on(stack, client(stack).subscribe()).unwrap()
-}
-
-/// The next event matching `wanted`, skipping others; fails after [`EVENT_TIMEOUT`].
-fn wait_for(stack: &Stack, events: &mut Subscription, wanted: impl Fn(&Event) -> bool) -> Event {
-    block_on(stack, async {
-        tokio::time::timeout(EVENT_TIMEOUT, async {
-            loop {
-                let event = events.next_event().await.unwrap();
-                if wanted(&event) {
-                    return event;
-                }
-            }
-        })
-        .await
-        .expect("the event did not come")
-    })
-}
-
-fn status(stack: &Stack) -> Status {
-    block_on(stack, client(stack).status()).unwrap()
 }
 
 fn session_ended(reason: SessionEndReason) -> impl Fn(&Event) -> bool {
@@ -128,9 +94,9 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
         &[&card.pin, &card.pin],
         &card,
     );
-    let Event::CardInserted { card: seen, .. } = wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::CardInserted { .. })
-    }) else {
+    let Event::CardInserted { card: seen, .. } =
+        stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }))
+    else {
         unreachable!()
     };
     assert_eq!(
@@ -142,8 +108,7 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
     assert!((398..=400).contains(&seen.days_left.unwrap()), "{seen:?}");
     assert_eq!(seen.holder.as_deref(), Some(card.user_id.as_str()));
 
-    let Event::SessionStarted { session } = wait_for(&stack, &mut events, is_session_started)
-    else {
+    let Event::SessionStarted { session } = stack.wait_for(&mut events, is_session_started) else {
         unreachable!()
     };
     assert_eq!(session.state, SessionState::SignedIn);
@@ -161,44 +126,37 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
     assert!(description.contains("3 tries left"), "{description}");
 
     // Role selection, remembered as the default.
-    let mut c = client(&stack);
-    let listed = block_on(&stack, c.roles()).unwrap();
+    let mut c = stack.client();
+    let listed = stack.block_on(c.roles()).unwrap();
     assert_eq!(listed.roles.len(), 2);
     let manager = roles[1].to_string();
-    let selected = block_on(&stack, c.select_role(&manager, true)).unwrap();
+    let selected = stack.block_on(c.select_role(&manager, true)).unwrap();
     assert_eq!(selected.role.unwrap().job_role, "Ward Manager");
-    wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::RoleChanged { .. })
-    });
+    stack.wait_for(&mut events, |e| matches!(e, Event::RoleChanged { .. }));
 
     // The ticket is accepted by the service, for this user and role.
-    let ticket = block_on(&stack, c.ticket()).unwrap();
+    let ticket = stack.block_on(c.ticket()).unwrap();
     let cms = CmsClient::new(stack.cms_url(), stack.cms.ca().certificate_pem()).unwrap();
-    let valid = block_on(&stack, cms.validate_ticket(&ticket.ticket)).unwrap();
+    let valid = stack.block_on(cms.validate_ticket(&ticket.ticket)).unwrap();
     assert_eq!(valid.user.id, card.user_id);
     assert_eq!(valid.role.unwrap().job_role, "Ward Manager");
 
     // Pulled: the session ends, and the service no longer accepts the ticket.
     stack.bed.remove(0, inserted).unwrap();
-    let ended = wait_for(
-        &stack,
-        &mut events,
-        session_ended(SessionEndReason::CardRemoved),
-    );
+    let ended = stack.wait_for(&mut events, session_ended(SessionEndReason::CardRemoved));
     assert!(
         matches!(ended, Event::SessionEnded { serial: Some(s), .. } if s == card.serial.to_string())
     );
-    assert_eq!(status(&stack).session.state, SessionState::NoCard);
+    assert_eq!(stack.status().session.state, SessionState::NoCard);
     let refused = (0..50).find_map(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        block_on(&stack, cms.validate_ticket(&ticket.ticket)).err()
+        stack.block_on(cms.validate_ticket(&ticket.ticket)).err()
     });
     assert!(refused.is_some(), "the ticket outlived the session");
 
     // Back in: signed in again with the remembered role.
     let _again = stack.insert(0, &card).unwrap();
-    let Event::SessionStarted { session } = wait_for(&stack, &mut events, is_session_started)
-    else {
+    let Event::SessionStarted { session } = stack.wait_for(&mut events, is_session_started) else {
         unreachable!()
     };
     assert_eq!(session.role.unwrap().job_role, "Ward Manager");
@@ -233,20 +191,16 @@ fn another_card_in_the_reader_ends_the_session() {
         ..AgentOptions::default()
     };
     stack.start_agent(&options).unwrap();
-    let mut events = subscribe(&stack);
+    let mut events = stack.subscribe();
 
     let jane_in = stack.insert(0, &jane_card).unwrap();
-    wait_for(&stack, &mut events, is_session_started);
+    stack.wait_for(&mut events, is_session_started);
     stack.bed.remove(0, jane_in).unwrap();
-    wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::CardRemoved { .. })
-    });
-    assert_eq!(status(&stack).session.state, SessionState::SignedIn);
+    stack.wait_for(&mut events, |e| matches!(e, Event::CardRemoved { .. }));
+    assert_eq!(stack.status().session.state, SessionState::SignedIn);
 
     let _bob_in = stack.insert(0, &bob_card).unwrap();
-    let ended = wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::SessionEnded { .. })
-    });
+    let ended = stack.wait_for(&mut events, |e| matches!(e, Event::SessionEnded { .. }));
     assert!(
         matches!(
             ended,
@@ -258,8 +212,7 @@ fn another_card_in_the_reader_ends_the_session() {
         "{ended:?}"
     );
     // Bob's card signs Bob in.
-    let Event::SessionStarted { session } = wait_for(&stack, &mut events, is_session_started)
-    else {
+    let Event::SessionStarted { session } = stack.wait_for(&mut events, is_session_started) else {
         unreachable!()
     };
     assert_eq!(session.user.unwrap().name, "Bob Smith");
@@ -277,9 +230,7 @@ fn a_wrong_pin_shows_tries_left_and_is_never_retried() {
     let (mut events, _in) =
         start_and_insert(&mut stack, &AgentOptions::default(), &["999999"], &card);
 
-    let failed = wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::LoginFailed { .. })
-    });
+    let failed = stack.wait_for(&mut events, |e| matches!(e, Event::LoginFailed { .. }));
     let Event::LoginFailed { error, .. } = failed else {
         unreachable!()
     };
@@ -289,11 +240,11 @@ fn a_wrong_pin_shows_tries_left_and_is_never_retried() {
     // Not retried: one prompt, and the card waits for the holder.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(stack.pin_prompts().len(), 1);
-    assert_eq!(status(&stack).session.state, SessionState::CardPresent);
+    assert_eq!(stack.status().session.state, SessionState::CardPresent);
 
     // The holder tries again: the prompt says 2 tries are left; the right PIN signs in.
     stack.pin_answers(&[&card.pin]).unwrap();
-    let session = block_on(&stack, client(&stack).login(None)).unwrap();
+    let session = stack.block_on(stack.client().login(None)).unwrap();
     assert_eq!(session.state, SessionState::SignedIn);
     let prompts = stack.pin_prompts();
     assert!(prompts[1]["description"]
@@ -313,8 +264,8 @@ fn a_blocked_pin_sends_the_holder_to_the_ra() {
     };
     stack.start_agent(&options).unwrap();
     let _in = stack.insert(0, &card).unwrap();
-    let mut c = client(&stack);
-    block_on(&stack, async {
+    let mut c = stack.client();
+    stack.block_on(async {
         tokio::time::timeout(EVENT_TIMEOUT, async {
             while c
                 .status()
@@ -336,11 +287,11 @@ fn a_blocked_pin_sends_the_holder_to_the_ra() {
         ErrorCode::PinBlocked,
     ] {
         stack.pin_answers(&["111111"]).unwrap();
-        let e = block_on(&stack, c.login(None)).unwrap_err();
+        let e = stack.block_on(c.login(None)).unwrap_err();
         assert_eq!(e.agent_error().unwrap().code, expected, "{e}");
     }
     // Blocked: said at once, without asking for a PIN.
-    let e = block_on(&stack, c.login(None)).unwrap_err();
+    let e = stack.block_on(c.login(None)).unwrap_err();
     let e = e.agent_error().unwrap();
     assert_eq!(e.code, ErrorCode::PinBlocked);
     assert!(
@@ -363,16 +314,16 @@ fn an_expired_card_is_refused_with_the_ra_message() {
     let (mut events, _in) =
         start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
 
-    let Event::CardInserted { card: seen, .. } = wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::CardInserted { .. })
-    }) else {
+    let Event::CardInserted { card: seen, .. } =
+        stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }))
+    else {
         unreachable!()
     };
     assert!(seen.expired);
     assert!(seen.days_left.unwrap() < 0);
-    let Event::LoginFailed { error, .. } = wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::LoginFailed { .. })
-    }) else {
+    let Event::LoginFailed { error, .. } =
+        stack.wait_for(&mut events, |e| matches!(e, Event::LoginFailed { .. }))
+    else {
         unreachable!()
     };
     assert_eq!(error.code, ErrorCode::CertificateExpired);
@@ -380,7 +331,7 @@ fn an_expired_card_is_refused_with_the_ra_message() {
         error.message,
         "Your smartcard has expired — contact your Registration Authority"
     );
-    let e = block_on(&stack, client(&stack).login(None)).unwrap_err();
+    let e = stack.block_on(stack.client().login(None)).unwrap_err();
     assert_eq!(e.agent_error().unwrap().code, ErrorCode::CertificateExpired);
     assert!(
         stack.pin_prompts().is_empty(),
@@ -418,14 +369,13 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
         &[&ra_card.pin],
         &ra_card,
     );
-    wait_for(&stack, &mut events, is_session_started);
+    stack.wait_for(&mut events, is_session_started);
     let holder_in = stack.insert(1, &holder_card).unwrap();
-    wait_for(
-        &stack,
+    stack.wait_for(
         &mut events,
         |e| matches!(e, Event::CardInserted { reader, .. } if *reader == stack.bed.reader_name(1)),
     );
-    let now = status(&stack);
+    let now = stack.status();
     assert_eq!(now.session.state, SessionState::SignedIn);
     assert_eq!(now.session.user.as_ref().unwrap().name, "Rita Admin");
     let types: Vec<String> = now
@@ -436,10 +386,8 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
     assert_eq!(types.len(), 2, "{now:?}");
     // The second card leaving does not touch the session either.
     stack.bed.remove(1, holder_in).unwrap();
-    wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::CardRemoved { .. })
-    });
-    assert_eq!(status(&stack).session.state, SessionState::SignedIn);
+    stack.wait_for(&mut events, |e| matches!(e, Event::CardRemoved { .. }));
+    assert_eq!(stack.status().session.state, SessionState::SignedIn);
 }
 
 #[test]
@@ -451,13 +399,11 @@ fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
         &[&card.pin, &card.pin],
         &card,
     );
-    wait_for(&stack, &mut events, is_session_started);
+    stack.wait_for(&mut events, is_session_started);
 
     stack.bed.stop_pcscd();
-    wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::PcscUnavailable { .. })
-    });
-    let down = status(&stack);
+    stack.wait_for(&mut events, |e| matches!(e, Event::PcscUnavailable { .. }));
+    let down = stack.status();
     assert!(!down.pcsc.available);
     assert!(down.pcsc.message.is_some());
 
@@ -465,9 +411,9 @@ fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
     drop(inserted);
     // The virtual card's link went with the old pcscd: it comes back in.
     let _again = stack.insert(0, &card).unwrap();
-    wait_for(&stack, &mut events, |e| matches!(e, Event::PcscAvailable));
-    let mut c = client(&stack);
-    block_on(&stack, async {
+    stack.wait_for(&mut events, |e| matches!(e, Event::PcscAvailable));
+    let mut c = stack.client();
+    stack.block_on(async {
         tokio::time::timeout(EVENT_TIMEOUT, async {
             loop {
                 let now = c.status().await.unwrap();
@@ -492,7 +438,7 @@ fn the_agent_stops_cleanly_and_ends_the_session() {
     let (mut stack, card, _) = holder_stack();
     let (mut events, _in) =
         start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
-    wait_for(&stack, &mut events, is_session_started);
+    stack.wait_for(&mut events, is_session_started);
     let socket = stack.socket().unwrap();
     let exit = stack.stop_agent().unwrap();
     assert!(exit.success(), "{exit}");
@@ -511,20 +457,18 @@ fn a_card_inside_the_warning_window_warns_at_sign_in() {
     );
     let (mut events, _in) =
         start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
-    wait_for(&stack, &mut events, is_session_started);
+    stack.wait_for(&mut events, is_session_started);
     let Event::ExpiryWarning {
         serial: warned,
         days_left,
         expires_on,
-    } = wait_for(&stack, &mut events, |e| {
-        matches!(e, Event::ExpiryWarning { .. })
-    })
+    } = stack.wait_for(&mut events, |e| matches!(e, Event::ExpiryWarning { .. }))
     else {
         unreachable!()
     };
     assert_eq!(warned, card.serial.to_string());
     assert!((29..=30).contains(&days_left), "{days_left}");
-    let status = status(&stack);
+    let status = stack.status();
     let shown = status.readers[0].card.as_ref().unwrap();
     assert_eq!(shown.expires_on.as_deref(), Some(expires_on.as_str()));
 }
@@ -538,9 +482,9 @@ fn a_certificate_changed_by_someone_else_ends_the_session() {
         ..AgentOptions::default()
     };
     stack.start_agent(&options).unwrap();
-    let mut events = subscribe(&stack);
+    let mut events = stack.subscribe();
     let _in = stack.insert(0, &card).unwrap();
-    wait_for(&stack, &mut events, is_session_started);
+    stack.wait_for(&mut events, is_session_started);
 
     // Another program writes a certificate of another CA for the same key into slot 9A.
     let ctx = stack.bed.context().unwrap();
@@ -566,12 +510,11 @@ fn a_certificate_changed_by_someone_else_ends_the_session() {
     }
     piv_card.disconnect().unwrap();
 
-    wait_for(
-        &stack,
+    stack.wait_for(
         &mut events,
         session_ended(SessionEndReason::CertificateChanged),
     );
-    assert_eq!(status(&stack).session.state, SessionState::Ended);
+    assert_eq!(stack.status().session.state, SessionState::Ended);
 }
 
 #[test]
@@ -583,13 +526,12 @@ fn the_session_ends_when_the_cms_session_expires() {
     let (mut stack, card) = nurse_stack(policy, 7, InitialValidity::Days(400), AtrProfile::NhsCis);
     let (mut events, _in) =
         start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
-    wait_for(&stack, &mut events, is_session_started);
-    wait_for(
-        &stack,
+    stack.wait_for(&mut events, is_session_started);
+    stack.wait_for(
         &mut events,
         session_ended(SessionEndReason::CmsSessionExpired),
     );
-    let now = status(&stack);
+    let now = stack.status();
     assert_eq!(
         now.session.state,
         SessionState::Ended,

@@ -1,0 +1,59 @@
+//! Talking to the stack's agent from a test: clients, subscriptions and waiting for events.
+
+use crate::stack::Stack;
+use agent_ipc::{Client, Event, Status, Subscription};
+use std::future::Future;
+use std::time::Duration;
+
+/// How long a test waits for an event before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Stack {
+    /// Runs `f` on the stack's runtime.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// A new client of the agent's socket.
+    pub fn client(&self) -> Client {
+        self.block_on(Client::connect(self.socket().expect("the agent runs")))
+            .expect("connecting to the agent")
+    }
+
+    /// A new subscription to the agent's events.
+    pub fn subscribe(&self) -> Subscription {
+        self.block_on(self.client().subscribe())
+            .expect("subscribing")
+    }
+
+    /// The agent's status.
+    pub fn status(&self) -> Status {
+        self.block_on(self.client().status()).expect("status")
+    }
+
+    /// The next event matching `wanted`, skipping others; panics after `timeout`.
+    pub fn wait_for_within(
+        &self,
+        events: &mut Subscription,
+        timeout: Duration,
+        wanted: impl Fn(&Event) -> bool,
+    ) -> Event {
+        self.block_on(async {
+            tokio::time::timeout(timeout, async {
+                loop {
+                    let event = events.next_event().await.expect("the event stream");
+                    if wanted(&event) {
+                        return event;
+                    }
+                }
+            })
+            .await
+            .expect("the event did not come")
+        })
+    }
+
+    /// [`Stack::wait_for_within`] with [`EVENT_TIMEOUT`].
+    pub fn wait_for(&self, events: &mut Subscription, wanted: impl Fn(&Event) -> bool) -> Event {
+        self.wait_for_within(events, EVENT_TIMEOUT, wanted)
+    }
+}

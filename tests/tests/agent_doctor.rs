@@ -1,0 +1,316 @@
+//! The card doctor over the real stack: a healthy card, a cancelled passcode prompt, a wrong
+//! passcode try, an expired card, a certificate deleted by another program, and a renewal
+//! interrupted after the card got its new key, finished by healing.
+//!
+//! One pcscd per test process: run with `cargo nextest run -p tests`.
+
+use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, Event, SessionEndReason, SessionState};
+use cardsim::AtrProfile;
+use cms::issuance::InitialValidity;
+use piv::consts::{key, object};
+use piv::{CardSerial, LocalResponder, Pin, PivCard};
+use std::ffi::CString;
+use testbed::stack::{AgentOptions, Stack, StackCard, NURSE};
+
+const CHECKS: [&str; 8] = [
+    "applet",
+    "chuid",
+    "certificate",
+    "certificate_chain",
+    "expiry",
+    "pin",
+    "key_matches_certificate",
+    "unfinished_operation",
+];
+
+fn serial(n: u8) -> CardSerial {
+    CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2D, n])
+}
+
+/// A stack with one card for Jane Doe (`validity`), the agent started without signing in on
+/// insertion, and the card inserted in reader 0 and seen by the agent.
+fn stack_with_card(
+    n: u8,
+    validity: InitialValidity,
+    pin_answers: &[&str],
+) -> (Stack, StackCard, cardsim::InsertedCard) {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(&jane, serial(n), "246810", validity, AtrProfile::NhsCis)
+        .unwrap();
+    stack.pin_answers(pin_answers).unwrap();
+    stack
+        .start_agent(&AgentOptions {
+            login_on_insert: false,
+            ..AgentOptions::default()
+        })
+        .unwrap();
+    let mut events = stack.subscribe();
+    let inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }));
+    (stack, card, inserted)
+}
+
+fn doctor(stack: &Stack, heal: bool) -> DoctorReport {
+    stack
+        .block_on(stack.client().doctor(None, heal))
+        .expect("the doctor's report")
+}
+
+fn check<'a>(report: &'a DoctorReport, name: &str) -> &'a DoctorCheck {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name} in {report:#?}"))
+}
+
+/// Asserts the checks come in the documented order and each has the expected outcome
+/// (`ok` for those not named).
+fn assert_outcomes(report: &DoctorReport, expected: &[(&str, &str)]) {
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, CHECKS, "{report:#?}");
+    for c in &report.checks {
+        let want = expected
+            .iter()
+            .find(|(name, _)| *name == c.name)
+            .map_or("ok", |(_, outcome)| outcome);
+        assert_eq!(c.outcome, want, "{}: {report:#?}", c.name);
+        assert!(!c.message.is_empty(), "{}", c.name);
+    }
+}
+
+fn connect(stack: &Stack, slot: usize) -> (pcsc::Context, CString) {
+    (
+        stack.bed.context().unwrap(),
+        CString::new(stack.bed.reader_name(slot)).unwrap(),
+    )
+}
+
+#[test]
+fn a_healthy_card_is_all_ok() {
+    let (stack, card, _inserted) = stack_with_card(1, InitialValidity::Days(400), &["246810"]);
+    let report = doctor(&stack, false);
+    assert_outcomes(&report, &[]);
+    assert_eq!(report.card.serial, Some(card.serial.to_string()));
+    assert!(report.card.piv);
+    assert!(!report.card.expired);
+    assert!(check(&report, "key_matches_certificate")
+        .message
+        .contains("matches"));
+    let prompts = stack.pin_prompts();
+    assert_eq!(prompts.len(), 1, "{prompts:?}");
+    let asked = prompts[0].to_string();
+    assert!(asked.contains(&card.serial.to_string()), "{asked}");
+    assert!(asked.contains("card doctor"), "{asked}");
+    // The doctor wrote nothing: the card and the service still agree.
+    stack.card_agrees_with_cms(0, &card).unwrap();
+}
+
+#[test]
+fn a_cancelled_prompt_leaves_the_key_unchecked() {
+    let (stack, _card, _inserted) = stack_with_card(2, InitialValidity::Days(400), &["!cancel"]);
+    let report = doctor(&stack, false);
+    assert_outcomes(&report, &[("key_matches_certificate", "warning")]);
+    let key_check = check(&report, "key_matches_certificate");
+    assert!(
+        key_check.message.starts_with("Not checked"),
+        "{}",
+        key_check.message
+    );
+    assert!(
+        key_check.message.contains("cancelled"),
+        "{}",
+        key_check.message
+    );
+}
+
+#[test]
+fn a_wrong_passcode_try_is_a_warning_until_the_right_one() {
+    let (stack, card, _inserted) =
+        stack_with_card(3, InitialValidity::Days(400), &["246810", "246810"]);
+    // Another program tries a wrong passcode once.
+    {
+        let (ctx, reader) = connect(&stack, 0);
+        let mut piv = PivCard::connect(&ctx, &reader).unwrap();
+        let tx = piv.transaction().unwrap();
+        let wrong = tx.verify_pin(&Pin::new("999999").unwrap()).unwrap_err();
+        assert!(
+            matches!(wrong, piv::Error::WrongPin { tries_left: 2 }),
+            "{wrong:?}"
+        );
+        drop(tx);
+        piv.disconnect().unwrap();
+    }
+    let report = doctor(&stack, false);
+    assert_outcomes(&report, &[("pin", "warning")]);
+    let pin = check(&report, "pin");
+    assert!(pin.message.contains("2 of 3 tries"), "{}", pin.message);
+    let prompts = stack.pin_prompts();
+    assert!(
+        prompts[0].to_string().contains("2 tries left"),
+        "{prompts:?}"
+    );
+
+    // The right passcode at the doctor's prompt set the count back.
+    let again = doctor(&stack, false);
+    assert_outcomes(&again, &[]);
+    stack.card_agrees_with_cms(0, &card).unwrap();
+}
+
+#[test]
+fn an_expired_card_needs_the_ra() {
+    let (stack, _card, _inserted) = stack_with_card(4, InitialValidity::Expired, &["246810"]);
+    let report = doctor(&stack, false);
+    assert_outcomes(&report, &[("expiry", "needs_ra")]);
+    assert_eq!(
+        check(&report, "expiry").message,
+        agent::cms::EXPIRED_MESSAGE
+    );
+    assert!(report.card.expired);
+}
+
+#[test]
+fn a_deleted_certificate_needs_the_ra_and_healing_writes_nothing() {
+    let (stack, card, _inserted) = stack_with_card(5, InitialValidity::Days(400), &[]);
+    // Another program holding the card's management key empties the certificate object.
+    {
+        let (ctx, reader) = connect(&stack, 0);
+        let mut piv = PivCard::connect(&ctx, &reader).unwrap();
+        let tx = piv.transaction().unwrap();
+        let management = stack.cms.custody().management_key(card.serial);
+        tx.authenticate_management_key(&mut LocalResponder::new(management))
+            .unwrap();
+        tx.put_data(object::CERT_9A, &[]).unwrap();
+        assert!(matches!(
+            tx.read_certificate(key::AUTHENTICATION),
+            Err(piv::Error::NotFound)
+        ));
+        drop(tx);
+        piv.disconnect().unwrap();
+    }
+    let expected = [
+        ("certificate", "needs_ra"),
+        ("certificate_chain", "warning"),
+        ("expiry", "warning"),
+        ("key_matches_certificate", "warning"),
+    ];
+    for heal in [false, true] {
+        let report = doctor(&stack, heal);
+        assert_outcomes(&report, &expected);
+        let certificate = check(&report, "certificate");
+        assert!(
+            certificate.message.contains("missing")
+                && certificate.message.contains("Registration Authority"),
+            "{}",
+            certificate.message
+        );
+        assert_eq!(report.card.holder, None);
+    }
+    // Nothing to prove the key against and nothing to finish: no passcode was asked for.
+    assert!(stack.pin_prompts().is_empty(), "{:?}", stack.pin_prompts());
+    let ctx = stack.bed.context().unwrap();
+    let (_, reader) = connect(&stack, 0);
+    let mut piv = PivCard::connect(&ctx, &reader).unwrap();
+    let tx = piv.transaction().unwrap();
+    assert!(matches!(
+        tx.read_certificate(key::AUTHENTICATION),
+        Err(piv::Error::NotFound)
+    ));
+}
+
+#[test]
+fn an_interrupted_renewal_is_finished_by_healing() {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(6),
+            "246810",
+            InitialValidity::Days(30),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    // Sign-in, renewal, doctor, healing doctor, sign-in again.
+    stack.pin_answers(&[card.pin.as_str(); 5]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = stack.subscribe();
+    let inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+
+    // The service goes away right after unlocking the card for the renewal: the card has its
+    // new key, the service has not issued its certificate.
+    let served = stack.cms_requests();
+    // challenge, session, start, operation, witness, response — then the certificate request.
+    stack.cms_refuse_after(Some(served + 6));
+    let failed = stack.block_on(stack.client().renew()).unwrap_err();
+    let agent_ipc::ClientError::Agent(failed) = failed else {
+        panic!("{failed:?}")
+    };
+    assert_eq!(failed.code, ErrorCode::CmsUnreachable, "{failed:?}");
+    stack.cms_refuse_after(None);
+
+    let report = doctor(&stack, false);
+    assert_outcomes(
+        &report,
+        &[
+            ("expiry", "warning"),
+            ("key_matches_certificate", "warning"),
+            ("unfinished_operation", "warning"),
+        ],
+    );
+    assert_eq!(
+        check(&report, "unfinished_operation").message,
+        "An interrupted renewal; it finishes at the next sign-in."
+    );
+    assert!(check(&report, "key_matches_certificate")
+        .message
+        .contains("does not match"));
+
+    let healed = doctor(&stack, true);
+    assert_outcomes(
+        &healed,
+        &[
+            ("key_matches_certificate", "healed"),
+            ("unfinished_operation", "healed"),
+        ],
+    );
+    assert!(healed.card.days_left.unwrap() > 700, "{healed:#?}");
+    // The failed renewal's result, then the finished one's.
+    let Event::OperationResult { error, .. } =
+        stack.wait_for(&mut events, |e| matches!(e, Event::OperationResult { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(error.map(|e| e.code), Some(ErrorCode::CmsUnreachable));
+    let Event::OperationResult { operation, error } =
+        stack.wait_for(&mut events, |e| matches!(e, Event::OperationResult { .. }))
+    else {
+        unreachable!()
+    };
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(operation.step, "confirmed");
+    // The holder stays signed in with the renewed card, which agrees with the service.
+    let status = stack.status();
+    assert_eq!(status.session.state, SessionState::SignedIn);
+    assert!(status.readers[0].card.as_ref().unwrap().days_left.unwrap() > 700);
+    stack.card_agrees_with_cms(0, &card).unwrap();
+    assert!(stack.audit_log().contains("by the card doctor"));
+
+    // Out and in again: the card signs in.
+    stack.bed.remove(0, inserted).unwrap();
+    stack.wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardRemoved,
+                ..
+            }
+        )
+    });
+    let _again = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    assert_eq!(stack.pin_prompts().len(), 5);
+}

@@ -1,0 +1,139 @@
+//! Self-renewal through the agent over the real stack: the signed-in holder renews, the
+//! session stays signed in, and the card and the service agree afterwards.
+//!
+//! One pcscd per test process: run with `cargo nextest run -p tests`.
+
+use agent_ipc::{ErrorCode, Event, OperationKind, SessionEndReason, SessionState};
+use cardsim::AtrProfile;
+use cms::issuance::InitialValidity;
+use piv::CardSerial;
+use testbed::stack::{AgentOptions, Stack, NURSE};
+
+fn serial(n: u8) -> CardSerial {
+    CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2A, n])
+}
+
+#[test]
+fn a_holder_renews_and_stays_signed_in() {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(1),
+            "246810",
+            InitialValidity::Days(30),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    stack
+        .pin_answers(&[&card.pin, &card.pin, &card.pin])
+        .unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = stack.subscribe();
+    let inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    let before = stack.status();
+    let days = before.readers[0].card.as_ref().unwrap().days_left.unwrap();
+    assert!((29..=30).contains(&days), "{days}");
+
+    let done = stack.block_on(stack.client().renew()).unwrap();
+    assert!(done.done, "{done:?}");
+    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.kind, OperationKind::Renew);
+    assert!(
+        done.message.starts_with("Renewed until "),
+        "{}",
+        done.message
+    );
+
+    // Every step was reported, in order, then the result.
+    let mut steps = Vec::new();
+    loop {
+        match stack.wait_for(&mut events, |e| {
+            matches!(
+                e,
+                Event::OperationProgress { .. } | Event::OperationResult { .. }
+            )
+        }) {
+            Event::OperationProgress { operation } => steps.push(operation.step),
+            Event::OperationResult { operation, error } => {
+                assert!(error.is_none(), "{error:?}");
+                assert_eq!(operation.id, done.id);
+                break;
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(
+        steps,
+        [
+            "started",
+            "management_key",
+            "key_generated",
+            "certificate_issued",
+            "certificate_written",
+            "confirmed"
+        ]
+    );
+
+    // Still signed in, and the status shows the new expiry.
+    let after = stack.status();
+    assert_eq!(after.session.state, SessionState::SignedIn);
+    let days = after.readers[0].card.as_ref().unwrap().days_left.unwrap();
+    assert!(days > 700, "{days}");
+    let record = stack
+        .cms
+        .database()
+        .card(&card.serial.to_string())
+        .unwrap()
+        .unwrap();
+    let details = cms::registry::details(&record, cms::dates::now());
+    assert_eq!(details.renewals_used, 1);
+    assert!(stack.audit_log().contains("\"renew\""));
+
+    // A second renewal, and the card still signs in afterwards from scratch.
+    stack.bed.remove(0, inserted).unwrap();
+    stack.wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardRemoved,
+                ..
+            }
+        )
+    });
+    let _again = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+}
+
+#[test]
+fn renewing_needs_a_session_and_an_expired_card_cannot_get_one() {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(2),
+            "246810",
+            InitialValidity::Expired,
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = stack.subscribe();
+    let _inserted = stack.insert(0, &card).unwrap();
+    let Event::LoginFailed { error, .. } =
+        stack.wait_for(&mut events, |e| matches!(e, Event::LoginFailed { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(error.code, ErrorCode::CertificateExpired);
+    let refused = stack.block_on(stack.client().renew()).unwrap_err();
+    let agent_ipc::ClientError::Agent(refused) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(refused.code, ErrorCode::NoSession);
+    assert!(stack.pin_prompts().is_empty(), "no PIN is asked for");
+}

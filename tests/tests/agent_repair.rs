@@ -1,0 +1,518 @@
+//! RA repair through the agent over the real stack: an officer signed in with their card in
+//! reader 0 repairs, inspects or cancels the holder's card in reader 1; the holder chooses a
+//! new PIN through pinentry, checked against the passcode policy.
+//!
+//! One pcscd per test process: run with `cargo nextest run -p tests`.
+
+use agent_ipc::{ClientError, ErrorCode, ErrorObject, Event, OperationKind, OperationStatus};
+use agent_ipc::{SessionState, Subscription};
+use cardsim::{AtrProfile, InsertedCard};
+use cms::client::CmsClient;
+use cms::issuance::InitialValidity;
+use cms::pin_policy::{check_pin, PinPolicyError};
+use piv::CardSerial;
+use std::path::PathBuf;
+use std::time::Duration;
+use testbed::stack::{AgentOptions, RoleSpec, Stack, StackCard, NURSE, RA_OFFICER};
+
+/// How long a whole repair (RSA key generation on the virtual card included) may take.
+const REPAIR_TIMEOUT: Duration = Duration::from_secs(90);
+
+const RA_PIN: &str = "864209";
+const HOLDER_PIN: &str = "975310";
+const NEW_PIN: &str = "918273";
+
+fn serial(n: u8) -> CardSerial {
+    CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2B, n])
+}
+
+/// An officer signed in through the agent with their card in reader 0 and a holder's card in
+/// reader 1.
+struct Desk {
+    stack: Stack,
+    events: Subscription,
+    officer: StackCard,
+    holder: StackCard,
+    /// Every event seen since the officer's session started.
+    seen: Vec<Event>,
+    _officer_in: InsertedCard,
+    _holder_in: InsertedCard,
+}
+
+impl Desk {
+    /// Issues the officer's card (roles `officer_roles`) and the holder's card (`validity`),
+    /// scripts the PIN answers `answers` (the officer's PIN first), starts the agent, signs
+    /// the officer in with the card in reader 0 and puts the holder's card in reader 1.
+    fn open(officer_roles: &[RoleSpec<'_>], validity: InitialValidity, answers: &[&str]) -> Desk {
+        let mut stack = Stack::start().unwrap();
+        let (ra, _) = stack.user("Rita Admin", officer_roles).unwrap();
+        let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
+        let officer = stack
+            .issue(
+                &ra,
+                serial(1),
+                RA_PIN,
+                InitialValidity::Days(500),
+                AtrProfile::Gemalto,
+            )
+            .unwrap();
+        let holder = stack
+            .issue(&holder, serial(2), HOLDER_PIN, validity, AtrProfile::NhsCis)
+            .unwrap();
+        stack.pin_answers(answers).unwrap();
+        stack.start_agent(&AgentOptions::default()).unwrap();
+        let mut events = stack.subscribe();
+        let officer_in = stack.insert(0, &officer).unwrap();
+        stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+        let holder_in = stack.insert(1, &holder).unwrap();
+        let mut desk = Desk {
+            stack,
+            events,
+            officer,
+            holder,
+            seen: Vec::new(),
+            _officer_in: officer_in,
+            _holder_in: holder_in,
+        };
+        let reader = desk.stack.bed.reader_name(1);
+        desk.collect_until(|e| matches!(e, Event::CardInserted { reader: r, .. } if *r == reader));
+        desk
+    }
+
+    /// Records events until one matching `last` (included).
+    fn collect_until(&mut self, last: impl Fn(&Event) -> bool) -> Event {
+        loop {
+            let event = self.stack.wait_for(&mut self.events, |_| true);
+            self.seen.push(event.clone());
+            if last(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// Asks the agent to repair the card in reader 1, confirmed as `serial`.
+    fn repair(&self, serial: &CardSerial) -> Result<OperationStatus, ClientError> {
+        let mut client = self.stack.client();
+        self.stack.block_on(async {
+            tokio::time::timeout(
+                REPAIR_TIMEOUT,
+                client.repair(
+                    Some(self.stack.bed.reader_name(1)),
+                    Some(serial.to_string()),
+                ),
+            )
+            .await
+            .expect("the repair answered in time")
+        })
+    }
+
+    /// The holder's card record at the service.
+    fn holder_record(&self) -> cms::db::CardRecord {
+        self.stack
+            .cms
+            .database()
+            .card(&self.holder.serial.to_string())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The operations journal's entries (file names) in the agent's state directory.
+    fn journal_entries(&self) -> Vec<PathBuf> {
+        let dir = self.stack.bed.dir().join("state/identity-agent/operations");
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The session events since the officer's session started, other than it being signed in.
+    fn session_events(&self) -> Vec<&Event> {
+        self.seen
+            .iter()
+            .filter(|e| match e {
+                Event::SessionState { state } => *state != SessionState::SignedIn,
+                Event::SessionStarted { .. }
+                | Event::SessionEnded { .. }
+                | Event::LoginFailed { .. } => true,
+                _ => false,
+            })
+            .collect()
+    }
+}
+
+fn agent_error(e: ClientError) -> ErrorObject {
+    match e {
+        ClientError::Agent(e) => e,
+        other => panic!("not an agent error: {other:?}"),
+    }
+}
+
+fn cms_code(error: &ErrorObject) -> Option<&str> {
+    error.data.as_ref()?.get("cms_code")?.as_str()
+}
+
+#[test]
+fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin() {
+    let mut desk = Desk::open(&[RA_OFFICER], InitialValidity::Expired, &[RA_PIN, NEW_PIN]);
+    let before = desk.holder_record();
+
+    // The second card leaves the officer's session alone.
+    let status = desk.stack.status();
+    assert_eq!(status.session.state, SessionState::SignedIn);
+    assert_eq!(
+        status.session.user.as_ref().unwrap().name,
+        "Rita Admin",
+        "{status:?}"
+    );
+    assert_eq!(
+        status.session.reader.as_deref(),
+        Some(desk.stack.bed.reader_name(0).as_str())
+    );
+    assert!(
+        desk.session_events().is_empty(),
+        "{:?}",
+        desk.session_events()
+    );
+
+    // The Smartcard Details the officer confirms.
+    let details = desk
+        .stack
+        .block_on(desk.stack.client().card_details(None))
+        .unwrap();
+    let recorded = cms::registry::details(&before, cms::dates::now());
+    assert_eq!(details.serial, desk.holder.serial.to_string());
+    assert_eq!(details.card_type, recorded.card_type);
+    assert_eq!(details.holder_id, desk.holder.user_id);
+    assert_eq!(details.issued_on, recorded.issued_on);
+    assert_eq!(details.certs_expire, recorded.certs_expire);
+    assert!(details.certs_expire.is_some());
+    assert_eq!(details.status, "Active");
+    assert!(details.expired);
+    assert!(details.cancelled_on.is_none());
+
+    let done = desk.repair(&desk.holder.serial).unwrap();
+    assert!(done.done, "{done:?}");
+    assert_eq!(done.kind, OperationKind::Repair);
+    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.serial, desk.holder.serial.to_string());
+    assert!(
+        done.message.starts_with("Repaired until "),
+        "{}",
+        done.message
+    );
+
+    // Every step was reported, in order, then the result.
+    let mut steps = Vec::new();
+    loop {
+        match desk.collect_until(|e| {
+            matches!(
+                e,
+                Event::OperationProgress { .. } | Event::OperationResult { .. }
+            )
+        }) {
+            Event::OperationProgress { operation } => steps.push(operation.step),
+            Event::OperationResult { operation, error } => {
+                assert!(error.is_none(), "{error:?}");
+                assert_eq!(operation.id, done.id);
+                break;
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(
+        steps,
+        [
+            "started",
+            "pin_set",
+            "puk_rotated",
+            "management_key",
+            "key_generated",
+            "certificate_issued",
+            "certificate_written",
+            "confirmed"
+        ]
+    );
+
+    // The officer is still signed in, with no session event on the way.
+    assert!(
+        desk.session_events().is_empty(),
+        "{:?}",
+        desk.session_events()
+    );
+    let status = desk.stack.status();
+    assert_eq!(status.session.state, SessionState::SignedIn);
+    assert_eq!(
+        status.session.user.as_ref().unwrap().name,
+        "Rita Admin",
+        "{status:?}"
+    );
+
+    // The new PIN was asked once, with its repeat, after the officer's.
+    let prompts = desk.stack.pin_prompts();
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert!(prompts[0]["repeat"].is_null(), "{prompts:?}");
+    assert!(prompts[1]["repeat"].is_string(), "{prompts:?}");
+    assert!(prompts[1]["error"].is_null(), "{prompts:?}");
+    let description = prompts[1]["description"].as_str().unwrap();
+    assert!(
+        description.contains(&desk.holder.serial.to_string()),
+        "{description}"
+    );
+
+    // The service: not expired, renewals reset, the next PUK generation, nothing open.
+    let after = desk.holder_record();
+    let now = cms::dates::now();
+    assert!(!cms::registry::details(&after, now).expired);
+    assert!(after.certs_expire.unwrap() > now + 700 * cms::dates::DAY);
+    assert_eq!(after.renewals_used, 0);
+    assert!(
+        after.puk_generation > before.puk_generation,
+        "{} then {}",
+        before.puk_generation,
+        after.puk_generation
+    );
+    let details = desk
+        .stack
+        .block_on(desk.stack.client().card_details(None))
+        .unwrap();
+    assert!(!details.expired);
+    assert_eq!(details.status, "Active");
+
+    // The card: the service's certificate and its next PUK, and the new PIN signs in.
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+    let session = desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    assert_eq!(session.session.user.id, desk.holder.user_id);
+    assert!(
+        desk.stack.sign_in_directly(1, HOLDER_PIN).is_err(),
+        "the old PIN no longer works"
+    );
+    assert!(
+        desk.journal_entries().is_empty(),
+        "{:?}",
+        desk.journal_entries()
+    );
+    assert!(desk.stack.audit_log().contains("\"repair\""));
+}
+
+#[test]
+fn an_officer_whose_role_lacks_b0267_cannot_repair_or_cancel() {
+    let desk = Desk::open(&[NURSE], InitialValidity::Expired, &[RA_PIN, NEW_PIN]);
+    let before = desk.holder_record();
+
+    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
+    assert!(
+        refused.message.contains("does not permit Repair Smartcard"),
+        "{}",
+        refused.message
+    );
+    let refused = agent_error(
+        desk.stack
+            .block_on(
+                desk.stack
+                    .client()
+                    .cancel_card(desk.holder.serial.to_string(), "lost"),
+            )
+            .unwrap_err(),
+    );
+    assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
+
+    // Nothing asked after the sign-in, nothing changed.
+    assert_eq!(desk.stack.pin_prompts().len(), 1);
+    let after = desk.holder_record();
+    assert_eq!(after.certs_expire, before.certs_expire);
+    assert_eq!(after.puk_generation, before.puk_generation);
+    assert!(after.cancelled_on.is_none());
+    assert!(desk.journal_entries().is_empty());
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+}
+
+#[test]
+fn an_officer_must_select_the_ra_role_before_repairing() {
+    let desk = Desk::open(
+        &[NURSE, RA_OFFICER],
+        InitialValidity::Expired,
+        &[RA_PIN, NEW_PIN],
+    );
+    let before = desk.holder_record();
+    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
+    assert!(
+        refused.message.contains("does not permit Repair Smartcard"),
+        "{}",
+        refused.message
+    );
+    assert!(
+        refused.message.contains("select your role"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(desk.stack.pin_prompts().len(), 1);
+    let after = desk.holder_record();
+    assert_eq!(after.certs_expire, before.certs_expire);
+    assert_eq!(after.puk_generation, before.puk_generation);
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+}
+
+#[test]
+fn the_service_refuses_to_repair_a_healthy_card_and_nothing_is_left_behind() {
+    let desk = Desk::open(
+        &[RA_OFFICER],
+        InitialValidity::Days(400),
+        &[RA_PIN, NEW_PIN],
+    );
+    let before = desk.holder_record();
+    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::CmsRefused, "{refused:?}");
+    assert_eq!(
+        cms_code(&refused),
+        Some("card_not_repairable"),
+        "{refused:?}"
+    );
+
+    assert!(
+        desk.journal_entries().is_empty(),
+        "{:?}",
+        desk.journal_entries()
+    );
+    assert_eq!(desk.stack.pin_prompts().len(), 1, "no new PIN is asked");
+    let after = desk.holder_record();
+    assert_eq!(after.certs_expire, before.certs_expire);
+    assert_eq!(after.puk_generation, before.puk_generation);
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+    let session = desk.stack.sign_in_directly(1, HOLDER_PIN).unwrap();
+    assert_eq!(session.session.user.id, desk.holder.user_id);
+    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+}
+
+#[test]
+fn a_new_pin_breaking_the_policy_is_asked_again_with_the_rule() {
+    let desk = Desk::open(
+        &[RA_OFFICER],
+        InitialValidity::Expired,
+        &[RA_PIN, "1234", "9999", NEW_PIN],
+    );
+    let done = desk.repair(&desk.holder.serial).unwrap();
+    assert!(done.done, "{done:?}");
+    assert_eq!(done.step, "confirmed");
+
+    let prompts = desk.stack.pin_prompts();
+    assert_eq!(prompts.len(), 4, "{prompts:?}");
+    assert!(prompts[1]["error"].is_null(), "{prompts:?}");
+    let error = |i: usize| prompts[i]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error(2).contains("sequence"), "{}", error(2));
+    assert!(error(3).contains("repeated"), "{}", error(3));
+    for prompt in &prompts[1..] {
+        assert!(prompt["repeat"].is_string(), "{prompt}");
+    }
+
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+}
+
+#[test]
+fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched() {
+    let desk = Desk::open(
+        &[RA_OFFICER],
+        InitialValidity::Expired,
+        &[RA_PIN, "1234", "0000", "12a4"],
+    );
+    let before = desk.holder_record();
+    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
+    assert!(
+        refused.message.contains("4 to 8 digits"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(desk.stack.pin_prompts().len(), 4);
+    // Nothing for the agent to finish, and the card as it was.
+    assert!(
+        desk.journal_entries().is_empty(),
+        "{:?}",
+        desk.journal_entries()
+    );
+    let after = desk.holder_record();
+    assert_eq!(after.puk_generation, before.puk_generation);
+    assert_eq!(after.certs_expire, before.certs_expire);
+    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+
+    // The officer tries again: the service's open repair is taken up, the agent is not busy
+    // asking the holder on its own, and the card ends up repaired.
+    desk.stack.pin_answers(&[NEW_PIN]).unwrap();
+    let done = desk.repair(&desk.holder.serial).unwrap();
+    assert!(done.done, "{done:?}");
+    assert_eq!(desk.stack.pin_prompts().len(), 5);
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+}
+
+#[test]
+fn the_passcode_policy_table() {
+    for refused in ["4321", "1234", "0000", "11111", "87654321", "7890"] {
+        assert!(
+            matches!(
+                check_pin(refused),
+                Err(PinPolicyError::Sequence | PinPolicyError::Repeated)
+            ),
+            "{refused}"
+        );
+    }
+    for refused in ["12a4", "123", "123456789", ""] {
+        assert_eq!(check_pin(refused), Err(PinPolicyError::Format), "{refused}");
+    }
+    for allowed in ["918273", "2580", NEW_PIN, HOLDER_PIN, RA_PIN] {
+        assert_eq!(check_pin(allowed), Ok(()), "{allowed}");
+    }
+}
+
+#[test]
+fn an_officer_cancels_a_card_and_it_cannot_sign_in_any_more() {
+    let desk = Desk::open(&[RA_OFFICER], InitialValidity::Days(400), &[RA_PIN]);
+    let serial = desk.holder.serial.to_string();
+    let cancelled = desk
+        .stack
+        .block_on(desk.stack.client().cancel_card(serial.clone(), "lost"))
+        .unwrap();
+    assert_eq!(cancelled.serial, serial);
+    assert_eq!(cancelled.status, "Cancelled");
+    assert!(cancelled.cancelled_on.is_some());
+    let record = desk.holder_record();
+    assert!(record.cancelled_on.is_some());
+    assert_eq!(record.cancel_reason.as_deref(), Some("lost"));
+
+    let cms = CmsClient::new(desk.stack.cms_url(), desk.stack.cms.ca().certificate_pem()).unwrap();
+    match desk.stack.block_on(cms.challenge(&serial)) {
+        Err(cms::client::ClientError::Api { code, .. }) => assert_eq!(code, "card_cancelled"),
+        other => panic!("{other:?}"),
+    }
+    assert!(desk.stack.sign_in_directly(1, HOLDER_PIN).is_err());
+    // A cancelled card cannot be repaired either.
+    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::CardCancelled, "{refused:?}");
+    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+}
+
+#[test]
+fn an_officer_cannot_repair_their_own_card() {
+    let desk = Desk::open(&[RA_OFFICER], InitialValidity::Expired, &[RA_PIN, NEW_PIN]);
+    let mut client = desk.stack.client();
+    let refused = desk
+        .stack
+        .block_on(client.repair(
+            Some(desk.stack.bed.reader_name(0)),
+            Some(desk.officer.serial.to_string()),
+        ))
+        .unwrap_err();
+    let refused = agent_error(refused);
+    assert_eq!(cms_code(&refused), Some("own_card"), "{refused:?}");
+    assert_eq!(desk.stack.pin_prompts().len(), 1);
+    assert!(desk.journal_entries().is_empty());
+    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+    desk.stack.card_agrees_with_cms(0, &desk.officer).unwrap();
+}
