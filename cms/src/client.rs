@@ -3,9 +3,9 @@
 //! the agent (and the tests) never hold a card's management key.
 
 use crate::protocol::{
-    b64, CancelCardRequest, Challenge, ChallengeAnswerRequest, ChallengeRequest, ConfirmRequest,
-    CsrRequest, ErrorBody, Health, NewCardRequest, OperationView, PukRelease, RelayResult,
-    SelectRoleRequest, SessionCreated, SessionRequest, SessionView, SmartcardDetails,
+    b64, CancelCardRequest, CardCertificate, Challenge, ChallengeAnswerRequest, ChallengeRequest,
+    ConfirmRequest, CsrRequest, ErrorBody, Health, NewCardRequest, OperationView, PukRelease,
+    RelayResult, SelectRoleRequest, SessionCreated, SessionRequest, SessionView, SmartcardDetails,
     StartOperationRequest, TicketRequest, TicketValidation, UserCards, WitnessAnswerView,
     WitnessRequest,
 };
@@ -231,6 +231,12 @@ impl CmsClient {
     /// One card's details.
     pub async fn card(&self, serial: &str) -> Result<SmartcardDetails, ClientError> {
         self.get(&format!("/v1/cards/{serial}"), true).await
+    }
+
+    /// A card's current certificate (no session needed).
+    pub async fn card_certificate(&self, serial: &str) -> Result<CardCertificate, ClientError> {
+        self.get(&format!("/v1/cards/{serial}/certificate"), false)
+            .await
     }
 
     /// Registers a new card (RA).

@@ -236,13 +236,15 @@ pub struct SessionRecord {
     pub ended_at: Option<i64>,
 }
 
-/// Renewal by the holder or repair by a Registration Authority.
+/// Renewal or restoration by the holder, or repair by a Registration Authority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OperationKind {
     /// Self-renewal by the card holder.
     Renew,
     /// Repair of an expired or full card by a Registration Authority.
     Repair,
+    /// The card's current certificate written back to a card that lost it, by the holder.
+    Restore,
 }
 
 impl OperationKind {
@@ -251,14 +253,15 @@ impl OperationKind {
         match self {
             Self::Renew => "renew",
             Self::Repair => "repair",
+            Self::Restore => "restore",
         }
     }
 
     fn parse(s: &str) -> Self {
-        if s == "repair" {
-            Self::Repair
-        } else {
-            Self::Renew
+        match s {
+            "repair" => Self::Repair,
+            "restore" => Self::Restore,
+            _ => Self::Renew,
         }
     }
 }
@@ -941,6 +944,7 @@ impl Database {
         let renewals = match op.kind {
             OperationKind::Renew => "renewals_used + 1",
             OperationKind::Repair => "0",
+            OperationKind::Restore => "renewals_used",
         };
         let puk = if op.puk_released {
             "puk_generation + 1"

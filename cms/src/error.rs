@@ -116,6 +116,9 @@ pub enum CmsError {
     /// The card cannot take another self-renewal.
     #[error("card {0} is at full capacity and cannot be self-renewed: a Registration Authority must repair it")]
     CardFull(String),
+    /// The card has no active certificate to restore.
+    #[error("card {0} has no active certificate: a Registration Authority must repair it")]
+    NoActiveCertificate(String),
     /// Repair is only for an expired or full card.
     #[error("card {serial} is neither expired nor full, and has no renewal left open (certificates valid until {expires_on}): the holder can self-renew it")]
     CardNotRepairable {
@@ -204,6 +207,7 @@ impl CmsError {
             ForeignRole(_) => "foreign_role",
             AgentVersionBlocked { .. } => "agent_version_blocked",
             CardFull(_) => "card_full",
+            NoActiveCertificate(_) => "no_active_certificate",
             CardNotRepairable { .. } => "card_not_repairable",
             OperationInProgress { .. } => "operation_in_progress",
             WrongOperationState { .. } => "wrong_operation_state",
@@ -246,6 +250,7 @@ impl CmsError {
             | OwnCard => 403,
             UnknownCard(_) | UnknownUser(_) | UnknownOperation(_) | UnknownEndpoint(_) => 404,
             CardFull(_)
+            | NoActiveCertificate(_)
             | CardNotRepairable { .. }
             | OperationInProgress { .. }
             | WrongOperationState { .. }

@@ -1,10 +1,12 @@
-//! Self-renewal and RA repair: one resumable state machine per card
-//! (`started → certificate_issued → completed`), every step idempotent, so an agent that was
-//! interrupted at any point asks for the operation again and carries on.
+//! Self-renewal, RA repair and restoration of a lost certificate object: one resumable state
+//! machine per card (`started → certificate_issued → completed`), every step idempotent, so an
+//! agent that was interrupted at any point asks for the operation again and carries on.
 //!
 //! Steps: start (permissions, version policy, card state) · management-key relay (the service
 //! answers the card's 9B witness; the key never leaves it) · CSR → certificate · PUK release
-//! (repair only) · confirm (the card signs with its new key).
+//! (repair only) · confirm (the card signs with its new key). A restore starts with the card's
+//! current certificate as the operation's (no new key, no CSR): the agent writes it back and
+//! confirms with the key the card still holds.
 
 use crate::auth::parse_serial;
 use crate::ca::CertificateAuthority;
@@ -34,8 +36,9 @@ fn kind_of(text: &str) -> CmsResult<OperationKind> {
     match text {
         "renew" => Ok(OperationKind::Renew),
         "repair" => Ok(OperationKind::Repair),
+        "restore" => Ok(OperationKind::Restore),
         other => Err(CmsError::InvalidField(format!(
-            "{other:?} is not an operation kind (renew or repair)"
+            "{other:?} is not an operation kind (renew, repair or restore)"
         ))),
     }
 }
@@ -56,6 +59,8 @@ fn step_name(kind: OperationKind, step: &str) -> &'static str {
         (OperationKind::Repair, "start") => "repair.start",
         (OperationKind::Repair, "certificate") => "repair.certificate",
         (OperationKind::Repair, "confirm") => "repair.confirm",
+        (OperationKind::Restore, "start") => "restore.start",
+        (OperationKind::Restore, "confirm") => "restore.confirm",
         _ => "operation",
     }
 }
@@ -78,10 +83,14 @@ impl Cms {
     /// Whether `caller` may work on an operation of `kind` on `card`.
     fn authorise(&self, caller: &Caller, kind: OperationKind, card: &CardRecord) -> CmsResult<()> {
         match kind {
-            OperationKind::Renew if card.holder_id != caller.user.id => Err(CmsError::Forbidden(
-                format!("only the card holder can renew card {}", card.serial),
-            )),
-            OperationKind::Renew => Ok(()),
+            OperationKind::Renew | OperationKind::Restore if card.holder_id != caller.user.id => {
+                Err(CmsError::Forbidden(format!(
+                    "only the card holder can {} card {}",
+                    kind.as_str(),
+                    card.serial
+                )))
+            }
+            OperationKind::Renew | OperationKind::Restore => Ok(()),
             OperationKind::Repair => {
                 caller.require_activity(RA_ACTIVITY)?;
                 if card.holder_id == caller.user.id {
@@ -92,7 +101,8 @@ impl Cms {
         }
     }
 
-    /// Starts a renewal or repair, or resumes the one already open for the card.
+    /// Starts a renewal, repair or restore, or resumes the one of that kind already open for
+    /// the card. A restore left open changes nothing, so any other operation takes it over.
     pub fn start_operation(
         &self,
         caller: &Caller,
@@ -121,12 +131,7 @@ impl Cms {
                 if card.is_full() {
                     return Err(CmsError::CardFull(serial));
                 }
-                if let Some(op) = open {
-                    return Err(CmsError::OperationInProgress {
-                        kind: op.kind.as_str().to_owned(),
-                        id: op.id,
-                    });
-                }
+                in_progress(open.as_ref())?;
             }
             OperationKind::Repair => {
                 // A renewal left open may have replaced the card's key without the card ever
@@ -141,10 +146,20 @@ impl Cms {
                     });
                 }
             }
+            OperationKind::Restore => {
+                if card.is_expired(now) {
+                    return Err(CmsError::CardExpired {
+                        serial,
+                        expired_on: card.certs_expire.map(dates::iso_date).unwrap_or_default(),
+                    });
+                }
+                in_progress(open.as_ref())?;
+            }
         }
-        // A repair takes over a renewal left open on a card that has since expired.
+        // A repair takes over a renewal left open on a card that has since expired; any
+        // operation takes over a restore left open.
         let replaced = open.map(|op| op.id);
-        let op = OperationRecord {
+        let mut op = OperationRecord {
             id: uuid::Uuid::new_v4().to_string(),
             kind,
             card_serial: serial.clone(),
@@ -158,6 +173,16 @@ impl Cms {
             relay_count: 0,
             puk_released: false,
         };
+        if kind == OperationKind::Restore {
+            // The card's current certificate is the operation's from the start.
+            let active = self
+                .db
+                .active_certificate(&serial)?
+                .ok_or_else(|| CmsError::NoActiveCertificate(serial.clone()))?;
+            op.state = OperationState::CertificateIssued;
+            op.pending_certificate = Some(active.serial);
+            op.confirm_challenge = Some(confirm_challenge().to_vec());
+        }
         let detail = match &replaced {
             Some(old) => format!("operation {} (replaces {old})", op.id),
             None => format!("operation {}", op.id),
@@ -281,6 +306,11 @@ impl Cms {
         request: &CsrRequest,
     ) -> CmsResult<OperationView> {
         let (op, card) = self.open_operation(caller, id, "certificate request")?;
+        if op.kind == OperationKind::Restore {
+            return Err(CmsError::Forbidden(
+                "a restore writes the card's current certificate back: it issues none".into(),
+            ));
+        }
         let der = b64::decode(&request.csr)
             .ok_or_else(|| CmsError::InvalidField("csr is not base64".into()))?;
         let verified =
@@ -316,8 +346,7 @@ impl Cms {
             not_after,
             status: CertificateStatus::Pending,
         };
-        let mut challenge = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut challenge);
+        let challenge = confirm_challenge();
         let written = self.db.issue_in_operation(
             &op.id,
             &record,
@@ -445,4 +474,22 @@ impl Cms {
             updated_at: op.updated_at,
         })
     }
+}
+
+/// Refuses to start an operation while another one that changes the card is open.
+fn in_progress(open: Option<&OperationRecord>) -> CmsResult<()> {
+    match open {
+        Some(op) if op.kind != OperationKind::Restore => Err(CmsError::OperationInProgress {
+            kind: op.kind.as_str().to_owned(),
+            id: op.id.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The random bytes the card signs to confirm an operation.
+fn confirm_challenge() -> [u8; 32] {
+    let mut challenge = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut challenge);
+    challenge
 }

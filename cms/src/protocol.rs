@@ -200,6 +200,16 @@ pub struct SmartcardDetails {
     pub row: [String; 6],
 }
 
+/// `GET /v1/cards/{serial}/certificate`: the card's current certificate, public like any
+/// certificate, so an agent can write it back to a card that lost it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CardCertificate {
+    /// 16 hex digits.
+    pub serial: String,
+    /// The certificate, DER in base64.
+    pub certificate: String,
+}
+
 /// `GET /v1/users/{id}/cards`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UserCards {

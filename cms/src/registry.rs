@@ -5,7 +5,9 @@ use crate::auth::parse_serial;
 use crate::dates;
 use crate::db::{AuditEvent, CardRecord, RoleProfile, User};
 use crate::error::{CmsError, CmsResult};
-use crate::protocol::{NewCardRequest, RoleView, SmartcardDetails, UserCards, UserView};
+use crate::protocol::{
+    b64, CardCertificate, NewCardRequest, RoleView, SmartcardDetails, UserCards, UserView,
+};
 use crate::service::{Caller, Cms};
 
 /// The activity code of Registration Authority card work: "re-issue certificates / repair
@@ -239,6 +241,20 @@ impl Cms {
         Ok(UserCards {
             user: user_view(&user),
             cards: cards.iter().map(|c| details(c, now)).collect(),
+        })
+    }
+
+    /// The current certificate of an active card, for anyone: certificates are public.
+    pub fn card_certificate(&self, serial: &str) -> CmsResult<CardCertificate> {
+        let serial = parse_serial(serial)?.to_string();
+        self.active_card(&serial)?;
+        let certificate = self
+            .db
+            .active_certificate(&serial)?
+            .ok_or_else(|| CmsError::NoActiveCertificate(serial.clone()))?;
+        Ok(CardCertificate {
+            serial,
+            certificate: b64::encode(&certificate.der),
         })
     }
 

@@ -63,6 +63,7 @@ pub fn router(cms: Arc<Cms>) -> Router {
         .route("/v1/cards", post(new_card))
         .route("/v1/cards/{serial}", get(card))
         .route("/v1/cards/{serial}/cancel", post(cancel_card))
+        .route("/v1/cards/{serial}/certificate", get(card_certificate))
         .route("/v1/operations", post(start_operation))
         .route("/v1/operations/{id}", get(operation))
         .route(
@@ -155,6 +156,13 @@ async fn card(
     Path(serial): Path<String>,
 ) -> Answer<crate::protocol::SmartcardDetails> {
     ok(cms.card_details(&caller, &serial)?)
+}
+
+async fn card_certificate(
+    State(cms): State<Arc<Cms>>,
+    Path(serial): Path<String>,
+) -> Answer<crate::protocol::CardCertificate> {
+    ok(cms.card_certificate(&serial)?)
 }
 
 async fn new_card(

@@ -1,0 +1,172 @@
+//! Restoring a card's lost certificate object over the API: the public copy of the card's
+//! current certificate, the holder's restore operation (relay, confirmation by the key the
+//! card still holds, no CSR), and how it gives way to a renewal.
+
+mod common;
+
+use cms::protocol::b64;
+use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftKey};
+use piv::CardSerial;
+
+const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
+const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
+const SERIAL_A: &str = "4082A001132F2817";
+const SERIAL_B: &str = "5124000004254900";
+const AGENT: &str = "0.1.0";
+
+fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
+    fx.cms
+        .custody()
+        .management_key(serial.parse::<CardSerial>().unwrap())
+}
+
+fn actions(fx: &Fixture, serial: &str) -> Vec<String> {
+    fx.cms
+        .database()
+        .audit_log(Some(serial), 20)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_holder_restores_the_current_certificate_and_nothing_else_changes() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 200);
+
+    // Anyone may read the card's certificate: it is public.
+    let copy = fx.client.card_certificate(SERIAL_A).await.unwrap();
+    assert_eq!(copy.serial, SERIAL_A);
+    assert_eq!(b64::decode(&copy.certificate).unwrap(), card.certificate);
+    let (_, s) = fx.login(&card).await;
+    let details_before = s.card(SERIAL_A).await.unwrap();
+
+    let op = s.start_operation("restore", SERIAL_A, AGENT).await.unwrap();
+    assert_eq!(
+        (op.kind.as_str(), op.state.as_str(), op.resumed),
+        ("restore", "certificate_issued", false)
+    );
+    assert_eq!(
+        b64::decode(op.certificate.as_deref().unwrap()).unwrap(),
+        card.certificate
+    );
+    // Asking again resumes it.
+    let again = s.start_operation("restore", SERIAL_A, AGENT).await.unwrap();
+    assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
+
+    relay_as_card(&s, &op.id, &card_key(&fx, SERIAL_A)).await;
+    // A restore issues no certificate.
+    expect_error(
+        s.submit_csr(&op.id, &csr(&SoftKey::p256())).await,
+        403,
+        "forbidden",
+    );
+    // Only the key the card holds confirms it.
+    expect_error(
+        s.confirm(&op.id, &confirmation(&SoftKey::p256(), &op))
+            .await,
+        401,
+        "bad_signature",
+    );
+    let done = s
+        .confirm(&op.id, &confirmation(&card.key, &op))
+        .await
+        .unwrap();
+    assert_eq!(done.state, "completed");
+
+    let details = s.card(SERIAL_A).await.unwrap();
+    assert_eq!(details, details_before, "the card's record is unchanged");
+    fx.login(&card).await;
+    assert!(
+        actions(&fx, SERIAL_A).ends_with(&[
+            "restore.start".into(),
+            "restore.confirm".into(),
+            "authenticate".into()
+        ]),
+        "{:?}",
+        actions(&fx, SERIAL_A)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_holder_restores_an_active_unexpired_card() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (olu, _) = fx.user("Olu Officer", &[RA]);
+    let card = fx.card(&jane, SERIAL_A, 200);
+    let officer_card = fx.card(&olu, SERIAL_B, 200);
+    let (_, officer) = fx.login(&officer_card).await;
+
+    let message = expect_error(
+        officer.start_operation("restore", SERIAL_A, AGENT).await,
+        403,
+        "forbidden",
+    );
+    assert!(message.contains("only the card holder"), "{message}");
+    expect_error(
+        fx.client.card_certificate("0000000000000000").await,
+        404,
+        "unknown_card",
+    );
+    expect_error(
+        fx.client.card_certificate("not a serial").await,
+        400,
+        "invalid_field",
+    );
+
+    // A cancelled card has no certificate to give.
+    let (_, s) = fx.login(&card).await;
+    officer
+        .cancel_card(SERIAL_A, "lost on the ward")
+        .await
+        .unwrap();
+    expect_error(
+        fx.client.card_certificate(SERIAL_A).await,
+        403,
+        "card_cancelled",
+    );
+    expect_error(
+        s.start_operation("restore", SERIAL_A, AGENT).await,
+        401,
+        "invalid_session",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_card_is_the_registration_authoritys() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let valid = fx.card(&jane, SERIAL_A, 200);
+    fx.card(&jane, SERIAL_B, -1);
+    // Signed in with her valid card, the holder asks to restore her expired one.
+    let (_, s) = fx.login(&valid).await;
+    expect_error(
+        s.start_operation("restore", SERIAL_B, AGENT).await,
+        403,
+        "card_expired",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_left_open_gives_way_to_a_renewal_but_not_the_other_way() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 20);
+    let (_, s) = fx.login(&card).await;
+
+    let restore = s.start_operation("restore", SERIAL_A, AGENT).await.unwrap();
+    let renew = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    assert_eq!((renew.kind.as_str(), renew.resumed), ("renew", false));
+    assert_eq!(s.operation(&restore.id).await.unwrap().state, "aborted");
+    // The aborted restore took nothing with it: the card still signs in.
+    fx.login(&card).await;
+
+    let message = expect_error(
+        s.start_operation("restore", SERIAL_A, AGENT).await,
+        409,
+        "operation_in_progress",
+    );
+    assert!(message.contains("renew"), "{message}");
+}
