@@ -628,14 +628,27 @@ pub enum OperationKind {
     Renew,
     /// RA repair of a holder's card.
     Repair,
+    /// The card doctor writing the card's current certificate back from the service.
+    Restore,
 }
 
-/// A renew or repair and where it is.
+impl OperationKind {
+    /// The kind's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Renew => "renew",
+            OperationKind::Repair => "repair",
+            OperationKind::Restore => "restore",
+        }
+    }
+}
+
+/// A renew, repair or restore and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperationStatus {
     /// Its id.
     pub id: String,
-    /// Renew or repair.
+    /// Renew, repair or restore.
     pub kind: OperationKind,
     /// The card it works on.
     pub serial: String,

@@ -64,6 +64,25 @@ pub enum AuditEvent {
         /// What happened.
         outcome: String,
     },
+    /// A certificate object written back from the service's record, or the failure to.
+    Restore {
+        /// The card.
+        serial: String,
+        /// What happened.
+        outcome: String,
+    },
+}
+
+impl AuditEvent {
+    /// The event of an operation of `kind` on card `serial`.
+    pub fn operation(kind: agent_ipc::OperationKind, serial: String, outcome: String) -> Self {
+        use agent_ipc::OperationKind::*;
+        match kind {
+            Renew => AuditEvent::Renew { serial, outcome },
+            Repair => AuditEvent::Repair { serial, outcome },
+            Restore => AuditEvent::Restore { serial, outcome },
+        }
+    }
 }
 
 /// The audit log.

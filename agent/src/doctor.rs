@@ -1,12 +1,15 @@
 //! The card doctor: checks a card in plain words (the PIV applet, its identity, its
 //! certificate and who issued it, its expiry, the passcode's tries, whether its key matches
-//! its certificate, an unfinished operation) and, when asked to heal, finishes an interrupted
-//! renewal through the journaled operation engine — the only way the agent writes to a card.
+//! its certificate, an unfinished operation) and, when asked to heal, mends what is safe
+//! through the operation engine — the only way the agent writes to a card:
 //!
-//! The agent holds no management key and the Card Management Service has no call that gives
-//! a card's active certificate back outside an operation, so a missing or unusable
-//! certificate is restored only by finishing the card's journaled renewal (which puts a new
-//! key and its certificate on the card); otherwise the Registration Authority repairs it.
+//! - an interrupted renewal in the journal is finished (a new key and its certificate);
+//! - a missing or unreadable certificate object is written back from the Card Management
+//!   Service's record of the card's current certificate, once the card's key is proved to
+//!   match that record (a restore operation: no new key, nothing changes at the service).
+//!
+//! Everything else — an expired card, a locked passcode, a key the service does not know — is
+//! the Registration Authority's.
 
 use crate::card::{CardCertificate, CardIdentity};
 use crate::config::PinentryConfig;
@@ -90,7 +93,18 @@ impl KeyProof {
     }
 }
 
-/// The healing of a journaled renewal.
+/// What healing can mend on the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Remedy {
+    /// Nothing the agent may write.
+    Nothing,
+    /// Finish the journaled renewal.
+    FinishRenewal,
+    /// Write the service's record of the card's certificate back.
+    Restore,
+}
+
+/// The healing, if any.
 #[derive(Debug)]
 enum Heal {
     /// Not asked for, or nothing to heal.
@@ -122,12 +136,26 @@ pub(crate) async fn examine(
         .filter(|e| e.kind == OperationKind::Renew)
         .is_some();
     let has_certificate = matches!(first.certificate, CertState::Present(_));
+    // A card that lost its certificate, with nothing journaled: the service's copy.
+    let service_copy = match (&journaled, first.serial.as_deref()) {
+        (None, Some(serial)) if first.piv && !has_certificate => {
+            Some(service_certificate(&ctx.operations, serial).await)
+        }
+        _ => None,
+    };
+    let copy = service_copy.as_ref().and_then(|c| c.as_ref().ok());
+    let remedy = match (renewal, copy) {
+        (true, _) => Remedy::FinishRenewal,
+        (false, Some(_)) => Remedy::Restore,
+        (false, None) => Remedy::Nothing,
+    };
 
-    // The passcode, once: to prove the key, and to finish a renewal when healing.
+    // The passcode, once: to prove the key (against the card's certificate, else the
+    // service's copy), and to heal.
     let mut proof =
         KeyProof::NotChecked("the card holds no certificate to check its key against".into());
     let mut pin = None;
-    let wants_pin = first.piv && (has_certificate || (heal && renewal));
+    let wants_pin = first.piv && (has_certificate || copy.is_some() || (heal && renewal));
     if wants_pin {
         match first.pin {
             Some(PinStatus::Blocked) => proof = KeyProof::Blocked,
@@ -140,9 +168,10 @@ pub(crate) async fn examine(
                     Some(PinStatus::NotVerified { tries_left }) => Some(tries_left),
                     _ => None,
                 };
-                match ask_pin(&ctx.pinentry, &serial, tries, heal && renewal).await {
+                let healing = if heal { remedy } else { Remedy::Nothing };
+                match ask_pin(&ctx.pinentry, &serial, tries, healing).await {
                     Ok(given) => {
-                        let certificate = certificate_of(&first.certificate);
+                        let certificate = certificate_of(&first.certificate).or(copy);
                         proof = prove_key(&reader, &given, certificate).await?;
                         if proof.pin_verified() {
                             pin = Some(given);
@@ -158,25 +187,35 @@ pub(crate) async fn examine(
         _ => None,
     };
 
-    // Healing: finishing the journaled renewal is the only write the agent may make.
+    // Healing: the only writes the agent may make.
     let mut healed = Heal::NotTried;
     let mut finished = None;
-    if heal && renewal {
-        healed = match (&pin, first.serial.as_deref()) {
-            (Some(pin), Some(serial)) => {
-                match operation::resume_renewal(&ctx.operations, &reader, serial, pin, progress)
-                    .await
-                {
-                    Ok(Some(done)) => {
-                        finished = Some(done);
-                        Heal::Done
-                    }
-                    Ok(None) => Heal::NotTried,
-                    Err(e) => Heal::Failed(e.message),
-                }
-            }
-            _ => Heal::NoPin,
-        };
+    let healing = if heal { remedy } else { Remedy::Nothing };
+    let serial = first.serial.as_deref();
+    let outcome = match (healing, &pin, serial, copy) {
+        (Remedy::Nothing, ..) => None,
+        (Remedy::FinishRenewal, Some(pin), Some(serial), _) => {
+            Some(operation::resume_renewal(&ctx.operations, &reader, serial, pin, progress).await)
+        }
+        // A copy the card's key does not match is not written: the key check says so.
+        (Remedy::Restore, Some(_), _, _) if proof != KeyProof::Matches => None,
+        (Remedy::Restore, Some(pin), Some(serial), Some(copy)) => Some(
+            operation::restore(&ctx.operations, &reader, serial, copy.der(), pin, progress)
+                .await
+                .map(Some),
+        ),
+        _ => {
+            healed = Heal::NoPin;
+            None
+        }
+    };
+    match outcome {
+        Some(Ok(Some(done))) => {
+            finished = Some(done);
+            healed = Heal::Done;
+        }
+        Some(Ok(None)) | None => {}
+        Some(Err(e)) => healed = Heal::Failed(e.message),
     }
     let (facts, after_proof) = match (&healed, &pin) {
         (Heal::Done, Some(pin)) => {
@@ -192,6 +231,8 @@ pub(crate) async fn examine(
         .and_then(|s| ctx.operations.journal.get(s));
 
     let findings = Findings {
+        remedy,
+        service_copy: service_copy.as_ref(),
         first: &first,
         now: &facts,
         journaled: journaled.as_ref(),
@@ -221,6 +262,10 @@ pub(crate) async fn examine(
 
 /// Everything the checks are judged from.
 struct Findings<'a> {
+    /// What healing can mend.
+    remedy: Remedy,
+    /// The service's copy of a certificate the card lost, or why there is none.
+    service_copy: Option<&'a Result<Certificate, String>>,
     /// The card before healing.
     first: &'a Facts,
     /// The card now (after healing, if it healed).
@@ -285,11 +330,6 @@ impl Findings<'_> {
         ]
     }
 
-    fn renewal(&self) -> bool {
-        self.journaled
-            .is_some_and(|e| e.kind == OperationKind::Renew)
-    }
-
     fn heal_failure(&self) -> Option<&str> {
         match self.healed {
             Heal::Failed(reason) => Some(reason),
@@ -315,13 +355,19 @@ impl Findings<'_> {
     fn certificate(&self) -> DoctorCheck {
         let problem = match &self.now.certificate {
             CertState::Present(_) => {
-                return match (&self.first.certificate, self.healed) {
-                    (CertState::Present(_), _) => check(
+                return match (&self.first.certificate, self.healed, self.remedy) {
+                    (CertState::Present(_), ..) => check(
                         "certificate",
                         OK,
                         "The card's certificate is present and readable.",
                     ),
-                    (_, Heal::Done) => check(
+                    (_, Heal::Done, Remedy::Restore) => check(
+                        "certificate",
+                        HEALED,
+                        "The card's certificate was missing; it was written back from the Card \
+                         Management Service's record.",
+                    ),
+                    (_, Heal::Done, _) => check(
                         "certificate",
                         HEALED,
                         "The card's certificate was missing; finishing its interrupted renewal \
@@ -337,9 +383,54 @@ impl Findings<'_> {
             CertState::Missing => "The card's certificate is missing".to_owned(),
             CertState::Unreadable(e) => format!("The card's certificate cannot be read ({e})"),
         };
-        if !self.renewal() {
-            return check("certificate", NEEDS_RA, format!("{problem} {SEE_RA}."));
+        match self.remedy {
+            Remedy::FinishRenewal => self.certificate_after_renewal(&problem),
+            Remedy::Restore => self.certificate_to_restore(&problem),
+            Remedy::Nothing => match self.service_copy {
+                Some(Err(reason)) => check(
+                    "certificate",
+                    NEEDS_RA,
+                    format!(
+                        "{problem}, and the Card Management Service gives no copy to write back \
+                         ({reason}) {SEE_RA}."
+                    ),
+                ),
+                _ => check("certificate", NEEDS_RA, format!("{problem} {SEE_RA}.")),
+            },
         }
+    }
+
+    /// A certificate that the service's record can replace.
+    fn certificate_to_restore(&self, problem: &str) -> DoctorCheck {
+        let message = match (self.heal_failure(), self.proof, self.healed) {
+            (Some(reason), ..) => format!(
+                "{problem}; writing it back from the Card Management Service's record failed: \
+                 {reason}"
+            ),
+            (None, KeyProof::Mismatch, _) => {
+                return check(
+                    "certificate",
+                    NEEDS_RA,
+                    format!(
+                        "{problem}, and the Card Management Service's record of it is not for \
+                         the key the card holds {SEE_RA}."
+                    ),
+                )
+            }
+            (None, _, Heal::NoPin) | (None, KeyProof::NotChecked(_), _) => format!(
+                "{problem}. The Card Management Service holds a copy; writing it back needs the \
+                 passcode: run the doctor again with healing."
+            ),
+            _ => format!(
+                "{problem}. The Card Management Service holds a copy: run the doctor with \
+                 healing to write it back."
+            ),
+        };
+        check("certificate", WARNING, message)
+    }
+
+    /// A certificate that finishing the journaled renewal replaces.
+    fn certificate_after_renewal(&self, problem: &str) -> DoctorCheck {
         let message = match (self.healed, self.heal_failure()) {
             (_, Some(reason)) => format!(
                 "{problem}. Finishing the card's interrupted renewal, which puts a new one on, \
@@ -483,7 +574,23 @@ impl Findings<'_> {
     fn key(&self) -> DoctorCheck {
         const NAME: &str = "key_matches_certificate";
         let mismatch_before = *self.proof_before == KeyProof::Mismatch;
+        // A card without its certificate is proved against the service's copy.
+        let against_copy = self.remedy == Remedy::Restore
+            && !matches!(self.now.certificate, CertState::Present(_));
         match self.proof {
+            KeyProof::Matches if against_copy => check(
+                NAME,
+                OK,
+                "The card's key matches the Card Management Service's record of its certificate.",
+            ),
+            KeyProof::Mismatch if against_copy => check(
+                NAME,
+                NEEDS_RA,
+                format!(
+                    "The card's key does not match the Card Management Service's record of its \
+                     certificate, so the card cannot sign in {SEE_RA}."
+                ),
+            ),
             KeyProof::Matches if mismatch_before && matches!(self.healed, Heal::Done) => check(
                 NAME,
                 HEALED,
@@ -738,22 +845,39 @@ fn random_challenge() -> Result<[u8; 32], piv::Error> {
     Ok(challenge)
 }
 
+/// The service's record of the current certificate of card `serial`, or why there is none.
+async fn service_certificate(ops: &Operations, serial: &str) -> Result<Certificate, String> {
+    let cms = ops
+        .cms
+        .as_ref()
+        .ok_or_else(|| crate::cms::not_configured().message)?;
+    let record = cms
+        .card_certificate(serial)
+        .await
+        .map_err(|e| crate::cms::error_object(&e).message)?;
+    cms::protocol::b64::decode(&record.certificate)
+        .ok_or_else(|| "the service's copy is not base64".to_owned())
+        .and_then(|der| Certificate::from_der(&der).map_err(|e| e.to_string()))
+}
+
 /// Asks the holder for the passcode, naming the card and why; `Err` says why there is none.
 async fn ask_pin(
     config: &PinentryConfig,
     serial: &str,
     tries_left: Option<u8>,
-    finishing: bool,
+    healing: Remedy,
 ) -> Result<Pin, String> {
     let tries = match tries_left {
         Some(1) => "\nThis is the last try before the card locks.".to_owned(),
         Some(n) if n < PIN_MAX_TRIES => format!("\n{n} tries left before the card locks."),
         _ => String::new(),
     };
-    let finish = if finishing {
-        "\nIts interrupted renewal then finishes."
-    } else {
-        ""
+    let finish = match healing {
+        Remedy::Nothing => "",
+        Remedy::FinishRenewal => "\nIts interrupted renewal then finishes.",
+        Remedy::Restore => {
+            "\nIts certificate is then written back from the Card Management Service."
+        }
     };
     let prompt = PinPrompt {
         title: "Identity Agent — card doctor".into(),

@@ -1,6 +1,7 @@
 //! The card doctor over the real stack: a healthy card, a cancelled passcode prompt, a wrong
-//! passcode try, an expired card, a certificate deleted by another program, and a renewal
-//! interrupted after the card got its new key, finished by healing.
+//! passcode try, an expired card, a certificate deleted by another program (written back from
+//! the service by healing, unless the card's key changed too), and a renewal interrupted after
+//! the card got its new key, finished by healing.
 //!
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
@@ -171,53 +172,170 @@ fn an_expired_card_needs_the_ra() {
     assert!(report.card.expired);
 }
 
-#[test]
-fn a_deleted_certificate_needs_the_ra_and_healing_writes_nothing() {
-    let (stack, card, _inserted) = stack_with_card(5, InitialValidity::Days(400), &[]);
-    // Another program holding the card's management key empties the certificate object.
-    {
-        let (ctx, reader) = connect(&stack, 0);
-        let mut piv = PivCard::connect(&ctx, &reader).unwrap();
-        let tx = piv.transaction().unwrap();
-        let management = stack.cms.custody().management_key(card.serial);
-        tx.authenticate_management_key(&mut LocalResponder::new(management))
+/// Another program holding the card's management key empties its certificate object and,
+/// with `new_key`, also replaces the card's key.
+fn lose_certificate(stack: &Stack, card: &StackCard, new_key: bool) {
+    let (ctx, reader) = connect(stack, 0);
+    let mut piv = PivCard::connect(&ctx, &reader).unwrap();
+    let tx = piv.transaction().unwrap();
+    let management = stack.cms.custody().management_key(card.serial);
+    tx.authenticate_management_key(&mut LocalResponder::new(management))
+        .unwrap();
+    if new_key {
+        tx.generate_key(key::AUTHENTICATION, piv::KeyAlgorithm::P256)
             .unwrap();
-        tx.put_data(object::CERT_9A, &[]).unwrap();
-        assert!(matches!(
-            tx.read_certificate(key::AUTHENTICATION),
-            Err(piv::Error::NotFound)
-        ));
-        drop(tx);
-        piv.disconnect().unwrap();
     }
+    tx.put_data(object::CERT_9A, &[]).unwrap();
+    drop(tx);
+    piv.disconnect().unwrap();
+}
+
+/// Whether the card in reader 0 holds a certificate.
+fn has_certificate(stack: &Stack) -> bool {
+    let (ctx, reader) = connect(stack, 0);
+    let mut piv = PivCard::connect(&ctx, &reader).unwrap();
+    let tx = piv.transaction().unwrap();
+    match tx.read_certificate(key::AUTHENTICATION) {
+        Ok(_) => true,
+        Err(piv::Error::NotFound) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_deleted_certificate_is_written_back_from_the_service_by_healing() {
+    let (stack, card, inserted) = stack_with_card(
+        5,
+        InitialValidity::Days(400),
+        &["246810", "246810", "246810"],
+    );
+    lose_certificate(&stack, &card, false);
+    assert!(!has_certificate(&stack));
+    // Out and in again: the agent sees the card without its certificate.
+    let mut events = stack.subscribe();
+    stack.bed.remove(0, inserted).unwrap();
+    let _inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }));
+
+    // Signing in is refused before any passcode prompt, saying what heals it.
+    let refused = stack
+        .block_on(stack.client().login(None))
+        .expect_err("no sign-in without a certificate");
+    let agent_ipc::ClientError::Agent(refused) = refused else {
+        panic!("{refused:?}")
+    };
+    assert!(
+        refused.message.contains("lost its certificate") && refused.message.contains("doctor"),
+        "{refused:?}"
+    );
+    assert!(stack.pin_prompts().is_empty(), "{:?}", stack.pin_prompts());
+
+    // Examined: the card's key matches the service's copy, which healing writes back.
+    let report = doctor(&stack, false);
+    assert_outcomes(
+        &report,
+        &[
+            ("certificate", "warning"),
+            ("certificate_chain", "warning"),
+            ("expiry", "warning"),
+        ],
+    );
+    let certificate = check(&report, "certificate").message.clone();
+    assert!(
+        certificate.contains("missing") && certificate.contains("healing"),
+        "{certificate}"
+    );
+    assert!(check(&report, "key_matches_certificate")
+        .message
+        .contains("Card Management Service's record"));
+    assert!(!has_certificate(&stack), "examining writes nothing");
+
+    let healed = doctor(&stack, true);
+    assert_outcomes(&healed, &[("certificate", "healed")]);
+    assert!(healed.card.days_left.unwrap() > 390, "{healed:#?}");
+    let mut steps = Vec::new();
+    let (operation, error) = loop {
+        match stack.wait_for(&mut events, |e| {
+            matches!(
+                e,
+                Event::OperationProgress { .. } | Event::OperationResult { .. }
+            )
+        }) {
+            Event::OperationProgress { operation } => steps.push(operation.step),
+            Event::OperationResult { operation, error } => break (operation, error),
+            _ => unreachable!(),
+        }
+    };
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(operation.kind, agent_ipc::OperationKind::Restore);
+    assert_eq!(operation.step, "confirmed");
+    assert_eq!(
+        steps,
+        [
+            "started",
+            "management_key",
+            "certificate_written",
+            "confirmed"
+        ],
+        "no key is generated"
+    );
+    stack.card_agrees_with_cms(0, &card).unwrap();
+    assert!(
+        stack.audit_log().contains("\"event\":\"restore\""),
+        "{}",
+        stack.audit_log()
+    );
+    let prompts = stack.pin_prompts();
+    assert!(
+        prompts[1].to_string().contains("written back"),
+        "{prompts:?}"
+    );
+
+    // The card signs in again.
+    stack.block_on(stack.client().login(None)).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    assert_eq!(stack.pin_prompts().len(), 3);
+}
+
+#[test]
+fn a_certificate_lost_with_the_key_replaced_needs_the_ra_and_nothing_is_written() {
+    let (stack, card, _inserted) =
+        stack_with_card(7, InitialValidity::Days(400), &["246810", "246810"]);
+    lose_certificate(&stack, &card, true);
     let expected = [
         ("certificate", "needs_ra"),
         ("certificate_chain", "warning"),
         ("expiry", "warning"),
-        ("key_matches_certificate", "warning"),
+        ("key_matches_certificate", "needs_ra"),
     ];
     for heal in [false, true] {
         let report = doctor(&stack, heal);
         assert_outcomes(&report, &expected);
-        let certificate = check(&report, "certificate");
+        let certificate = &check(&report, "certificate").message;
         assert!(
-            certificate.message.contains("missing")
-                && certificate.message.contains("Registration Authority"),
-            "{}",
-            certificate.message
+            certificate.contains("not for the key the card holds")
+                && certificate.contains("Registration Authority"),
+            "{certificate}"
         );
         assert_eq!(report.card.holder, None);
     }
-    // Nothing to prove the key against and nothing to finish: no passcode was asked for.
-    assert!(stack.pin_prompts().is_empty(), "{:?}", stack.pin_prompts());
-    let ctx = stack.bed.context().unwrap();
-    let (_, reader) = connect(&stack, 0);
-    let mut piv = PivCard::connect(&ctx, &reader).unwrap();
-    let tx = piv.transaction().unwrap();
-    assert!(matches!(
-        tx.read_certificate(key::AUTHENTICATION),
-        Err(piv::Error::NotFound)
-    ));
+    assert!(!has_certificate(&stack));
+    assert!(
+        !stack.audit_log().contains("restore"),
+        "{}",
+        stack.audit_log()
+    );
+    let served = stack
+        .cms
+        .database()
+        .audit_log(Some(&card.serial.to_string()), 50);
+    assert!(
+        !served
+            .unwrap()
+            .iter()
+            .any(|e| e.action.starts_with("restore")),
+        "the service was asked for nothing"
+    );
 }
 
 #[test]

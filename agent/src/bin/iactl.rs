@@ -386,10 +386,7 @@ fn render_ticket(ticket: &Ticket) -> String {
 }
 
 fn render_operation(op: &OperationStatus) -> String {
-    let kind = match op.kind {
-        agent_ipc::OperationKind::Renew => "renew",
-        agent_ipc::OperationKind::Repair => "repair",
-    };
+    let kind = op.kind.as_str();
     format!(
         "{kind} {} of card {}: {} ({}{})",
         op.id,

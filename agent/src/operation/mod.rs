@@ -7,6 +7,10 @@
 //! key is generated again rather than trusted from an interrupted run (the service gives the
 //! new key a certificate that supersedes the earlier one), so the journal holds nothing the
 //! card or the service can tell.
+//!
+//! A restore (the card doctor's) walks the same way without a new key: the service's record of
+//! the card's current certificate is written back to a card that lost it. It is not journaled:
+//! an interrupted restore leaves the card as it was, and healing again starts it over.
 
 pub mod journal;
 mod pin_choice;
@@ -81,6 +85,11 @@ impl Step {
         match (self, kind) {
             (Step::Started, OperationKind::Renew) => "Renewal started",
             (Step::Started, OperationKind::Repair) => "Repair started",
+            (Step::Started, OperationKind::Restore) => "Restoring the card's certificate",
+            (Step::CertificateWritten, OperationKind::Restore) => {
+                "The card's certificate is written back"
+            }
+            (Step::Confirmed, OperationKind::Restore) => "Certificate restored",
             (Step::PinSet, _) => "The holder's new passcode is set",
             (Step::PukRotated, _) => "The card's unblocking key is rotated",
             (Step::ManagementKey, _) => "The service unlocked the card",
@@ -152,25 +161,23 @@ impl From<ClientError> for Failure {
 
 impl Failure {
     fn into_error(self, kind: OperationKind) -> ErrorObject {
-        let what = match kind {
-            OperationKind::Renew => "renewal",
-            OperationKind::Repair => "repair",
+        let what = noun(kind);
+        let then = match kind {
+            OperationKind::Restore => {
+                "the card is as it was: heal it again with the card doctor".to_owned()
+            }
+            _ => format!("the {what} finishes when the card is next inserted"),
         };
         match self {
             Failure::Card(piv::Error::CardRemoved) => ErrorObject::new(
                 ErrorCode::CardRemoved,
-                format!(
-                    "the card was removed during its {what}: put it back and the {what} finishes"
-                ),
+                format!("the card was removed during its {what}: put it back and {then}"),
             ),
             Failure::Card(e) => card_error(&e),
             Failure::Cms(e) => {
                 let mut error = crate::cms::error_object(&e);
                 if error.code == ErrorCode::CmsUnreachable {
-                    error.message = format!(
-                        "{}: the {what} finishes when the card is next inserted",
-                        error.message
-                    );
+                    error.message = format!("{}: {then}", error.message);
                 }
                 error
             }
@@ -198,7 +205,7 @@ pub(crate) async fn renew(
         }
     }
     let cms = ops.cms.clone().ok_or_else(crate::cms::not_configured)?;
-    let (client, token, algorithm) = open_session(&cms, reader, serial, &pin).await?;
+    let (client, token, algorithm) = open_session(&cms, reader, serial, &pin, None).await?;
     let op = client
         .start_operation("renew", serial, env!("CARGO_PKG_VERSION"))
         .await
@@ -245,6 +252,47 @@ pub(crate) async fn resume_renewal(
     )
     .await
     .map(Some)
+}
+
+/// Writes `certificate` (DER), the service's record of the current certificate of card
+/// `serial` in `reader`, back to the card, which lost it, with the holder's `pin`: signs in with
+/// it — the proof that the card still holds its key — and walks a restore operation.
+pub(crate) async fn restore(
+    ops: &Operations,
+    reader: &str,
+    serial: &str,
+    certificate: &[u8],
+    pin: &Pin,
+    report: Report,
+) -> Result<Finished, ErrorObject> {
+    let kind = OperationKind::Restore;
+    let cms = ops.cms.clone().ok_or_else(crate::cms::not_configured)?;
+    let (client, token, algorithm) =
+        open_session(&cms, reader, serial, pin, Some(certificate)).await?;
+    let op = client
+        .start_operation("restore", serial, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| Failure::Cms(e).into_error(kind))?;
+    let entry = Entry {
+        operation: op.id,
+        kind,
+        serial: serial.to_owned(),
+        algorithm,
+        session_token: Some(token),
+        puk: PukRotation::Old,
+        started_at: crate::time::now(),
+    };
+    let pin = pin.clone();
+    finish(
+        ops,
+        reader,
+        entry,
+        pin,
+        None,
+        report,
+        CancellationToken::new(),
+    )
+    .await
 }
 
 /// Repairs the holder's card `serial` in `reader` for the officer signed in with `officer`:
@@ -342,7 +390,7 @@ async fn finish(
     let client = match (&officer, &entry.session_token) {
         (Some(officer), _) => officer.clone(),
         (None, Some(token)) => cms.with_session(token),
-        (None, None) => return Err(internal("a renewal journaled without its session")),
+        (None, None) => return Err(internal("an operation journaled without its session")),
     };
     let run = Run {
         kind,
@@ -371,24 +419,23 @@ async fn finish(
         Err(Failure::Cms(e))
             if officer.is_none() && crate::cms::error_object(&e).code == ErrorCode::NoSession =>
         {
-            // The renewal's own session is gone (the service restarted its sessions, or 12
+            // The operation's own session is gone (the service restarted its sessions, or 12
             // hours passed): a new one needs the card's current key to sign in.
-            let _ = ops.journal.remove(&entry.serial);
+            clear(&ops.journal, &entry);
             return Err(ErrorObject::new(
                 ErrorCode::CardError,
                 format!(
-                    "the renewal of card {} lost its service session: insert the card again to \
+                    "the {} of card {} lost its service session: insert the card again to \
                      start over, or ask your Registration Authority to repair it if it cannot \
                      sign in",
+                    noun(kind),
                     entry.serial
                 ),
             ));
         }
         Err(failure) => return Err(failure.into_error(kind)),
     };
-    if let Err(e) = ops.journal.remove(&entry.serial) {
-        tracing::warn!("cannot clear the journal entry of {}: {e}", entry.serial);
-    }
+    clear(&ops.journal, &entry);
     if officer.is_none() {
         tokio::spawn(async move {
             if let Err(e) = client.logout().await {
@@ -462,13 +509,14 @@ fn walk(
     let written = matches!((&current, &issued), (Some(c), Some(i)) if c.der() == i.der());
     let certificate = match issued {
         Some(issued) if written => issued,
+        Some(issued) if run.kind == OperationKind::Restore => {
+            unlock(run, tx, client, rt)?;
+            tx.write_certificate(key::AUTHENTICATION, &issued)?;
+            run.step(Step::CertificateWritten);
+            issued
+        }
         _ => {
-            if run.cancel.is_cancelled() {
-                return Err(Failure::Cancelled);
-            }
-            let mut relay = RelayResponder::new(client.clone(), &run.operation, rt.clone());
-            tx.authenticate_management_key(&mut relay)?;
-            run.step(Step::ManagementKey);
+            unlock(run, tx, client, rt)?;
             let algorithm = KeyAlgorithm::from(entry.algorithm);
             let public = tx.generate_key(key::AUTHENTICATION, algorithm)?;
             run.step(Step::KeyGenerated);
@@ -516,6 +564,22 @@ fn walk(
     let _ = tx.logout();
     run.step(Step::Confirmed);
     Ok(certificate)
+}
+
+/// Authenticates the card's management key through the service's relay, unless cancelled.
+fn unlock(
+    run: &Run,
+    tx: &piv::Transaction<'_>,
+    client: &CmsClient,
+    rt: &Handle,
+) -> Result<(), Failure> {
+    if run.cancel.is_cancelled() {
+        return Err(Failure::Cancelled);
+    }
+    let mut relay = RelayResponder::new(client.clone(), &run.operation, rt.clone());
+    tx.authenticate_management_key(&mut relay)?;
+    run.step(Step::ManagementKey);
+    Ok(())
 }
 
 /// A repair's PIN part: the PIN unblocked to the holder's new one with the PUK the card
@@ -580,12 +644,14 @@ fn issued_certificate(op: &OperationView) -> Result<Option<Certificate>, Failure
 }
 
 /// Opens a service session for the card in `reader` by signing a challenge with its 9A key
-/// (the PIN verified on the card); also gives the key's algorithm.
+/// (the PIN verified on the card), presenting `certificate` (DER) or else the card's own; also
+/// gives the key's algorithm.
 async fn open_session(
     cms: &CmsClient,
     reader: &str,
     serial: &str,
     pin: &Pin,
+    certificate: Option<&[u8]>,
 ) -> Result<(CmsClient, Zeroizing<String>, Algorithm), ErrorObject> {
     let cms_error = |e: ClientError| crate::cms::error_object(&e);
     let challenge = cms.challenge(serial).await.map_err(cms_error)?;
@@ -594,9 +660,16 @@ async fn open_session(
     let message = cms::protocol::auth_message(&challenge.serial, &raw);
     let reader = reader.to_owned();
     let pin = pin.clone();
+    let given = certificate
+        .map(Certificate::from_der)
+        .transpose()
+        .map_err(|e| card_error(&e))?;
     let signed = tokio::task::spawn_blocking(move || {
         with_card(&reader, |tx| {
-            let certificate = tx.read_certificate(key::AUTHENTICATION)?;
+            let certificate = match given {
+                Some(certificate) => certificate,
+                None => tx.read_certificate(key::AUTHENTICATION)?,
+            };
             let algorithm = certificate.public_key()?.algorithm()?;
             tx.verify_pin(&pin)?;
             let signed = tx.sign(key::AUTHENTICATION, algorithm, &message);
@@ -625,6 +698,27 @@ fn current_algorithm(tx: &piv::Transaction<'_>) -> Result<KeyAlgorithm, piv::Err
     tx.read_certificate(key::AUTHENTICATION)?
         .public_key()?
         .algorithm()
+}
+
+/// What an operation of `kind` is called in messages.
+fn noun(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Renew => "renewal",
+        OperationKind::Repair => "repair",
+        OperationKind::Restore => "restore",
+    }
+}
+
+/// Removes `entry` from the journal if it is the one journaled for its card.
+fn clear(journal: &Journal, entry: &Entry) {
+    if journal
+        .get(&entry.serial)
+        .is_some_and(|e| e.operation == entry.operation)
+    {
+        if let Err(e) = journal.remove(&entry.serial) {
+            tracing::warn!("cannot clear the journal entry of {}: {e}", entry.serial);
+        }
+    }
 }
 
 fn save(journal: &Journal, entry: &Entry) -> Result<(), ErrorObject> {

@@ -72,12 +72,10 @@ pub(crate) async fn login(
         .serial
         .map(|s| s.to_string())
         .ok_or_else(|| ErrorObject::new(ErrorCode::NotPiv, "the card has no readable serial"))?;
-    let mut certificate = card.certificate.clone().ok_or_else(|| {
-        ErrorObject::new(
-            ErrorCode::CardError,
-            "the card holds no authentication certificate — contact your Registration Authority",
-        )
-    })?;
+    let mut certificate = card
+        .certificate
+        .clone()
+        .ok_or_else(|| certificate_lost(&serial))?;
 
     let reader = card.reader.clone();
     let tries_left = match blocking(move || pin_status(&reader)).await? {
@@ -133,13 +131,19 @@ pub(crate) async fn login(
     let reader = card.reader.clone();
     let expected = certificate.fingerprint;
     let signed = blocking(move || sign_challenge(&reader, &pin, &message, &expected)).await;
-    let (signature, der) = match signed {
-        Err(e) if e.code == ErrorCode::WrongPin => {
-            let left = e.data.as_ref().and_then(|d| d["tries_left"].as_u64());
-            report(LoginStep::WrongPin(left.unwrap_or(0) as u8));
+    let Signed {
+        signature,
+        certificate: der,
+    } = match signed {
+        Ok(Some(signed)) => signed,
+        Ok(None) => return Err(certificate_lost(&serial)),
+        Err(e) => {
+            if e.code == ErrorCode::WrongPin {
+                let left = e.data.as_ref().and_then(|d| d["tries_left"].as_u64());
+                report(LoginStep::WrongPin(left.unwrap_or(0) as u8));
+            }
             return Err(e);
         }
-        other => other?,
     };
     let created = cms
         .create_session(&SessionRequest {
@@ -239,16 +243,26 @@ fn pin_status(reader: &str) -> Result<PinStatus, piv::Error> {
     with_card(reader, |tx| tx.pin_status())
 }
 
+/// The card's signature over a challenge, and the certificate (DER) it was made for.
+struct Signed {
+    signature: Vec<u8>,
+    certificate: Vec<u8>,
+}
+
 /// Verifies the PIN, checks the certificate is the one identified at insertion, signs
-/// `message` with the 9A key and logs the PIN out again.
+/// `message` with the 9A key and logs the PIN out again. `None` when the certificate is gone
+/// (before the PIN is sent).
 fn sign_challenge(
     reader: &str,
     pin: &Pin,
     message: &[u8],
     expected_fingerprint: &[u8; 32],
-) -> Result<(Vec<u8>, Vec<u8>), piv::Error> {
+) -> Result<Option<Signed>, piv::Error> {
     with_card(reader, |tx| {
-        let certificate = tx.read_certificate(key::AUTHENTICATION)?;
+        let certificate = match tx.read_certificate(key::AUTHENTICATION) {
+            Err(piv::Error::NotFound) => return Ok(None),
+            read => read?,
+        };
         if super::fingerprint(certificate.der()) != *expected_fingerprint {
             return Err(piv::Error::BadCertificate(
                 "the card's certificate changed since it was inserted".into(),
@@ -260,8 +274,22 @@ fn sign_challenge(
         let logged_out = tx.logout();
         let signature = signed?;
         logged_out?;
-        Ok((signature, certificate.der().to_vec()))
+        Ok(Some(Signed {
+            signature,
+            certificate: certificate.der().to_vec(),
+        }))
     })
+}
+
+/// A card without its authentication certificate, and what heals it.
+pub(crate) fn certificate_lost(serial: &str) -> ErrorObject {
+    ErrorObject::new(
+        ErrorCode::CardError,
+        format!(
+            "card {serial} has lost its certificate: heal it with the card doctor \
+             (iactl doctor --heal), which writes it back from the Card Management Service"
+        ),
+    )
 }
 
 fn pin_blocked() -> ErrorObject {

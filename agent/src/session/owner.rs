@@ -479,7 +479,10 @@ impl SessionOwner {
         let Some(card) = self.card_in(reader) else {
             return;
         };
-        if !card.piv || card.certificate.is_none() {
+        let serial = card.serial.map(|s| s.to_string()).unwrap_or_default();
+        let journaled = self.operations.journal.get(&serial).is_some();
+        // Without its certificate the card cannot sign in; the doctor finishes what is journaled.
+        if !card.piv || (card.certificate.is_none() && journaled) {
             return;
         }
         if self.operation.as_ref().is_some_and(|o| o.reader == reader) {
@@ -528,6 +531,9 @@ impl SessionOwner {
                 ErrorCode::CertificateExpired,
                 crate::cms::EXPIRED_MESSAGE,
             ));
+        }
+        if card.certificate.is_none() && journaled.is_none() {
+            return Err(super::certificate_lost(&serial));
         }
         Ok(())
     }
@@ -1218,10 +1224,8 @@ impl SessionOwner {
         };
         tracing::info!(serial = %run.serial, kind = ?run.kind, %outcome, "operation finished");
         let serial = run.serial.clone();
-        self.audit.record(match run.kind {
-            OperationKind::Renew => AuditEvent::Renew { serial, outcome },
-            OperationKind::Repair => AuditEvent::Repair { serial, outcome },
-        });
+        self.audit
+            .record(AuditEvent::operation(run.kind, serial, outcome));
         let error = result.as_ref().err().cloned();
         self.pending.push(Event::OperationResult {
             operation: status.clone(),
@@ -1380,10 +1384,11 @@ impl SessionOwner {
                 if let (true, Some(certificate)) = (same_card, &finished.certificate) {
                     self.card_renewed(reader, certificate.clone());
                 }
-                self.audit.record(AuditEvent::Renew {
-                    serial: serial.clone(),
-                    outcome: format!("{} by the card doctor", finished.status.step),
-                });
+                self.audit.record(AuditEvent::operation(
+                    finished.status.kind,
+                    serial.clone(),
+                    format!("{} by the card doctor", finished.status.step),
+                ));
                 self.pending.push(Event::OperationResult {
                     operation: finished.status,
                     error: None,
