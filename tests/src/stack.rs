@@ -280,8 +280,9 @@ impl Stack {
     }
 
     /// Checks that the card `card` in reader `slot` and the service agree: the card's 9A
-    /// certificate is the service's active certificate for it, the service has no operation
-    /// open for it, and the card holds the PUK custody derives for the card's PUK generation
+    /// certificate is the service's active certificate for it, the service has no renewal or
+    /// repair open for it (a restore left open changes nothing and gives way to the next
+    /// operation), and the card holds the PUK custody derives for the card's PUK generation
     /// (tried by changing the PUK to itself, which also resets its retry counter). The error
     /// names what disagrees.
     pub fn card_agrees_with_cms(&self, slot: usize, card: &StackCard) -> Result<()> {
@@ -293,7 +294,10 @@ impl Stack {
         let active = db
             .active_certificate(&serial)?
             .with_context(|| format!("the CMS has no active certificate for card {serial}"))?;
-        if let Some(op) = db.open_operation(&serial)? {
+        if let Some(op) = db
+            .open_operation(&serial)?
+            .filter(|op| op.kind != cms::db::OperationKind::Restore)
+        {
             bail!(
                 "the CMS has {} operation {} open for card {serial} (state {})",
                 op.kind.as_str(),

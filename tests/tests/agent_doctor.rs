@@ -432,3 +432,63 @@ fn an_interrupted_renewal_is_finished_by_healing() {
     stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
     assert_eq!(stack.pin_prompts().len(), 5);
 }
+
+#[test]
+fn a_restore_pulled_after_any_apdu_is_healed_by_the_next_try() {
+    let pin = "246810";
+    let (stack, card, inserted) = stack_with_card(8, InitialValidity::Days(400), &[]);
+    let mut events = stack.subscribe();
+    let mut inserted = Some(inserted);
+    let answered = |i: &Option<cardsim::InsertedCard>| i.as_ref().unwrap().apdus_answered();
+
+    // A restore nothing interrupts, to count the doctor's APDUs.
+    lose_certificate(&stack, &card, false);
+    stack.pin_answers(&[pin]).unwrap();
+    let base = answered(&inserted);
+    assert_outcomes(&doctor(&stack, true), &[("certificate", "healed")]);
+    let n = answered(&inserted) - base;
+    eprintln!("a healing doctor with a restore takes {n} APDUs");
+
+    for k in 1..=n {
+        let what = format!("restore pulled after APDU {k}/{n}");
+        lose_certificate(&stack, &card, false);
+        stack.pin_answers(&[pin, pin]).unwrap();
+        let card_in = inserted.take().unwrap();
+        let base = card_in.apdus_answered();
+        card_in.pull_after(base + k);
+        // The doctor answers: an error if the card went while it read, else its report.
+        let first = stack.block_on(stack.client().doctor(None, true));
+        if let Ok(report) = &first {
+            let outcome = &check(report, "certificate").outcome;
+            assert!(
+                ["warning", "healed"].contains(&outcome.as_str()),
+                "{what}: {report:#?}"
+            );
+        }
+        if card_in.is_connected() {
+            card_in.pull_after(0);
+        }
+        card_in.wait().unwrap();
+        stack.wait_for(&mut events, |e| matches!(e, Event::CardRemoved { .. }));
+        inserted = Some(stack.insert(0, &card).unwrap());
+        stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }));
+
+        // The next try heals what is left, or finds nothing to heal.
+        let again = doctor(&stack, true);
+        let outcome = check(&again, "certificate").outcome.clone();
+        assert!(
+            ["healed", "ok"].contains(&outcome.as_str()),
+            "{what}: {again:#?}"
+        );
+        for c in again.checks.iter().filter(|c| c.name != "certificate") {
+            assert_eq!(c.outcome, "ok", "{what}: {again:#?}");
+        }
+        if let Err(e) = stack.card_agrees_with_cms(0, &card) {
+            panic!("{what}: {e:#}");
+        }
+        eprintln!(
+            "{what}: first try {}, then {outcome}",
+            if first.is_ok() { "answered" } else { "failed" }
+        );
+    }
+}
