@@ -15,8 +15,8 @@ use crate::card::{CardCertificate, CardIdentity};
 use crate::config::PinentryConfig;
 use crate::operation::{self, journal::Entry, Finished, Operations};
 use crate::pinentry::{self, PinPrompt, PinentryError};
-use crate::session::{card_error, with_card};
-use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, ErrorObject, OperationKind};
+use crate::session::{blocking, with_card};
+use agent_ipc::{DoctorCheck, DoctorReport, ErrorObject, OperationKind};
 use der::{DecodePem, Encode};
 use piv::consts::key;
 use piv::{Certificate, Pin, PinStatus};
@@ -896,19 +896,6 @@ async fn ask_pin(
         Err(PinentryError::Cancelled) => Err("the passcode prompt was cancelled".into()),
         Err(PinentryError::TimedOut) => Err("the passcode prompt timed out".into()),
         Err(e @ PinentryError::Failed(_)) => Err(format!("the passcode prompt failed: {e}")),
-    }
-}
-
-/// Runs a blocking card step off the async workers.
-async fn blocking<T: Send + 'static>(
-    step: impl FnOnce() -> Result<T, piv::Error> + Send + 'static,
-) -> Result<T, ErrorObject> {
-    match tokio::task::spawn_blocking(step).await {
-        Ok(result) => result.map_err(|e| card_error(&e)),
-        Err(e) => Err(ErrorObject::new(
-            ErrorCode::Internal,
-            format!("a card step failed: {e}"),
-        )),
     }
 }
 

@@ -204,23 +204,36 @@ pub(crate) async fn renew(
             return finish(ops, reader, entry, pin, None, report, cancel).await;
         }
     }
+    let entry = start_own(ops, reader, serial, &pin, OperationKind::Renew, None).await?;
+    save(&ops.journal, &entry)?;
+    finish(ops, reader, entry, pin, None, report, cancel).await
+}
+
+/// Starts (or resumes) an operation of `kind` on the holder's card in its own service session,
+/// opened by signing a challenge with the card's key for `certificate` (else the card's own).
+async fn start_own(
+    ops: &Operations,
+    reader: &str,
+    serial: &str,
+    pin: &Pin,
+    kind: OperationKind,
+    certificate: Option<&[u8]>,
+) -> Result<Entry, ErrorObject> {
     let cms = ops.cms.clone().ok_or_else(crate::cms::not_configured)?;
-    let (client, token, algorithm) = open_session(&cms, reader, serial, &pin, None).await?;
+    let (client, token, algorithm) = open_session(&cms, reader, serial, pin, certificate).await?;
     let op = client
-        .start_operation("renew", serial, env!("CARGO_PKG_VERSION"))
+        .start_operation(kind.as_str(), serial, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| Failure::Cms(e).into_error(OperationKind::Renew))?;
-    let entry = Entry {
-        operation: op.id.clone(),
-        kind: OperationKind::Renew,
+        .map_err(|e| Failure::Cms(e).into_error(kind))?;
+    Ok(Entry {
+        operation: op.id,
+        kind,
         serial: serial.to_owned(),
         algorithm,
         session_token: Some(token),
         puk: PukRotation::Old,
         started_at: crate::time::now(),
-    };
-    save(&ops.journal, &entry)?;
-    finish(ops, reader, entry, pin, None, report, cancel).await
+    })
 }
 
 /// Finishes the renewal journaled for `serial` with the holder's `pin` (at sign-in, after an
@@ -240,18 +253,10 @@ pub(crate) async fn resume_renewal(
         return Ok(None);
     };
     tracing::info!(%serial, operation = %entry.operation, "finishing an interrupted renewal");
-    let pin = pin.clone();
-    finish(
-        ops,
-        reader,
-        entry,
-        pin,
-        None,
-        report,
-        CancellationToken::new(),
-    )
-    .await
-    .map(Some)
+    let cancel = CancellationToken::new();
+    finish(ops, reader, entry, pin.clone(), None, report, cancel)
+        .await
+        .map(Some)
 }
 
 /// Writes `certificate` (DER), the service's record of the current certificate of card
@@ -266,33 +271,9 @@ pub(crate) async fn restore(
     report: Report,
 ) -> Result<Finished, ErrorObject> {
     let kind = OperationKind::Restore;
-    let cms = ops.cms.clone().ok_or_else(crate::cms::not_configured)?;
-    let (client, token, algorithm) =
-        open_session(&cms, reader, serial, pin, Some(certificate)).await?;
-    let op = client
-        .start_operation("restore", serial, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(|e| Failure::Cms(e).into_error(kind))?;
-    let entry = Entry {
-        operation: op.id,
-        kind,
-        serial: serial.to_owned(),
-        algorithm,
-        session_token: Some(token),
-        puk: PukRotation::Old,
-        started_at: crate::time::now(),
-    };
-    let pin = pin.clone();
-    finish(
-        ops,
-        reader,
-        entry,
-        pin,
-        None,
-        report,
-        CancellationToken::new(),
-    )
-    .await
+    let entry = start_own(ops, reader, serial, pin, kind, Some(certificate)).await?;
+    let cancel = CancellationToken::new();
+    finish(ops, reader, entry, pin.clone(), None, report, cancel).await
 }
 
 /// Repairs the holder's card `serial` in `reader` for the officer signed in with `officer`:

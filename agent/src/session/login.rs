@@ -210,7 +210,7 @@ fn is_user_id(holder: &str) -> bool {
 }
 
 /// Runs a blocking card step off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     step: impl FnOnce() -> Result<T, piv::Error> + Send + 'static,
 ) -> Result<T, ErrorObject> {
     match tokio::task::spawn_blocking(step).await {
