@@ -516,3 +516,56 @@ fn an_officer_cannot_repair_their_own_card() {
     assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
     desk.stack.card_agrees_with_cms(0, &desk.officer).unwrap();
 }
+
+/// Runs the built `iactl` against the desk's agent with `args`, standard input closed.
+fn iactl(desk: &Desk, args: &[&str]) -> std::process::Output {
+    let socket = desk.stack.socket().unwrap();
+    std::process::Command::new(testbed::stack::workspace_binary("iactl").unwrap())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
+    let desk = Desk::open(
+        &[RA_OFFICER],
+        InitialValidity::Expired,
+        &[RA_PIN, NEW_PIN, NEW_PIN],
+    );
+    let reader = desk.stack.bed.reader_name(1);
+    let serial = desk.holder.serial.to_string();
+
+    let card = iactl(&desk, &["card", "--reader", &reader]);
+    let shown = String::from_utf8_lossy(&card.stdout);
+    assert!(card.status.success(), "{card:?}");
+    assert!(
+        shown.contains(&serial) && shown.contains("(expired)"),
+        "{shown}"
+    );
+
+    // Without a terminal to confirm on, nothing is done.
+    let unconfirmed = iactl(&desk, &["repair", "--reader", &reader]);
+    assert!(!unconfirmed.status.success(), "{unconfirmed:?}");
+    let said = String::from_utf8_lossy(&unconfirmed.stderr);
+    assert!(
+        said.contains("--yes") && said.contains("nothing was done"),
+        "{said}"
+    );
+    assert!(desk.journal_entries().is_empty());
+    let db = desk.stack.cms.database();
+    assert!(db.open_operation(&serial).unwrap().is_none());
+
+    let repaired = iactl(&desk, &["repair", "--reader", &reader, "--yes"]);
+    let out = String::from_utf8_lossy(&repaired.stdout);
+    assert!(repaired.status.success(), "{repaired:?}");
+    assert!(
+        out.contains(&serial) && out.contains("Repaired until"),
+        "{out}"
+    );
+    assert!(!desk.holder_record().is_expired(cms::dates::now()));
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+}
