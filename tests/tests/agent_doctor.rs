@@ -492,3 +492,63 @@ fn a_restore_pulled_after_any_apdu_is_healed_by_the_next_try() {
         );
     }
 }
+
+#[test]
+fn while_the_doctor_runs_other_card_work_is_busy_and_status_still_answers() {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue(
+            &jane,
+            serial(9),
+            "246810",
+            InitialValidity::Days(30),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    // The sign-in's passcode, then a doctor's prompt nobody answers.
+    stack.pin_answers(&["246810", "!hang"]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let mut events = stack.subscribe();
+    let _inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+
+    let mut first = stack.client();
+    let examining = stack
+        .runtime
+        .spawn(async move { first.doctor(None, false).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stack.pin_prompts().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the doctor never asked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let busy =
+        |outcome: Result<serde_json::Value, agent_ipc::ClientError>, what: &str| match outcome {
+            Err(agent_ipc::ClientError::Agent(e)) => {
+                assert_eq!(e.code, ErrorCode::Busy, "{what}: {e:?}");
+                assert!(e.message.contains("doctor"), "{what}: {}", e.message);
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+    busy(
+        stack
+            .block_on(stack.client().doctor(None, false))
+            .map(|r| serde_json::to_value(r).unwrap()),
+        "a second doctor",
+    );
+    busy(
+        stack
+            .block_on(stack.client().renew())
+            .map(|r| serde_json::to_value(r).unwrap()),
+        "a renewal",
+    );
+    // Everything else is served, and the holder stays signed in.
+    let status = stack.status();
+    assert_eq!(status.session.state, SessionState::SignedIn);
+    assert!(!examining.is_finished());
+    examining.abort();
+}
