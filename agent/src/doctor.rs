@@ -16,7 +16,7 @@ use crate::config::PinentryConfig;
 use crate::operation::{self, journal::Entry, Finished, Operations};
 use crate::pinentry::{self, PinPrompt, PinentryError};
 use crate::session::{blocking, with_card};
-use agent_ipc::{DoctorCheck, DoctorReport, ErrorObject, OperationKind};
+use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, ErrorObject, OperationKind};
 use der::{DecodePem, Encode};
 use piv::consts::key;
 use piv::{Certificate, Pin, PinStatus};
@@ -155,6 +155,7 @@ pub(crate) async fn examine(
     let mut proof =
         KeyProof::NotChecked("the card holds no certificate to check its key against".into());
     let mut pin = None;
+    let healing = if heal { remedy } else { Remedy::Nothing };
     let wants_pin = first.piv && (has_certificate || copy.is_some() || (heal && renewal));
     if wants_pin {
         match first.pin {
@@ -168,7 +169,6 @@ pub(crate) async fn examine(
                     Some(PinStatus::NotVerified { tries_left }) => Some(tries_left),
                     _ => None,
                 };
-                let healing = if heal { remedy } else { Remedy::Nothing };
                 match ask_pin(&ctx.pinentry, &serial, tries, healing).await {
                     Ok(given) => {
                         let certificate = certificate_of(&first.certificate).or(copy);
@@ -190,7 +190,6 @@ pub(crate) async fn examine(
     // Healing: the only writes the agent may make.
     let mut healed = Heal::NotTried;
     let mut finished = None;
-    let healing = if heal { remedy } else { Remedy::Nothing };
     let serial = first.serial.as_deref();
     let outcome = match (healing, &pin, serial, copy) {
         (Remedy::Nothing, ..) => None,
@@ -265,7 +264,7 @@ struct Findings<'a> {
     /// What healing can mend.
     remedy: Remedy,
     /// The service's copy of a certificate the card lost, or why there is none.
-    service_copy: Option<&'a Result<Certificate, String>>,
+    service_copy: Option<&'a Result<Certificate, ErrorObject>>,
     /// The card before healing.
     first: &'a Facts,
     /// The card now (after healing, if it healed).
@@ -387,12 +386,22 @@ impl Findings<'_> {
             Remedy::FinishRenewal => self.certificate_after_renewal(&problem),
             Remedy::Restore => self.certificate_to_restore(&problem),
             Remedy::Nothing => match self.service_copy {
-                Some(Err(reason)) => check(
+                Some(Err(e)) if e.code == ErrorCode::CmsUnreachable => check(
+                    "certificate",
+                    WARNING,
+                    format!(
+                        "{problem}, and the Card Management Service, which holds a copy to write \
+                         back, cannot be reached ({}): run the doctor again when it can.",
+                        e.message
+                    ),
+                ),
+                Some(Err(e)) => check(
                     "certificate",
                     NEEDS_RA,
                     format!(
                         "{problem}, and the Card Management Service gives no copy to write back \
-                         ({reason}) {SEE_RA}."
+                         ({}) {SEE_RA}.",
+                        e.message
                     ),
                 ),
                 _ => check("certificate", NEEDS_RA, format!("{problem} {SEE_RA}.")),
@@ -846,18 +855,16 @@ fn random_challenge() -> Result<[u8; 32], piv::Error> {
 }
 
 /// The service's record of the current certificate of card `serial`, or why there is none.
-async fn service_certificate(ops: &Operations, serial: &str) -> Result<Certificate, String> {
-    let cms = ops
-        .cms
-        .as_ref()
-        .ok_or_else(|| crate::cms::not_configured().message)?;
+async fn service_certificate(ops: &Operations, serial: &str) -> Result<Certificate, ErrorObject> {
+    let cms = ops.cms.as_ref().ok_or_else(crate::cms::not_configured)?;
     let record = cms
         .card_certificate(serial)
         .await
-        .map_err(|e| crate::cms::error_object(&e).message)?;
-    cms::protocol::b64::decode(&record.certificate)
-        .ok_or_else(|| "the service's copy is not base64".to_owned())
-        .and_then(|der| Certificate::from_der(&der).map_err(|e| e.to_string()))
+        .map_err(|e| crate::cms::error_object(&e))?;
+    let unusable = |why: String| ErrorObject::new(ErrorCode::CmsRefused, why);
+    let der = cms::protocol::b64::decode(&record.certificate)
+        .ok_or_else(|| unusable("the service's copy is not base64".into()))?;
+    Certificate::from_der(&der).map_err(|e| unusable(format!("the service's copy: {e}")))
 }
 
 /// Asks the holder for the passcode, naming the card and why; `Err` says why there is none.

@@ -230,6 +230,23 @@ fn a_deleted_certificate_is_written_back_from_the_service_by_healing() {
     );
     assert!(stack.pin_prompts().is_empty(), "{:?}", stack.pin_prompts());
 
+    // With the service unreachable there is no copy to prove the key against: try again later.
+    stack.cms_refuse_after(Some(stack.cms_requests()));
+    let unreachable = doctor(&stack, true);
+    stack.cms_refuse_after(None);
+    assert_outcomes(
+        &unreachable,
+        &[
+            ("certificate", "warning"),
+            ("certificate_chain", "warning"),
+            ("expiry", "warning"),
+            ("key_matches_certificate", "warning"),
+        ],
+    );
+    let certificate = &check(&unreachable, "certificate").message;
+    assert!(certificate.contains("cannot be reached"), "{certificate}");
+    assert!(stack.pin_prompts().is_empty(), "{:?}", stack.pin_prompts());
+
     // Examined: the card's key matches the service's copy, which healing writes back.
     let report = doctor(&stack, false);
     assert_outcomes(
