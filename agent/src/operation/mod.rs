@@ -163,6 +163,13 @@ impl Failure {
                     "the card was removed during its {what}: put it back and the {what} finishes"
                 ),
             ),
+            Failure::Card(piv::Error::ServiceUnavailable) => ErrorObject::new(
+                ErrorCode::PcscUnavailable,
+                format!(
+                    "the smartcard service (pcscd) stopped during the {what}: the {what} \
+                     finishes once it runs again and the card is back"
+                ),
+            ),
             Failure::Card(e) => card_error(&e),
             Failure::Cms(e) => {
                 let mut error = crate::cms::error_object(&e);
