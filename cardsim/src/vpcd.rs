@@ -63,6 +63,10 @@ struct Shared {
     replied: AtomicU32,
     /// [`InsertedCard::pull_after`]'s count; `u32::MAX` when not armed.
     pull_at: AtomicU32,
+    /// [`InsertedCard::hold_after`]'s count; `u32::MAX` when not armed.
+    hold_at: AtomicU32,
+    /// Whether the serving thread is holding (reads nothing until released).
+    held: AtomicBool,
     connected: AtomicBool,
     removing: AtomicBool,
 }
@@ -73,6 +77,8 @@ impl Default for Shared {
             answered: AtomicU32::new(0),
             replied: AtomicU32::new(0),
             pull_at: AtomicU32::new(u32::MAX),
+            hold_at: AtomicU32::new(u32::MAX),
+            held: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             removing: AtomicBool::new(false),
         }
@@ -85,7 +91,28 @@ impl Shared {
         let at = self.pull_at.load(Ordering::SeqCst);
         at != u32::MAX && self.replied.load(Ordering::SeqCst) >= at
     }
+
+    /// Whether a hold armed at run time is due: the card has answered as many APDUs as asked.
+    fn hold_due(&self) -> bool {
+        let at = self.hold_at.load(Ordering::SeqCst);
+        at != u32::MAX && self.replied.load(Ordering::SeqCst) >= at
+    }
+
+    /// Holds while a hold is due, unless the card is being removed or pulled meanwhile.
+    fn hold(&self) {
+        if !self.hold_due() {
+            return;
+        }
+        self.held.store(true, Ordering::SeqCst);
+        while self.hold_due() && !self.removing.load(Ordering::SeqCst) && !self.pull_due() {
+            std::thread::sleep(HOLD_POLL);
+        }
+        self.held.store(false, Ordering::SeqCst);
+    }
 }
+
+/// How often a holding card looks whether it is released.
+const HOLD_POLL: Duration = Duration::from_millis(1);
 
 /// A card in a vpcd reader, served on its own thread. Dropping it removes the card.
 pub struct InsertedCard {
@@ -175,6 +202,27 @@ impl InsertedCard {
         }
     }
 
+    /// Makes the card stop answering once it has answered `answered` APDUs in total since
+    /// insertion: the APDU that reaches the count is applied, persisted and answered, then the
+    /// card reads nothing more from the reader — the next command (and pcscd's presence poll)
+    /// waits, as on a card gone mute — until [`InsertedCard::release`], a pull or removal. A
+    /// count already reached holds the next message the card receives, unanswered. A test uses
+    /// it to act (stop pcscd, say) at an exact point of a card conversation:
+    /// [`InsertedCard::is_held`] says when that point is reached.
+    pub fn hold_after(&self, answered: u32) {
+        self.shared.hold_at.store(answered, Ordering::SeqCst);
+    }
+
+    /// Disarms [`InsertedCard::hold_after`]: a holding card reads the reader's next message.
+    pub fn release(&self) {
+        self.shared.hold_at.store(u32::MAX, Ordering::SeqCst);
+    }
+
+    /// Whether the card is holding, armed by [`InsertedCard::hold_after`].
+    pub fn is_held(&self) -> bool {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
     /// Whether the card is still connected to the reader.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)
@@ -238,6 +286,7 @@ fn serve(
     let atr = file.profile().atr();
     let mut applet = Applet::new(file.state().clone());
     loop {
+        shared.hold();
         if faults.should_pull(shared.answered.load(Ordering::SeqCst)) || shared.pull_due() {
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());
@@ -247,8 +296,10 @@ fn serve(
         let Some(frame) = read_frame(&mut stream).map_err(CardError::Connection)? else {
             return Ok(());
         };
-        // Armed while this thread waited for the frame: the card is gone before it answers.
-        if shared.pull_due() {
+        // Armed while this thread waited for the frame: the card holds, or is gone, before it
+        // answers.
+        shared.hold();
+        if shared.pull_due() || shared.removing.load(Ordering::SeqCst) {
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(());
         }

@@ -163,6 +163,48 @@ fn a_pull_armed_for_a_count_already_reached_happens_at_once() {
 }
 
 #[test]
+fn a_held_card_answers_nothing_until_released() {
+    let rig = rig(AtrProfile::NhsCis);
+    let (card, mut vpcd) = rig.insert(Faults::default());
+    assert!(exchange(&mut vpcd, SELECT).is_some());
+    card.hold_after(card.apdus_answered() + 1);
+    assert!(!card.is_held());
+    assert_eq!(exchange(&mut vpcd, WRONG_PIN).unwrap(), [0x63, 0xC2]);
+    // The counted APDU is answered; the next one (and a control message) waits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !card.is_held() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(card.is_held());
+    write_frame(&mut vpcd, GET_CHUID).unwrap();
+    vpcd.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(read_frame(&mut vpcd).is_err(), "a held card answered");
+    assert_eq!(card.apdus_answered(), 2);
+    assert!(card.is_connected());
+
+    // Released, it answers the waiting command.
+    vpcd.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    card.release();
+    let r = read_frame(&mut vpcd).unwrap().unwrap();
+    assert_eq!(&r[r.len() - 2..], [0x90, 0x00]);
+    assert!(!card.is_held());
+    assert_eq!(card.apdus_answered(), 3);
+
+    // Armed for a count already reached, it holds the next command; removal still ends it.
+    card.hold_after(card.apdus_answered());
+    write_frame(&mut vpcd, SELECT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !card.is_held() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(card.is_held());
+    card.remove().unwrap();
+    assert_eq!(read_frame(&mut vpcd).ok().flatten(), None);
+}
+
+#[test]
 fn forced_status_corruption_and_delay() {
     let rig = rig(AtrProfile::Piv);
     let faults = Faults {

@@ -164,7 +164,9 @@ impl Transaction<'_> {
         Ok(buf)
     }
 
-    /// Turns a generic transmit failure into "card removed" when the card has in fact left.
+    /// Turns a generic transmit failure into "card removed" (or "service unavailable") when the
+    /// card has in fact left (or pcscd has gone). A pcscd going away mid-command answers
+    /// "access denied" or "invalid handle" as often as "communications error".
     fn explain(&self, e: pcsc::Error) -> Error {
         use pcsc::Error as P;
         if !matches!(
@@ -174,6 +176,9 @@ impl Transaction<'_> {
                 | P::UnresponsiveCard
                 | P::UnpoweredCard
                 | P::UnknownError
+                | P::SecurityViolation
+                | P::NoAccess
+                | P::InvalidHandle
         ) {
             return Error::from(e);
         }

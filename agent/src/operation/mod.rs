@@ -173,6 +173,13 @@ impl Failure {
                 ErrorCode::CardRemoved,
                 format!("the card was removed during its {what}: put it back and {then}"),
             ),
+            Failure::Card(piv::Error::ServiceUnavailable) => ErrorObject::new(
+                ErrorCode::PcscUnavailable,
+                format!(
+                    "the smartcard service (pcscd) stopped during the {what}: the {what} \
+                     finishes once it runs again and the card is back"
+                ),
+            ),
             Failure::Card(e) => card_error(&e),
             Failure::Cms(e) => {
                 let mut error = crate::cms::error_object(&e);

@@ -223,7 +223,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Connects to the card in `reader` (shared, LeaveCard on the way out) and runs `step` in one
-/// transaction.
+/// transaction, whose outcome is the answer.
+///
+/// Letting go of the card afterwards can fail (pcscd stopped, the card pulled) without undoing
+/// anything the step did: a renewal the service has confirmed stays renewed, and is not
+/// reported as failed.
 pub(crate) fn with_card<T>(
     reader: &str,
     step: impl FnOnce(&piv::Transaction<'_>) -> Result<T, piv::Error>,
@@ -235,7 +239,9 @@ pub(crate) fn with_card<T>(
         let tx = card.transaction()?;
         step(&tx)
     };
-    card.disconnect()?;
+    if let Err(e) = card.disconnect() {
+        tracing::debug!(%reader, "disconnecting from the card after its transaction: {e}");
+    }
     result
 }
 

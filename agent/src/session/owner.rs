@@ -373,14 +373,25 @@ impl SessionOwner {
             reader: reader.clone(),
             card: card.status(now()),
         });
+        let unfinished = self.renewal_journaled(&card);
         if let Some(session) = &mut self.session {
             if session.signed_in.reader == reader {
-                if same_card(&session.signed_in, &card) {
-                    // The card came back under the `keep` removal action.
+                if !same_card(&session.signed_in, &card) {
+                    self.end_session_now(SessionEndReason::CardChanged);
+                } else if unfinished {
+                    // The session's card is back (under the `keep` removal action, or after
+                    // pcscd went away) with its renewal interrupted meanwhile: the session
+                    // ends, and the sign-in that follows finishes the renewal first.
+                    tracing::info!(
+                        serial = %session.signed_in.serial,
+                        "the card is back with its renewal unfinished: signing in again"
+                    );
+                    self.end_session_now(SessionEndReason::CardRemoved);
+                } else {
+                    // The card came back under the `keep` removal action, or after pcscd went
+                    // away.
                     session.signed_in.card_present = true;
                     session.generation = generation;
-                } else {
-                    self.end_session_now(SessionEndReason::CardChanged);
                 }
             }
         }
@@ -394,6 +405,16 @@ impl SessionOwner {
         self.schedule_certificate_check();
         self.auto_login(&reader);
         self.resume_repair();
+    }
+
+    /// Whether the journal holds an unfinished renewal of `card`.
+    fn renewal_journaled(&self, card: &CardIdentity) -> bool {
+        card.serial.is_some_and(|serial| {
+            self.operations
+                .journal
+                .get(&serial.to_string())
+                .is_some_and(|e| e.kind == OperationKind::Renew)
+        })
     }
 
     fn card_left(&mut self, reader: &str, reason: SessionEndReason) {
