@@ -539,3 +539,28 @@ fn the_session_ends_when_the_cms_session_expires() {
     );
     assert_eq!(stack.pin_prompts().len(), 1);
 }
+
+#[test]
+fn a_session_whose_card_is_not_back_after_pcscd_restarts_ends() {
+    let (mut stack, card, _) = holder_stack();
+    let (mut events, inserted) =
+        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    stack.wait_for(&mut events, is_session_started);
+
+    stack.bed.stop_pcscd();
+    stack.wait_for(&mut events, |e| matches!(e, Event::PcscUnavailable { .. }));
+    // The card's link went with pcscd, and the card is not put back.
+    drop(inserted);
+    stack.bed.restart_pcscd().unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::PcscAvailable));
+    stack.wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardRemoved,
+                ..
+            }
+        )
+    });
+    assert_eq!(stack.status().session.state, SessionState::NoCard);
+}

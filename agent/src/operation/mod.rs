@@ -176,8 +176,8 @@ impl Failure {
             Failure::Card(piv::Error::ServiceUnavailable) => ErrorObject::new(
                 ErrorCode::PcscUnavailable,
                 format!(
-                    "the smartcard service (pcscd) stopped during the {what}: the {what} \
-                     finishes once it runs again and the card is back"
+                    "the smartcard service (pcscd) stopped during the {what}: once it runs \
+                     again, {then}"
                 ),
             ),
             Failure::Card(e) => card_error(&e),

@@ -332,7 +332,8 @@ impl SessionOwner {
             match present {
                 Some(card) if same_card(&session.signed_in, card) => {}
                 Some(_) => self.end_session_now(SessionEndReason::CardChanged),
-                None => self.card_left(&reader, SessionEndReason::CardRemoved),
+                // The readers were forgotten while pcscd was away: the session's card is gone.
+                None => self.session_card_left(&reader, SessionEndReason::CardRemoved),
             }
         }
         for ReaderSnapshot { reader, card } in snapshot {
@@ -438,6 +439,11 @@ impl SessionOwner {
         if self.ended_in.as_deref() == Some(reader) {
             self.ended_in = None;
         }
+        self.session_card_left(reader, reason);
+    }
+
+    /// The session's card left `reader` (if the session is there): the removal action applies.
+    fn session_card_left(&mut self, reader: &str, reason: SessionEndReason) {
         let Some(session) = &mut self.session else {
             return;
         };
