@@ -31,13 +31,13 @@ impl Stack {
         self.block_on(self.client().status()).expect("status")
     }
 
-    /// The next event matching `wanted`, skipping others; panics after `timeout`.
-    pub fn wait_for_within(
+    /// The next event matching `wanted`, skipping others; `None` once `timeout` passes.
+    pub fn next_matching(
         &self,
         events: &mut Subscription,
         timeout: Duration,
         wanted: impl Fn(&Event) -> bool,
-    ) -> Event {
+    ) -> Option<Event> {
         self.block_on(async {
             tokio::time::timeout(timeout, async {
                 loop {
@@ -48,8 +48,19 @@ impl Stack {
                 }
             })
             .await
-            .expect("the event did not come")
+            .ok()
         })
+    }
+
+    /// [`Stack::next_matching`] that panics after `timeout`.
+    pub fn wait_for_within(
+        &self,
+        events: &mut Subscription,
+        timeout: Duration,
+        wanted: impl Fn(&Event) -> bool,
+    ) -> Event {
+        self.next_matching(events, timeout, wanted)
+            .expect("the event did not come")
     }
 
     /// [`Stack::wait_for_within`] with [`EVENT_TIMEOUT`].

@@ -57,31 +57,10 @@ fn log_tail(stack: &Stack) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
-/// The next event `wanted` matches, skipping others; `None` when `timeout` passes first.
-fn next_matching(
-    stack: &Stack,
-    events: &mut Subscription,
-    timeout: Duration,
-    wanted: impl Fn(&Event) -> bool,
-) -> Option<Event> {
-    stack.block_on(async {
-        tokio::time::timeout(timeout, async {
-            loop {
-                let event = events.next_event().await.expect("the event stream");
-                if wanted(&event) {
-                    return event;
-                }
-            }
-        })
-        .await
-        .ok()
-    })
-}
-
 /// Waits until the agent signs in with the card in reader 0; panics with the reason and the
 /// agent's log when it does not.
 fn wait_signed_in(stack: &Stack, events: &mut Subscription, what: &str) {
-    let outcome = next_matching(stack, events, PATIENCE, |e| {
+    let outcome = stack.next_matching(events, PATIENCE, |e| {
         matches!(e, Event::SessionStarted { .. } | Event::LoginFailed { .. })
     });
     match outcome {
@@ -194,10 +173,11 @@ impl Holder {
             .expect("a renewal nothing interrupts");
         assert!(done.done, "{done:?}");
         let answered = self.inserted().apdus_answered() - before;
-        next_matching(&self.stack, &mut self.events, PATIENCE, |e| {
-            matches!(e, Event::OperationResult { .. })
-        })
-        .expect("the renewal's result");
+        self.stack
+            .next_matching(&mut self.events, PATIENCE, |e| {
+                matches!(e, Event::OperationResult { .. })
+            })
+            .expect("the renewal's result");
         self.stack.card_agrees_with_cms(0, &self.card).unwrap();
         answered
     }
@@ -207,7 +187,11 @@ impl Holder {
     /// whether it was left journaled.
     fn renew_and_stop_pcscd_after(&mut self, k: u32, what: &str) -> Stopped {
         // Events of the sign-in before (an expiry warning, say) are not this renewal's.
-        while next_matching(&self.stack, &mut self.events, QUIET, |_| true).is_some() {}
+        while self
+            .stack
+            .next_matching(&mut self.events, QUIET, |_| true)
+            .is_some()
+        {}
         self.stack.pin_answers(&[HOLDER_PIN; 32]).unwrap();
         let base = self.inserted().apdus_answered();
         self.inserted().hold_after(base + k);
@@ -246,7 +230,9 @@ impl Holder {
         let mut saw_unavailable = false;
         let mut saw_result = false;
         while !(saw_unavailable && saw_result) {
-            let event = next_matching(&self.stack, &mut self.events, PATIENCE, |_| true)
+            let event = self
+                .stack
+                .next_matching(&mut self.events, PATIENCE, |_| true)
                 .unwrap_or_else(|| {
                     panic!(
                         "{what}: no operation result and pcscd loss (result {saw_result}, \
