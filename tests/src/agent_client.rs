@@ -1,7 +1,8 @@
 //! Talking to the stack's agent from a test: clients, subscriptions and waiting for events.
 
-use crate::stack::Stack;
-use agent_ipc::{Client, Event, Status, Subscription};
+use crate::stack::{Stack, StackCard};
+use agent_ipc::{Client, Event, SessionEndReason, Status, Subscription};
+use cardsim::InsertedCard;
 use std::future::Future;
 use std::time::Duration;
 
@@ -66,5 +67,28 @@ impl Stack {
     /// [`Stack::wait_for_within`] with [`EVENT_TIMEOUT`].
     pub fn wait_for(&self, events: &mut Subscription, wanted: impl Fn(&Event) -> bool) -> Event {
         self.wait_for_within(events, EVENT_TIMEOUT, wanted)
+    }
+
+    /// Takes the signed-in `card` out of reader 0 (its session ends) and puts it back, waiting
+    /// until it signs in again; returns it inserted.
+    pub fn reinsert_and_sign_in(
+        &self,
+        events: &mut Subscription,
+        inserted: InsertedCard,
+        card: &StackCard,
+    ) -> InsertedCard {
+        self.bed.remove(0, inserted).expect("removing the card");
+        self.wait_for(events, |e| {
+            matches!(
+                e,
+                Event::SessionEnded {
+                    reason: SessionEndReason::CardRemoved,
+                    ..
+                }
+            )
+        });
+        let again = self.insert(0, card).expect("inserting the card again");
+        self.wait_for(events, |e| matches!(e, Event::SessionStarted { .. }));
+        again
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
-use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, Event, SessionEndReason, SessionState};
+use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, Event, SessionState};
 use cardsim::AtrProfile;
 use cms::issuance::InitialValidity;
 use piv::consts::{key, object};
@@ -435,18 +435,7 @@ fn an_interrupted_renewal_is_finished_by_healing() {
     assert!(stack.audit_log().contains("by the card doctor"));
 
     // Out and in again: the card signs in.
-    stack.bed.remove(0, inserted).unwrap();
-    stack.wait_for(&mut events, |e| {
-        matches!(
-            e,
-            Event::SessionEnded {
-                reason: SessionEndReason::CardRemoved,
-                ..
-            }
-        )
-    });
-    let _again = stack.insert(0, &card).unwrap();
-    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    let _again = stack.reinsert_and_sign_in(&mut events, inserted, &card);
     assert_eq!(stack.pin_prompts().len(), 5);
 }
 

@@ -3,7 +3,7 @@
 //!
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
-use agent_ipc::{ErrorCode, Event, OperationKind, SessionEndReason, SessionState};
+use agent_ipc::{ErrorCode, Event, OperationKind, SessionState};
 use cardsim::AtrProfile;
 use cms::issuance::InitialValidity;
 use piv::CardSerial;
@@ -93,18 +93,7 @@ fn a_holder_renews_and_stays_signed_in() {
     assert!(stack.audit_log().contains("\"renew\""));
 
     // A second renewal, and the card still signs in afterwards from scratch.
-    stack.bed.remove(0, inserted).unwrap();
-    stack.wait_for(&mut events, |e| {
-        matches!(
-            e,
-            Event::SessionEnded {
-                reason: SessionEndReason::CardRemoved,
-                ..
-            }
-        )
-    });
-    let _again = stack.insert(0, &card).unwrap();
-    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    let _again = stack.reinsert_and_sign_in(&mut events, inserted, &card);
 }
 
 #[test]
