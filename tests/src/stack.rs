@@ -188,6 +188,18 @@ impl Stack {
         Ok((user.id, ids))
     }
 
+    /// A card for a new nurse, Jane Doe (the holder most tests need), with `pin`.
+    pub fn nurse_card(
+        &self,
+        serial: CardSerial,
+        pin: &str,
+        validity: InitialValidity,
+        profile: AtrProfile,
+    ) -> Result<StackCard> {
+        let (jane, _) = self.user("Jane Doe", &[NURSE])?;
+        self.issue(&jane, serial, pin, validity, profile)
+    }
+
     /// Issues a new virtual card (`serial`, ATR `profile`) to `user_id` with `pin`, through
     /// reader 1 over PC/SC, and takes it out again. Call before the agent starts, or with
     /// reader 1 empty.

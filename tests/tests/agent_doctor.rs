@@ -11,7 +11,7 @@ use cms::issuance::InitialValidity;
 use piv::consts::{key, object};
 use piv::{CardSerial, LocalResponder, Pin, PivCard};
 use std::ffi::CString;
-use testbed::stack::{AgentOptions, Stack, StackCard, NURSE};
+use testbed::stack::{AgentOptions, Stack, StackCard};
 
 const CHECKS: [&str; 8] = [
     "applet",
@@ -36,9 +36,8 @@ fn stack_with_card(
     pin_answers: &[&str],
 ) -> (Stack, StackCard, cardsim::InsertedCard) {
     let mut stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(&jane, serial(n), "246810", validity, AtrProfile::NhsCis)
+        .nurse_card(serial(n), "246810", validity, AtrProfile::NhsCis)
         .unwrap();
     stack.pin_answers(pin_answers).unwrap();
     stack
@@ -358,10 +357,8 @@ fn a_certificate_lost_with_the_key_replaced_needs_the_ra_and_nothing_is_written(
 #[test]
 fn an_interrupted_renewal_is_finished_by_healing() {
     let mut stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(
-            &jane,
+        .nurse_card(
             serial(6),
             "246810",
             InitialValidity::Days(30),
@@ -502,10 +499,8 @@ fn a_restore_pulled_after_any_apdu_is_healed_by_the_next_try() {
 #[test]
 fn while_the_doctor_runs_other_card_work_is_busy_and_status_still_answers() {
     let mut stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(
-            &jane,
+        .nurse_card(
             serial(9),
             "246810",
             InitialValidity::Days(30),

@@ -41,9 +41,8 @@ fn nurse_stack(
     profile: AtrProfile,
 ) -> (Stack, StackCard) {
     let stack = Stack::start_with(policy).unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(&jane, serial(n), "246810", validity, profile)
+        .nurse_card(serial(n), "246810", validity, profile)
         .unwrap();
     (stack, card)
 }

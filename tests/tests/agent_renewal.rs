@@ -7,7 +7,7 @@ use agent_ipc::{ErrorCode, Event, OperationKind, SessionState};
 use cardsim::AtrProfile;
 use cms::issuance::InitialValidity;
 use piv::CardSerial;
-use testbed::stack::{AgentOptions, Stack, NURSE};
+use testbed::stack::{AgentOptions, Stack};
 
 fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2A, n])
@@ -16,10 +16,8 @@ fn serial(n: u8) -> CardSerial {
 #[test]
 fn a_holder_renews_and_stays_signed_in() {
     let mut stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(
-            &jane,
+        .nurse_card(
             serial(1),
             "246810",
             InitialValidity::Days(30),
@@ -99,10 +97,8 @@ fn a_holder_renews_and_stays_signed_in() {
 #[test]
 fn renewing_needs_a_session_and_an_expired_card_cannot_get_one() {
     let mut stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(
-            &jane,
+        .nurse_card(
             serial(2),
             "246810",
             InitialValidity::Expired,

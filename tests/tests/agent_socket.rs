@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use testbed::stack::{workspace_binary, AgentOptions, Stack, NURSE};
+use testbed::stack::{workspace_binary, AgentOptions, Stack};
 
 fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2A, n])
@@ -42,10 +42,8 @@ fn error_code(value: &serde_json::Value) -> ErrorCode {
 #[test]
 fn hostile_clients_get_errors_while_others_are_served() {
     let mut stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(
-            &jane,
+        .nurse_card(
             serial(1),
             "246810",
             InitialValidity::Days(90),

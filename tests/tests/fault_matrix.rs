@@ -213,10 +213,8 @@ impl Holder {
     /// Starts the stack and the agent, and signs in with a new card valid for 30 days.
     fn start() -> Self {
         let mut stack = Stack::start_with(roomy_policy()).unwrap();
-        let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
         let card = stack
-            .issue(
-                &jane,
+            .nurse_card(
                 serial(1),
                 HOLDER_PIN,
                 InitialValidity::Days(30),

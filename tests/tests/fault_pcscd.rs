@@ -21,7 +21,7 @@ use piv::{CardSerial, KeyAlgorithm, PivCard};
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use testbed::stack::{AgentOptions, Stack, StackCard, NURSE};
+use testbed::stack::{AgentOptions, Stack, StackCard};
 
 /// How long a sign-in, an operation or the card reaching its hold may take (an RSA key is
 /// generated).
@@ -137,10 +137,8 @@ impl Holder {
             ..Policy::default()
         })
         .unwrap();
-        let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
         let card = stack
-            .issue(
-                &jane,
+            .nurse_card(
                 serial(1),
                 HOLDER_PIN,
                 InitialValidity::Days(30),
