@@ -6,7 +6,7 @@ use cardsim::state::algorithm_from_name;
 use cardsim::{AtrProfile, CardFile, CardSpec, Faults};
 use clap::{Parser, Subcommand};
 use der::{Decode, EncodePem};
-use piv::{CardSerial, ManagementKey};
+use piv::{CardSerial, ManagementAlgorithm, ManagementKey};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,31 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Personalise a new card file.
-    Create {
-        /// The card file to write.
-        file: PathBuf,
-        /// The card serial: 16 hex digits.
-        #[arg(long)]
-        serial: CardSerial,
-        /// ATR profile: nhs-cis, gemalto, oberthur, piv or yubikey.
-        #[arg(long, default_value = "nhs-cis")]
-        profile: AtrProfile,
-        /// The PIN (default 123456).
-        #[arg(long)]
-        pin: Option<String>,
-        /// The PUK (default 12345678).
-        #[arg(long)]
-        puk: Option<String>,
-        /// The 9B management key in hex: 48 digits for 3DES, 32 for AES-128.
-        #[arg(long)]
-        management_key: Option<String>,
-        /// Generate a key: SLOT:ALG, e.g. 9a:rsa2048 or 9c:p256. Repeatable.
-        #[arg(long)]
-        generate: Vec<String>,
-        /// Write a certificate: SLOT:FILE.pem (the first certificate of the chain). Repeatable.
-        #[arg(long)]
-        certificate: Vec<String>,
-    },
+    Create(CreateArgs),
     /// Insert a card into a vpcd reader and serve it until SIGINT/SIGTERM or disconnection.
     Insert {
         /// The card file.
@@ -93,27 +69,50 @@ enum Command {
     },
 }
 
+/// What `create` personalises.
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// The card file to write.
+    file: PathBuf,
+    /// The card serial: 16 hex digits.
+    #[arg(long)]
+    serial: CardSerial,
+    /// ATR profile: nhs-cis, gemalto, oberthur, piv or yubikey.
+    #[arg(long, default_value = "nhs-cis")]
+    profile: AtrProfile,
+    /// The PIN (default 123456).
+    #[arg(long)]
+    pin: Option<String>,
+    /// The PUK (default 12345678).
+    #[arg(long)]
+    puk: Option<String>,
+    /// The 9B key's algorithm: 3des (a YubiKey before 5.7), aes128, aes192 (5.7 and
+    /// later) or aes256. The card gets that algorithm's factory key (01 02 … 08 repeated)
+    /// and takes only keys of it, unless --mgmt-accepts says more.
+    #[arg(long, default_value = "3des")]
+    mgmt_alg: ManagementAlgorithm,
+    /// The algorithms SET MANAGEMENT KEY takes, comma-separated (default: only --mgmt-alg
+    /// when it is given, else all four).
+    #[arg(long, value_delimiter = ',')]
+    mgmt_accepts: Vec<ManagementAlgorithm>,
+    /// Answer GET METADATA with 6D00, as cards without the Yubico extension do.
+    #[arg(long)]
+    no_metadata: bool,
+    /// The 9B management key in hex, of --mgmt-alg's length (48 digits for 3DES and
+    /// AES-192, 32 for AES-128, 64 for AES-256).
+    #[arg(long)]
+    management_key: Option<String>,
+    /// Generate a key: SLOT:ALG, e.g. 9a:rsa2048 or 9c:p256. Repeatable.
+    #[arg(long)]
+    generate: Vec<String>,
+    /// Write a certificate: SLOT:FILE.pem (the first certificate of the chain). Repeatable.
+    #[arg(long)]
+    certificate: Vec<String>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Create {
-            file,
-            serial,
-            profile,
-            pin,
-            puk,
-            management_key,
-            generate,
-            certificate,
-        } => create(
-            &file,
-            serial,
-            profile,
-            pin,
-            puk,
-            management_key,
-            &generate,
-            &certificate,
-        ),
+        Command::Create(args) => create(args),
         Command::Insert {
             file,
             port,
@@ -150,17 +149,21 @@ fn parse_slot(text: &str) -> Result<u8> {
     Ok(slot)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn create(
-    file: &Path,
-    serial: CardSerial,
-    profile: AtrProfile,
-    pin: Option<String>,
-    puk: Option<String>,
-    management_key: Option<String>,
-    generate: &[String],
-    certificates: &[String],
-) -> Result<()> {
+fn create(args: CreateArgs) -> Result<()> {
+    let CreateArgs {
+        file,
+        serial,
+        profile,
+        pin,
+        puk,
+        mgmt_alg,
+        mgmt_accepts,
+        no_metadata,
+        management_key,
+        generate,
+        certificate: certificates,
+    } = args;
+    let file = file.as_path();
     let mut spec = CardSpec::new(serial);
     spec.profile = profile;
     if let Some(pin) = pin {
@@ -169,13 +172,20 @@ fn create(
     if let Some(puk) = puk {
         spec.puk = puk;
     }
+    if mgmt_alg != ManagementAlgorithm::Tdes || !mgmt_accepts.is_empty() {
+        spec = spec.with_management_algorithm(mgmt_alg);
+    }
+    if !mgmt_accepts.is_empty() {
+        spec.management_algorithms = mgmt_accepts;
+    }
+    spec.metadata = !no_metadata;
     if let Some(hex_key) = management_key {
         spec.management_key =
-            ManagementKey::from_hex(&hex_key).context("reading --management-key")?;
+            ManagementKey::from_hex_with(mgmt_alg, &hex_key).context("reading --management-key")?;
     }
     // Check every argument before writing anything.
     let mut keys = Vec::new();
-    for g in generate {
+    for g in &generate {
         let (slot, alg) = g
             .split_once(':')
             .ok_or_else(|| anyhow!("--generate {g:?}: expected SLOT:ALG"))?;
@@ -184,7 +194,7 @@ fn create(
         keys.push((parse_slot(slot)?, alg));
     }
     let mut certs = Vec::new();
-    for c in certificates {
+    for c in &certificates {
         let (slot, path) = c
             .split_once(':')
             .ok_or_else(|| anyhow!("--certificate {c:?}: expected SLOT:FILE.pem"))?;

@@ -170,9 +170,9 @@ pub fn algorithm_name(algorithm: u8) -> &'static str {
         alg::RSA_2048 => "RSA-2048",
         alg::ECC_P256 => "P-256",
         alg::ECC_P384 => "P-384",
-        alg::TDES => "3DES",
-        alg::AES_128 => "AES-128",
-        _ => "unknown",
+        other => piv::ManagementAlgorithm::from_id(other)
+            .map(piv::ManagementAlgorithm::name)
+            .unwrap_or("unknown"),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::CardError;
 use crate::profile::AtrProfile;
 use crate::slot_key::SlotKey;
 use piv::consts::{self, alg};
-use piv::{chuid, tlv, CardSerial, ManagementKey};
+use piv::{chuid, tlv, CardSerial, ManagementAlgorithm, ManagementKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -41,10 +41,17 @@ pub struct CardSpec {
     pub puk: String,
     /// The 9B management key.
     pub management_key: ManagementKey,
+    /// The algorithms SET MANAGEMENT KEY takes; the others it refuses with 6A80, as real
+    /// cards do (a YubiKey 4 takes only 3DES, a 5.4 or later all four). Empty: all four.
+    pub management_algorithms: Vec<ManagementAlgorithm>,
+    /// Whether the card answers GET METADATA (YubiKey 5.3 and later) or not (6D00).
+    pub metadata: bool,
 }
 
 impl CardSpec {
-    /// An `nhs-cis` card with PIN 123456, PUK 12345678 and the factory management key.
+    /// An `nhs-cis` card with PIN 123456, PUK 12345678 and the factory 3DES management key,
+    /// which takes management keys of every algorithm and answers GET METADATA (as a
+    /// YubiKey 5.4 or later).
     pub fn new(serial: CardSerial) -> Self {
         Self {
             serial,
@@ -52,7 +59,16 @@ impl CardSpec {
             pin: DEFAULT_PIN.to_owned(),
             puk: DEFAULT_PUK.to_owned(),
             management_key: ManagementKey::factory(),
+            management_algorithms: Vec::new(),
+            metadata: true,
         }
+    }
+
+    /// The same card with the factory management key of `algorithm`, taking only keys of it.
+    pub fn with_management_algorithm(mut self, algorithm: ManagementAlgorithm) -> Self {
+        self.management_key = ManagementKey::factory_for(algorithm);
+        self.management_algorithms = vec![algorithm];
+        self
     }
 }
 
@@ -84,6 +100,12 @@ pub struct CardState {
     pub(crate) pin_tries_left: u8,
     pub(crate) puk_tries_left: u8,
     pub(crate) management_key: StoredManagementKey,
+    /// The algorithm identifiers SET MANAGEMENT KEY takes (a file without them: all four).
+    #[serde(default = "every_management_algorithm")]
+    management_algorithms: Vec<u8>,
+    /// Whether the card answers GET METADATA.
+    #[serde(default)]
+    metadata: bool,
     /// Slot (two hex digits) to key.
     keys: BTreeMap<String, StoredKey>,
     /// Object tag (hex) to content (hex): the value inside `53` (inside `7E` for discovery).
@@ -101,6 +123,10 @@ impl std::fmt::Debug for CardState {
             .field("objects", &self.objects.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+fn every_management_algorithm() -> Vec<u8> {
+    ManagementAlgorithm::ALL.iter().map(|a| a.id()).collect()
 }
 
 fn slot_name(slot: u8) -> String {
@@ -164,6 +190,12 @@ impl CardState {
                 algorithm: spec.management_key.algorithm(),
                 key: Zeroizing::new(hex::encode(spec.management_key.secret())),
             },
+            management_algorithms: if spec.management_algorithms.is_empty() {
+                every_management_algorithm()
+            } else {
+                spec.management_algorithms.iter().map(|a| a.id()).collect()
+            },
+            metadata: spec.metadata,
             keys: BTreeMap::new(),
             objects: BTreeMap::new(),
         };
@@ -203,6 +235,16 @@ impl CardState {
                 .map_err(|_| piv::management_key::ManagementKeyError::NotHex)?,
         );
         Ok(ManagementKey::new(self.management_key.algorithm, &bytes)?)
+    }
+
+    /// Whether SET MANAGEMENT KEY takes keys of algorithm identifier `algorithm`.
+    pub fn takes_management_algorithm(&self, algorithm: u8) -> bool {
+        self.management_algorithms.contains(&algorithm)
+    }
+
+    /// Whether the card answers GET METADATA.
+    pub fn answers_metadata(&self) -> bool {
+        self.metadata
     }
 
     /// Replaces the 9B management key.

@@ -346,3 +346,67 @@ fn retired_slots_hold_keys_and_certificates() {
     );
     assert_eq!(host.get_data(0x5FC120).sw, StatusWord::NOT_FOUND);
 }
+
+#[test]
+fn every_management_algorithm_authenticates_and_metadata_names_it() {
+    use piv::ManagementAlgorithm;
+    for algorithm in ManagementAlgorithm::ALL {
+        for metadata in [true, false] {
+            let mut spec = cardsim::CardSpec::new(common::SERIAL.parse().unwrap())
+                .with_management_algorithm(algorithm);
+            spec.metadata = metadata;
+            let mut host = Host::new(cardsim::CardState::new(&spec).unwrap());
+            let factory = ManagementKey::factory_for(algorithm);
+            let meta = host.raw(&Command::new(ins::GET_METADATA, 0, key::MANAGEMENT, vec![]));
+            if metadata {
+                assert_eq!(meta.sw, StatusWord::OK);
+                assert_eq!(
+                    tlv::find(&meta.data, 0x01).unwrap(),
+                    Some(&[algorithm.id()][..])
+                );
+                assert_eq!(tlv::find(&meta.data, 0x05).unwrap(), Some(&[1u8][..]));
+            } else {
+                assert_eq!(meta.sw, StatusWord::INS_NOT_SUPPORTED);
+            }
+            // Any other algorithm is refused at the first step, before a witness.
+            for other in ManagementAlgorithm::ALL
+                .into_iter()
+                .filter(|a| *a != algorithm)
+            {
+                let wrong = ManagementKey::factory_for(other);
+                assert_eq!(
+                    host.authenticate(&wrong),
+                    StatusWord::WRONG_P1P2,
+                    "{algorithm} card, {other} key"
+                );
+            }
+            assert_eq!(host.authenticate(&factory), StatusWord::OK, "{algorithm}");
+
+            // The card takes a new key of its own algorithm only.
+            for other in ManagementAlgorithm::ALL {
+                let key =
+                    ManagementKey::with_algorithm(other, &vec![0x5A; other.key_len()]).unwrap();
+                let mut data = vec![other.id(), key::MANAGEMENT, other.key_len() as u8];
+                data.extend_from_slice(key.secret());
+                let r = host
+                    .transmit(Command::new(ins::SET_MANAGEMENT_KEY, 0xFF, 0xFF, data).without_le());
+                if other == algorithm {
+                    assert_eq!(r.sw, StatusWord::OK);
+                    assert_eq!(host.applet.state().management_key().unwrap(), key);
+                } else {
+                    assert_eq!(
+                        r.sw,
+                        StatusWord::WRONG_DATA,
+                        "{algorithm} card took {other}"
+                    );
+                }
+            }
+            if metadata {
+                let meta = host.raw(&Command::new(ins::GET_METADATA, 0, key::MANAGEMENT, vec![]));
+                assert_eq!(tlv::find(&meta.data, 0x05).unwrap(), Some(&[0u8][..]));
+                let pin = host.raw(&Command::new(ins::GET_METADATA, 0, key::PIN, vec![]));
+                assert_eq!(pin.sw, StatusWord::REFERENCE_NOT_FOUND);
+            }
+        }
+    }
+}

@@ -33,6 +33,8 @@ pub mod ins {
     pub const GET_VERSION: u8 = 0xFD;
     /// GET SERIAL (Yubico extension).
     pub const GET_SERIAL: u8 = 0xF8;
+    /// GET METADATA (Yubico extension, firmware 5.3 and later).
+    pub const GET_METADATA: u8 = 0xF7;
 }
 
 /// Tags of the data objects on the card (the value of the `5C` tag list in GET/PUT DATA).

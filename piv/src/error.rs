@@ -54,6 +54,19 @@ pub enum Error {
     /// Mutual authentication with the 9B management key failed.
     #[error("the card rejected the management key (or failed to prove it holds the same key)")]
     ManagementKeyRejected,
+    /// The card refused a management-key authentication in `0`: its 9B key uses another
+    /// algorithm.
+    #[error("this card's management key does not use {0}: the card refused a {0} authentication")]
+    ManagementAlgorithmRefused(crate::ManagementAlgorithm),
+    /// The card refused a management-key authentication in every algorithm there is.
+    #[error(
+        "this card's management key uses none of 3DES, AES-128, AES-192 and AES-256, the \
+         algorithms of PIV cards: it cannot be managed"
+    )]
+    ManagementAlgorithmUnknown,
+    /// SET MANAGEMENT KEY refused a new key in `0`: the card does not take keys of it.
+    #[error("this card does not take {0} management keys")]
+    ManagementAlgorithmNotAccepted(crate::ManagementAlgorithm),
     /// The card answered with a status word that has no more specific meaning here.
     #[error("the card answered with status {0}")]
     Status(StatusWord),

@@ -244,9 +244,16 @@ impl Transaction<'_> {
 
     /// Replaces the 9B management key (Yubico SET MANAGEMENT KEY); needs the current one to
     /// have been authenticated in this transaction.
+    /// A card that does not take keys of the new key's algorithm answers
+    /// [`Error::ManagementAlgorithmNotAccepted`] and keeps its key.
     pub fn set_management_key(&self, new_key: &ManagementKey) -> Result<(), Error> {
-        self.transmit_ok(&set_management_key_command(new_key), None)
-            .map(drop)
+        match self.transmit_ok(&set_management_key_command(new_key), None) {
+            Ok(_) => Ok(()),
+            Err(Error::Status(sw)) if crate::mutual_auth::is_algorithm_refusal(sw) => Err(
+                Error::ManagementAlgorithmNotAccepted(new_key.management_algorithm()),
+            ),
+            Err(e) => Err(e),
+        }
     }
 }
 

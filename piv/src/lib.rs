@@ -30,7 +30,7 @@ pub mod tlv;
 
 pub use apdu::{Command, Response, StatusWord};
 pub use chuid::CardSerial;
-pub use management_key::ManagementKey;
+pub use management_key::{ManagementAlgorithm, ManagementKey};
 
 #[cfg(feature = "client")]
 pub use card::{PivCard, Transaction};

@@ -6,12 +6,12 @@
 //! 2. host → card `7C { 80 decrypted witness, 81 challenge }`; card → host
 //!    `7C { 82 encrypted challenge }`, which the host checks.
 
-use crate::apdu::Command;
+use crate::apdu::{Command, Response, StatusWord};
 use crate::card::Transaction;
 use crate::consts::{ins, key};
 use crate::error::Error;
 use crate::keys::dynamic_auth_item;
-use crate::management_key::{self, ManagementKey};
+use crate::management_key::{self, ManagementAlgorithm, ManagementKey};
 use crate::tlv;
 use rand::RngCore;
 use zeroize::Zeroizing;
@@ -28,7 +28,7 @@ pub struct WitnessAnswer {
 /// to its challenge. Implemented locally by [`LocalResponder`], or by a client of a remote
 /// service that never lets the key leave it.
 pub trait ManagementKeyResponder {
-    /// The algorithm of the management key (`alg::TDES` or `alg::AES_128`).
+    /// The algorithm identifier of the management key (`alg::TDES`, `alg::AES_128` …).
     fn algorithm(&self) -> u8;
 
     /// Decrypts the card's `encrypted_witness` and picks a challenge for the card.
@@ -117,6 +117,60 @@ impl ManagementKeyResponder for LocalResponder {
     }
 }
 
+/// What GET METADATA (Yubico, firmware 5.3 and later) tells of the 9B key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagementKeyMetadata {
+    /// The key's algorithm.
+    pub algorithm: ManagementAlgorithm,
+    /// Whether the key is still the factory default, where the card says.
+    pub is_default: Option<bool>,
+}
+
+/// Whether `sw` is a card's refusal of an algorithm: wrong P1 (the algorithm byte) or wrong
+/// data (a key of a length it does not take).
+pub(crate) fn is_algorithm_refusal(sw: StatusWord) -> bool {
+    matches!(sw, StatusWord::WRONG_P1P2 | StatusWord::WRONG_DATA)
+}
+
+/// Whether `sw` says the card has no GET METADATA.
+fn is_not_supported(sw: StatusWord) -> bool {
+    matches!(
+        sw,
+        StatusWord::INS_NOT_SUPPORTED
+            | StatusWord::CLA_NOT_SUPPORTED
+            | StatusWord::FUNCTION_NOT_SUPPORTED
+            | StatusWord::WRONG_P1P2
+            | StatusWord::REFERENCE_NOT_FOUND
+            | StatusWord::NOT_FOUND
+    )
+}
+
+/// GET METADATA of the 9B key.
+pub(crate) fn metadata_request() -> Command {
+    Command::new(ins::GET_METADATA, 0x00, key::MANAGEMENT, Vec::new())
+}
+
+/// Reads a GET METADATA answer: `01` algorithm, `05` whether the key is the default.
+pub(crate) fn parse_metadata(data: &[u8]) -> Result<ManagementKeyMetadata, Error> {
+    let find = |tag: u32| tlv::find(data, tag).map_err(|e| Error::Malformed(e.to_string()));
+    let algorithm = match find(0x01)? {
+        Some([id]) => ManagementAlgorithm::from_id(*id).ok_or(Error::ManagementAlgorithmUnknown)?,
+        _ => {
+            return Err(Error::Malformed(
+                "the management key's metadata has no algorithm".into(),
+            ))
+        }
+    };
+    let is_default = match find(0x05)? {
+        Some([flag]) => Some(*flag != 0),
+        _ => None,
+    };
+    Ok(ManagementKeyMetadata {
+        algorithm,
+        is_default,
+    })
+}
+
 /// Step 1: ask the card for a witness.
 pub(crate) fn witness_request(alg: u8) -> Command {
     Command::new(
@@ -144,7 +198,8 @@ pub(crate) fn challenge_request(alg: u8, answer: &WitnessAnswer) -> Command {
 
 impl Transaction<'_> {
     /// Authenticates the 9B management key with `responder`, which unlocks key generation and
-    /// data-object writes for the rest of this transaction.
+    /// data-object writes for the rest of this transaction. A card whose key uses another
+    /// algorithm answers [`Error::ManagementAlgorithmRefused`].
     pub fn authenticate_management_key(
         &self,
         responder: &mut dyn ManagementKeyResponder,
@@ -153,12 +208,58 @@ impl Transaction<'_> {
         if management_key::block_len(alg).is_none() {
             return Err(Error::UnsupportedAlgorithm(alg));
         }
-        let resp = self.transmit_ok(&witness_request(alg), Some(key::MANAGEMENT))?;
+        let resp = self.witness(alg)?;
         let witness = dynamic_auth_item(&resp.data, 0x80)?;
         let answer = responder.answer_witness(alg, witness)?;
         let resp = self.transmit_ok(&challenge_request(alg, &answer), Some(key::MANAGEMENT))?;
         let encrypted_challenge = dynamic_auth_item(&resp.data, 0x82)?;
         responder.check_challenge_response(encrypted_challenge)
+    }
+
+    /// Asks the card for a witness in algorithm `alg`: the reply, or
+    /// [`Error::ManagementAlgorithmRefused`] when its key uses another algorithm.
+    fn witness(&self, alg: u8) -> Result<Response, Error> {
+        let resp = self.transmit(&witness_request(alg))?;
+        if resp.sw.is_ok() {
+            return Ok(resp);
+        }
+        match ManagementAlgorithm::from_id(alg) {
+            Some(algorithm) if is_algorithm_refusal(resp.sw) => {
+                Err(Error::ManagementAlgorithmRefused(algorithm))
+            }
+            _ => Err(crate::error::from_status(resp.sw, Some(key::MANAGEMENT))),
+        }
+    }
+
+    /// What the card tells of its 9B key through GET METADATA; `None` for a card without it
+    /// (YubiKeys before 5.3 and most other PIV cards).
+    pub fn management_key_metadata(&self) -> Result<Option<ManagementKeyMetadata>, Error> {
+        let resp = self.transmit(&metadata_request())?;
+        if resp.sw.is_ok() {
+            return parse_metadata(&resp.data).map(Some);
+        }
+        if is_not_supported(resp.sw) {
+            return Ok(None);
+        }
+        Err(crate::error::from_status(resp.sw, Some(key::MANAGEMENT)))
+    }
+
+    /// The algorithm of the card's 9B key: from GET METADATA where the card answers it, else
+    /// by asking for a witness in each algorithm ([`ManagementAlgorithm::ALL`]'s order) until
+    /// the card gives one. Changes nothing on the card; a witness asked for is simply never
+    /// answered.
+    pub fn management_algorithm(&self) -> Result<ManagementAlgorithm, Error> {
+        if let Some(metadata) = self.management_key_metadata()? {
+            return Ok(metadata.algorithm);
+        }
+        for algorithm in ManagementAlgorithm::ALL {
+            match self.witness(algorithm.id()) {
+                Ok(_) => return Ok(algorithm),
+                Err(Error::ManagementAlgorithmRefused(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::ManagementAlgorithmUnknown)
     }
 }
 
@@ -215,6 +316,32 @@ mod tests {
             r.check_challenge_response(&[0; 7]),
             Err(Error::ManagementKeyRejected)
         ));
+    }
+
+    #[test]
+    fn metadata_is_read() {
+        let m =
+            parse_metadata(&[0x01, 0x01, 0x0A, 0x02, 0x02, 0x00, 0x01, 0x05, 0x01, 0x01]).unwrap();
+        assert_eq!(m.algorithm, ManagementAlgorithm::Aes192);
+        assert_eq!(m.is_default, Some(true));
+        assert!(matches!(
+            parse_metadata(&[0x01, 0x01, 0x07]),
+            Err(Error::ManagementAlgorithmUnknown)
+        ));
+        assert!(matches!(
+            parse_metadata(&[0x05, 0x01, 0x00]),
+            Err(Error::Malformed(_))
+        ));
+        assert!(parse_metadata(&[0x01, 0x05]).is_err());
+        assert_eq!(metadata_request().to_bytes()[..4], [0x00, 0xF7, 0x00, 0x9B]);
+    }
+
+    #[test]
+    fn local_responder_works_in_every_algorithm() {
+        for algorithm in ManagementAlgorithm::ALL {
+            let key = ManagementKey::factory_for(algorithm);
+            card_round(&key, &mut LocalResponder::new(key.clone())).unwrap();
+        }
     }
 
     #[test]

@@ -92,8 +92,30 @@ impl Applet {
         }
     }
 
+    /// GET METADATA (Yubico, `00 F7 00 9B`) of the 9B key: `01` algorithm, `02` PIN and
+    /// touch policy (never, never), `05` whether the key is the factory default. Other key
+    /// references: 6A88.
+    pub(super) fn metadata(&mut self, cmd: &Command) -> Outcome {
+        if cmd.p1 != 0x00 {
+            return Err(StatusWord::WRONG_P1P2);
+        }
+        if cmd.p2 != key::MANAGEMENT {
+            return Err(StatusWord::REFERENCE_NOT_FOUND);
+        }
+        let mk = self
+            .state
+            .management_key()
+            .map_err(|_| StatusWord::UNKNOWN)?;
+        let is_default = mk == ManagementKey::factory_for(mk.management_algorithm());
+        let mut reply = tlv::encode(0x01, &[mk.algorithm()]);
+        tlv::push(&mut reply, 0x02, &[0x00, 0x01]);
+        tlv::push(&mut reply, 0x05, &[u8::from(is_default)]);
+        Ok(reply)
+    }
+
     /// SET MANAGEMENT KEY (Yubico: `00 FF FF FF|FE`, data `alg 9B len key`); needs the
-    /// current management key.
+    /// current management key. A key of an algorithm the card does not take: 6A80, the card
+    /// keeps its key.
     pub(super) fn set_management_key(&mut self, cmd: &Command) -> Outcome {
         if cmd.p1 != 0xFF || !matches!(cmd.p2, 0xFF | 0xFE) {
             return Err(StatusWord::WRONG_P1P2);
@@ -103,6 +125,9 @@ impl Applet {
             return Err(StatusWord::WRONG_DATA);
         };
         if usize::from(len) != secret.len() {
+            return Err(StatusWord::WRONG_DATA);
+        }
+        if !self.state.takes_management_algorithm(algorithm) {
             return Err(StatusWord::WRONG_DATA);
         }
         let new = ManagementKey::new(algorithm, secret).map_err(|_| StatusWord::WRONG_DATA)?;

@@ -211,6 +211,7 @@ impl Applet {
             ins::GENERAL_AUTHENTICATE => self.general_authenticate(cmd, mgmt_challenge),
             ins::GENERATE_ASYMMETRIC_KEY_PAIR => self.generate(cmd),
             ins::SET_MANAGEMENT_KEY => self.set_management_key(cmd),
+            ins::GET_METADATA if self.state.answers_metadata() => self.metadata(cmd),
             ins::GET_VERSION if self.state.profile().is_yubikey() => {
                 no_data(cmd)?;
                 Ok(YUBIKEY_VERSION.to_vec())
@@ -237,7 +238,26 @@ impl Applet {
         if cmd.p2 == 0x0C {
             return Ok(Vec::new());
         }
-        Ok(application_property_template())
+        Ok(self.application_property_template())
+    }
+
+    /// The SELECT answer: `61 { 4F PIX, 79 { 4F AID }, 50 label, AC { 80 alg …, 06 00 } }`,
+    /// naming the management-key algorithms the card takes and its key algorithms.
+    fn application_property_template(&self) -> Vec<u8> {
+        let mut inner = Vec::new();
+        tlv::push(&mut inner, 0x4F, &consts::AID[5..]);
+        tlv::push(&mut inner, 0x79, &tlv::encode(0x4F, &consts::AID));
+        tlv::push(&mut inner, 0x50, b"cardsim virtual PIV");
+        let mut algs = Vec::new();
+        let management = [alg::TDES, alg::AES_128, alg::AES_192, alg::AES_256]
+            .into_iter()
+            .filter(|a| self.state.takes_management_algorithm(*a));
+        for a in management.chain([alg::RSA_2048, alg::ECC_P256]) {
+            tlv::push(&mut algs, 0x80, &[a]);
+        }
+        tlv::push(&mut algs, 0x06, &[0x00]);
+        tlv::push(&mut inner, 0xAC, &algs);
+        tlv::encode(0x61, &inner)
     }
 
     /// Whether the 9B key was authenticated, else 6982.
@@ -266,21 +286,6 @@ fn no_data(cmd: &Command) -> Result<(), StatusWord> {
     } else {
         Err(StatusWord::WRONG_LENGTH)
     }
-}
-
-/// The SELECT answer: `61 { 4F PIX, 79 { 4F AID }, 50 label, AC { 80 alg …, 06 00 } }`.
-fn application_property_template() -> Vec<u8> {
-    let mut inner = Vec::new();
-    tlv::push(&mut inner, 0x4F, &consts::AID[5..]);
-    tlv::push(&mut inner, 0x79, &tlv::encode(0x4F, &consts::AID));
-    tlv::push(&mut inner, 0x50, b"cardsim virtual PIV");
-    let mut algs = Vec::new();
-    for a in [alg::TDES, alg::AES_128, alg::RSA_2048, alg::ECC_P256] {
-        tlv::push(&mut algs, 0x80, &[a]);
-    }
-    tlv::push(&mut algs, 0x06, &[0x00]);
-    tlv::push(&mut inner, 0xAC, &algs);
-    tlv::encode(0x61, &inner)
 }
 
 /// The value of the single top-level element `tag` that makes up `data`, else 6A80.
