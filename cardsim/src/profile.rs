@@ -109,6 +109,19 @@ impl FromStr for AtrProfile {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_profile_is_named_for_its_card_type() {
+        for profile in AtrProfile::ALL {
+            let name = piv::card_type::from_atr(profile.atr()).expect("a known ATR");
+            assert_eq!(
+                name.to_ascii_lowercase().replace(' ', "-"),
+                profile.name(),
+                "{profile}"
+            );
+            assert_eq!(piv::card_type::card_type(profile.atr(), true), name);
+        }
+    }
+
     /// TCK: the XOR of every byte after TS is zero when a checksum is present.
     fn tck_ok(atr: &[u8]) -> bool {
         atr[1..].iter().fold(0u8, |a, b| a ^ b) == 0

@@ -336,6 +336,18 @@ impl CmsClient {
         .await
     }
 
+    /// Aborts an operation that has not changed the card (still `started`); aborting an
+    /// aborted one again answers with it.
+    pub async fn abort_operation(&self, id: &str) -> Result<OperationView, ClientError> {
+        self.call::<(), OperationView>(
+            Method::POST,
+            &format!("/v1/operations/{id}/abort"),
+            None,
+            true,
+        )
+        .await
+    }
+
     /// Confirms the operation with the new key's signature over
     /// [`crate::protocol::confirm_message`].
     pub async fn confirm(&self, id: &str, signature: &[u8]) -> Result<OperationView, ClientError> {
@@ -381,15 +393,22 @@ impl CmsClient {
 pub struct RelayResponder {
     client: CmsClient,
     operation_id: String,
+    algorithm: u8,
     runtime: tokio::runtime::Handle,
 }
 
 impl RelayResponder {
-    /// A responder relaying to `client`'s service for operation `operation_id`.
-    pub fn new(client: CmsClient, operation_id: &str, runtime: tokio::runtime::Handle) -> Self {
+    /// A responder relaying to `client`'s service for `operation`, in the algorithm of the
+    /// card's management key that the operation names.
+    pub fn new(
+        client: CmsClient,
+        operation: &OperationView,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             client,
-            operation_id: operation_id.to_owned(),
+            operation_id: operation.id.clone(),
+            algorithm: operation.management_algorithm,
             runtime,
         }
     }
@@ -405,8 +424,7 @@ fn relay_error(e: ClientError) -> piv::Error {
 
 impl ManagementKeyResponder for RelayResponder {
     fn algorithm(&self) -> u8 {
-        // Every card this service issues holds an AES-128 management key.
-        piv::consts::alg::AES_128
+        self.algorithm
     }
 
     fn answer_witness(

@@ -1,12 +1,12 @@
-//! Card custody: every card's management key (AES-128) and PUK are diversified from one master
-//! secret by the card serial (HMAC-SHA256), so the service stores no per-card secret; and the
+//! Card custody: every card's management key (in the algorithm the card takes: 3DES or
+//! AES-128/192/256) and PUK are diversified from one master secret by the card serial
+//! (HMAC-SHA256), so the service stores no per-card secret; and the
 //! service's half of the card's 9B mutual authentication, relayed by the agent, so the
 //! management key never leaves the service.
 
 use crate::ca::{write_private, CaError};
 use hmac::{Hmac, Mac};
-use piv::consts::alg;
-use piv::{CardSerial, LocalResponder, ManagementKey, ManagementKeyResponder};
+use piv::{CardSerial, LocalResponder, ManagementAlgorithm, ManagementKey, ManagementKeyResponder};
 use rand::RngCore;
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -73,12 +73,22 @@ impl Custody {
         out
     }
 
-    /// The card's management key: AES-128.
-    pub fn management_key(&self, serial: CardSerial) -> ManagementKey {
-        let bytes = self.derive(b"identity-agent cms management key v1", serial, &[]);
-        match ManagementKey::new(alg::AES_128, &bytes[..16]) {
+    /// The card's management key in `algorithm`, derived at that algorithm's length. Keys of
+    /// different algorithms are unrelated (the algorithm is part of the derivation), except
+    /// that AES-128 keeps the derivation of the service's first cards, which were all AES-128.
+    pub fn management_key(
+        &self,
+        serial: CardSerial,
+        algorithm: ManagementAlgorithm,
+    ) -> ManagementKey {
+        let label = b"identity-agent cms management key v1";
+        let bytes = match algorithm {
+            ManagementAlgorithm::Aes128 => self.derive(label, serial, &[]),
+            other => self.derive(label, serial, &[other.id()]),
+        };
+        match ManagementKey::with_algorithm(algorithm, &bytes[..algorithm.key_len()]) {
             Ok(key) => key,
-            Err(_) => unreachable!("16 bytes make an AES-128 key"),
+            Err(_) => unreachable!("the derivation gives 32 bytes, enough for every algorithm"),
         }
     }
 
@@ -181,17 +191,29 @@ mod tests {
         CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x28, last])
     }
 
+    const AES128: ManagementAlgorithm = ManagementAlgorithm::Aes128;
+
     #[test]
     fn keys_and_puks_are_per_card_and_stable() {
         let custody = Custody::new(Zeroizing::new([7; 32]));
-        let a = custody.management_key(serial(1));
-        assert_eq!(a.algorithm(), alg::AES_128);
-        assert_eq!(a, custody.management_key(serial(1)));
-        assert_ne!(a, custody.management_key(serial(2)));
+        let a = custody.management_key(serial(1), AES128);
+        assert_eq!(a.management_algorithm(), AES128);
+        assert_eq!(a, custody.management_key(serial(1), AES128));
+        assert_ne!(a, custody.management_key(serial(2), AES128));
         assert_ne!(
             a,
-            Custody::new(Zeroizing::new([8; 32])).management_key(serial(1))
+            Custody::new(Zeroizing::new([8; 32])).management_key(serial(1), AES128)
         );
+        let mut secrets = Vec::new();
+        for algorithm in ManagementAlgorithm::ALL {
+            let key = custody.management_key(serial(1), algorithm);
+            assert_eq!(key.secret().len(), algorithm.key_len());
+            assert_eq!(key, custody.management_key(serial(1), algorithm));
+            secrets.push(key.secret()[..16].to_vec());
+        }
+        secrets.sort();
+        secrets.dedup();
+        assert_eq!(secrets.len(), 4, "each algorithm has its own key");
         let puk = custody.puk(serial(1), 0);
         assert_eq!(puk.len(), 8);
         assert!(puk.bytes().all(|b| b.is_ascii_digit()));
@@ -206,7 +228,10 @@ mod tests {
         let path = dir.path().join("master.key");
         let a = Custody::load_or_create(&path).unwrap();
         let b = Custody::load_or_create(&path).unwrap();
-        assert_eq!(a.management_key(serial(1)), b.management_key(serial(1)));
+        assert_eq!(
+            a.management_key(serial(1), AES128),
+            b.management_key(serial(1), AES128)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -219,12 +244,12 @@ mod tests {
     #[test]
     fn relay_checks_the_card_answer_once() {
         let custody = Custody::new(Zeroizing::new([1; 32]));
-        let card_key = custody.management_key(serial(3));
+        let card_key = custody.management_key(serial(3), ManagementAlgorithm::Aes256);
         let relays = RelayExchanges::default();
         let witness = [0x33u8; 16];
         let encrypted = card_key.encrypt_block(&witness).unwrap();
         let answer = relays
-            .answer_witness("op", card_key.clone(), alg::AES_128, &encrypted)
+            .answer_witness("op", card_key.clone(), card_key.algorithm(), &encrypted)
             .unwrap();
         assert_eq!(*answer.decrypted_witness, witness);
         let reply = card_key.encrypt_block(&answer.challenge).unwrap();
@@ -235,14 +260,14 @@ mod tests {
         ));
 
         relays
-            .answer_witness("op", card_key.clone(), alg::AES_128, &encrypted)
+            .answer_witness("op", card_key.clone(), card_key.algorithm(), &encrypted)
             .unwrap();
         assert!(matches!(
             relays.check_response("op", &[0; 16]),
             Err(RelayError::Rejected)
         ));
         assert!(matches!(
-            relays.answer_witness("op", card_key, alg::TDES, &[0; 8]),
+            relays.answer_witness("op", card_key, piv::consts::alg::TDES, &[0; 8]),
             Err(RelayError::BadWitness(_))
         ));
     }

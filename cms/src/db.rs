@@ -2,6 +2,7 @@
 //! connection. Every method is one short transaction; none is held across an `.await`.
 
 use crate::error::{CmsError, CmsResult};
+use piv::ManagementAlgorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -87,6 +88,9 @@ const MIGRATIONS: &[&str] = &[
     // 2: at most one open operation per card, whatever two requests race to start one.
     "CREATE UNIQUE INDEX operations_one_open ON operations(card_serial)
         WHERE state IN ('started', 'certificate_issued');",
+    // 3: the algorithm of each card's management key (the identifier of GENERAL
+    // AUTHENTICATE); the cards issued before it all hold AES-128 keys.
+    "ALTER TABLE cards ADD COLUMN management_algorithm INTEGER NOT NULL DEFAULT 8;",
 ];
 
 /// A person known to the service.
@@ -143,6 +147,8 @@ pub struct CardRecord {
     pub renewals_used: u32,
     /// Which PUK of the card's diversification sequence the card holds.
     pub puk_generation: u32,
+    /// The algorithm of the management key the service gave the card.
+    pub management_algorithm: ManagementAlgorithm,
 }
 
 impl CardRecord {
@@ -393,7 +399,7 @@ fn role_from(row: &Row<'_>) -> rusqlite::Result<RoleProfile> {
 }
 
 const CARD_COLUMNS: &str = "serial, card_type, holder_id, issued_on, certs_expire, cancelled_on, \
-     cancel_reason, capacity, renewals_used, puk_generation";
+     cancel_reason, capacity, renewals_used, puk_generation, management_algorithm";
 
 fn card_from(row: &Row<'_>) -> rusqlite::Result<CardRecord> {
     Ok(CardRecord {
@@ -407,6 +413,16 @@ fn card_from(row: &Row<'_>) -> rusqlite::Result<CardRecord> {
         capacity: row.get(7)?,
         renewals_used: row.get(8)?,
         puk_generation: row.get(9)?,
+        management_algorithm: {
+            let id: u8 = row.get(10)?;
+            ManagementAlgorithm::from_id(id).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    10,
+                    rusqlite::types::Type::Integer,
+                    format!("{id} is not a management key algorithm").into(),
+                )
+            })?
+        },
     })
 }
 
@@ -614,7 +630,10 @@ impl Database {
             return Err(CmsError::CardExists(card.serial.clone()));
         }
         tx.execute(
-            &format!("INSERT INTO cards ({CARD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+            &format!(
+                "INSERT INTO cards ({CARD_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
             params![
                 card.serial,
                 card.card_type,
@@ -625,7 +644,8 @@ impl Database {
                 card.cancel_reason,
                 card.capacity,
                 card.renewals_used,
-                card.puk_generation
+                card.puk_generation,
+                card.management_algorithm.id()
             ],
         )?;
         insert_audit(&tx, at, audit)?;
@@ -913,6 +933,30 @@ impl Database {
         Ok(true)
     }
 
+    /// Aborts an operation that is still `started` (it has changed nothing on the card);
+    /// false, with nothing written, when it is not.
+    pub fn abort_started_operation(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &AuditEvent<'_>,
+    ) -> CmsResult<bool> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let state: Option<String> = tx
+            .query_row("SELECT state FROM operations WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if state.as_deref() != Some(OperationState::Started.as_str()) {
+            return Ok(false);
+        }
+        abort_operation(&tx, id, at)?;
+        insert_audit(&tx, at, audit)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Completes an operation: its pending certificate becomes the card's active one, the
     /// previous one is replaced, and the card's expiry and capacity follow. False if the
     /// operation was not waiting for its confirmation (nothing is written then).
@@ -1108,8 +1152,10 @@ mod tests {
             capacity: 10,
             renewals_used: 0,
             puk_generation: 0,
+            management_algorithm: ManagementAlgorithm::Aes192,
         };
         db.add_card(&card, 0, &event("card.add")).unwrap();
+        assert_eq!(db.card(&card.serial).unwrap(), Some(card.clone()));
         let op = |id: &str| OperationRecord {
             id: id.into(),
             kind: OperationKind::Renew,

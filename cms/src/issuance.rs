@@ -5,7 +5,6 @@
 
 use crate::auth::parse_serial;
 use crate::ca::IssuedCertificate;
-use crate::card_type;
 use crate::dates;
 use crate::db::{CertificateRecord, CertificateStatus};
 use crate::error::CmsError;
@@ -14,7 +13,8 @@ use crate::registry::admin_event;
 use crate::service::Cms;
 use piv::consts::{key, object};
 use piv::{
-    CardSerial, Certificate, KeyAlgorithm, LocalResponder, ManagementKey, Pin, PivCard, Puk,
+    CardSerial, Certificate, KeyAlgorithm, LocalResponder, ManagementAlgorithm, ManagementKey, Pin,
+    PivCard, Puk, Transaction,
 };
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -34,6 +34,27 @@ pub enum IssuanceError {
     /// The card has no CHUID and no serial was given to write one.
     #[error("the card has no CHUID (serial number): give one to write")]
     NoSerial,
+    /// The card takes a management key in none of the algorithms the service gives. Nothing
+    /// was written to the card.
+    #[error(
+        "this card's management key uses {card}, and the card takes none of the algorithms \
+         this service gives cards ({}): nothing was written to the card and it is not \
+         registered",
+        names(offered)
+    )]
+    NoCommonAlgorithm {
+        /// The algorithm of the card's key now.
+        card: ManagementAlgorithm,
+        /// What the service offered, in its order of preference.
+        offered: Vec<ManagementAlgorithm>,
+    },
+    /// The card refused the management key it was said to hold (and it does not hold the
+    /// service's own key for it either). Nothing was written to the card.
+    #[error(
+        "the card refused the {0} management key given as its current (transport) key: give \
+         the key the card's supplier set with --management-key; nothing was written to the card"
+    )]
+    WrongCurrentKey(ManagementAlgorithm),
     /// The card's CHUID names another serial than the one given.
     #[error("the card's serial is {on_card}, not {given}")]
     SerialMismatch {
@@ -81,14 +102,48 @@ pub struct CardIssuance {
     pub algorithm: KeyAlgorithm,
     /// How long the first certificate is valid.
     pub validity: InitialValidity,
-    /// The card's management key now (the factory key of a blank card).
-    pub current_management_key: ManagementKey,
+    /// The card's management key now, its bytes (a transport key from the card's supplier);
+    /// none for the factory key (`01 02 … 08` repeated). Its algorithm is the card's: read
+    /// from the card's metadata, else found by asking.
+    pub current_management_key: Option<Zeroizing<Vec<u8>>>,
+    /// The algorithms the service may give the card's new management key, in order of
+    /// preference: the first the card takes is given.
+    pub management_algorithms: Vec<ManagementAlgorithm>,
     /// The card's PIN now.
     pub current_pin: Zeroizing<String>,
     /// The card's PUK now.
     pub current_puk: Zeroizing<String>,
     /// The serial to write to a card without a CHUID (a card with one keeps its own).
     pub serial: Option<CardSerial>,
+}
+
+/// The factory PIN of PIV cards.
+pub const FACTORY_PIN: &str = "123456";
+/// The factory PUK of PIV cards.
+pub const FACTORY_PUK: &str = "12345678";
+
+impl CardIssuance {
+    /// Issuing a factory-fresh card (factory management key, PIN and PUK; a CHUID of its own)
+    /// to `user_id` with `pin`, a 9A key of `algorithm` and a certificate valid as `validity`
+    /// says; the management key in the strongest algorithm the card takes.
+    pub fn for_blank_card(
+        user_id: &str,
+        pin: &str,
+        algorithm: KeyAlgorithm,
+        validity: InitialValidity,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            pin: Zeroizing::new(pin.to_owned()),
+            algorithm,
+            validity,
+            current_management_key: None,
+            management_algorithms: MANAGEMENT_ALGORITHMS.to_vec(),
+            current_pin: Zeroizing::new(FACTORY_PIN.to_owned()),
+            current_puk: Zeroizing::new(FACTORY_PUK.to_owned()),
+            serial: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for CardIssuance {
@@ -111,6 +166,21 @@ pub struct IssuedCard {
     pub card_type: String,
     /// The certificate in slot 9A.
     pub certificate: CertificateRecord,
+    /// The algorithm of the management key the service gave the card.
+    pub management_algorithm: ManagementAlgorithm,
+}
+
+/// The algorithms a service gives cards by default, strongest first.
+pub const MANAGEMENT_ALGORITHMS: [ManagementAlgorithm; 4] = [
+    ManagementAlgorithm::Aes256,
+    ManagementAlgorithm::Aes192,
+    ManagementAlgorithm::Aes128,
+    ManagementAlgorithm::Tdes,
+];
+
+fn names(algorithms: &[ManagementAlgorithm]) -> String {
+    let names: Vec<&str> = algorithms.iter().map(|a| a.name()).collect();
+    names.join(", ")
 }
 
 /// Default CHUID expiry written to a card that has none.
@@ -179,7 +249,70 @@ impl Cms {
         Ok(record)
     }
 
-    /// Personalises the blank card in `card` for a holder and registers it.
+    /// The management key the service gave card `serial`.
+    pub fn card_management_key(&self, serial: &str) -> Result<ManagementKey, CmsError> {
+        let serial = parse_serial(serial)?;
+        let card = self
+            .db
+            .card(&serial.to_string())?
+            .ok_or_else(|| CmsError::UnknownCard(serial.to_string()))?;
+        Ok(self
+            .custody
+            .management_key(serial, card.management_algorithm))
+    }
+
+    /// Gives the card in `tx` (serial `serial`) the service's management key, before anything
+    /// else is written: authenticates with its current key (or with the service's own, left by
+    /// an issuing that stopped after this step), then sets the service's key in the first
+    /// algorithm of `issuance` the card takes. A card that takes none is left as it was.
+    fn take_custody(
+        &self,
+        tx: &Transaction<'_>,
+        serial: CardSerial,
+        issuance: &CardIssuance,
+    ) -> Result<ManagementAlgorithm, IssuanceError> {
+        let current = tx.management_algorithm()?;
+        let given = match &issuance.current_management_key {
+            Some(bytes) => ManagementKey::with_algorithm(current, bytes)
+                .map_err(|e| IssuanceError::Card(e.into()))?,
+            None => ManagementKey::factory_for(current),
+        };
+        match tx.authenticate_management_key(&mut LocalResponder::new(given)) {
+            Ok(()) => {}
+            Err(piv::Error::ManagementKeyRejected) => {
+                let own = self.custody.management_key(serial, current);
+                return match tx.authenticate_management_key(&mut LocalResponder::new(own)) {
+                    // An earlier issuing of this card set the service's key and stopped.
+                    Ok(()) => {
+                        tracing::info!(%serial, algorithm = %current, "the card already holds the service's management key");
+                        Ok(current)
+                    }
+                    Err(piv::Error::ManagementKeyRejected) => {
+                        Err(IssuanceError::WrongCurrentKey(current))
+                    }
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for &algorithm in &issuance.management_algorithms {
+            match tx.set_management_key(&self.custody.management_key(serial, algorithm)) {
+                Ok(()) => return Ok(algorithm),
+                Err(piv::Error::ManagementAlgorithmNotAccepted(_)) => {
+                    tracing::info!(%serial, %algorithm, "the card does not take this management key algorithm");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IssuanceError::NoCommonAlgorithm {
+            card: current,
+            offered: issuance.management_algorithms.clone(),
+        })
+    }
+
+    /// Personalises the blank card in `card` for a holder and registers it. The card takes
+    /// the service's management key first: a card that refuses it is left as it was, and
+    /// nothing is certified or registered.
     pub fn issue_card(
         &self,
         card: &mut PivCard,
@@ -191,7 +324,7 @@ impl Cms {
             .db
             .user(&issuance.user_id)?
             .ok_or_else(|| CmsError::UnknownUser(issuance.user_id.clone()))?;
-        let card_type = card_type::from_atr(card.atr()).to_owned();
+        let card_type = piv::card_type::card_type(card.atr(), true).to_owned();
         let tx = card.transaction()?;
         let (serial, write_chuid) = match (tx.card_serial(), issuance.serial) {
             (Ok(on_card), Some(given)) if on_card != given => {
@@ -209,9 +342,7 @@ impl Cms {
         if self.db.card(&serial_text)?.is_some() {
             return Err(CmsError::CardExists(serial_text).into());
         }
-        tx.authenticate_management_key(&mut LocalResponder::new(
-            issuance.current_management_key.clone(),
-        ))?;
+        let management_algorithm = self.take_custody(&tx, serial, issuance)?;
         if write_chuid {
             tx.put_data(object::CHUID, &piv::chuid::build(serial, CHUID_EXPIRY))?;
         }
@@ -226,7 +357,6 @@ impl Cms {
         tx.change_pin(&Pin::new(&issuance.current_pin)?, &new_pin)?;
         let puk = self.custody.puk(serial, 0);
         tx.change_puk(&Puk::new(&issuance.current_puk)?, &Puk::new(&puk)?)?;
-        tx.set_management_key(&self.custody.management_key(serial))?;
 
         // The card is personalised: now it enters the registry, with its certificate.
         let issued_on = match issuance.validity {
@@ -238,7 +368,12 @@ impl Cms {
             &card_type,
             &user.id,
             issued_on,
-            &admin_event("card.issue", Some(&serial_text), format!("for {}", user.id)),
+            management_algorithm,
+            &admin_event(
+                "card.issue",
+                Some(&serial_text),
+                format!("for {}, {management_algorithm} management key", user.id),
+            ),
         )?;
         let record =
             self.record_admin_certificate(&serial_text, issued, spki, not_before, not_after)?;
@@ -246,6 +381,7 @@ impl Cms {
             serial: serial_text,
             card_type,
             certificate: record,
+            management_algorithm,
         })
     }
 }

@@ -9,8 +9,6 @@ pub mod api;
 pub mod auth;
 #[cfg(feature = "server")]
 pub mod ca;
-#[cfg(feature = "server")]
-pub mod card_type;
 pub mod client;
 #[cfg(feature = "server")]
 pub mod custody;

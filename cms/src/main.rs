@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cms::issuance::{CardIssuance, InitialValidity};
 use cms::policy::AgentVersion;
 use cms::{dates, server, Cms, DataDir, Policy};
-use piv::{CardSerial, KeyAlgorithm, ManagementKey, PivCard};
+use piv::{CardSerial, KeyAlgorithm, ManagementAlgorithm, PivCard};
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -143,9 +143,19 @@ struct IssueArgs {
     /// The serial to write to a card that has no CHUID yet.
     #[arg(long)]
     serial: Option<CardSerial>,
-    /// The card's current management key, hex (the factory 3DES key by default).
+    /// The card's current management key, hex: the transport key its supplier set (the
+    /// factory key `0102…08` repeated by default). Its algorithm is the card's, read from the
+    /// card's metadata or found by asking it.
     #[arg(long, hide_default_value = true)]
     management_key: Option<String>,
+    /// The algorithms the card's new management key may take, in order of preference: the
+    /// first the card takes is given. A card that takes none is left untouched.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "aes256,aes192,aes128,3des"
+    )]
+    management_algorithms: Vec<ManagementAlgorithm>,
     /// The card's current PIN.
     #[arg(long, default_value = "123456", hide_default_value = true)]
     current_pin: String,
@@ -329,8 +339,10 @@ fn issue_card(data_dir: &DataDir, args: IssueArgs) -> Result<()> {
     let mut card = PivCard::connect(&ctx, &reader)
         .with_context(|| format!("connecting to the card in {}", reader.to_string_lossy()))?;
     let current_management_key = match &args.management_key {
-        Some(hex) => ManagementKey::from_hex(hex).context("the current management key")?,
-        None => ManagementKey::factory(),
+        Some(digits) => Some(Zeroizing::new(
+            hex::decode(digits.trim()).context("the current management key is not hex")?,
+        )),
+        None => None,
     };
     let validity = if args.expired {
         InitialValidity::Expired
@@ -349,6 +361,7 @@ fn issue_card(data_dir: &DataDir, args: IssueArgs) -> Result<()> {
         },
         validity,
         current_management_key,
+        management_algorithms: args.management_algorithms,
         current_pin: Zeroizing::new(args.current_pin),
         current_puk: Zeroizing::new(args.current_puk),
         serial: args.serial,
@@ -358,9 +371,10 @@ fn issue_card(data_dir: &DataDir, args: IssueArgs) -> Result<()> {
         .context("issuing the card")?;
     card.disconnect().context("disconnecting from the card")?;
     println!(
-        "issued card {} ({}) to {}: certificate {} expires {}",
+        "issued card {} ({}, {} management key) to {}: certificate {} expires {}",
         issued.serial,
         issued.card_type,
+        issued.management_algorithm,
         issuance.user_id,
         issued.certificate.serial,
         dates::iso_date(issued.certificate.not_after)

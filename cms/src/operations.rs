@@ -61,6 +61,9 @@ fn step_name(kind: OperationKind, step: &str) -> &'static str {
         (OperationKind::Repair, "confirm") => "repair.confirm",
         (OperationKind::Restore, "start") => "restore.start",
         (OperationKind::Restore, "confirm") => "restore.confirm",
+        (OperationKind::Renew, "abort") => "renew.abort",
+        (OperationKind::Repair, "abort") => "repair.abort",
+        (OperationKind::Restore, "abort") => "restore.abort",
         _ => "operation",
     }
 }
@@ -261,11 +264,20 @@ impl Cms {
             return Err(CmsError::RelayLimit(self.policy.max_relays_per_operation));
         }
         let serial: CardSerial = parse_serial(&card.serial)?;
+        let algorithm = card.management_algorithm;
+        if request.algorithm != algorithm.id() {
+            return Err(CmsError::InvalidField(format!(
+                "card {}'s management key is {algorithm} (algorithm {}), not algorithm {}",
+                card.serial,
+                algorithm.id(),
+                request.algorithm
+            )));
+        }
         let answer = self
             .relays
             .answer_witness(
                 &op.id,
-                self.custody.management_key(serial),
+                self.custody.management_key(serial, algorithm),
                 request.algorithm,
                 &witness,
             )
@@ -423,6 +435,34 @@ impl Cms {
         self.view(&op, !completed)
     }
 
+    /// Aborts an operation the agent gave up before it changed the card (it is still
+    /// `started`), so nothing of it is left open. Aborting an aborted operation again answers
+    /// with it; one that has gone further is refused (`wrong_operation_state`): the card may
+    /// be between two keys, and only finishing the walk (or an RA repair) mends it.
+    pub fn abort_operation(&self, caller: &Caller, id: &str) -> CmsResult<OperationView> {
+        let (op, card) = self.authorised_operation(caller, id)?;
+        if op.state == OperationState::Aborted {
+            return self.view(&op, true);
+        }
+        let aborted = self.db.abort_started_operation(
+            &op.id,
+            dates::now(),
+            &caller.audit(
+                step_name(op.kind, "abort"),
+                Some(&card.serial),
+                format!("operation {} given up before the card changed", op.id),
+            ),
+        )?;
+        let op = self
+            .db
+            .operation(&op.id)?
+            .ok_or_else(|| CmsError::UnknownOperation(op.id.clone()))?;
+        if !aborted && op.state != OperationState::Aborted {
+            return Err(wrong_state(&op, "abort"));
+        }
+        self.view(&op, !aborted)
+    }
+
     /// Releases the card's PUK to an open repair, so the holder can set a new PIN, with the
     /// PUK the card must be changed to: once the repair is confirmed the released PUK is no
     /// longer the card's.
@@ -461,6 +501,10 @@ impl Cms {
 
     fn view(&self, op: &OperationRecord, resumed: bool) -> CmsResult<OperationView> {
         let certificate = self.pending_certificate(op)?.map(|c| b64::encode(&c.der));
+        let card = self
+            .db
+            .card(&op.card_serial)?
+            .ok_or_else(|| CmsError::UnknownCard(op.card_serial.clone()))?;
         Ok(OperationView {
             id: op.id.clone(),
             kind: op.kind.as_str().to_owned(),
@@ -470,6 +514,7 @@ impl Cms {
             certificate,
             confirm_challenge: op.confirm_challenge.as_deref().map(b64::encode_url),
             puk_released: op.puk_released,
+            management_algorithm: card.management_algorithm.id(),
             created_at: op.created_at,
             updated_at: op.updated_at,
         })

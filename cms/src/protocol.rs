@@ -229,6 +229,10 @@ pub struct NewCardRequest {
     pub card_type: String,
     /// The holder.
     pub user_id: String,
+    /// The algorithm identifier of the management key the card was given (3 = 3DES,
+    /// 8 = AES-128, 10 = AES-192, 12 = AES-256); AES-128 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_algorithm: Option<u8>,
 }
 
 /// `POST /v1/cards/{serial}/cancel` (RA).
@@ -270,6 +274,9 @@ pub struct OperationView {
     pub confirm_challenge: Option<String>,
     /// Whether the card's PUK was released (repair only).
     pub puk_released: bool,
+    /// The algorithm identifier of the card's management key, in which its 9B
+    /// authentication is relayed (3 = 3DES, 8 = AES-128, 10 = AES-192, 12 = AES-256).
+    pub management_algorithm: u8,
     /// Start (Unix seconds).
     pub created_at: i64,
     /// Last change (Unix seconds).
@@ -280,7 +287,7 @@ pub struct OperationView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WitnessRequest {
-    /// The management key algorithm the card uses (8 = AES-128, 3 = 3DES).
+    /// The management key algorithm the card uses ([`OperationView::management_algorithm`]).
     pub algorithm: u8,
     /// The encrypted witness, base64.
     pub witness: String,

@@ -9,6 +9,7 @@ use crate::protocol::{
     b64, CardCertificate, NewCardRequest, RoleView, SmartcardDetails, UserCards, UserView,
 };
 use crate::service::{Caller, Cms};
+use piv::ManagementAlgorithm;
 
 /// The activity code of Registration Authority card work: "re-issue certificates / repair
 /// smartcard" (B0267). The reference service asks it for every RA card operation: repair,
@@ -156,13 +157,15 @@ impl Cms {
         )
     }
 
-    /// Registers a card for a user.
+    /// Registers a card for a user, whose management key the service gave in
+    /// `management_algorithm`.
     pub fn register_card(
         &self,
         serial: &str,
         card_type: &str,
         user_id: &str,
         issued_on: i64,
+        management_algorithm: ManagementAlgorithm,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<CardRecord> {
         let serial = parse_serial(serial)?.to_string();
@@ -187,6 +190,7 @@ impl Cms {
             capacity: self.policy.card_capacity,
             renewals_used: 0,
             puk_generation: 0,
+            management_algorithm,
         };
         self.db.add_card(&card, issued_on, audit)?;
         Ok(card)
@@ -201,11 +205,21 @@ impl Cms {
         caller.require_activity(RA_ACTIVITY)?;
         let serial = parse_serial(&request.serial)?.to_string();
         let now = dates::now();
+        let management_algorithm = match request.management_algorithm {
+            None => ManagementAlgorithm::Aes128,
+            Some(id) => ManagementAlgorithm::from_id(id).ok_or_else(|| {
+                CmsError::InvalidField(format!(
+                    "management_algorithm {id} is none of 3 (3DES), 8 (AES-128), 10 (AES-192) \
+                     and 12 (AES-256)"
+                ))
+            })?,
+        };
         let card = self.register_card(
             &serial,
             &request.card_type,
             &request.user_id,
             now,
+            management_algorithm,
             &caller.audit(
                 "card.add",
                 Some(&serial),
@@ -345,6 +359,7 @@ mod tests {
             capacity: 10,
             renewals_used: 0,
             puk_generation: 0,
+            management_algorithm: ManagementAlgorithm::Aes128,
         };
         let d = details(&card, 1_511_222_400);
         assert_eq!(

@@ -588,6 +588,7 @@ async fn a_registration_authority_registers_new_cards() {
         serial: serial.into(),
         card_type: "Oberthur".into(),
         user_id: user.into(),
+        management_algorithm: None,
     };
     expect_error(
         jane_s.new_card(&request(SERIAL_B, &jane)).await,

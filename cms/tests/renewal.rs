@@ -9,7 +9,6 @@ use cms::policy::AgentVersion;
 use cms::protocol::b64;
 use cms::Policy;
 use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey};
-use piv::CardSerial;
 
 const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
 const SERIAL_A: &str = "4082A001132F2817";
@@ -17,9 +16,7 @@ const SERIAL_B: &str = "5124000004254900";
 const AGENT: &str = "0.1.0";
 
 fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
-    fx.cms
-        .custody()
-        .management_key(serial.parse::<CardSerial>().unwrap())
+    fx.cms.card_management_key(serial).unwrap()
 }
 
 /// Logs in with `card` and expects the card's certificate to be refused.

@@ -51,12 +51,7 @@ async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
     assert_eq!((op.kind.as_str(), op.state.as_str()), ("repair", "started"));
     let again = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
     assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
-    relay_as_card(
-        &ra,
-        &op.id,
-        &fx.cms.custody().management_key(serial(HOLDER)),
-    )
-    .await;
+    relay_as_card(&ra, &op.id, &fx.cms.card_management_key(HOLDER).unwrap()).await;
 
     // The PUK, with the one to change it to; released again on a retry, the same.
     let puk = ra.release_puk(&op.id).await.unwrap();
@@ -215,7 +210,14 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
     };
     let now = cms::dates::now();
     fx.cms
-        .register_card(HOLDER, "PIV", &jane, now, &event)
+        .register_card(
+            HOLDER,
+            "PIV",
+            &jane,
+            now,
+            piv::ManagementAlgorithm::Tdes,
+            &event,
+        )
         .unwrap();
     let key = SoftKey::p256();
     let record = fx

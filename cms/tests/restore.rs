@@ -6,7 +6,6 @@ mod common;
 
 use cms::protocol::b64;
 use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftKey};
-use piv::CardSerial;
 
 const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
 const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
@@ -15,9 +14,7 @@ const SERIAL_B: &str = "5124000004254900";
 const AGENT: &str = "0.1.0";
 
 fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
-    fx.cms
-        .custody()
-        .management_key(serial.parse::<CardSerial>().unwrap())
+    fx.cms.card_management_key(serial).unwrap()
 }
 
 fn actions(fx: &Fixture, serial: &str) -> Vec<String> {

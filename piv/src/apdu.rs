@@ -69,6 +69,27 @@ impl StatusWord {
     pub fn counter(self) -> Option<u8> {
         (self.0 & 0xFFF0 == 0x63C0).then_some((self.0 & 0x0F) as u8)
     }
+
+    /// What a refusal means, in words (`"the card does not take the data sent"` …).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::OK => "done",
+            Self::WRONG_LENGTH => "the command had the wrong length",
+            Self::SECURITY_STATUS_NOT_SATISFIED => {
+                "the PIN or the management key must be presented first"
+            }
+            Self::AUTH_BLOCKED => "the PIN or key is blocked",
+            Self::CONDITIONS_NOT_SATISFIED => "the card is not in a state to do it",
+            Self::WRONG_DATA => "the card does not take the data sent",
+            Self::FUNCTION_NOT_SUPPORTED | Self::INS_NOT_SUPPORTED | Self::CLA_NOT_SUPPORTED => {
+                "the card does not support the command"
+            }
+            Self::NOT_FOUND | Self::REFERENCE_NOT_FOUND => "the card has no such object or key",
+            Self::NOT_ENOUGH_MEMORY => "the card is full",
+            Self::WRONG_P1P2 => "the card does not support the algorithm or key asked for",
+            _ => "the card refused",
+        }
+    }
 }
 
 impl fmt::Display for StatusWord {

@@ -68,7 +68,7 @@ pub enum Error {
     #[error("this card does not take {0} management keys")]
     ManagementAlgorithmNotAccepted(crate::ManagementAlgorithm),
     /// The card answered with a status word that has no more specific meaning here.
-    #[error("the card answered with status {0}")]
+    #[error("{meaning} (status {sw})", meaning = .0.meaning(), sw = .0)]
     Status(StatusWord),
     /// The card's reply is not what the protocol allows.
     #[error("the card sent a malformed reply: {0}")]

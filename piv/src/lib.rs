@@ -9,6 +9,7 @@
 pub mod apdu;
 #[cfg(feature = "client")]
 pub mod card;
+pub mod card_type;
 #[cfg(feature = "client")]
 pub mod certificate;
 pub mod chuid;

@@ -231,6 +231,13 @@ impl Transaction<'_> {
         }
     }
 
+    /// Ends a 9B authentication of this transaction: asks for a fresh witness in `alg` and
+    /// leaves it unanswered, which clears the card's management-key state (a new
+    /// authentication starts over). Nothing else on the card changes.
+    pub fn end_management_authentication(&self, alg: u8) -> Result<(), Error> {
+        self.transmit(&witness_request(alg)).map(drop)
+    }
+
     /// What the card tells of its 9B key through GET METADATA; `None` for a card without it
     /// (YubiKeys before 5.3 and most other PIV cards).
     pub fn management_key_metadata(&self) -> Result<Option<ManagementKeyMetadata>, Error> {

@@ -12,7 +12,7 @@ use cms::protocol::SessionCreated;
 use cms::server::RunningServer;
 use cms::{Cms, DataDir, Policy};
 use piv::consts::key;
-use piv::{CardSerial, KeyAlgorithm, ManagementKey, Pin, PivCard, Puk};
+use piv::{CardSerial, KeyAlgorithm, Pin, PivCard, Puk};
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zeroize::Zeroizing;
 
 /// A role profile: organisation, job role, activity codes.
 pub type RoleSpec<'a> = (&'a str, &'a str, &'a [&'a str]);
@@ -231,9 +230,24 @@ impl Stack {
         profile: AtrProfile,
         algorithm: KeyAlgorithm,
     ) -> Result<StackCard> {
-        let file = self.bed.dir().join(format!("card-{serial}.json"));
         let mut spec = CardSpec::new(serial);
         spec.profile = profile;
+        self.issue_spec(user_id, spec, pin, validity, algorithm)
+    }
+
+    /// Issues a new virtual card made as `spec` says (its management-key algorithms and
+    /// metadata among them) to `user_id` with `pin` and a 9A key of `algorithm`; see
+    /// [`Stack::issue`].
+    pub fn issue_spec(
+        &self,
+        user_id: &str,
+        spec: CardSpec,
+        pin: &str,
+        validity: InitialValidity,
+        algorithm: KeyAlgorithm,
+    ) -> Result<StackCard> {
+        let serial = spec.serial;
+        let file = self.bed.dir().join(format!("card-{serial}.json"));
         CardFile::create(&file, &spec)?;
         let inserted = self.bed.insert(1, &file, Faults::default())?;
         let ctx = self.bed.context()?;
@@ -241,16 +255,7 @@ impl Stack {
         self.cms
             .issue_card(
                 &mut card,
-                &CardIssuance {
-                    user_id: user_id.to_owned(),
-                    pin: Zeroizing::new(pin.to_owned()),
-                    algorithm,
-                    validity,
-                    current_management_key: ManagementKey::factory(),
-                    current_pin: Zeroizing::new(cardsim::state::DEFAULT_PIN.to_owned()),
-                    current_puk: Zeroizing::new(cardsim::state::DEFAULT_PUK.to_owned()),
-                    serial: None,
-                },
+                &CardIssuance::for_blank_card(user_id, pin, algorithm, validity),
             )
             .with_context(|| format!("issuing card {serial}"))?;
         card.disconnect()?;

@@ -177,7 +177,10 @@ fn lose_certificate(stack: &Stack, card: &StackCard, new_key: bool) {
     let (ctx, reader) = connect(stack, 0);
     let mut piv = PivCard::connect(&ctx, &reader).unwrap();
     let tx = piv.transaction().unwrap();
-    let management = stack.cms.custody().management_key(card.serial);
+    let management = stack
+        .cms
+        .card_management_key(&card.serial.to_string())
+        .unwrap();
     tx.authenticate_management_key(&mut LocalResponder::new(management))
         .unwrap();
     if new_key {

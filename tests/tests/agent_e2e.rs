@@ -498,7 +498,10 @@ fn a_certificate_changed_by_someone_else_ends_the_session() {
         let rogue = rogue_ca
             .issue("Jane Doe", &current.spki_der().unwrap(), 30)
             .unwrap();
-        let key = stack.cms.custody().management_key(card.serial);
+        let key = stack
+            .cms
+            .card_management_key(&card.serial.to_string())
+            .unwrap();
         tx.authenticate_management_key(&mut piv::LocalResponder::new(key))
             .unwrap();
         tx.write_certificate(

@@ -98,16 +98,7 @@ impl Stack {
             .cms
             .issue_card(
                 &mut card,
-                &CardIssuance {
-                    user_id: user.to_owned(),
-                    pin: Zeroizing::new(pin.to_owned()),
-                    algorithm,
-                    validity,
-                    current_management_key: ManagementKey::factory(),
-                    current_pin: Zeroizing::new(cardsim::state::DEFAULT_PIN.to_owned()),
-                    current_puk: Zeroizing::new(cardsim::state::DEFAULT_PUK.to_owned()),
-                    serial: None,
-                },
+                &CardIssuance::for_blank_card(user, pin, algorithm, validity),
             )
             .unwrap();
         card.disconnect().unwrap();
@@ -178,7 +169,10 @@ fn an_issued_card_signs_in_through_pcscd() {
         tx.authenticate_management_key(&mut LocalResponder::new(ManagementKey::factory())),
         Err(Error::ManagementKeyRejected | Error::Status(_))
     ));
-    let diversified = stack.cms.custody().management_key(serial(1));
+    let diversified = stack
+        .cms
+        .card_management_key(&serial(1).to_string())
+        .unwrap();
     tx.authenticate_management_key(&mut LocalResponder::new(diversified))
         .unwrap();
     let puk = stack.cms.custody().puk(serial(1), 0);
@@ -256,16 +250,12 @@ fn issuing_refuses_a_weak_pin_and_a_card_already_registered() {
     let (jane, _) = stack.user("Jane Doe", NURSE_ROLE);
     let _card = stack.blank_card(0, 5);
     let mut card = stack.connect(0);
-    let mut issuance = CardIssuance {
-        user_id: jane.clone(),
-        pin: Zeroizing::new("1234".into()),
-        algorithm: KeyAlgorithm::P256,
-        validity: InitialValidity::Days(730),
-        current_management_key: ManagementKey::factory(),
-        current_pin: Zeroizing::new("123456".into()),
-        current_puk: Zeroizing::new("12345678".into()),
-        serial: None,
-    };
+    let mut issuance = CardIssuance::for_blank_card(
+        &jane,
+        "1234",
+        KeyAlgorithm::P256,
+        InitialValidity::Days(730),
+    );
     let weak = stack.cms.issue_card(&mut card, &issuance).unwrap_err();
     assert!(weak.to_string().contains("sequence"), "{weak}");
     issuance.pin = Zeroizing::new("918273".into());
@@ -344,7 +334,7 @@ fn a_card_renews_itself_through_the_service_which_keeps_its_management_key() {
     let mut card = stack.connect(0);
     let tx = card.transaction().unwrap();
     tx.verify_pin(&Pin::new("918273").unwrap()).unwrap();
-    let mut relay = RelayResponder::new(session.clone(), &op.id, stack.rt.handle().clone());
+    let mut relay = RelayResponder::new(session.clone(), &op, stack.rt.handle().clone());
     tx.authenticate_management_key(&mut relay).unwrap();
     let issued = certify_new_key(&stack, &tx, &session, &op.id, KeyAlgorithm::P256);
     let done = confirm_on_card(&stack, &tx, &session, &issued, KeyAlgorithm::P256);
@@ -365,7 +355,7 @@ fn a_card_renews_itself_through_the_service_which_keeps_its_management_key() {
     // service's: a local responder with the factory key is rejected by the card.
     let mut card = stack.connect(0);
     let tx = card.transaction().unwrap();
-    let mut relay = RelayResponder::new(session.clone(), &op.id, stack.rt.handle().clone());
+    let mut relay = RelayResponder::new(session.clone(), &op, stack.rt.handle().clone());
     assert!(matches!(
         tx.authenticate_management_key(&mut relay),
         Err(Error::Responder(_))
@@ -417,7 +407,7 @@ fn an_officer_repairs_an_expired_card_in_the_second_reader_and_the_holder_sets_a
     let new_pin = Pin::new("24681357").unwrap();
     tx.unblock_pin(&old_puk, &new_pin).unwrap();
     tx.verify_pin(&new_pin).unwrap();
-    let mut relay = RelayResponder::new(officer.clone(), &op.id, stack.rt.handle().clone());
+    let mut relay = RelayResponder::new(officer.clone(), &op, stack.rt.handle().clone());
     tx.authenticate_management_key(&mut relay).unwrap();
     let issued = certify_new_key(&stack, &tx, &officer, &op.id, KeyAlgorithm::Rsa2048);
     tx.change_puk(&old_puk, &Puk::new(&puk.next_puk).unwrap())
@@ -445,14 +435,13 @@ fn an_officer_repairs_an_expired_card_in_the_second_reader_and_the_holder_sets_a
 
 fn issuance_for(user: &str, serial: Option<CardSerial>) -> CardIssuance {
     CardIssuance {
-        user_id: user.to_owned(),
-        pin: Zeroizing::new("918273".into()),
-        algorithm: KeyAlgorithm::P256,
-        validity: InitialValidity::Days(730),
-        current_management_key: ManagementKey::factory(),
-        current_pin: Zeroizing::new("123456".into()),
-        current_puk: Zeroizing::new("12345678".into()),
         serial,
+        ..CardIssuance::for_blank_card(
+            user,
+            "918273",
+            KeyAlgorithm::P256,
+            InitialValidity::Days(730),
+        )
     }
 }
 

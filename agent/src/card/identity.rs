@@ -48,13 +48,14 @@ pub fn identify(ctx: &pcsc::Context, reader: &str) -> Result<CardIdentity, piv::
     let atr = card.atr().to_vec();
     let mut identity = CardIdentity {
         reader: reader.to_owned(),
-        card_type: super::atr::card_type(&atr),
+        card_type: piv::card_type::card_type(&atr, false),
         atr,
         serial: None,
         piv: false,
         certificate: None,
     };
     let read = read_piv(&mut card, &mut identity);
+    identity.card_type = piv::card_type::card_type(&identity.atr, identity.piv);
     // Leave the card as it is: a reset would wipe the PIN state of every application on it.
     let left = card.disconnect();
     read?;

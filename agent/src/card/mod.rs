@@ -1,7 +1,6 @@
 //! Cards and readers: the PC/SC watcher thread, the ATR table and card identity, on top of
 //! the `piv` crate.
 
-pub mod atr;
 pub mod identity;
 pub mod watcher;
 

@@ -7,9 +7,9 @@
 //! attempts (100 ms doubling up to 5 s), and once pcscd answers again reports every reader and
 //! card afresh ([`CardEvent::Available`]).
 
-use super::atr::card_type;
 use super::{identify, CardIdentity};
 use pcsc::{Context, ReaderState, Scope, State, PNP_NOTIFICATION};
+use piv::card_type::card_type;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -461,7 +461,7 @@ impl Watcher {
                 );
                 Ok(CardIdentity {
                     reader: reader.clone(),
-                    card_type: card_type(&atr),
+                    card_type: card_type(&atr, false),
                     atr,
                     serial: None,
                     piv: false,

@@ -40,8 +40,17 @@ pub struct Entry {
     pub session_token: Option<Zeroizing<String>>,
     /// A repair's PUK rotation.
     pub puk: PukRotation,
+    /// Whether a walk may have changed the card (set before the first command that changes
+    /// it). An operation that has not is given up on failure rather than finished later. An
+    /// entry written before this was recorded counts as changed.
+    #[serde(default = "may_have_changed")]
+    pub card_changed: bool,
     /// When it started (Unix seconds).
     pub started_at: i64,
+}
+
+fn may_have_changed() -> bool {
+    true
 }
 
 /// [`KeyAlgorithm`] as the journal stores it.
@@ -177,8 +186,19 @@ mod tests {
             algorithm: Algorithm::P256,
             session_token: Some(Zeroizing::new("token".into())),
             puk: PukRotation::Old,
+            card_changed: false,
             started_at: 1,
         }
+    }
+
+    #[test]
+    fn an_entry_from_before_card_changed_was_recorded_counts_as_changed() {
+        let old = r#"{"operation":"op-1","kind":"renew","serial":"4082A001132F2817",
+            "algorithm":"p256","session_token":"t","puk":"old","started_at":1}"#;
+        let entry: Entry = serde_json::from_str(old).unwrap();
+        assert!(entry.card_changed);
+        let text = serde_json::to_string(&super::tests::entry("4082A001132F2817")).unwrap();
+        assert!(!serde_json::from_str::<Entry>(&text).unwrap().card_changed);
     }
 
     #[test]

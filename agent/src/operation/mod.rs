@@ -160,6 +160,22 @@ impl From<ClientError> for Failure {
 }
 
 impl Failure {
+    /// The error of a run that stopped before it changed the card, which is as it was.
+    fn unchanged(self, kind: OperationKind) -> ErrorObject {
+        let what = noun(kind);
+        let mut error = match self {
+            Failure::Card(e) => card_error(&e),
+            Failure::Cms(e) => crate::cms::error_object(&e),
+            Failure::Cancelled => ErrorObject::new(ErrorCode::PinCancelled, "cancelled"),
+            Failure::Other(error) => error,
+        };
+        error.message = format!(
+            "{}; the {what} stopped before it changed the card, which is as it was: try again",
+            error.message
+        );
+        error
+    }
+
     fn into_error(self, kind: OperationKind) -> ErrorObject {
         let what = noun(kind);
         let then = match kind {
@@ -239,6 +255,7 @@ async fn start_own(
         algorithm,
         session_token: Some(token),
         puk: PukRotation::Old,
+        card_changed: false,
         started_at: crate::time::now(),
     })
 }
@@ -259,6 +276,16 @@ pub(crate) async fn resume_renewal(
     else {
         return Ok(None);
     };
+    if !entry.card_changed {
+        // Interrupted before it changed the card: the card signs in as it is.
+        match (&ops.cms, &entry.session_token) {
+            (Some(cms), Some(token)) => {
+                give_up(&ops.journal, &entry, &cms.with_session(token), true).await
+            }
+            _ => clear(&ops.journal, &entry),
+        }
+        return Ok(None);
+    }
     tracing::info!(%serial, operation = %entry.operation, "finishing an interrupted renewal");
     let cancel = CancellationToken::new();
     finish(ops, reader, entry, pin.clone(), None, report, cancel)
@@ -331,6 +358,7 @@ pub(crate) async fn repair(
                 algorithm: algorithm.into(),
                 session_token: None,
                 puk: PukRotation::Old,
+                card_changed: false,
                 started_at: crate::time::now(),
             };
             save(&ops.journal, &entry)?;
@@ -340,12 +368,9 @@ pub(crate) async fn repair(
     let pin = match ask_new_pin(&ops.pinentry, serial).await {
         Ok(pin) => pin,
         Err(e) => {
-            // Nothing was done to the card yet (the PUK is not rotated), so the journal has
-            // nothing to finish: the service's open repair is taken up by the next one.
-            if entry.puk == PukRotation::Old {
-                if let Err(e) = ops.journal.remove(serial) {
-                    tracing::warn!("cannot clear the journal entry of {serial}: {e}");
-                }
+            // Nothing was done to the card yet, so nothing is left to finish.
+            if !entry.card_changed {
+                give_up(&ops.journal, &entry, officer, false).await;
             }
             return Err(e);
         }
@@ -363,7 +388,9 @@ pub(crate) async fn repair(
     .await
 }
 
-/// Walks the journaled operation `entry` to the end on the card in `reader`.
+/// Walks the journaled operation `entry` to the end on the card in `reader`. A walk that
+/// fails before anything on the card changed gives the operation up (aborted at the service,
+/// out of the journal): the card is as it was and nothing waits for it.
 async fn finish(
     ops: &Operations,
     reader: &str,
@@ -392,7 +419,7 @@ async fn finish(
     let journal = ops.journal.clone();
     let handle = Handle::current();
     let outcome = tokio::task::spawn_blocking(move || {
-        let result = on_card(&run, &entry, &pin, &client, &journal, &handle);
+        let (result, entry) = on_card(&run, entry, &pin, &client, &journal, &handle);
         (run, entry, client, result)
     })
     .await
@@ -403,7 +430,14 @@ async fn finish(
             Step::Confirmed,
             CardCertificate::from_certificate(&certificate),
         ),
-        Err(Failure::Cancelled) => (Step::Cancelled, None),
+        Err(Failure::Cancelled) => {
+            give_up(&ops.journal, &entry, &client, officer.is_none()).await;
+            (Step::Cancelled, None)
+        }
+        Err(failure) if !entry.card_changed => {
+            give_up(&ops.journal, &entry, &client, officer.is_none()).await;
+            return Err(failure.unchanged(kind));
+        }
         Err(Failure::Cms(e))
             if officer.is_none() && crate::cms::error_object(&e).code == ErrorCode::NoSession =>
         {
@@ -437,18 +471,35 @@ async fn finish(
     })
 }
 
+/// Gives up an operation that has not changed the card: aborts it at the service (where it
+/// can; an operation left open there is taken up by the next one) and takes it out of the
+/// journal; a renewal's own session is logged out.
+async fn give_up(journal: &Journal, entry: &Entry, client: &CmsClient, own_session: bool) {
+    tracing::info!(serial = %entry.serial, operation = %entry.operation, "giving up an operation that did not change the card");
+    if let Err(e) = client.abort_operation(&entry.operation).await {
+        tracing::info!(operation = %entry.operation, "the service did not abort the operation: {e}");
+    }
+    clear(journal, entry);
+    if own_session {
+        if let Err(e) = client.logout().await {
+            tracing::debug!("logging out the operation's session: {e}");
+        }
+    }
+}
+
 /// The card part of a run, in one card transaction (the management-key relay must share it
-/// with the writes it unlocks). Returns the certificate the card holds at the end.
+/// with the writes it unlocks). Returns the certificate the card holds at the end, and the
+/// journal entry as the walk left it. The PIN and the management key are logged out on every
+/// path.
 fn on_card(
     run: &Run,
-    entry: &Entry,
+    mut entry: Entry,
     pin: &Pin,
     client: &CmsClient,
     journal: &Journal,
     rt: &Handle,
-) -> Result<Certificate, Failure> {
-    let mut entry = entry.clone();
-    with_card(&run.reader, |tx| {
+) -> (Result<Certificate, Failure>, Entry) {
+    let result = with_card(&run.reader, |tx| {
         let on_card = tx.card_serial()?.to_string();
         if on_card != run.serial {
             return Ok(Err(Failure::Other(ErrorObject::new(
@@ -459,162 +510,203 @@ fn on_card(
                 ),
             ))));
         }
-        Ok(walk(run, &mut entry, tx, pin, client, journal, rt))
-    })?
+        let mut walk = Walk {
+            run,
+            entry: &mut entry,
+            tx,
+            pin,
+            client,
+            journal,
+            rt,
+            unlocked: None,
+        };
+        let result = walk.walk();
+        walk.sign_off();
+        Ok(result)
+    });
+    (result.unwrap_or_else(|e| Err(e.into())), entry)
 }
 
-fn walk(
-    run: &Run,
-    entry: &mut Entry,
-    tx: &piv::Transaction<'_>,
-    pin: &Pin,
-    client: &CmsClient,
-    journal: &Journal,
-    rt: &Handle,
-) -> Result<Certificate, Failure> {
-    if run.cancel.is_cancelled() {
-        return Err(Failure::Cancelled);
-    }
-    let mut op = rt.block_on(client.operation(&run.operation))?;
-    if entry.kind == OperationKind::Repair && op.state != "completed" {
-        set_pin(run, entry, tx, pin, client, journal, rt)?;
-    }
-    tx.verify_pin(pin)?;
-    let current = tx.read_certificate(key::AUTHENTICATION).ok();
-    if op.state == "completed" {
-        return current.ok_or(Failure::Card(piv::Error::NotFound));
-    }
-    if op.state != "started" && op.state != "certificate_issued" {
-        return Err(Failure::Other(ErrorObject::new(
-            ErrorCode::CmsRefused,
-            format!(
-                "the service {}ed the operation",
-                op.state.trim_end_matches("ed")
-            ),
-        )));
-    }
-    let issued = issued_certificate(&op)?;
-    let written = matches!((&current, &issued), (Some(c), Some(i)) if c.der() == i.der());
-    let certificate = match issued {
-        Some(issued) if written => issued,
-        Some(issued) if run.kind == OperationKind::Restore => {
-            unlock(run, tx, client, rt)?;
-            tx.write_certificate(key::AUTHENTICATION, &issued)?;
-            run.step(Step::CertificateWritten);
-            issued
+/// One walk of an operation on the card, in one transaction.
+struct Walk<'a, 'tx> {
+    run: &'a Run,
+    entry: &'a mut Entry,
+    tx: &'a piv::Transaction<'tx>,
+    pin: &'a Pin,
+    client: &'a CmsClient,
+    journal: &'a Journal,
+    rt: &'a Handle,
+    /// The algorithm of the management key, once it was authenticated in this transaction.
+    unlocked: Option<u8>,
+}
+
+impl Walk<'_, '_> {
+    fn walk(&mut self) -> Result<Certificate, Failure> {
+        if self.run.cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
         }
-        _ => {
-            unlock(run, tx, client, rt)?;
-            let algorithm = KeyAlgorithm::from(entry.algorithm);
-            let public = tx.generate_key(key::AUTHENTICATION, algorithm)?;
-            run.step(Step::KeyGenerated);
-            let csr = tx.certificate_request(
-                key::AUTHENTICATION,
-                &public,
-                &format!("CN={}", run.serial),
-            )?;
-            op = rt.block_on(client.submit_csr(&run.operation, &csr))?;
-            let certificate = issued_certificate(&op)?.ok_or_else(|| {
+        let mut op = self
+            .rt
+            .block_on(self.client.operation(&self.run.operation))?;
+        if self.entry.kind == OperationKind::Repair && op.state != "completed" {
+            self.set_pin()?;
+        }
+        self.tx.verify_pin(self.pin)?;
+        let current = self.tx.read_certificate(key::AUTHENTICATION).ok();
+        if op.state == "completed" {
+            return current.ok_or(Failure::Card(piv::Error::NotFound));
+        }
+        if op.state != "started" && op.state != "certificate_issued" {
+            return Err(Failure::Other(ErrorObject::new(
+                ErrorCode::CmsRefused,
+                format!(
+                    "the service {}ed the operation",
+                    op.state.trim_end_matches("ed")
+                ),
+            )));
+        }
+        let issued = issued_certificate(&op)?;
+        let written = matches!((&current, &issued), (Some(c), Some(i)) if c.der() == i.der());
+        let certificate = match issued {
+            Some(issued) if written => issued,
+            Some(issued) if self.run.kind == OperationKind::Restore => {
+                self.unlock(&op)?;
+                self.tx.write_certificate(key::AUTHENTICATION, &issued)?;
+                self.run.step(Step::CertificateWritten);
+                issued
+            }
+            _ => {
+                self.unlock(&op)?;
+                self.changing()?;
+                let algorithm = KeyAlgorithm::from(self.entry.algorithm);
+                let public = self.tx.generate_key(key::AUTHENTICATION, algorithm)?;
+                self.run.step(Step::KeyGenerated);
+                let csr = self.tx.certificate_request(
+                    key::AUTHENTICATION,
+                    &public,
+                    &format!("CN={}", self.run.serial),
+                )?;
+                op = self
+                    .rt
+                    .block_on(self.client.submit_csr(&self.run.operation, &csr))?;
+                let certificate = issued_certificate(&op)?.ok_or_else(|| {
+                    Failure::Other(ErrorObject::new(
+                        ErrorCode::CmsRefused,
+                        "the service answered the certificate request without a certificate",
+                    ))
+                })?;
+                if certificate.public_key()? != public {
+                    return Err(Failure::Other(ErrorObject::new(
+                        ErrorCode::CmsRefused,
+                        "the service's certificate is not for the card's new key",
+                    )));
+                }
+                self.run.step(Step::CertificateIssued);
+                self.tx
+                    .write_certificate(key::AUTHENTICATION, &certificate)?;
+                self.run.step(Step::CertificateWritten);
+                certificate
+            }
+        };
+        let challenge = op
+            .confirm_challenge
+            .as_deref()
+            .and_then(b64::decode_url)
+            .ok_or_else(|| {
                 Failure::Other(ErrorObject::new(
                     ErrorCode::CmsRefused,
-                    "the service answered the certificate request without a certificate",
+                    "the service gave no confirmation challenge",
                 ))
             })?;
-            if certificate.public_key()? != public {
-                return Err(Failure::Other(ErrorObject::new(
-                    ErrorCode::CmsRefused,
-                    "the service's certificate is not for the card's new key",
-                )));
-            }
-            run.step(Step::CertificateIssued);
-            tx.write_certificate(key::AUTHENTICATION, &certificate)?;
-            run.step(Step::CertificateWritten);
-            certificate
-        }
-    };
-    let challenge = op
-        .confirm_challenge
-        .as_deref()
-        .and_then(b64::decode_url)
-        .ok_or_else(|| {
-            Failure::Other(ErrorObject::new(
-                ErrorCode::CmsRefused,
-                "the service gave no confirmation challenge",
-            ))
-        })?;
-    let algorithm = certificate.public_key()?.algorithm()?;
-    let signature = tx.sign(
-        key::AUTHENTICATION,
-        algorithm,
-        &confirm_message(&run.operation, &challenge),
-    )?;
-    rt.block_on(client.confirm(&run.operation, &signature))?;
-    let _ = tx.logout();
-    run.step(Step::Confirmed);
-    Ok(certificate)
-}
-
-/// Authenticates the card's management key through the service's relay, unless cancelled.
-fn unlock(
-    run: &Run,
-    tx: &piv::Transaction<'_>,
-    client: &CmsClient,
-    rt: &Handle,
-) -> Result<(), Failure> {
-    if run.cancel.is_cancelled() {
-        return Err(Failure::Cancelled);
+        let algorithm = certificate.public_key()?.algorithm()?;
+        let signature = self.tx.sign(
+            key::AUTHENTICATION,
+            algorithm,
+            &confirm_message(&self.run.operation, &challenge),
+        )?;
+        self.rt
+            .block_on(self.client.confirm(&self.run.operation, &signature))?;
+        self.run.step(Step::Confirmed);
+        Ok(certificate)
     }
-    let mut relay = RelayResponder::new(client.clone(), &run.operation, rt.clone());
-    tx.authenticate_management_key(&mut relay)?;
-    run.step(Step::ManagementKey);
-    Ok(())
-}
 
-/// A repair's PIN part: the PIN unblocked to the holder's new one with the PUK the card
-/// holds, then the PUK rotated to the service's next one (journaled around the change, so an
-/// interrupted rotation is tried both ways; a wrong try is restored by the right one).
-fn set_pin(
-    run: &Run,
-    entry: &mut Entry,
-    tx: &piv::Transaction<'_>,
-    pin: &Pin,
-    client: &CmsClient,
-    journal: &Journal,
-    rt: &Handle,
-) -> Result<(), Failure> {
-    let release = rt.block_on(client.release_puk(&run.operation))?;
-    let puk = Puk::new(&release.puk).map_err(|_| bad_puk())?;
-    let next = Puk::new(&release.next_puk).map_err(|_| bad_puk())?;
-    let order: &[(&Puk, bool)] = match entry.puk {
-        PukRotation::Old => &[(&puk, false)],
-        PukRotation::Sent => &[(&next, true), (&puk, false)],
-        PukRotation::Done => &[(&next, true)],
-    };
-    let mut rotated = None;
-    let mut last = None;
-    for (candidate, is_next) in order {
-        match tx.unblock_pin(candidate, pin) {
-            Ok(()) => {
-                rotated = Some(*is_next);
-                break;
+    /// Journals that the card is about to change, before the first command that changes it.
+    fn changing(&mut self) -> Result<(), Failure> {
+        // A restore is not journaled: it writes back what the card had.
+        if !self.entry.card_changed && self.entry.kind != OperationKind::Restore {
+            self.entry.card_changed = true;
+            save(self.journal, self.entry).map_err(Failure::Other)?;
+        }
+        Ok(())
+    }
+
+    /// Authenticates the card's management key through the service's relay, in the algorithm
+    /// the service gave the card, unless cancelled.
+    fn unlock(&mut self, op: &OperationView) -> Result<(), Failure> {
+        if self.run.cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
+        }
+        let mut relay = RelayResponder::new(self.client.clone(), op, self.rt.clone());
+        self.unlocked = Some(op.management_algorithm);
+        self.tx.authenticate_management_key(&mut relay)?;
+        self.run.step(Step::ManagementKey);
+        Ok(())
+    }
+
+    /// Logs the PIN and the management key out, whatever the walk's outcome; a card already
+    /// gone needs nothing.
+    fn sign_off(&self) {
+        if let Err(e) = self.tx.logout() {
+            tracing::debug!(serial = %self.run.serial, "logging the PIN out: {e}");
+        }
+        if let Some(algorithm) = self.unlocked {
+            if let Err(e) = self.tx.end_management_authentication(algorithm) {
+                tracing::debug!(serial = %self.run.serial, "logging the management key out: {e}");
             }
-            Err(e @ piv::Error::WrongPuk { .. }) => last = Some(e),
-            Err(e) => return Err(e.into()),
         }
     }
-    let Some(rotated) = rotated else {
-        return Err(last.unwrap_or(piv::Error::NotFound).into());
-    };
-    run.step(Step::PinSet);
-    if !rotated {
-        entry.puk = PukRotation::Sent;
-        save(journal, entry).map_err(Failure::Other)?;
-        tx.change_puk(&puk, &next)?;
+
+    /// A repair's PIN part: the PIN unblocked to the holder's new one with the PUK the card
+    /// holds, then the PUK rotated to the service's next one (journaled around the change, so
+    /// an interrupted rotation is tried both ways; a wrong try is restored by the right one).
+    fn set_pin(&mut self) -> Result<(), Failure> {
+        let release = self
+            .rt
+            .block_on(self.client.release_puk(&self.run.operation))?;
+        let puk = Puk::new(&release.puk).map_err(|_| bad_puk())?;
+        let next = Puk::new(&release.next_puk).map_err(|_| bad_puk())?;
+        let order: &[(&Puk, bool)] = match self.entry.puk {
+            PukRotation::Old => &[(&puk, false)],
+            PukRotation::Sent => &[(&next, true), (&puk, false)],
+            PukRotation::Done => &[(&next, true)],
+        };
+        self.changing()?;
+        let mut rotated = None;
+        let mut last = None;
+        for (candidate, is_next) in order {
+            match self.tx.unblock_pin(candidate, self.pin) {
+                Ok(()) => {
+                    rotated = Some(*is_next);
+                    break;
+                }
+                Err(e @ piv::Error::WrongPuk { .. }) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(rotated) = rotated else {
+            return Err(last.unwrap_or(piv::Error::NotFound).into());
+        };
+        self.run.step(Step::PinSet);
+        if !rotated {
+            self.entry.puk = PukRotation::Sent;
+            save(self.journal, self.entry).map_err(Failure::Other)?;
+            self.tx.change_puk(&puk, &next)?;
+        }
+        self.entry.puk = PukRotation::Done;
+        save(self.journal, self.entry).map_err(Failure::Other)?;
+        self.run.step(Step::PukRotated);
+        Ok(())
     }
-    entry.puk = PukRotation::Done;
-    save(journal, entry).map_err(Failure::Other)?;
-    run.step(Step::PukRotated);
-    Ok(())
 }
 
 /// The operation's certificate, parsed.

@@ -322,6 +322,15 @@ pub(crate) fn card_error(e: &piv::Error) -> ErrorObject {
         E::CardRemoved => ErrorObject::new(ErrorCode::CardRemoved, e.to_string()),
         E::NoReader => ErrorObject::new(ErrorCode::NoReader, e.to_string()),
         E::ServiceUnavailable => ErrorObject::new(ErrorCode::PcscUnavailable, e.to_string()),
+        // The status word is for logs and tools, not for the holder.
+        E::Status(sw) => {
+            tracing::info!(status = %sw, "the card refused a command");
+            ErrorObject::new(
+                ErrorCode::CardError,
+                format!("the card refused a step: {}", sw.meaning()),
+            )
+            .with_data(serde_json::json!({ "status": sw.to_string() }))
+        }
         other => ErrorObject::new(ErrorCode::CardError, other.to_string()),
     }
 }

@@ -77,6 +77,7 @@ pub fn router(cms: Arc<Cms>) -> Router {
         .route("/v1/operations/{id}/csr", post(submit_csr))
         .route("/v1/operations/{id}/puk", post(release_puk))
         .route("/v1/operations/{id}/confirm", post(confirm))
+        .route("/v1/operations/{id}/abort", post(abort_operation))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(cms)
@@ -231,6 +232,14 @@ async fn release_puk(
     Path(id): Path<String>,
 ) -> Answer<crate::protocol::PukRelease> {
     ok(cms.release_puk(&caller, &id)?)
+}
+
+async fn abort_operation(
+    State(cms): State<Arc<Cms>>,
+    Session(caller): Session,
+    Path(id): Path<String>,
+) -> Answer<crate::protocol::OperationView> {
+    ok(cms.abort_operation(&caller, &id)?)
 }
 
 async fn confirm(

@@ -106,7 +106,14 @@ fn main() -> Result<()> {
             card_serial: Some(&serial),
             detail: String::new(),
         };
-        cms.register_card(&serial, "PIV", &user.id, now, &event)?;
+        cms.register_card(
+            &serial,
+            "PIV",
+            &user.id,
+            now,
+            piv::ManagementAlgorithm::Aes128,
+            &event,
+        )?;
         let key = CardKey::new(args.algorithm)?;
         let record = cms.certify_card(&serial, &key.spki()?, now - 60, now + 730 * dates::DAY)?;
         cards.push(ClientCard {

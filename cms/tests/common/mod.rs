@@ -133,7 +133,14 @@ impl Fixture {
             detail: String::new(),
         };
         self.cms
-            .register_card(serial, "Gemplus", user_id, now - 2 * dates::DAY, &event)
+            .register_card(
+                serial,
+                "Gemalto",
+                user_id,
+                now - 2 * dates::DAY,
+                piv::ManagementAlgorithm::Aes192,
+                &event,
+            )
             .unwrap();
         let not_after = now + days * dates::DAY;
         let record = self
@@ -197,7 +204,7 @@ pub fn expect_error<T: std::fmt::Debug>(
 
 /// Plays the card's side of the relayed 9B exchange for `serial`, with the key the card holds.
 pub async fn relay_as_card(client: &CmsClient, op_id: &str, card_key: &piv::ManagementKey) {
-    let witness = [0x5Au8; 16];
+    let witness = vec![0x5Au8; card_key.block_len()];
     let encrypted = card_key.encrypt_block(&witness).unwrap();
     let answer = client
         .relay_witness(op_id, card_key.algorithm(), &encrypted)

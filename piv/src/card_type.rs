@@ -1,4 +1,5 @@
-//! The card type from the ATR: a table of real card ATRs.
+//! The card type, one vocabulary for the agent and the Card Management Service: a table of
+//! real card ATRs, and `PIV` for any other card that answers SELECT of the PIV application.
 //!
 //! The ATRs come from the `pcsc-tools` list of known cards (`smartcard_list.txt`) and are
 //! written the same way: hex bytes separated by spaces, with `.` standing for any nibble (so
@@ -185,12 +186,23 @@ const TABLE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The card type named by `atr` (`"NHS CIS"`, `"YubiKey"` …; `"Unknown"` when not in the table).
-pub fn card_type(atr: &[u8]) -> &'static str {
+/// The card type the ATR names, where a row of the table has it (`"NHS CIS"`, `"YubiKey"` …).
+pub fn from_atr(atr: &[u8]) -> Option<&'static str> {
     TABLE
         .iter()
         .find(|(pattern, _)| matches(pattern, atr))
-        .map_or(UNKNOWN, |(_, name)| *name)
+        .map(|(_, name)| *name)
+}
+
+/// The card type of a card with `atr` that answered SELECT of the PIV application (`piv`) or
+/// not: the table's name where the ATR has a row, else `PIV` for a PIV card and `Unknown` for
+/// any other.
+pub fn card_type(atr: &[u8], piv: bool) -> &'static str {
+    match from_atr(atr) {
+        Some(name) => name,
+        None if piv => PIV,
+        None => UNKNOWN,
+    }
 }
 
 /// Whether `atr` matches `pattern` (hex bytes separated by spaces, `.` for any nibble). A
@@ -218,7 +230,6 @@ fn nibble_matches(pattern: u8, nibble: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cardsim::AtrProfile;
 
     fn bytes(hex: &str) -> Vec<u8> {
         hex.split_ascii_whitespace()
@@ -226,43 +237,28 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn every_virtual_card_profile_is_named_for_its_profile() {
-        for profile in AtrProfile::ALL {
-            let name = card_type(profile.atr());
-            assert_ne!(name, UNKNOWN, "{profile}");
-            assert_eq!(
-                name.to_ascii_lowercase().replace(' ', "-"),
-                profile.name(),
-                "{profile}"
-            );
-        }
-        assert_eq!(card_type(AtrProfile::NhsCis.atr()), "NHS CIS");
-        assert_eq!(card_type(AtrProfile::YubiKey.atr()), "YubiKey");
-        assert_eq!(card_type(AtrProfile::Gemalto.atr()), "Gemalto");
-        assert_eq!(card_type(AtrProfile::Oberthur.atr()), "Oberthur");
-        assert_eq!(card_type(AtrProfile::Piv.atr()), "PIV");
-    }
+    const NHS: &str = "3B F9 18 00 00 81 31 FE 45 4A 43 4F 50 34 31 56 32 32 AF";
 
     #[test]
-    fn unknown_atrs_are_unknown() {
-        assert_eq!(card_type(&[]), UNKNOWN);
-        assert_eq!(card_type(&[0x3B]), UNKNOWN);
+    fn unknown_atrs_are_piv_when_the_card_is() {
+        assert_eq!(card_type(&[], false), UNKNOWN);
+        assert_eq!(card_type(&[0x3B], false), UNKNOWN);
         // A German health card (eGK): a real ATR that is none of ours.
-        assert_eq!(
-            card_type(&bytes("3B D3 96 FF 81 B1 FE 45 1F 07 80 81 05 2D")),
-            UNKNOWN
-        );
+        let egk = bytes("3B D3 96 FF 81 B1 FE 45 1F 07 80 81 05 2D");
+        assert_eq!(card_type(&egk, false), UNKNOWN);
+        // The same ATR on a card that answers SELECT of the PIV application.
+        assert_eq!(card_type(&egk, true), PIV);
+        assert_eq!(from_atr(&egk), None);
         // One byte more or less than a known ATR is another card.
-        let mut longer = AtrProfile::NhsCis.atr().to_vec();
+        let mut longer = bytes(NHS);
         longer.push(0x00);
-        assert_eq!(card_type(&longer), UNKNOWN);
-        let shorter = &AtrProfile::NhsCis.atr()[..18];
-        assert_eq!(card_type(shorter), UNKNOWN);
+        assert_eq!(from_atr(&longer), None);
+        assert_eq!(from_atr(&bytes(NHS)[..18]), None);
+        assert_eq!(card_type(&bytes(NHS), false), NHS_CIS);
         // One bit off.
-        let mut flipped = AtrProfile::YubiKey.atr().to_vec();
+        let mut flipped = bytes(NHS);
         flipped[12] ^= 0x01;
-        assert_eq!(card_type(&flipped), UNKNOWN);
+        assert_eq!(from_atr(&flipped), None);
     }
 
     #[test]
@@ -283,18 +279,21 @@ mod tests {
 
         // Rows of the table with wildcards: an IDPrime MD 3810 (T=0) and an IDPrime .NET.
         assert_eq!(
-            card_type(&bytes(
+            from_atr(&bytes(
                 "3B 7F 96 00 00 80 31 80 65 B0 84 23 27 E5 12 0F FE 82 90 00"
             )),
-            GEMALTO
+            Some(GEMALTO)
         );
         assert_eq!(
-            card_type(&bytes(
+            from_atr(&bytes(
                 "3B 7F 95 00 00 80 31 80 65 B0 85 03 00 EF 12 0F FE 82 90 00"
             )),
-            GEMALTO
+            Some(GEMALTO)
         );
-        assert_eq!(card_type(&bytes("3B 16 96 41 73 74 72 69 64")), GEMALTO);
+        assert_eq!(
+            from_atr(&bytes("3B 16 96 41 73 74 72 69 64")),
+            Some(GEMALTO)
+        );
     }
 
     #[test]
@@ -304,7 +303,7 @@ mod tests {
             "3B FC 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 4E 45 4F 72 33 E1",
             "3B 8D 80 01 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 F9",
         ] {
-            assert_eq!(card_type(&bytes(atr)), YUBIKEY, "{atr}");
+            assert_eq!(from_atr(&bytes(atr)), Some(YUBIKEY), "{atr}");
         }
     }
 
@@ -323,7 +322,7 @@ mod tests {
             assert!([NHS_CIS, GEMALTO, OBERTHUR, PIV, YUBIKEY].contains(name));
             // A row without wildcards names the ATR it spells.
             if !pattern.contains('.') {
-                assert_eq!(card_type(&bytes(pattern)), *name, "{pattern}");
+                assert_eq!(from_atr(&bytes(pattern)), Some(*name), "{pattern}");
             }
         }
     }
