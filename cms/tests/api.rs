@@ -470,7 +470,7 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
             row.card_type.as_str(),
             row.status.as_str()
         ),
-        ("Smartcard", "Gemplus", "Active")
+        ("Smartcard", "Gemalto", "Active")
     );
     assert_eq!(row.row[5], "Active");
     assert_eq!(

@@ -115,7 +115,9 @@ fn the_admin_cli_issues_a_card_serves_it_and_cancels_it() {
         ],
     ));
     assert!(
-        out.starts_with(&format!("issued card {SERIAL} (NHS CIS) to {user}")),
+        out.starts_with(&format!(
+            "issued card {SERIAL} (NHS CIS, AES-256 management key) to {user}"
+        )),
         "{out}"
     );
     let listing = ok(cms(&data, &["list-cards"]));

@@ -323,10 +323,22 @@ async fn bad_relays_requests_and_confirmations_are_refused() {
         400,
         "invalid_field",
     );
+    // A witness in another algorithm than the card's key is refused, naming the card's.
+    let refused = s.relay_witness(&op.id, 8, &[0; 16]).await.unwrap_err();
+    assert!(refused.to_string().contains("AES-192"), "{refused}");
     // A card holding another key answers wrongly.
-    let wrong = piv::ManagementKey::new(piv::consts::alg::AES_128, &[9; 16]).unwrap();
+    let wrong = piv::ManagementKey::with_algorithm(
+        key.management_algorithm(),
+        &vec![9; key.secret().len()],
+    )
+    .unwrap();
+    let block = vec![1; wrong.block_len()];
     let answer = s
-        .relay_witness(&op.id, 8, &wrong.encrypt_block(&[1; 16]).unwrap())
+        .relay_witness(
+            &op.id,
+            wrong.algorithm(),
+            &wrong.encrypt_block(&block).unwrap(),
+        )
         .await
         .unwrap();
     let challenge = b64::decode(&answer.challenge).unwrap();

@@ -167,7 +167,9 @@ fn an_issued_card_signs_in_through_pcscd() {
     tx.verify_pin(&Pin::new("918273").unwrap()).unwrap();
     assert!(matches!(
         tx.authenticate_management_key(&mut LocalResponder::new(ManagementKey::factory())),
-        Err(Error::ManagementKeyRejected | Error::Status(_))
+        Err(Error::ManagementAlgorithmRefused(
+            piv::ManagementAlgorithm::Tdes
+        ))
     ));
     let diversified = stack
         .cms

@@ -247,7 +247,7 @@ async fn start_own(
     let op = client
         .start_operation(kind.as_str(), serial, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| Failure::Cms(e).into_error(kind))?;
+        .map_err(|e| Failure::Cms(e).unchanged(kind))?;
     Ok(Entry {
         operation: op.id,
         kind,
@@ -471,13 +471,21 @@ async fn finish(
     })
 }
 
-/// Gives up an operation that has not changed the card: aborts it at the service (where it
-/// can; an operation left open there is taken up by the next one) and takes it out of the
-/// journal; a renewal's own session is logged out.
+/// Gives up an operation that has not changed the card: aborts it at the service and takes
+/// it out of the journal; a renewal's own session is logged out. When the service cannot be
+/// reached the entry stays, so the next sign-in (which it never holds up) or renewal tries
+/// again.
 async fn give_up(journal: &Journal, entry: &Entry, client: &CmsClient, own_session: bool) {
     tracing::info!(serial = %entry.serial, operation = %entry.operation, "giving up an operation that did not change the card");
-    if let Err(e) = client.abort_operation(&entry.operation).await {
-        tracing::info!(operation = %entry.operation, "the service did not abort the operation: {e}");
+    match client.abort_operation(&entry.operation).await {
+        Err(e) if crate::cms::error_object(&e).code == ErrorCode::CmsUnreachable => {
+            tracing::info!(operation = %entry.operation, "the service cannot be reached to abort the operation; it stays journaled: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::info!(operation = %entry.operation, "the service did not abort the operation: {e}")
+        }
+        Ok(_) => {}
     }
     clear(journal, entry);
     if own_session {
