@@ -20,8 +20,28 @@ pub struct PinPrompt {
     /// An error shown above it (after a wrong PIN, or a PIN breaking the policy).
     pub error: Option<String>,
     /// Ask twice and have pinentry check both match (for a new PIN); the text of the
-    /// second prompt.
+    /// second prompt. Not every pinentry does: [`PinEntry::repeated`] says whether this one
+    /// did.
     pub repeat: Option<String>,
+}
+
+/// A PIN entered, and whether pinentry checked its repeat.
+pub struct PinEntry {
+    /// The PIN.
+    pub pin: Zeroizing<String>,
+    /// The prompt asked for a repeat and pinentry said it asked twice and both matched (the
+    /// status `S PIN_REPEATED` before the PIN). Some pinentries accept `SETREPEAT` and ask
+    /// once: then this is false, and checking the PIN twice is the caller's job.
+    pub repeated: bool,
+}
+
+impl std::fmt::Debug for PinEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinEntry")
+            .field("pin", &"<withheld>")
+            .field("repeated", &self.repeated)
+            .finish()
+    }
 }
 
 /// Why no PIN came back.
@@ -69,11 +89,21 @@ const MAX_LINE: usize = 1000;
 /// How long a pinentry may take to say goodbye after answering.
 const FAREWELL: Duration = Duration::from_secs(1);
 
-/// Runs the pinentry program of `config` and returns the PIN entered.
+/// Runs the pinentry program of `config` and returns the PIN entered. A prompt with `repeat`
+/// needs [`ask_pin_entry`], which says whether pinentry checked the repeat.
 pub async fn ask_pin(
     config: &PinentryConfig,
     prompt: &PinPrompt,
 ) -> Result<Zeroizing<String>, PinentryError> {
+    ask_pin_entry(config, prompt).await.map(|entry| entry.pin)
+}
+
+/// Runs the pinentry program of `config` and returns the PIN entered, with whether pinentry
+/// confirmed the repeat the prompt asked for.
+pub async fn ask_pin_entry(
+    config: &PinentryConfig,
+    prompt: &PinPrompt,
+) -> Result<PinEntry, PinentryError> {
     let commands = commands(config, prompt)?;
     let program = config.program.display().to_string();
     let mut command = Command::new(&config.program);
@@ -103,7 +133,7 @@ pub async fn ask_pin(
         stdout: BufReader::new(stdout),
         line: Zeroizing::new(Vec::with_capacity(2 * MAX_LINE)),
     };
-    let talk = conversation.ask(&commands);
+    let talk = conversation.ask(&commands, prompt.repeat.is_some());
     let result = match config.timeout() {
         limit if limit.is_zero() => talk.await,
         limit => tokio::time::timeout(limit, talk)
@@ -126,7 +156,9 @@ pub async fn ask_pin(
         }
     }
     match &result {
-        Ok(_) => tracing::debug!(program = %program, "a PIN was entered"),
+        Ok(entry) => {
+            tracing::debug!(program = %program, repeated = entry.repeated, "a PIN was entered")
+        }
         Err(e) => tracing::info!(program = %program, error = %e, "no PIN was entered"),
     }
     result.map_err(|e| match e {
@@ -202,8 +234,13 @@ pub fn unescape_into(data: &[u8], out: &mut Vec<u8>) {
 /// One Assuan reply line.
 enum Reply {
     Ok,
-    Err { code: u32, text: String },
+    Err {
+        code: u32,
+        text: String,
+    },
     Data,
+    /// The status line `S PIN_REPEATED`: pinentry asked twice and both entries matched.
+    PinRepeated,
     Other,
 }
 
@@ -216,8 +253,8 @@ struct Conversation {
 }
 
 impl Conversation {
-    /// Greeting, set-up, `GETPIN`.
-    async fn ask(&mut self, commands: &[String]) -> Result<Zeroizing<String>, PinentryError> {
+    /// Greeting, set-up, `GETPIN`; `repeat`: the set-up asked for a repeat.
+    async fn ask(&mut self, commands: &[String], repeat: bool) -> Result<PinEntry, PinentryError> {
         match self.next_reply().await? {
             Reply::Ok => {}
             Reply::Err { text, .. } => {
@@ -231,10 +268,9 @@ impl Conversation {
             self.send(command).await?;
             match self.final_reply().await? {
                 Ok(()) => {}
-                // Old pinentries lack these; they are conveniences.
-                Err(_)
-                    if command.starts_with("OPTION ") || command.starts_with("SETREPEATERROR") =>
-                {
+                // Old pinentries lack these; they are conveniences (a repeat not confirmed is
+                // asked by the caller).
+                Err(_) if command.starts_with("OPTION ") || command.starts_with("SETREPEAT") => {
                     tracing::debug!(command = %command.split(' ').next().unwrap_or_default(), "pinentry does not support it");
                 }
                 Err(e) => return Err(e),
@@ -243,19 +279,24 @@ impl Conversation {
         self.send("GETPIN").await?;
         // Room for the longest line, so decoding never reallocates (and leaves copies behind).
         let mut pin = Zeroizing::new(Vec::with_capacity(2 * MAX_LINE));
+        let mut repeated = false;
         loop {
             match self.next_reply().await? {
                 Reply::Data => {
                     let data = self.line.get(2..).unwrap_or_default();
                     unescape_into(data, &mut pin);
                 }
+                Reply::PinRepeated => repeated = repeat,
                 Reply::Ok => break,
                 Reply::Err { code, text } => return Err(classify(code, text)),
                 Reply::Other => {}
             }
         }
         match String::from_utf8(std::mem::take(&mut *pin)) {
-            Ok(pin) => Ok(Zeroizing::new(pin)),
+            Ok(pin) => Ok(PinEntry {
+                pin: Zeroizing::new(pin),
+                repeated,
+            }),
             Err(e) => {
                 e.into_bytes().zeroize();
                 Err(PinentryError::Failed("the PIN is not UTF-8".into()))
@@ -285,7 +326,7 @@ impl Conversation {
             match self.next_reply().await? {
                 Reply::Ok => return Ok(Ok(())),
                 Reply::Err { code, text } => return Ok(Err(classify(code, text))),
-                Reply::Data | Reply::Other => {}
+                Reply::Data | Reply::PinRepeated | Reply::Other => {}
             }
         }
     }
@@ -326,11 +367,23 @@ impl Conversation {
                 text: text.to_owned(),
             });
         }
+        if is_pin_repeated(line) {
+            return Ok(Reply::PinRepeated);
+        }
         if line.starts_with(b"INQUIRE ") {
             self.send("END").await?;
         }
         Ok(Reply::Other)
     }
+}
+
+/// Whether an Assuan line is the status `PIN_REPEATED` (with or without arguments).
+fn is_pin_repeated(line: &[u8]) -> bool {
+    let Some(status) = line.strip_prefix(b"S ") else {
+        return false;
+    };
+    let keyword = status.split(|b| *b == b' ').next().unwrap_or_default();
+    keyword == b"PIN_REPEATED"
 }
 
 /// Maps an `ERR` to why there is no PIN.
@@ -389,6 +442,31 @@ mod tests {
             classify(83886081, "General error".into()),
             PinentryError::Failed(t) if t.contains("General error")
         ));
+    }
+
+    #[test]
+    fn the_pin_repeated_status_is_recognised() {
+        assert!(is_pin_repeated(b"S PIN_REPEATED"));
+        assert!(is_pin_repeated(b"S PIN_REPEATED 1"));
+        assert!(is_pin_repeated(b"S PIN_REPEATED  extra args"));
+        assert!(!is_pin_repeated(b"S PIN_REPEATEDLY"));
+        assert!(!is_pin_repeated(b"S PINENTRY_LAUNCHED 4242 curses"));
+        assert!(!is_pin_repeated(b"S"));
+        assert!(!is_pin_repeated(b"# S PIN_REPEATED"));
+        assert!(!is_pin_repeated(b"D PIN_REPEATED"));
+        assert!(!is_pin_repeated(b"SPIN_REPEATED"));
+        assert!(!is_pin_repeated(b"s pin_repeated"));
+    }
+
+    #[test]
+    fn a_pin_entry_does_not_show_its_pin() {
+        let entry = PinEntry {
+            pin: Zeroizing::new("97531864".into()),
+            repeated: true,
+        };
+        let shown = format!("{entry:?}");
+        assert!(!shown.contains("97531864"), "{shown}");
+        assert!(shown.contains("repeated: true"), "{shown}");
     }
 
     #[test]

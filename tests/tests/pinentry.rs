@@ -2,7 +2,7 @@
 //! in its own process.
 
 use agent::config::PinentryConfig;
-use agent::pinentry::{ask_pin, PinPrompt, PinentryError};
+use agent::pinentry::{ask_pin, ask_pin_entry, PinPrompt, PinentryError};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,6 +39,59 @@ fn log_lines(path: &Path) -> Vec<Value> {
 
 fn process_exists(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A directory with the script `lines` for `--script`, and the path of a `--log` in it.
+struct Scripted {
+    dir: tempfile::TempDir,
+}
+
+impl Scripted {
+    fn new(lines: &str) -> Scripted {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("script"), lines).unwrap();
+        Scripted { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// `--script` and `--log` in this directory, then `extra`.
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "--script".to_owned(),
+            self.path("script"),
+            "--log".to_owned(),
+            self.path("log.jsonl"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    fn config(&self, extra: &[&str], timeout_secs: u64) -> PinentryConfig {
+        PinentryConfig {
+            program: PathBuf::from(PINENTRY),
+            args: self.args(extra),
+            timeout_secs,
+            tty: None,
+        }
+    }
+
+    /// The `GETPIN`s asked.
+    fn asked(&self) -> Vec<Value> {
+        log_lines(&self.dir.path().join("log.jsonl"))
+    }
+}
+
+fn new_pin_prompt() -> PinPrompt {
+    PinPrompt {
+        title: "New passcode".into(),
+        description: "Choose a new passcode".into(),
+        prompt: "New passcode:".into(),
+        error: None,
+        repeat: Some("Repeat the passcode:".into()),
+    }
 }
 
 #[tokio::test]
@@ -145,6 +198,48 @@ async fn cancel_is_cancelled() {
         matches!(result, Err(PinentryError::Cancelled)),
         "{result:?}"
     );
+}
+
+#[tokio::test]
+async fn a_pinentry_confirming_the_repeat_is_asked_once() {
+    let scripted = Scripted::new("918273\n");
+    let entry = ask_pin_entry(&scripted.config(&[], 10), &new_pin_prompt())
+        .await
+        .unwrap();
+    assert_eq!(entry.pin.as_str(), "918273");
+    assert!(entry.repeated, "S PIN_REPEATED came before the PIN");
+    let asked = scripted.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["repeat"], "Repeat the passcode:");
+    assert_eq!(asked[0]["repeated"], true);
+}
+
+#[tokio::test]
+async fn a_pinentry_ignoring_the_repeat_is_not_taken_as_confirming_it() {
+    let scripted = Scripted::new("918273\n");
+    let entry = ask_pin_entry(
+        &scripted.config(&["--ignore-repeat"], 10),
+        &new_pin_prompt(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(entry.pin.as_str(), "918273");
+    assert!(!entry.repeated);
+    let asked = scripted.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    // SETREPEAT was accepted, and nothing was confirmed.
+    assert_eq!(asked[0]["repeat"], "Repeat the passcode:");
+    assert_eq!(asked[0]["repeated"], false);
+}
+
+#[tokio::test]
+async fn without_a_repeat_asked_nothing_is_confirmed() {
+    let scripted = Scripted::new("918273\n");
+    let entry = ask_pin_entry(&scripted.config(&[], 10), &prompt())
+        .await
+        .unwrap();
+    assert!(!entry.repeated);
+    assert!(scripted.asked()[0]["repeat"].is_null());
 }
 
 #[tokio::test]
