@@ -1,11 +1,18 @@
 //! Asking the holder for a PIN through a `pinentry` program (the Assuan protocol). The
 //! program gets only an allow-list of environment variables.
+//!
+//! Pinentry's own timeout (`SETTIMEOUT`) is meant to end an unanswered prompt; the agent's hard
+//! limit comes a few seconds later. However a prompt ends — answered, timed out or abandoned
+//! by its caller (the future dropped) — the program is asked to go (`BYE`, then its standard
+//! input closed), terminated (SIGTERM, which curses programs catch) if it has not gone after a
+//! grace period, and killed only as a last resort, so a terminal pinentry can put the terminal
+//! back the way it found it.
 
 use crate::config::PinentryConfig;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use zeroize::{Zeroize, Zeroizing};
 
 /// What the prompt says.
@@ -20,8 +27,28 @@ pub struct PinPrompt {
     /// An error shown above it (after a wrong PIN, or a PIN breaking the policy).
     pub error: Option<String>,
     /// Ask twice and have pinentry check both match (for a new PIN); the text of the
-    /// second prompt.
+    /// second prompt. Not every pinentry does: [`PinEntry::repeated`] says whether this one
+    /// did.
     pub repeat: Option<String>,
+}
+
+/// A PIN entered, and whether pinentry checked its repeat.
+pub struct PinEntry {
+    /// The PIN.
+    pub pin: Zeroizing<String>,
+    /// The prompt asked for a repeat and pinentry said it asked twice and both matched (the
+    /// status `S PIN_REPEATED` before the PIN). Some pinentries accept `SETREPEAT` and ask
+    /// once: then this is false, and checking the PIN twice is the caller's job.
+    pub repeated: bool,
+}
+
+impl std::fmt::Debug for PinEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinEntry")
+            .field("pin", &"<withheld>")
+            .field("repeated", &self.repeated)
+            .finish()
+    }
 }
 
 /// Why no PIN came back.
@@ -66,14 +93,32 @@ const GPG_ERR_FULLY_CANCELED: u32 = 198;
 const GPG_ERR_TIMEOUT: u32 = 62;
 /// The longest line Assuan allows, without the line feed.
 const MAX_LINE: usize = 1000;
-/// How long a pinentry may take to say goodbye after answering.
-const FAREWELL: Duration = Duration::from_secs(1);
+/// How long after pinentry's own timeout the agent stops waiting for an answer.
+pub const HARD_LIMIT_GRACE: Duration = Duration::from_secs(5);
+/// How long a pinentry asked to go (`BYE`, end of input) may take before it is terminated.
+pub const FAREWELL: Duration = Duration::from_millis(1500);
+/// How long a terminated pinentry may take before it is killed.
+const TERMINATION: Duration = Duration::from_millis(500);
 
-/// Runs the pinentry program of `config` and returns the PIN entered.
+/// Runs the pinentry program of `config` and returns the PIN entered. A prompt with `repeat`
+/// needs [`ask_pin_entry`], which says whether pinentry checked the repeat.
 pub async fn ask_pin(
     config: &PinentryConfig,
     prompt: &PinPrompt,
 ) -> Result<Zeroizing<String>, PinentryError> {
+    ask_pin_entry(config, prompt).await.map(|entry| entry.pin)
+}
+
+/// Runs the pinentry program of `config` and returns the PIN entered, with whether pinentry
+/// confirmed the repeat the prompt asked for.
+///
+/// The answer is awaited until pinentry's own timeout plus [`HARD_LIMIT_GRACE`]. Dropping the
+/// future (a caller cancelling) leaves a task behind that asks the program to go and kills it
+/// only if it does not.
+pub async fn ask_pin_entry(
+    config: &PinentryConfig,
+    prompt: &PinPrompt,
+) -> Result<PinEntry, PinentryError> {
     let commands = commands(config, prompt)?;
     let program = config.program.display().to_string();
     let mut command = Command::new(&config.program);
@@ -98,41 +143,115 @@ pub async fn ask_pin(
         )));
     };
     tracing::debug!(program = %program, pid = child.id(), "asking for a PIN");
-    let mut conversation = Conversation {
+    let conversation = Conversation {
         stdin,
         stdout: BufReader::new(stdout),
         line: Zeroizing::new(Vec::with_capacity(2 * MAX_LINE)),
     };
-    let talk = conversation.ask(&commands);
-    let result = match config.timeout() {
-        limit if limit.is_zero() => talk.await,
-        limit => tokio::time::timeout(limit, talk)
-            .await
-            .unwrap_or(Err(PinentryError::TimedOut)),
+    let mut open = OpenPrompt(Some((conversation, child)));
+    let result = {
+        let Some((conversation, _)) = open.0.as_mut() else {
+            unreachable!("the prompt is open");
+        };
+        let talk = conversation.ask(&commands, prompt.repeat.is_some());
+        match config.timeout() {
+            limit if limit.is_zero() => talk.await,
+            limit => tokio::time::timeout(limit.saturating_add(HARD_LIMIT_GRACE), talk)
+                .await
+                .unwrap_or(Err(PinentryError::TimedOut)),
+        }
     };
-    match &result {
-        Ok(_) | Err(PinentryError::Cancelled) => {
-            // The program answered: let it end by itself, within a bound.
-            let _ = tokio::time::timeout(FAREWELL, conversation.say_bye()).await;
-            drop(conversation);
-            if tokio::time::timeout(FAREWELL, child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
-        }
-        Err(_) => {
-            drop(conversation);
-            // Kills and reaps it.
-            let _ = child.kill().await;
-        }
+    if let Some((conversation, child)) = open.0.take() {
+        // In a task of its own, so a caller giving up now does not cut the farewell short.
+        let _ = tokio::spawn(close(conversation, child)).await;
     }
     match &result {
-        Ok(_) => tracing::debug!(program = %program, "a PIN was entered"),
+        Ok(entry) => {
+            tracing::debug!(program = %program, repeated = entry.repeated, "a PIN was entered")
+        }
         Err(e) => tracing::info!(program = %program, error = %e, "no PIN was entered"),
     }
     result.map_err(|e| match e {
         PinentryError::Failed(why) => PinentryError::Failed(format!("{program}: {why}")),
         other => other,
     })
+}
+
+/// A running pinentry. Dropped while it still holds the program (its caller gave up), it
+/// leaves [`close`] running in a task.
+struct OpenPrompt(Option<(Conversation, Child)>);
+
+impl Drop for OpenPrompt {
+    fn drop(&mut self) {
+        let Some((conversation, child)) = self.0.take() else {
+            return;
+        };
+        tracing::debug!(pid = child.id(), "the PIN prompt was abandoned");
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(close(conversation, child));
+            }
+            // No runtime to say goodbye on: the child is killed as it is dropped.
+            Err(_) => drop((conversation, child)),
+        }
+    }
+}
+
+/// Ends a pinentry: `BYE`, its input closed, its output read and thrown away until it exits;
+/// terminated after [`FAREWELL`] and killed after [`TERMINATION`] more. Reaps it.
+async fn close(conversation: Conversation, mut child: Child) {
+    let Conversation {
+        mut stdin,
+        mut stdout,
+        ..
+    } = conversation;
+    let pid = child.id();
+    let farewell = async {
+        // Queued behind a pending GETPIN, it is read when the prompt ends.
+        let _ = stdin.write_all(b"BYE\n").await;
+        let _ = stdin.flush().await;
+        drop(stdin);
+        exited(&mut child, &mut stdout).await
+    };
+    if tokio::time::timeout(FAREWELL, farewell).await.is_ok() {
+        tracing::debug!(pid, "the pinentry program went when asked");
+        return;
+    }
+    if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+        // SAFETY: kill(2) on our own child, not yet reaped, so the pid is still its.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let how = match tokio::time::timeout(TERMINATION, exited(&mut child, &mut stdout)).await {
+        Ok(_) => "terminated",
+        Err(_) => {
+            // Kills and reaps it.
+            let _ = child.kill().await;
+            "killed"
+        }
+    };
+    tracing::info!(pid, how, "the pinentry program did not go when asked");
+}
+
+/// Waits for `child` to exit, reading what it still writes to `stdout` into a zeroised buffer
+/// (a late answer may hold a PIN) and throwing it away.
+async fn exited(
+    child: &mut Child,
+    stdout: &mut BufReader<ChildStdout>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let drain = async {
+        let mut buffer = Zeroizing::new([0u8; 1024]);
+        while let Ok(n) = stdout.read(&mut buffer[..]).await {
+            if n == 0 {
+                break;
+            }
+        }
+        // Its output may end before it does.
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        status = child.wait() => status,
+        () = drain => unreachable!("draining never ends"),
+    }
 }
 
 /// The commands before `GETPIN`, escaped and checked for length.
@@ -202,8 +321,13 @@ pub fn unescape_into(data: &[u8], out: &mut Vec<u8>) {
 /// One Assuan reply line.
 enum Reply {
     Ok,
-    Err { code: u32, text: String },
+    Err {
+        code: u32,
+        text: String,
+    },
     Data,
+    /// The status line `S PIN_REPEATED`: pinentry asked twice and both entries matched.
+    PinRepeated,
     Other,
 }
 
@@ -216,8 +340,8 @@ struct Conversation {
 }
 
 impl Conversation {
-    /// Greeting, set-up, `GETPIN`.
-    async fn ask(&mut self, commands: &[String]) -> Result<Zeroizing<String>, PinentryError> {
+    /// Greeting, set-up, `GETPIN`; `repeat`: the set-up asked for a repeat.
+    async fn ask(&mut self, commands: &[String], repeat: bool) -> Result<PinEntry, PinentryError> {
         match self.next_reply().await? {
             Reply::Ok => {}
             Reply::Err { text, .. } => {
@@ -231,10 +355,9 @@ impl Conversation {
             self.send(command).await?;
             match self.final_reply().await? {
                 Ok(()) => {}
-                // Old pinentries lack these; they are conveniences.
-                Err(_)
-                    if command.starts_with("OPTION ") || command.starts_with("SETREPEATERROR") =>
-                {
+                // Old pinentries lack these; they are conveniences (a repeat not confirmed is
+                // asked by the caller).
+                Err(_) if command.starts_with("OPTION ") || command.starts_with("SETREPEAT") => {
                     tracing::debug!(command = %command.split(' ').next().unwrap_or_default(), "pinentry does not support it");
                 }
                 Err(e) => return Err(e),
@@ -243,30 +366,28 @@ impl Conversation {
         self.send("GETPIN").await?;
         // Room for the longest line, so decoding never reallocates (and leaves copies behind).
         let mut pin = Zeroizing::new(Vec::with_capacity(2 * MAX_LINE));
+        let mut repeated = false;
         loop {
             match self.next_reply().await? {
                 Reply::Data => {
                     let data = self.line.get(2..).unwrap_or_default();
                     unescape_into(data, &mut pin);
                 }
+                Reply::PinRepeated => repeated = repeat,
                 Reply::Ok => break,
                 Reply::Err { code, text } => return Err(classify(code, text)),
                 Reply::Other => {}
             }
         }
         match String::from_utf8(std::mem::take(&mut *pin)) {
-            Ok(pin) => Ok(Zeroizing::new(pin)),
+            Ok(pin) => Ok(PinEntry {
+                pin: Zeroizing::new(pin),
+                repeated,
+            }),
             Err(e) => {
                 e.into_bytes().zeroize();
                 Err(PinentryError::Failed("the PIN is not UTF-8".into()))
             }
-        }
-    }
-
-    /// Ends the conversation politely.
-    async fn say_bye(&mut self) {
-        if self.send("BYE").await.is_ok() {
-            let _ = self.final_reply().await;
         }
     }
 
@@ -285,7 +406,7 @@ impl Conversation {
             match self.next_reply().await? {
                 Reply::Ok => return Ok(Ok(())),
                 Reply::Err { code, text } => return Ok(Err(classify(code, text))),
-                Reply::Data | Reply::Other => {}
+                Reply::Data | Reply::PinRepeated | Reply::Other => {}
             }
         }
     }
@@ -326,11 +447,23 @@ impl Conversation {
                 text: text.to_owned(),
             });
         }
+        if is_pin_repeated(line) {
+            return Ok(Reply::PinRepeated);
+        }
         if line.starts_with(b"INQUIRE ") {
             self.send("END").await?;
         }
         Ok(Reply::Other)
     }
+}
+
+/// Whether an Assuan line is the status `PIN_REPEATED` (with or without arguments).
+fn is_pin_repeated(line: &[u8]) -> bool {
+    let Some(status) = line.strip_prefix(b"S ") else {
+        return false;
+    };
+    let keyword = status.split(|b| *b == b' ').next().unwrap_or_default();
+    keyword == b"PIN_REPEATED"
 }
 
 /// Maps an `ERR` to why there is no PIN.
@@ -389,6 +522,31 @@ mod tests {
             classify(83886081, "General error".into()),
             PinentryError::Failed(t) if t.contains("General error")
         ));
+    }
+
+    #[test]
+    fn the_pin_repeated_status_is_recognised() {
+        assert!(is_pin_repeated(b"S PIN_REPEATED"));
+        assert!(is_pin_repeated(b"S PIN_REPEATED 1"));
+        assert!(is_pin_repeated(b"S PIN_REPEATED  extra args"));
+        assert!(!is_pin_repeated(b"S PIN_REPEATEDLY"));
+        assert!(!is_pin_repeated(b"S PINENTRY_LAUNCHED 4242 curses"));
+        assert!(!is_pin_repeated(b"S"));
+        assert!(!is_pin_repeated(b"# S PIN_REPEATED"));
+        assert!(!is_pin_repeated(b"D PIN_REPEATED"));
+        assert!(!is_pin_repeated(b"SPIN_REPEATED"));
+        assert!(!is_pin_repeated(b"s pin_repeated"));
+    }
+
+    #[test]
+    fn a_pin_entry_does_not_show_its_pin() {
+        let entry = PinEntry {
+            pin: Zeroizing::new("97531864".into()),
+            repeated: true,
+        };
+        let shown = format!("{entry:?}");
+        assert!(!shown.contains("97531864"), "{shown}");
+        assert!(shown.contains("repeated: true"), "{shown}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use cms::pin_policy::{check_pin, PinPolicyError};
 use piv::CardSerial;
 use std::path::PathBuf;
 use std::time::Duration;
-use testbed::stack::{AgentOptions, RoleSpec, Stack, StackCard, NURSE, RA_OFFICER};
+use testbed::stack::{AgentOptions, PinentrySetup, RoleSpec, Stack, StackCard, NURSE, RA_OFFICER};
 
 /// How long a whole repair (RSA key generation on the virtual card included) may take.
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(90);
@@ -44,6 +44,16 @@ impl Desk {
     /// scripts the PIN answers `answers` (the officer's PIN first), starts the agent, signs
     /// the officer in with the card in reader 0 and puts the holder's card in reader 1.
     fn open(officer_roles: &[RoleSpec<'_>], validity: InitialValidity, answers: &[&str]) -> Desk {
+        Desk::open_with(&[], officer_roles, validity, answers)
+    }
+
+    /// [`Desk::open`] with `flags` given to the scripted pinentry too.
+    fn open_with(
+        flags: &[&str],
+        officer_roles: &[RoleSpec<'_>],
+        validity: InitialValidity,
+        answers: &[&str],
+    ) -> Desk {
         let mut stack = Stack::start().unwrap();
         let (ra, _) = stack.user("Rita Admin", officer_roles).unwrap();
         let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
@@ -60,7 +70,8 @@ impl Desk {
             .issue(&holder, serial(2), HOLDER_PIN, validity, AtrProfile::NhsCis)
             .unwrap();
         stack.pin_answers(answers).unwrap();
-        stack.start_agent(&AgentOptions::default()).unwrap();
+        let options = pinentry_with(&stack, flags);
+        stack.start_agent(&options).unwrap();
         let mut events = stack.subscribe();
         let officer_in = stack.insert(0, &officer).unwrap();
         stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
@@ -141,6 +152,28 @@ impl Desk {
                 _ => false,
             })
             .collect()
+    }
+}
+
+/// The agent's options: the scripted pinentry reading [`Stack::pin_answers`], given `flags`
+/// too.
+fn pinentry_with(stack: &Stack, flags: &[&str]) -> AgentOptions {
+    if flags.is_empty() {
+        return AgentOptions::default();
+    }
+    let dir = stack.bed.dir();
+    let mut args: Vec<String> = [("--script", "pinentry-script"), ("--log", "pinentry.log")]
+        .iter()
+        .flat_map(|(flag, file)| [flag.to_string(), dir.join(file).display().to_string()])
+        .collect();
+    args.extend(flags.iter().map(|f| f.to_string()));
+    AgentOptions {
+        pinentry: Some(PinentrySetup {
+            program: testbed::stack::workspace_binary("ia-pinentry").unwrap(),
+            args,
+            tty: None,
+        }),
+        ..AgentOptions::default()
     }
 }
 
@@ -251,11 +284,13 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
         "{status:?}"
     );
 
-    // The new PIN was asked once, with its repeat, after the officer's.
+    // The new PIN was asked once, with its repeat (which pinentry confirmed), after the
+    // officer's.
     let prompts = desk.stack.pin_prompts();
     assert_eq!(prompts.len(), 2, "{prompts:?}");
     assert!(prompts[0]["repeat"].is_null(), "{prompts:?}");
     assert!(prompts[1]["repeat"].is_string(), "{prompts:?}");
+    assert_eq!(prompts[1]["repeated"], true, "{prompts:?}");
     assert!(prompts[1]["error"].is_null(), "{prompts:?}");
     let description = prompts[1]["description"].as_str().unwrap();
     assert!(
@@ -448,6 +483,83 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
     assert_eq!(desk.stack.pin_prompts().len(), 5);
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+}
+
+#[test]
+fn a_pinentry_ignoring_the_repeat_has_the_agent_ask_again_until_both_match() {
+    let desk = Desk::open_with(
+        &["--ignore-repeat"],
+        &[RA_OFFICER],
+        InitialValidity::Expired,
+        &[RA_PIN, NEW_PIN, "918274", NEW_PIN, NEW_PIN],
+    );
+    let done = desk.repair(&desk.holder.serial).unwrap();
+    assert!(done.done, "{done:?}");
+    assert_eq!(done.step, "confirmed");
+
+    // The officer's PIN; the new one, then its repeat asked by the agent, which differs; the
+    // new one again with the mismatch named, and its repeat.
+    let prompts = desk.stack.pin_prompts();
+    assert_eq!(prompts.len(), 5, "{prompts:?}");
+    let text = |i: usize, key: &str| prompts[i][key].as_str().unwrap_or_default().to_owned();
+    for i in [1, 3] {
+        assert_eq!(text(i, "prompt"), "New passcode:", "{prompts:?}");
+        assert!(prompts[i]["repeat"].is_string(), "{prompts:?}");
+        assert_eq!(prompts[i]["repeated"], false, "{prompts:?}");
+    }
+    for i in [2, 4] {
+        assert_eq!(text(i, "prompt"), "Repeat the passcode:", "{prompts:?}");
+        assert!(prompts[i]["repeat"].is_null(), "{prompts:?}");
+        assert!(prompts[i]["error"].is_null(), "{prompts:?}");
+    }
+    assert!(prompts[1]["error"].is_null(), "{prompts:?}");
+    assert!(
+        text(3, "error").contains("did not match"),
+        "{}",
+        text(3, "error")
+    );
+
+    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
+    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+}
+
+#[test]
+fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
+    let desk = Desk::open_with(
+        &["--ignore-repeat"],
+        &[RA_OFFICER],
+        InitialValidity::Expired,
+        &[
+            RA_PIN, NEW_PIN, "918274", NEW_PIN, "918275", NEW_PIN, "918276",
+        ],
+    );
+    let before = desk.holder_record();
+    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
+    assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
+    assert!(
+        refused.message.contains("did not match"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(desk.stack.pin_prompts().len(), 7);
+    assert!(
+        desk.journal_entries().is_empty(),
+        "{:?}",
+        desk.journal_entries()
+    );
+    let after = desk.holder_record();
+    assert_eq!(after.puk_generation, before.puk_generation);
+    assert_eq!(after.certs_expire, before.certs_expire);
+    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+
+    // The officer tries again and the holder types the same passcode twice: the service's
+    // open repair is taken up and the card ends up repaired.
+    desk.stack.pin_answers(&[NEW_PIN, NEW_PIN]).unwrap();
+    let done = desk.repair(&desk.holder.serial).unwrap();
+    assert!(done.done, "{done:?}");
+    assert_eq!(desk.stack.pin_prompts().len(), 9);
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
     desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
 }

@@ -1,11 +1,18 @@
 //! `agent::pinentry::ask_pin` against the scripted pinentry `ia-pinentry`, a real Assuan server
-//! in its own process.
+//! in its own process; and a sign-in prompt abandoned when its card is pulled, over the real
+//! stack (one pcscd per test process: run with `cargo nextest run -p tests`).
 
 use agent::config::PinentryConfig;
-use agent::pinentry::{ask_pin, PinPrompt, PinentryError};
+use agent::pinentry::{ask_pin, ask_pin_entry, PinPrompt, PinentryError};
+use agent::pinentry::{FAREWELL, HARD_LIMIT_GRACE};
+use agent_ipc::{Event, SessionState};
+use cardsim::AtrProfile;
+use cms::issuance::InitialValidity;
+use piv::CardSerial;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use testbed::stack::{workspace_binary, AgentOptions, PinentrySetup, Stack};
 
 const PINENTRY: &str = env!("CARGO_BIN_EXE_ia-pinentry");
 
@@ -39,6 +46,84 @@ fn log_lines(path: &Path) -> Vec<Value> {
 
 fn process_exists(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits up to `limit` for `ready`, checking every 20 ms; whether it came.
+async fn eventually(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// A directory with the script `lines` for `--script`, and the paths of a `--log` and an
+/// `--end-log` in it.
+struct Scripted {
+    dir: tempfile::TempDir,
+}
+
+impl Scripted {
+    fn new(lines: &str) -> Scripted {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("script"), lines).unwrap();
+        Scripted { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// `--script`, `--log` and `--end-log` in this directory, then `extra`.
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "--script".to_owned(),
+            self.path("script"),
+            "--log".to_owned(),
+            self.path("log.jsonl"),
+            "--end-log".to_owned(),
+            self.path("end.jsonl"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    fn config(&self, extra: &[&str], timeout_secs: u64) -> PinentryConfig {
+        PinentryConfig {
+            program: PathBuf::from(PINENTRY),
+            args: self.args(extra),
+            timeout_secs,
+            tty: None,
+        }
+    }
+
+    /// The `GETPIN`s asked.
+    fn asked(&self) -> Vec<Value> {
+        log_lines(&self.dir.path().join("log.jsonl"))
+    }
+
+    /// How the programs left by themselves.
+    fn ends(&self) -> Vec<Value> {
+        log_lines(&self.dir.path().join("end.jsonl"))
+    }
+
+    /// The pid of the program that was asked the first `GETPIN`.
+    fn first_pid(&self) -> u64 {
+        self.asked()[0]["pid"].as_u64().expect("the pid in the log")
+    }
+}
+
+fn new_pin_prompt() -> PinPrompt {
+    PinPrompt {
+        title: "New passcode".into(),
+        description: "Choose a new passcode".into(),
+        prompt: "New passcode:".into(),
+        error: None,
+        repeat: Some("Repeat the passcode:".into()),
+    }
 }
 
 #[tokio::test]
@@ -148,30 +233,139 @@ async fn cancel_is_cancelled() {
 }
 
 #[tokio::test]
-async fn a_hanging_pinentry_times_out_and_is_killed() {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("script");
-    let log = dir.path().join("log.jsonl");
-    std::fs::write(&script, "!hang\n").unwrap();
-    let config = config(
-        &[
-            "--script",
-            script.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ],
-        1,
-    );
+async fn a_pinentry_confirming_the_repeat_is_asked_once() {
+    let scripted = Scripted::new("918273\n");
+    let entry = ask_pin_entry(&scripted.config(&[], 10), &new_pin_prompt())
+        .await
+        .unwrap();
+    assert_eq!(entry.pin.as_str(), "918273");
+    assert!(entry.repeated, "S PIN_REPEATED came before the PIN");
+    let asked = scripted.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["repeat"], "Repeat the passcode:");
+    assert_eq!(asked[0]["repeated"], true);
+}
+
+#[tokio::test]
+async fn a_pinentry_ignoring_the_repeat_is_not_taken_as_confirming_it() {
+    let scripted = Scripted::new("918273\n");
+    let entry = ask_pin_entry(
+        &scripted.config(&["--ignore-repeat"], 10),
+        &new_pin_prompt(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(entry.pin.as_str(), "918273");
+    assert!(!entry.repeated);
+    let asked = scripted.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    // SETREPEAT was accepted, and nothing was confirmed.
+    assert_eq!(asked[0]["repeat"], "Repeat the passcode:");
+    assert_eq!(asked[0]["repeated"], false);
+}
+
+#[tokio::test]
+async fn without_a_repeat_asked_nothing_is_confirmed() {
+    let scripted = Scripted::new("918273\n");
+    let entry = ask_pin_entry(&scripted.config(&[], 10), &prompt())
+        .await
+        .unwrap();
+    assert!(!entry.repeated);
+    assert!(scripted.asked()[0]["repeat"].is_null());
+}
+
+#[tokio::test]
+async fn an_answered_pinentry_leaves_when_asked() {
+    let scripted = Scripted::new("246810\n");
+    ask_pin(&scripted.config(&[], 10), &prompt()).await.unwrap();
+    let pid = scripted.first_pid();
+    let ends = scripted.ends();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["pid"], pid);
+    assert_eq!(ends[0]["end"], "bye");
+    assert!(!process_exists(pid), "pinentry {pid} is still there");
+}
+
+#[tokio::test]
+async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
+    let scripted = Scripted::new("!hang\n");
     let started = Instant::now();
-    let result = ask_pin(&config, &prompt()).await;
+    let result = ask_pin(&scripted.config(&[], 1), &prompt()).await;
     let took = started.elapsed();
     assert!(matches!(result, Err(PinentryError::TimedOut)), "{result:?}");
     assert!(took >= Duration::from_millis(900), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
-    let lines = log_lines(&log);
-    let pid = lines[0]["pid"].as_u64().expect("the pid in the log");
-    // Killed and reaped: not even a zombie is left.
+    // Pinentry's own timeout ended the prompt, well before the agent's hard limit.
+    assert!(took < Duration::from_secs(1) + HARD_LIMIT_GRACE, "{took:?}");
+    let pid = scripted.first_pid();
+    assert_eq!(scripted.asked()[0]["timeout"], "1");
+    // It left by itself when asked, and was reaped: not even a zombie is left.
+    let ends = scripted.ends();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["pid"], pid);
+    assert_eq!(ends[0]["end"], "bye");
     assert!(!process_exists(pid), "pinentry {pid} is still there");
+}
+
+#[tokio::test]
+async fn a_pinentry_ignoring_its_timeout_meets_the_hard_limit_and_is_killed() {
+    let scripted = Scripted::new("!deaf\n");
+    let started = Instant::now();
+    let result = ask_pin(&scripted.config(&[], 1), &prompt()).await;
+    let took = started.elapsed();
+    assert!(matches!(result, Err(PinentryError::TimedOut)), "{result:?}");
+    assert!(
+        took >= Duration::from_secs(1) + HARD_LIMIT_GRACE,
+        "{took:?}"
+    );
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    let pid = scripted.first_pid();
+    assert!(scripted.ends().is_empty(), "{:?}", scripted.ends());
+    assert!(!process_exists(pid), "pinentry {pid} is still there");
+}
+
+#[tokio::test]
+async fn an_abandoned_prompt_asks_the_pinentry_to_leave() {
+    let scripted = Scripted::new("!hang\n");
+    let config = scripted.config(&[], 60);
+    let asking = tokio::spawn(async move { ask_pin(&config, &prompt()).await });
+    assert!(
+        eventually(Duration::from_secs(10), || !scripted.asked().is_empty()).await,
+        "the PIN was never asked"
+    );
+    let pid = scripted.first_pid();
+    asking.abort();
+    assert!(asking.await.unwrap_err().is_cancelled());
+    assert!(
+        eventually(Duration::from_secs(5), || !process_exists(pid)).await,
+        "pinentry {pid} is still there"
+    );
+    // It left by itself: a killed program records nothing.
+    let ends = scripted.ends();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["pid"], pid);
+    assert_eq!(ends[0]["end"], "bye");
+}
+
+#[tokio::test]
+async fn an_abandoned_prompt_whose_pinentry_will_not_leave_is_killed() {
+    let scripted = Scripted::new("!deaf\n");
+    let config = scripted.config(&[], 60);
+    let asking = tokio::spawn(async move { ask_pin(&config, &prompt()).await });
+    assert!(
+        eventually(Duration::from_secs(10), || !scripted.asked().is_empty()).await,
+        "the PIN was never asked"
+    );
+    let pid = scripted.first_pid();
+    let abandoned = Instant::now();
+    asking.abort();
+    assert!(asking.await.unwrap_err().is_cancelled());
+    assert!(
+        eventually(Duration::from_secs(10), || !process_exists(pid)).await,
+        "pinentry {pid} is still there"
+    );
+    // Given its farewell first.
+    assert!(abandoned.elapsed() >= FAREWELL, "{:?}", abandoned.elapsed());
+    assert!(scripted.ends().is_empty(), "{:?}", scripted.ends());
 }
 
 #[tokio::test]
@@ -234,4 +428,65 @@ async fn only_allow_listed_environment_variables_reach_the_program() {
             "{name} is not on the allow-list"
         );
     }
+}
+
+#[test]
+fn a_card_pulled_while_its_prompt_is_open_has_the_pinentry_leave_by_itself() {
+    let mut stack = Stack::start().unwrap();
+    let card = stack
+        .nurse_card(
+            CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 1]),
+            "246810",
+            InitialValidity::Days(400),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    // The sign-in's prompt nobody answers.
+    stack.pin_answers(&["!hang"]).unwrap();
+    let dir = stack.bed.dir().to_path_buf();
+    let end_log = dir.join("pinentry-end.log");
+    let args = [
+        ("--script", "pinentry-script"),
+        ("--log", "pinentry.log"),
+        ("--end-log", "pinentry-end.log"),
+    ]
+    .iter()
+    .flat_map(|(flag, file)| [flag.to_string(), dir.join(file).display().to_string()])
+    .collect();
+    let options = AgentOptions {
+        pinentry: Some(PinentrySetup {
+            program: workspace_binary("ia-pinentry").unwrap(),
+            args,
+            tty: None,
+        }),
+        ..AgentOptions::default()
+    };
+    stack.start_agent(&options).unwrap();
+    let mut events = stack.subscribe();
+    let inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(
+        &mut events,
+        |e| matches!(e, Event::SessionState { state } if *state == SessionState::WaitingForPin),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stack.pin_prompts().is_empty() {
+        assert!(Instant::now() < deadline, "the PIN was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = stack.pin_prompts()[0]["pid"].as_u64().unwrap();
+    assert!(process_exists(pid));
+
+    stack.bed.remove(0, inserted).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::CardRemoved { .. }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_exists(pid) {
+        assert!(Instant::now() < deadline, "pinentry {pid} is still there");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // It left when asked to, rather than being killed (which records nothing).
+    let ends = log_lines(&end_log);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["pid"], pid);
+    assert_eq!(ends[0]["end"], "bye");
+    assert_ne!(stack.status().session.state, SessionState::SignedIn);
 }

@@ -3,9 +3,20 @@
 //! the next unused line of a `--script` file (the position is kept in `FILE.pos`, so a script
 //! runs on across many pinentry processes).
 //!
-//! Script lines: a PIN, `!cancel` (the holder cancels) or `!hang` (never answers). A used-up
-//! script cancels. `--log FILE` appends one JSON line per `GETPIN` with the texts shown and the
-//! names of the environment variables this process sees — never the PIN.
+//! Script lines: a PIN, `!cancel` (the holder cancels), `!hang` (the holder never answers: the
+//! prompt times out after `SETTIMEOUT` seconds, if set, and the program still leaves when sent
+//! `BYE` or at the end of its input meanwhile) or `!deaf` (never answers and never leaves by
+//! itself: it ignores its timeout, `BYE`, the end of its input and SIGTERM). A used-up script
+//! cancels.
+//!
+//! Like a modern pinentry, after `SETREPEAT` it says the PIN was entered twice alike (the status
+//! `S PIN_REPEATED` before the PIN); `--ignore-repeat` makes it behave like pinentry-curses
+//! 1.2.1, which accepts `SETREPEAT` but asks once and says nothing.
+//!
+//! `--log FILE` appends one JSON line per `GETPIN` with the texts shown, whether the repeat was
+//! confirmed and the names of the environment variables this process sees — never the PIN.
+//! `--end-log FILE` appends one JSON line when the program leaves by itself: on `BYE` or at
+//! the end of its input (a killed program writes nothing).
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -13,9 +24,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 /// The reply to a cancelled `GETPIN` (GPG_ERR_CANCELED from source pinentry).
 const CANCELLED: &str = "ERR 83886179 Operation cancelled <Pinentry>";
+/// The reply to a `GETPIN` unanswered within `SETTIMEOUT` (GPG_ERR_TIMEOUT from source
+/// pinentry).
+const TIMED_OUT: &str = "ERR 83886142 Timeout <Pinentry>";
 
 #[derive(Parser)]
 #[command(about = "A scripted pinentry (Assuan on standard input and output) for tests")]
@@ -29,6 +45,13 @@ struct Args {
     /// Append a JSON line per GETPIN to this file (texts and environment variable names).
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Accept SETREPEAT but ask once and never confirm the repeat (like pinentry-curses
+    /// 1.2.1).
+    #[arg(long)]
+    ignore_repeat: bool,
+    /// Append a JSON line to this file when leaving by itself (on BYE or end of input).
+    #[arg(long)]
+    end_log: Option<PathBuf>,
 }
 
 /// The texts set for the next `GETPIN`.
@@ -49,22 +72,29 @@ enum Answer {
     Pin(String),
     Cancel,
     Hang,
+    Deaf,
+}
+
+/// How the program leaves by itself.
+#[derive(Clone, Copy)]
+enum End {
+    /// It was sent `BYE`.
+    Bye,
+    /// Its input ended.
+    Eof,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
+    let input = read_lines();
     let mut out = std::io::stdout().lock();
     writeln!(out, "OK Pleased to meet you")?;
     out.flush()?;
     let mut prompt = Prompt::default();
-    let mut line = Vec::new();
     loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
+        let Ok(line) = input.recv() else {
+            return leave(&args, End::Eof, &mut out);
+        };
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
         let (verb, rest) = text.split_once(' ').unwrap_or((text, ""));
@@ -92,12 +122,17 @@ fn main() -> Result<()> {
             },
             "GETPIN" => {
                 let answer = next_answer(&args)?;
+                let confirms = matches!(answer, Answer::Pin(_))
+                    && prompt.repeat.is_some()
+                    && !args.ignore_repeat;
                 if let Some(log) = &args.log {
-                    log_getpin(log, &prompt)?;
+                    log_getpin(log, &prompt, confirms)?;
                 }
+                // Like a real pinentry, an error text is shown once.
+                prompt.error = None;
                 match answer {
                     Answer::Pin(pin) => {
-                        if prompt.repeat.is_some() {
+                        if confirms {
                             writeln!(out, "S PIN_REPEATED")?;
                         }
                         if !pin.is_empty() {
@@ -107,21 +142,20 @@ fn main() -> Result<()> {
                     Answer::Cancel => {
                         writeln!(out, "{CANCELLED}")?;
                         out.flush()?;
-                        prompt.error = None;
                         continue;
                     }
-                    Answer::Hang => loop {
-                        std::thread::sleep(std::time::Duration::from_secs(3600));
-                    },
+                    Answer::Hang => {
+                        if let Some(end) = hang(&input, prompt.timeout.as_deref()) {
+                            return leave(&args, end, &mut out);
+                        }
+                        writeln!(out, "{TIMED_OUT}")?;
+                        out.flush()?;
+                        continue;
+                    }
+                    Answer::Deaf => deaf(),
                 }
-                // Like a real pinentry, an error text is shown once.
-                prompt.error = None;
             }
-            "BYE" => {
-                writeln!(out, "OK closing connection")?;
-                out.flush()?;
-                return Ok(());
-            }
+            "BYE" => return leave(&args, End::Bye, &mut out),
             _ => {
                 writeln!(
                     out,
@@ -171,6 +205,7 @@ fn next_answer(args: &Args) -> Result<Answer> {
     Ok(match line.as_deref() {
         None | Some("!cancel") => Answer::Cancel,
         Some("!hang") => Answer::Hang,
+        Some("!deaf") => Answer::Deaf,
         Some(pin) => Answer::Pin(pin.to_owned()),
     })
 }
@@ -183,8 +218,100 @@ fn write_pos(file: &mut File, pos: usize) -> Result<()> {
     Ok(())
 }
 
-/// Appends one JSON line: the texts of this `GETPIN` and the environment's variable names.
-fn log_getpin(log: &Path, prompt: &Prompt) -> Result<()> {
+/// Standard input, line by line, read on a thread of its own so a hanging prompt still sees
+/// `BYE` and the end of input; the channel closes at the end of input.
+fn read_lines() -> Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        loop {
+            let mut line = Vec::new();
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// A prompt nobody answers: `None` when its timeout (`SETTIMEOUT` seconds, 0 or unset: none)
+/// passes, else how the program was asked to leave meanwhile. Other commands are ignored, as a
+/// pinentry busy with its window does not read them.
+fn hang(input: &Receiver<Vec<u8>>, timeout: Option<&str>) -> Option<End> {
+    let seconds: u64 = timeout.and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+    let deadline = (seconds > 0).then(|| Instant::now() + Duration::from_secs(seconds));
+    loop {
+        let line = match deadline {
+            Some(deadline) => {
+                match input.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(line) => line,
+                    Err(RecvTimeoutError::Timeout) => return None,
+                    Err(RecvTimeoutError::Disconnected) => return Some(End::Eof),
+                }
+            }
+            None => match input.recv() {
+                Ok(line) => line,
+                Err(_) => return Some(End::Eof),
+            },
+        };
+        let text = String::from_utf8_lossy(&line);
+        if text.trim_end().eq_ignore_ascii_case("BYE") {
+            return Some(End::Bye);
+        }
+    }
+}
+
+/// A prompt that never ends and a program that never leaves by itself: its timeout, its input
+/// and SIGTERM are ignored (only SIGKILL ends it).
+fn deaf() -> ! {
+    // SAFETY: setting a signal disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Leaves by itself: records how in `--end-log`, then answers a `BYE` (if the client still
+/// listens).
+fn leave(args: &Args, end: End, out: &mut impl Write) -> Result<()> {
+    if let Some(path) = &args.end_log {
+        let record = serde_json::json!({
+            "pid": std::process::id(),
+            "end": match end {
+                End::Bye => "bye",
+                End::Eof => "eof",
+            },
+        });
+        append_line(path, &record)?;
+    }
+    if matches!(end, End::Bye) {
+        let _ = writeln!(out, "OK closing connection").and_then(|()| out.flush());
+    }
+    Ok(())
+}
+
+/// Appends `record` as one JSON line to `path`.
+fn append_line(path: &Path, record: &serde_json::Value) -> Result<()> {
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the log {}", path.display()))?;
+    file.write_all(&line)?;
+    Ok(())
+}
+
+/// Appends one JSON line: the texts of this `GETPIN`, whether the repeat is confirmed and the
+/// environment's variable names.
+fn log_getpin(log: &Path, prompt: &Prompt, repeated: bool) -> Result<()> {
     let mut env: Vec<String> = std::env::vars_os()
         .map(|(name, _)| name.to_string_lossy().into_owned())
         .collect();
@@ -197,19 +324,12 @@ fn log_getpin(log: &Path, prompt: &Prompt) -> Result<()> {
         "error": prompt.error,
         "repeat": prompt.repeat,
         "repeat_error": prompt.repeat_error,
+        "repeated": repeated,
         "timeout": prompt.timeout,
         "options": prompt.options,
         "env": env,
     });
-    let mut line = serde_json::to_vec(&record)?;
-    line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open the log {}", log.display()))?;
-    file.write_all(&line)?;
-    Ok(())
+    append_line(log, &record)
 }
 
 /// Assuan percent-encoding of data: `%`, CR, LF and other control characters.
