@@ -1,0 +1,402 @@
+//! Cards as they come from the field, over the real stack: a card of each 9B management-key
+//! algorithm (3DES, AES-128, AES-192, AES-256), with and without GET METADATA, is issued, signs
+//! in, renews, is healed by the card doctor and repaired by an RA through the agent; a card that
+//! takes none of the service's algorithms is left untouched and unregistered; a card whose
+//! transport key `yubico-piv-tool` set is issued with that key and read by OpenSC; a renewal
+//! refused at its first card step leaves nothing behind.
+//!
+//! One pcscd per test process: run with `cargo nextest run -p tests`.
+
+use agent_ipc::{ErrorCode, Event, SessionState};
+use cardsim::{CardFile, CardSpec, Faults};
+use cms::issuance::{CardIssuance, InitialValidity, IssuanceError};
+use piv::consts::{key, object};
+use piv::{CardSerial, KeyAlgorithm, LocalResponder, ManagementAlgorithm, ManagementKey, PivCard};
+use std::ffi::CString;
+use std::process::{Command, Output};
+use testbed::stack::{AgentOptions, PinentrySetup, Stack, StackCard, NURSE, RA_OFFICER};
+
+/// Every PIN in these tests: the holders', the officer's and the one a repair sets.
+const PIN: &str = "246810";
+
+fn serial(n: u8) -> CardSerial {
+    CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2E, n])
+}
+
+/// A factory-fresh card whose 9B key uses `algorithm` (and which takes keys of it only),
+/// answering GET METADATA or not.
+fn field_card(n: u8, algorithm: ManagementAlgorithm, metadata: bool) -> CardSpec {
+    let mut spec = CardSpec::new(serial(n)).with_management_algorithm(algorithm);
+    spec.metadata = metadata;
+    spec
+}
+
+/// The agent with a pinentry that answers every prompt with [`PIN`].
+fn agent_options() -> AgentOptions {
+    AgentOptions {
+        pinentry: Some(PinentrySetup {
+            program: testbed::stack::workspace_binary("ia-pinentry").unwrap(),
+            args: vec!["--pin".into(), PIN.into()],
+            tty: None,
+        }),
+        ..AgentOptions::default()
+    }
+}
+
+/// The service's record of `card`.
+fn record(stack: &Stack, card: &StackCard) -> cms::db::CardRecord {
+    stack
+        .cms
+        .database()
+        .card(&card.serial.to_string())
+        .unwrap()
+        .unwrap()
+}
+
+/// Deletes the certificate of the card in reader 0 with the service's management key.
+fn lose_certificate(stack: &Stack, card: &StackCard) {
+    let ctx = stack.bed.context().unwrap();
+    let mut piv = PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(0)).unwrap()).unwrap();
+    let tx = piv.transaction().unwrap();
+    let management = stack
+        .cms
+        .card_management_key(&card.serial.to_string())
+        .unwrap();
+    tx.authenticate_management_key(&mut LocalResponder::new(management))
+        .unwrap();
+    tx.put_data(object::CERT_9A, &[]).unwrap();
+    drop(tx);
+    piv.disconnect().unwrap();
+}
+
+/// Issue, sign in, renew, heal and repair with cards whose 9B key uses `algorithm`.
+fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
+    let what = format!("{algorithm} card, metadata {metadata}");
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let (rita, _) = stack.user("Rita Admin", &[RA_OFFICER]).unwrap();
+    let officer = stack
+        .issue(
+            &rita,
+            serial(1),
+            PIN,
+            InitialValidity::Days(500),
+            cardsim::AtrProfile::Gemalto,
+        )
+        .unwrap();
+    let issue = |n, validity| {
+        stack
+            .issue_spec(
+                &jane,
+                field_card(n, algorithm, metadata),
+                PIN,
+                validity,
+                KeyAlgorithm::P256,
+            )
+            .unwrap()
+    };
+    let holder = issue(2, InitialValidity::Days(30));
+    let expired = issue(3, InitialValidity::Expired);
+    for card in [&holder, &expired] {
+        assert_eq!(
+            record(&stack, card).management_algorithm,
+            algorithm,
+            "{what}: the service gave the card a key of the one algorithm it takes"
+        );
+    }
+
+    stack.start_agent(&agent_options()).unwrap();
+    let mut events = stack.subscribe();
+
+    // Sign in and renew: the relay runs in the card's algorithm.
+    let inserted = stack.insert(0, &holder).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    let renewed = stack.block_on(stack.client().renew());
+    let renewed = renewed.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", stack.agent_logs()));
+    assert_eq!(renewed.step, "confirmed", "{what}");
+    assert_eq!(stack.status().session.state, SessionState::SignedIn);
+    stack.card_agrees_with_cms(0, &holder).unwrap();
+    assert_eq!(record(&stack, &holder).renewals_used, 1, "{what}");
+
+    // The doctor writes a lost certificate back, through the relay too.
+    lose_certificate(&stack, &holder);
+    let healed = stack
+        .block_on(stack.client().doctor(None, true))
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    let certificate = healed.checks.iter().find(|c| c.name == "certificate");
+    assert_eq!(
+        certificate.map(|c| c.outcome.as_str()),
+        Some("healed"),
+        "{what}: {healed:#?}"
+    );
+    stack.card_agrees_with_cms(0, &holder).unwrap();
+    stack.bed.remove(0, inserted).unwrap();
+
+    // An RA repairs the expired card in the second reader.
+    let _officer_in = stack.insert(0, &officer).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    let _expired_in = stack.insert(1, &expired).unwrap();
+    let repaired = stack.block_on(
+        stack
+            .client()
+            .repair(Some(stack.bed.reader_name(1)), Some(expired.serial.to_string())),
+    );
+    let repaired = repaired.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", stack.agent_logs()));
+    assert_eq!(repaired.step, "confirmed", "{what}");
+    stack.card_agrees_with_cms(1, &expired).unwrap();
+    assert!(!record(&stack, &expired).is_expired(cms::dates::now()), "{what}");
+}
+
+#[test]
+fn a_3des_card_with_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Tdes, true);
+}
+
+#[test]
+fn a_3des_card_without_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Tdes, false);
+}
+
+#[test]
+fn an_aes128_card_with_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Aes128, true);
+}
+
+#[test]
+fn an_aes128_card_without_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Aes128, false);
+}
+
+#[test]
+fn an_aes192_card_with_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Aes192, true);
+}
+
+#[test]
+fn an_aes192_card_without_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Aes192, false);
+}
+
+#[test]
+fn an_aes256_card_with_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Aes256, true);
+}
+
+#[test]
+fn an_aes256_card_without_metadata() {
+    field_card_lifecycle(ManagementAlgorithm::Aes256, false);
+}
+
+/// A blank card made as `spec` in reader 0, and a PC/SC connection to it.
+fn blank_card(stack: &Stack, spec: &CardSpec) -> (std::path::PathBuf, cardsim::InsertedCard) {
+    let file = stack.bed.dir().join(format!("blank-{}.json", spec.serial));
+    CardFile::create(&file, spec).unwrap();
+    let inserted = stack.bed.insert(0, &file, Faults::default()).unwrap();
+    (file, inserted)
+}
+
+fn connect(stack: &Stack) -> (pcsc::Context, PivCard) {
+    let ctx = stack.bed.context().unwrap();
+    let card = PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(0)).unwrap()).unwrap();
+    (ctx, card)
+}
+
+#[test]
+fn a_card_that_takes_none_of_the_services_algorithms_is_left_untouched_and_unregistered() {
+    let stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    // A card of the kind that takes 3DES keys only, and a service that gives AES only.
+    let spec = field_card(7, ManagementAlgorithm::Tdes, false);
+    let (file, _inserted) = blank_card(&stack, &spec);
+    let before = std::fs::read(&file).unwrap();
+    let (_ctx, mut card) = connect(&stack);
+    let issuance = CardIssuance {
+        management_algorithms: vec![ManagementAlgorithm::Aes256, ManagementAlgorithm::Aes128],
+        ..CardIssuance::for_blank_card(
+            &jane,
+            PIN,
+            KeyAlgorithm::P256,
+            InitialValidity::Days(30),
+        )
+    };
+    let error = stack.cms.issue_card(&mut card, &issuance).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            IssuanceError::NoCommonAlgorithm { card: ManagementAlgorithm::Tdes, offered }
+                if offered.len() == 2
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    for word in ["3DES", "AES-256", "AES-128", "nothing was written"] {
+        assert!(message.contains(word), "{message}");
+    }
+    card.disconnect().unwrap();
+    // Nothing on the card changed (its file is byte for byte the same), nothing registered,
+    // nothing certified.
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    let state = CardFile::open(&file).unwrap();
+    assert_eq!(state.state().management_key().unwrap(), ManagementKey::factory());
+    assert!(state.state().certificate(key::AUTHENTICATION).is_none());
+    assert!(stack
+        .cms
+        .database()
+        .card(&spec.serial.to_string())
+        .unwrap()
+        .is_none());
+    assert!(!stack.audit_log().contains(&spec.serial.to_string()));
+}
+
+/// Runs a third-party tool against the bed's pcscd.
+fn run(stack: &Stack, program: &str, args: &[&str]) -> Output {
+    let (name, socket) = stack.bed.client_env();
+    let home = stack.bed.dir().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let output = Command::new(program)
+        .args(args)
+        .env(name, socket)
+        .env("HOME", &home)
+        .env_remove("OPENSC_CONF")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    eprintln!(
+        "$ {program} {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+#[test]
+fn a_transport_key_set_by_yubico_piv_tool_issues_and_opensc_reads_the_card() {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    // A supplier's blank card: a YubiKey-like card that takes every algorithm, whose factory
+    // key a tool replaced with a transport key (Debian's yubico-piv-tool writes 3DES keys).
+    let mut spec = CardSpec::new(serial(8));
+    spec.profile = cardsim::AtrProfile::YubiKey;
+    spec.metadata = false;
+    let (file, inserted) = blank_card(&stack, &spec);
+    let transport = "0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A6978";
+    let reader = stack.bed.reader_name(0);
+    let out = run(
+        &stack,
+        "yubico-piv-tool",
+        &["-r", &reader, "-a", "set-mgm-key", "-n", transport],
+    );
+    assert!(out.status.success());
+    let state = CardFile::open(&file).unwrap();
+    assert_eq!(
+        state.state().management_key().unwrap(),
+        ManagementKey::from_hex_with(ManagementAlgorithm::Tdes, transport).unwrap()
+    );
+
+    // Without the transport key the card is refused, and nothing is written to it.
+    let (_ctx, mut card) = connect(&stack);
+    let plain = CardIssuance::for_blank_card(&jane, PIN, KeyAlgorithm::P256, InitialValidity::Days(30));
+    let refused = stack.cms.issue_card(&mut card, &plain).unwrap_err();
+    assert!(
+        matches!(refused, IssuanceError::WrongCurrentKey(ManagementAlgorithm::Tdes)),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("--management-key"), "{refused}");
+    let issuance = CardIssuance {
+        current_management_key: Some(zeroize::Zeroizing::new(hex::decode(transport).unwrap())),
+        ..plain
+    };
+    let issued = stack.cms.issue_card(&mut card, &issuance).unwrap();
+    card.disconnect().unwrap();
+    assert_eq!(issued.card_type, "YubiKey");
+    // The card takes every algorithm: the service gives it its strongest.
+    assert_eq!(issued.management_algorithm, ManagementAlgorithm::Aes256);
+    stack.bed.remove(0, inserted).unwrap();
+
+    // OpenSC reads the issued card: its 9A certificate names the holder.
+    let _inserted = stack.bed.insert(0, &file, Faults::default()).unwrap();
+    let out = run(&stack, "pkcs15-tool", &["--reader", "0", "--list-certificates"]);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{listing}");
+    assert!(listing.contains("PIV AUTH"), "{listing}");
+
+    // And the agent signs in with it.
+    stack.start_agent(&agent_options()).unwrap();
+    let mut events = stack.subscribe();
+    let _ = stack.block_on(stack.client().login(None));
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+}
+
+#[test]
+fn a_renewal_refused_at_its_first_card_step_leaves_nothing_behind() {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let card = stack
+        .issue_spec(
+            &jane,
+            field_card(9, ManagementAlgorithm::Aes192, true),
+            PIN,
+            InitialValidity::Days(30),
+            KeyAlgorithm::P256,
+        )
+        .unwrap();
+    // Another tool changed the card's management key behind the service's back: the card now
+    // refuses the service's key in the relay, the renewal's first card step.
+    let aside = stack.bed.insert(1, &card.file, Faults::default()).unwrap();
+    {
+        let ctx = stack.bed.context().unwrap();
+        let mut piv =
+            PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(1)).unwrap()).unwrap();
+        let tx = piv.transaction().unwrap();
+        let service = stack
+            .cms
+            .card_management_key(&card.serial.to_string())
+            .unwrap();
+        tx.authenticate_management_key(&mut LocalResponder::new(service))
+            .unwrap();
+        tx.set_management_key(&ManagementKey::factory_for(ManagementAlgorithm::Aes192))
+            .unwrap();
+        drop(tx);
+        piv.disconnect().unwrap();
+    }
+    stack.bed.remove(1, aside).unwrap();
+    stack.start_agent(&agent_options()).unwrap();
+    let mut events = stack.subscribe();
+    let inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+
+    let refused = stack.block_on(stack.client().renew()).unwrap_err();
+    let agent_ipc::ClientError::Agent(refused) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(refused.code, ErrorCode::CardError, "{refused:?}");
+    assert!(
+        refused.message.contains("as it was") && !refused.message.contains("status"),
+        "{refused:?}"
+    );
+    // Nothing journaled, nothing open at the service, the PIN not left verified.
+    let journal = stack.bed.dir().join("state/identity-agent/operations");
+    let entries = std::fs::read_dir(&journal)
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+        .unwrap_or(0);
+    assert_eq!(entries, 0, "the renewal is journaled");
+    assert!(stack
+        .cms
+        .database()
+        .open_operation(&card.serial.to_string())
+        .unwrap()
+        .is_none());
+    {
+        let ctx = stack.bed.context().unwrap();
+        let mut piv =
+            PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(0)).unwrap()).unwrap();
+        let tx = piv.transaction().unwrap();
+        assert_ne!(
+            tx.pin_status().unwrap(),
+            piv::PinStatus::Verified,
+            "the PIN is left verified"
+        );
+    }
+    // Out and in again: the card signs in at once, with no error.
+    let _again = stack.reinsert_and_sign_in(&mut events, inserted, &card);
+}
