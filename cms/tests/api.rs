@@ -464,6 +464,8 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
     assert_eq!(mine.cards.len(), 1);
     let row = &mine.cards[0];
     assert_eq!(row.serial, SERIAL_A);
+    assert_eq!(row.holder_id, jane);
+    assert_eq!(row.holder_name.as_deref(), Some("Jane Doe"));
     assert_eq!(
         (
             row.format.as_str(),
@@ -495,7 +497,9 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
         ra_s.user_cards(&raj).await.unwrap().cards[0].serial,
         SERIAL_B
     );
-    assert_eq!(ra_s.card(SERIAL_B).await.unwrap().holder_id, raj);
+    let raj_details = ra_s.card(SERIAL_B).await.unwrap();
+    assert_eq!(raj_details.holder_id, raj);
+    assert_eq!(raj_details.holder_name.as_deref(), Some("Raj Patel"));
     expect_error(ra_s.card("0000000000000001").await, 404, "unknown_card");
     expect_error(
         ra_s.user_cards("00000000-0000-4000-8000-000000000000")

@@ -121,7 +121,9 @@ fn the_admin_cli_issues_a_card_serves_it_and_cancels_it() {
     let listing = ok(cms(&data, &["list-cards"]));
     let row = listing.lines().find(|l| l.starts_with(SERIAL)).unwrap();
     assert!(
-        row.contains("Smartcard") && row.contains("Active") && row.contains(&user),
+        row.contains("Smartcard")
+            && row.contains("Active")
+            && row.contains(&format!("Jane Doe ({user})")),
         "{row}"
     );
 

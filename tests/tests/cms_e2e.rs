@@ -151,6 +151,7 @@ fn an_issued_card_signs_in_through_pcscd() {
 
     let (created, session) = stack.sign_in(0, "918273").unwrap();
     assert_eq!(created.session.user.id, jane);
+    assert_eq!(created.session.user.name, "Jane Doe");
     assert_eq!(created.session.card_serial, issued.serial);
     assert_eq!(created.session.selected_role, Some(role));
     let details = stack.rt.block_on(session.card(&issued.serial)).unwrap();
@@ -158,6 +159,8 @@ fn an_issued_card_signs_in_through_pcscd() {
         (details.status.as_str(), details.card_type.as_str()),
         ("Active", "NHS CIS")
     );
+    assert_eq!(details.holder_id, jane);
+    assert_eq!(details.holder_name.as_deref(), Some("Jane Doe"));
     assert_eq!(
         details.certs_expire.as_deref(),
         Some(cms::dates::iso_date(issued.certificate.not_after).as_str())
