@@ -105,7 +105,7 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
     assert_eq!(seen.card_type, "NHS CIS");
     assert!(seen.piv && !seen.expired);
     assert!((398..=400).contains(&seen.days_left.unwrap()), "{seen:?}");
-    assert_eq!(seen.holder.as_deref(), Some(card.user_id.as_str()));
+    assert_eq!(seen.holder.as_deref(), Some("Jane Doe"));
 
     let Event::SessionStarted { session } = stack.wait_for(&mut events, is_session_started) else {
         unreachable!()

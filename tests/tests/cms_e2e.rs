@@ -170,7 +170,10 @@ fn an_issued_card_signs_in_through_pcscd() {
     let mut card = stack.connect(0);
     let tx = card.transaction().unwrap();
     let certificate = tx.read_certificate(key::AUTHENTICATION).unwrap();
-    assert!(certificate.subject().contains(&format!("CN={jane}")));
+    assert_eq!(
+        certificate.subject(),
+        format!("CN=Jane Doe,UID={jane},O=Identity Agent CMS")
+    );
     assert_eq!(certificate.serial_hex(), issued.certificate.serial);
     assert!(matches!(
         tx.verify_pin(&Pin::new("123456").unwrap()),
