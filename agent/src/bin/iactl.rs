@@ -540,6 +540,7 @@ mod tests {
             atr: "3B".into(),
             piv: true,
             holder: Some("Alex Example".into()),
+            holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
             expires_on: Some("2027-01-01".into()),
             days_left: Some(40),
             expired: false,
@@ -553,5 +554,8 @@ mod tests {
         assert!(
             render_card(&card).ends_with("EXPIRED (2027-01-01): see your Registration Authority")
         );
+        // A card whose certificate names no holder: nothing stands in for the name.
+        card.holder = None;
+        assert!(render_card(&card).starts_with("NHS CIS card 0123456789ABCDEF, EXPIRED"));
     }
 }
