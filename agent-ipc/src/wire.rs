@@ -672,8 +672,11 @@ pub struct CardDetails {
     pub serial: String,
     /// The card type (`NHS CIS`, `Gemplus` …).
     pub card_type: String,
-    /// The holder's user id.
+    /// The holder's user id, for programs.
     pub holder_id: String,
+    /// The holder's name, for people (`null` from a service that does not give it).
+    #[serde(default)]
+    pub holder_name: Option<String>,
     /// When the card was issued (`YYYY-MM-DD`).
     pub issued_on: String,
     /// When its certificates expire (`YYYY-MM-DD`).
@@ -772,6 +775,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(older.holder_id, None);
+
+        // From a service that does not give the holder's name.
+        let details: CardDetails = serde_json::from_str(
+            r#"{"serial":"FEDCBA9876543210","card_type":"NHS CIS","holder_id":"8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11","issued_on":"2017-11-21","certs_expire":null,"cancelled_on":null,"status":"Active","expired":false,"renewals_used":0,"capacity":10}"#,
+        )
+        .unwrap();
+        assert_eq!(details.holder_name, None);
     }
 
     #[test]

@@ -1663,6 +1663,7 @@ fn details_answer(
         serial: details.serial,
         card_type: details.card_type,
         holder_id: details.holder_id,
+        holder_name: details.holder_name,
         issued_on: details.issued_on,
         certs_expire: details.certs_expire,
         cancelled_on: details.cancelled_on,
