@@ -496,8 +496,13 @@ pub struct CardStatus {
     pub atr: String,
     /// Whether it is a PIV card.
     pub piv: bool,
-    /// The holder named in the authentication certificate.
+    /// The holder's name, for people: the signed-in user's for the session's card, else the
+    /// authentication certificate's (`null` when it names the holder only by user id).
     pub holder: Option<String>,
+    /// The holder's user id, for programs, when known (the session's user, or the
+    /// certificate's `UID`).
+    #[serde(default)]
+    pub holder_id: Option<String>,
     /// The authentication certificate's expiry, `YYYY-MM-DD`.
     pub expires_on: Option<String>,
     /// Days until that expiry (negative once expired).
@@ -667,8 +672,11 @@ pub struct CardDetails {
     pub serial: String,
     /// The card type (`NHS CIS`, `Gemplus` …).
     pub card_type: String,
-    /// The holder's user id.
+    /// The holder's user id, for programs.
     pub holder_id: String,
+    /// The holder's name, for people (`null` from a service that does not give it).
+    #[serde(default)]
+    pub holder_name: Option<String>,
     /// When the card was issued (`YYYY-MM-DD`).
     pub issued_on: String,
     /// When its certificates expire (`YYYY-MM-DD`).
@@ -741,6 +749,39 @@ mod tests {
         ];
         let names: Vec<_> = calls.iter().map(Call::method).collect();
         assert_eq!(names, METHODS);
+    }
+
+    #[test]
+    fn holders_are_named_for_people_and_identified_for_programs() {
+        let card = CardStatus {
+            serial: Some("0123456789ABCDEF".into()),
+            card_type: "NHS CIS".into(),
+            atr: "3B".into(),
+            piv: true,
+            holder: Some("Alex Example".into()),
+            holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
+            expires_on: None,
+            days_left: None,
+            expired: false,
+        };
+        let text = serde_json::to_string(&card).unwrap();
+        assert!(
+            text.contains(r#""holder":"Alex Example","holder_id":"8c6f4f38-"#),
+            "{text}"
+        );
+        // From an agent that does not send the user id yet.
+        let older: CardStatus = serde_json::from_str(
+            r#"{"serial":null,"card_type":"PIV","atr":"3B","piv":true,"holder":"Alex Example","expires_on":null,"days_left":null,"expired":false}"#,
+        )
+        .unwrap();
+        assert_eq!(older.holder_id, None);
+
+        // From a service that does not give the holder's name.
+        let details: CardDetails = serde_json::from_str(
+            r#"{"serial":"FEDCBA9876543210","card_type":"NHS CIS","holder_id":"8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11","issued_on":"2017-11-21","certs_expire":null,"cancelled_on":null,"status":"Active","expired":false,"renewals_used":0,"capacity":10}"#,
+        )
+        .unwrap();
+        assert_eq!(details.holder_name, None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn status() -> Status {
                 atr: "3B00".into(),
                 piv: true,
                 holder: Some("Alex Example".into()),
+                holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
                 expires_on: Some("2027-01-01".into()),
                 days_left: Some(40),
                 expired: false,

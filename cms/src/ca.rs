@@ -2,7 +2,7 @@
 //! `init` (key file 0600), certificates for card keys, and the TLS certificate of the service.
 
 use crate::dates;
-use der::asn1::{GeneralizedTime, Ia5String, OctetString, UtcTime};
+use der::asn1::{GeneralizedTime, Ia5String, OctetString, SetOfVec, UtcTime, Utf8StringRef};
 use der::{Decode, DecodePem, Encode, EncodePem};
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
@@ -14,10 +14,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use thiserror::Error;
+use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::{Builder, CertificateBuilder, Profile};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
-use x509_cert::name::Name;
+use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::{Time, Validity};
@@ -28,6 +29,16 @@ use zeroize::Zeroizing;
 const SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
 /// `id-kp-clientAuth`.
 const CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
+/// `id-at-commonName`: the holder's name in a card certificate.
+pub const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+/// `id-at-organizationName`.
+const ORGANIZATION: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.10");
+/// `UID` (RFC 4519 `uid`): the holder's user id in a card certificate, for machines.
+pub const USER_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.1");
+/// The organisation named in every certificate the CA issues.
+const ORGANISATION_NAME: &str = "Identity Agent CMS";
+/// The longest common name X.509 allows (`ub-common-name`), in characters.
+const COMMON_NAME_MAX: usize = 64;
 /// How long the CA and the TLS certificates are valid, in days.
 const CA_DAYS: i64 = 20 * 365;
 const TLS_DAYS: i64 = 5 * 365;
@@ -93,6 +104,44 @@ impl CaFiles {
             tls_certificate: data_dir.join("tls").join("server-cert.pem"),
         }
     }
+}
+
+/// Whom a card certificate is for, as its subject names them.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateHolder<'a> {
+    /// The holder's user id (UUID), in the subject's `UID` attribute.
+    pub user_id: &'a str,
+    /// The holder's name, the subject's common name (cut to the 64 characters X.509 allows).
+    pub name: &'a str,
+}
+
+impl CertificateHolder<'_> {
+    /// The subject `CN=<name>,UID=<user id>,O=Identity Agent CMS`, built attribute by
+    /// attribute so that no character of the name can add or change an attribute.
+    fn subject(&self) -> Result<Name, CaError> {
+        let cut: String = self.name.trim().chars().take(COMMON_NAME_MAX).collect();
+        let name = cut.trim_end();
+        if name.is_empty() {
+            return Err(CaError::Build(
+                "a card certificate needs the holder's name".into(),
+            ));
+        }
+        Ok(RdnSequence(vec![
+            rdn(ORGANIZATION, ORGANISATION_NAME)?,
+            rdn(USER_ID, self.user_id)?,
+            rdn(COMMON_NAME, name)?,
+        ]))
+    }
+}
+
+/// A relative distinguished name of one attribute, its value a UTF8String.
+fn rdn(oid: ObjectIdentifier, value: &str) -> Result<RelativeDistinguishedName, CaError> {
+    let value =
+        der::Any::encode_from(&Utf8StringRef::new(value).map_err(build_err)?).map_err(build_err)?;
+    let attribute = AttributeTypeAndValue { oid, value };
+    Ok(RelativeDistinguishedName(
+        SetOfVec::try_from(vec![attribute]).map_err(build_err)?,
+    ))
 }
 
 /// A certificate issued for a card key.
@@ -314,19 +363,18 @@ impl CertificateAuthority {
     }
 
     /// Issues a certificate for a card key `spki_der` (RSA-2048 or P-256): subject
-    /// `CN=<user id>`, serial number from `serial_taken` never reused, valid between the two
-    /// instants (Unix seconds).
+    /// `CN=<holder's name>,UID=<holder's user id>,O=Identity Agent CMS`, serial number from
+    /// `serial_taken` never reused, valid between the two instants (Unix seconds).
     pub fn issue_card_certificate(
         &self,
-        user_id: &str,
+        holder: CertificateHolder<'_>,
         spki_der: &[u8],
         not_before: i64,
         not_after: i64,
         serial_taken: impl Fn(&str) -> bool,
     ) -> Result<IssuedCertificate, CaError> {
         let spki = SubjectPublicKeyInfoOwned::from_der(spki_der).map_err(build_err)?;
-        let subject =
-            Name::from_str(&format!("CN={user_id},O=Identity Agent CMS")).map_err(build_err)?;
+        let subject = holder.subject()?;
         let serial = loop {
             let candidate = random_serial()?;
             if !serial_taken(&hex::encode_upper(candidate.as_bytes())) {
@@ -427,6 +475,69 @@ pub fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const JANE: CertificateHolder<'static> = CertificateHolder {
+        user_id: "4e81ac01-7ea1-4665-94f5-5c035a583b79",
+        name: "Jane Doe",
+    };
+
+    /// The value of the subject's only attribute `oid`, as text.
+    fn attribute(cert: &piv::Certificate, oid: ObjectIdentifier) -> String {
+        let values: Vec<_> = cert
+            .x509()
+            .tbs_certificate
+            .subject
+            .0
+            .iter()
+            .flat_map(|rdn| rdn.0.iter())
+            .filter(|atv| atv.oid == oid)
+            .collect();
+        assert_eq!(values.len(), 1, "{}", cert.subject());
+        Utf8StringRef::try_from(&values[0].value)
+            .unwrap()
+            .as_str()
+            .to_owned()
+    }
+
+    #[test]
+    fn card_certificates_name_the_holder_for_people_and_their_id_for_machines() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::init(&CaFiles::in_dir(dir.path()), "CA", &[]).unwrap();
+        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let issue = |name: &str| {
+            let holder = CertificateHolder {
+                user_id: JANE.user_id,
+                name,
+            };
+            let issued = ca.issue_card_certificate(holder, &spki, 0, dates::DAY, |_| false);
+            ca.verify_issued(&issued.unwrap().der).unwrap()
+        };
+
+        // A name with the characters of a distinguished name stays one common name.
+        let tricky = issue("Doe, Jane+UID=0000,O=Evil");
+        assert_eq!(attribute(&tricky, COMMON_NAME), "Doe, Jane+UID=0000,O=Evil");
+        assert_eq!(attribute(&tricky, USER_ID), JANE.user_id);
+        assert_eq!(attribute(&tricky, ORGANIZATION), "Identity Agent CMS");
+
+        // Names beyond X.509's 64 characters are cut there, on a character boundary.
+        let long = "Zoë".repeat(30);
+        let cut = attribute(&issue(&long), COMMON_NAME);
+        assert_eq!(cut.chars().count(), COMMON_NAME_MAX);
+        assert!(long.starts_with(&cut));
+
+        let empty = CertificateHolder {
+            user_id: JANE.user_id,
+            name: "  ",
+        };
+        assert!(matches!(
+            ca.issue_card_certificate(empty, &spki, 0, dates::DAY, |_| false),
+            Err(CaError::Build(_))
+        ));
+    }
+
     #[test]
     fn init_creates_files_once_with_a_private_key_file_and_issues_checkable_certificates() {
         let dir = tempfile::tempdir().unwrap();
@@ -451,11 +562,14 @@ mod tests {
             .unwrap();
         let now = dates::now();
         let issued = ca
-            .issue_card_certificate("0f1e", &spki, now, now + 730 * dates::DAY, |_| false)
+            .issue_card_certificate(JANE, &spki, now, now + 730 * dates::DAY, |_| false)
             .unwrap();
         let cert = ca.verify_issued(&issued.der).unwrap();
         assert_eq!(cert.serial_hex(), issued.serial);
-        assert!(cert.subject().contains("CN=0f1e"));
+        assert_eq!(
+            cert.subject(),
+            format!("CN=Jane Doe,UID={},O=Identity Agent CMS", JANE.user_id)
+        );
         assert_eq!(
             CertificateAuthority::not_after(&cert),
             now + 730 * dates::DAY
@@ -467,7 +581,7 @@ mod tests {
             CertificateAuthority::init(&CaFiles::in_dir(other_dir.path()), "Test CMS CA", &[])
                 .unwrap();
         let foreign = other
-            .issue_card_certificate("0f1e", &spki, now, now + dates::DAY, |_| false)
+            .issue_card_certificate(JANE, &spki, now, now + dates::DAY, |_| false)
             .unwrap();
         assert!(matches!(
             ca.verify_issued(&foreign.der),
@@ -488,7 +602,7 @@ mod tests {
             .unwrap();
         let tries = std::cell::Cell::new(0);
         let issued = ca
-            .issue_card_certificate("u", &spki, 0, dates::DAY, |_| {
+            .issue_card_certificate(JANE, &spki, 0, dates::DAY, |_| {
                 tries.set(tries.get() + 1);
                 tries.get() < 3
             })

@@ -202,7 +202,8 @@ impl Cms {
         self.record_admin_certificate(&serial, issued, spki_der.to_vec(), not_before, not_after)
     }
 
-    /// Has the CA certify a card key of `holder_id` for the given validity.
+    /// Has the CA certify a card key of `holder_id` for the given validity: the certificate
+    /// names the holder by name, with their user id beside it.
     pub(crate) fn sign_card_key(
         &self,
         holder_id: &str,
@@ -210,8 +211,16 @@ impl Cms {
         not_before: i64,
         not_after: i64,
     ) -> Result<IssuedCertificate, CmsError> {
+        let user = self
+            .db
+            .user(holder_id)?
+            .ok_or_else(|| CmsError::UnknownUser(holder_id.to_owned()))?;
+        let holder = crate::ca::CertificateHolder {
+            user_id: &user.id,
+            name: &user.name,
+        };
         self.ca
-            .issue_card_certificate(holder_id, spki_der, not_before, not_after, |s| {
+            .issue_card_certificate(holder, spki_der, not_before, not_after, |s| {
                 self.db.certificate_serial_taken(s).unwrap_or(true)
             })
             .map_err(|e| CmsError::Internal(e.to_string()))

@@ -226,9 +226,12 @@ fn main() -> Result<()> {
             );
             for card in cards {
                 let [serial, format, card_type, issued, expires, cancelled] = &card.row;
+                let holder = match &card.holder_name {
+                    Some(name) => format!("{name} ({})", card.holder_id),
+                    None => card.holder_id.clone(),
+                };
                 println!(
-                    "{serial:<16}  {format:<9}  {card_type:<8}  {issued:<11}  {expires:<12}  {cancelled:<12}  {}",
-                    card.holder_id
+                    "{serial:<16}  {format:<9}  {card_type:<8}  {issued:<11}  {expires:<12}  {cancelled:<12}  {holder}"
                 );
             }
         }

@@ -181,6 +181,9 @@ pub struct SmartcardDetails {
     pub card_type: String,
     /// The holder's user id.
     pub holder_id: String,
+    /// The holder's name, for people (absent from services older than this field).
+    #[serde(default)]
+    pub holder_name: Option<String>,
     /// Issue date, `YYYY-MM-DD`.
     pub issued_on: String,
     /// Certificate expiry, `YYYY-MM-DD` (none before the first certificate).

@@ -10,6 +10,7 @@ use crate::protocol::{
 };
 use crate::service::{Caller, Cms};
 use piv::ManagementAlgorithm;
+use std::collections::hash_map::{Entry, HashMap};
 
 /// The activity code of Registration Authority card work: "re-issue certificates / repair
 /// smartcard" (B0267). The reference service asks it for every RA card operation: repair,
@@ -37,14 +38,15 @@ pub fn role_view(role: &RoleProfile) -> RoleView {
     }
 }
 
-/// A card as a row of the Smartcard Details table.
-pub fn details(card: &CardRecord, now: i64) -> SmartcardDetails {
+/// A card of `holder` as a row of the Smartcard Details table.
+pub fn details(card: &CardRecord, holder: &User, now: i64) -> SmartcardDetails {
     let cancelled = card.cancelled_on.is_some();
     SmartcardDetails {
         serial: card.serial.clone(),
         format: "Smartcard".into(),
         card_type: card.card_type.clone(),
         holder_id: card.holder_id.clone(),
+        holder_name: Some(holder.name.clone()),
         issued_on: dates::iso_date(card.issued_on),
         certs_expire: card.certs_expire.map(dates::iso_date),
         cancelled_on: card.cancelled_on.map(dates::iso_date),
@@ -82,6 +84,15 @@ pub(crate) fn admin_event<'a>(
 }
 
 impl Cms {
+    /// The Smartcard Details of `card`, naming its holder.
+    pub fn card_view(&self, card: &CardRecord, now: i64) -> CmsResult<SmartcardDetails> {
+        let holder = self
+            .db
+            .user(&card.holder_id)?
+            .ok_or_else(|| CmsError::UnknownUser(card.holder_id.clone()))?;
+        Ok(details(card, &holder, now))
+    }
+
     /// A registered card that is not cancelled.
     pub fn active_card(&self, serial: &str) -> CmsResult<CardRecord> {
         let card = self
@@ -226,18 +237,26 @@ impl Cms {
                 format!("for {}", request.user_id),
             ),
         )?;
-        Ok(details(&card, now))
+        self.card_view(&card, now)
     }
 
     /// Every card (admin).
     pub fn all_cards(&self) -> CmsResult<Vec<SmartcardDetails>> {
         let now = dates::now();
-        Ok(self
-            .db
-            .cards(None)?
-            .iter()
-            .map(|c| details(c, now))
-            .collect())
+        let mut holders: HashMap<String, User> = HashMap::new();
+        let mut all = Vec::new();
+        for card in self.db.cards(None)? {
+            let holder = match holders.entry(card.holder_id.clone()) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(unknown) => unknown.insert(
+                    self.db
+                        .user(&card.holder_id)?
+                        .ok_or_else(|| CmsError::UnknownUser(card.holder_id.clone()))?,
+                ),
+            };
+            all.push(details(&card, holder, now));
+        }
+        Ok(all)
     }
 
     /// A user's cards, for the user themself or an RA.
@@ -254,7 +273,7 @@ impl Cms {
         let cards = self.db.cards(Some(&user.id))?;
         Ok(UserCards {
             user: user_view(&user),
-            cards: cards.iter().map(|c| details(c, now)).collect(),
+            cards: cards.iter().map(|c| details(c, &user, now)).collect(),
         })
     }
 
@@ -290,7 +309,7 @@ impl Cms {
             .db
             .card(&serial)?
             .ok_or_else(|| CmsError::UnknownCard(serial.clone()))?;
-        Ok(details(&card, dates::now()))
+        self.card_view(&card, dates::now())
     }
 
     /// Cancels a card, by an RA: its sessions end and its open operations are aborted.
@@ -328,7 +347,7 @@ impl Cms {
             .db
             .card(serial)?
             .ok_or_else(|| CmsError::UnknownCard(serial.to_owned()))?;
-        Ok(details(&card, dates::now()))
+        self.card_view(&card, dates::now())
     }
 }
 
@@ -361,7 +380,11 @@ mod tests {
             puk_generation: 0,
             management_algorithm: ManagementAlgorithm::Aes128,
         };
-        let d = details(&card, 1_511_222_400);
+        let jane = User {
+            id: "u".into(),
+            name: "Jane Doe".into(),
+        };
+        let d = details(&card, &jane, 1_511_222_400);
         assert_eq!(
             d.row,
             [
@@ -375,6 +398,8 @@ mod tests {
         );
         assert_eq!(d.status, "Active");
         assert!(!d.expired);
-        assert!(details(&card, 1_574_294_400).expired);
+        assert_eq!(d.holder_id, "u");
+        assert_eq!(d.holder_name.as_deref(), Some("Jane Doe"));
+        assert!(details(&card, &jane, 1_574_294_400).expired);
     }
 }

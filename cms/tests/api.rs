@@ -73,6 +73,124 @@ async fn a_card_signature_opens_a_session_with_the_users_roles_and_a_ticket() {
     );
 }
 
+/// Records a certificate for `key` as the CA issued them before certificates named the
+/// holder (subject `CN=<user id>,O=Identity Agent CMS`) as the active one of the new card
+/// `serial` of `user_id`, and returns it (DER).
+fn certificate_naming_the_user_id(
+    fx: &Fixture,
+    user_id: &str,
+    serial: &str,
+    key: &SoftKey,
+) -> Vec<u8> {
+    use der::{Decode, DecodePem, Encode};
+    use p256::pkcs8::DecodePrivateKey;
+    use std::str::FromStr;
+    use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+    use x509_cert::time::{Time, Validity};
+
+    let now = cms::dates::now();
+    let event = cms::db::AuditEvent {
+        actor: "admin",
+        action: "card.issue",
+        card_serial: Some(serial),
+        detail: String::new(),
+    };
+    fx.cms
+        .register_card(
+            serial,
+            "Gemalto",
+            user_id,
+            now - 2 * 86_400,
+            piv::ManagementAlgorithm::Aes128,
+            &event,
+        )
+        .unwrap();
+    let files = cms::ca::CaFiles::in_dir(fx.dir.path());
+    let ca_key = std::fs::read_to_string(files.ca_key).unwrap();
+    let ca_key = p256::ecdsa::SigningKey::from_pkcs8_pem(&ca_key).unwrap();
+    let ca = x509_cert::Certificate::from_pem(fx.cms.ca().certificate_pem()).unwrap();
+    let (not_before, not_after) = (now - 86_400, now + 365 * 86_400);
+    let time = |unix: i64| {
+        Time::UtcTime(
+            der::asn1::UtcTime::from_unix_duration(Duration::from_secs(unix as u64)).unwrap(),
+        )
+    };
+    let builder = CertificateBuilder::new(
+        Profile::Leaf {
+            issuer: ca.tbs_certificate.subject.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        },
+        x509_cert::serial_number::SerialNumber::from(0x5eed_0001u32),
+        Validity {
+            not_before: time(not_before),
+            not_after: time(not_after),
+        },
+        x509_cert::name::Name::from_str(&format!("CN={user_id},O=Identity Agent CMS")).unwrap(),
+        spki::SubjectPublicKeyInfoOwned::from_der(&key.spki_der()).unwrap(),
+        &ca_key,
+    )
+    .unwrap();
+    let der = builder
+        .build::<p256::ecdsa::DerSignature>()
+        .unwrap()
+        .to_der()
+        .unwrap();
+    let record = cms::db::CertificateRecord {
+        serial: piv::Certificate::from_der(&der).unwrap().serial_hex(),
+        card_serial: serial.to_owned(),
+        operation_id: None,
+        spki: key.spki_der(),
+        der: der.clone(),
+        not_before,
+        not_after,
+        status: cms::db::CertificateStatus::Active,
+    };
+    fx.cms
+        .database()
+        .add_issued_certificate(&record, now, &event)
+        .unwrap();
+    der
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_name_the_holder_and_older_ones_naming_the_user_id_still_sign_in() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (raj, _) = fx.user("Raj Patel", &[NURSE]);
+
+    // New certificates: the name for people, the user id for machines.
+    let card = fx.card(&jane, SERIAL_A, 365);
+    let cert = piv::Certificate::from_der(&card.certificate).unwrap();
+    assert_eq!(
+        cert.subject(),
+        format!("CN=Jane Doe,UID={jane},O=Identity Agent CMS")
+    );
+    let (created, _) = fx.login(&card).await;
+    assert_eq!(created.session.user.id, jane);
+    assert_eq!(created.session.user.name, "Jane Doe");
+
+    // A card still holding a certificate from before: it signs in as its holder.
+    let key = SoftKey::p256();
+    let der = certificate_naming_the_user_id(&fx, &raj, SERIAL_B, &key);
+    assert_eq!(
+        piv::Certificate::from_der(&der).unwrap().subject(),
+        format!("CN={raj},O=Identity Agent CMS")
+    );
+    let old = common::SoftCard {
+        serial: SERIAL_B.to_owned(),
+        key,
+        certificate: der,
+    };
+    let (created, session) = fx.login(&old).await;
+    assert_eq!(created.session.user.id, raj);
+    assert_eq!(created.session.user.name, "Raj Patel");
+    assert_eq!(session.session().await.unwrap().user.name, "Raj Patel");
+    let details = session.card(SERIAL_B).await.unwrap();
+    assert_eq!(details.holder_id, raj);
+    assert_eq!(details.holder_name.as_deref(), Some("Raj Patel"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_rsa_card_authenticates_too() {
     let fx = Fixture::start().await;
@@ -195,7 +313,10 @@ async fn bad_answers_to_a_challenge_change_nothing() {
     let foreign_cert = foreign
         .ca()
         .issue_card_certificate(
-            &user,
+            cms::ca::CertificateHolder {
+                user_id: &user,
+                name: "Jane Doe",
+            },
             &card.key.spki_der(),
             0,
             cms::dates::now() + 86_400,
@@ -464,6 +585,8 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
     assert_eq!(mine.cards.len(), 1);
     let row = &mine.cards[0];
     assert_eq!(row.serial, SERIAL_A);
+    assert_eq!(row.holder_id, jane);
+    assert_eq!(row.holder_name.as_deref(), Some("Jane Doe"));
     assert_eq!(
         (
             row.format.as_str(),
@@ -495,7 +618,9 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
         ra_s.user_cards(&raj).await.unwrap().cards[0].serial,
         SERIAL_B
     );
-    assert_eq!(ra_s.card(SERIAL_B).await.unwrap().holder_id, raj);
+    let raj_details = ra_s.card(SERIAL_B).await.unwrap();
+    assert_eq!(raj_details.holder_id, raj);
+    assert_eq!(raj_details.holder_name.as_deref(), Some("Raj Patel"));
     expect_error(ra_s.card("0000000000000001").await, 404, "unknown_card");
     expect_error(
         ra_s.user_cards("00000000-0000-4000-8000-000000000000")

@@ -123,7 +123,9 @@ fn the_admin_cli_issues_a_card_serves_it_and_cancels_it() {
     let listing = ok(cms(&data, &["list-cards"]));
     let row = listing.lines().find(|l| l.starts_with(SERIAL)).unwrap();
     assert!(
-        row.contains("Smartcard") && row.contains("Active") && row.contains(&user),
+        row.contains("Smartcard")
+            && row.contains("Active")
+            && row.contains(&format!("Jane Doe ({user})")),
         "{row}"
     );
 
@@ -154,6 +156,10 @@ fn the_admin_cli_issues_a_card_serves_it_and_cancels_it() {
     let tx = card.transaction().unwrap();
     tx.verify_pin(&Pin::new("918273").unwrap()).unwrap();
     let cert = tx.read_certificate(key::AUTHENTICATION).unwrap();
+    assert_eq!(
+        cert.subject(),
+        format!("CN=Jane Doe,UID={user},O=Identity Agent CMS")
+    );
     let (created, _) = rt
         .block_on(client.authenticate(SERIAL, cert.der(), |m| {
             tx.sign(key::AUTHENTICATION, piv::KeyAlgorithm::P256, m)

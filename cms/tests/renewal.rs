@@ -49,7 +49,10 @@ async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
     assert_eq!(issued.state, "certificate_issued");
     let der = b64::decode(issued.certificate.as_deref().unwrap()).unwrap();
     let cert = fx.cms.ca().verify_issued(&der).unwrap();
-    assert_eq!(cert.subject(), format!("CN={jane},O=Identity Agent CMS"));
+    assert_eq!(
+        cert.subject(),
+        format!("CN=Jane Doe,UID={jane},O=Identity Agent CMS")
+    );
     assert_eq!(cert.public_key().unwrap(), new_key.public_key());
     let days = (cert
         .not_after()

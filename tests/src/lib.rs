@@ -31,6 +31,20 @@ pub const CARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the readers may take to appear after pcscd starts.
 const READERS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The first user id (a UUID: `8-4-4-4-12` hex digits) in `text`, if any: what people read
+/// should name them, not give their id.
+pub fn user_id_in(text: &str) -> Option<&str> {
+    let is_uuid = |s: &str| {
+        s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+    };
+    text.char_indices()
+        .filter_map(|(i, _)| text.get(i..i + 36))
+        .find(|candidate| is_uuid(candidate))
+}
+
 /// One private pcscd with two virtual readers, and a temporary directory for card files.
 pub struct TestBed {
     // Field order is drop order: pcscd stops before its directories go.
@@ -206,4 +220,25 @@ fn process_run_dir() -> Result<PathBuf> {
     });
     std::fs::create_dir_all(dir)?;
     Ok(dir.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_found_in_text_and_names_are_not() {
+        let id = "4e81ac01-7ea1-4665-94f5-5c035a583b79";
+        assert_eq!(user_id_in(&format!("Holder {id}, expired")), Some(id));
+        assert_eq!(
+            user_id_in(&format!("Zoë:{}", id.to_uppercase())).map(str::len),
+            Some(36)
+        );
+        assert_eq!(
+            user_id_in("Enter the passcode of Jane Doe's smartcard 4082A001132F2817."),
+            None
+        );
+        assert_eq!(user_id_in(&id[..35]), None);
+        assert_eq!(user_id_in(&id.replace('-', "_")), None);
+    }
 }

@@ -46,6 +46,22 @@ impl TestCa {
         })
     }
 
+    /// The CA of an existing P-256 key (PKCS #8 PEM) and certificate (PEM), such as the
+    /// service's, to issue certificates the way that CA itself does not (any more).
+    pub fn from_pem(key_pem: &str, certificate_pem: &str) -> Result<Self> {
+        use der::DecodePem;
+        use p256::pkcs8::DecodePrivateKey;
+        let key = SigningKey::from_pkcs8_pem(key_pem).context("the CA key")?;
+        let certificate =
+            Certificate::from_pem(certificate_pem.as_bytes()).context("the CA certificate")?;
+        Ok(Self {
+            key,
+            certificate,
+            // Small serials: the service's own are 16 random bytes, so never one of these.
+            next_serial: 2,
+        })
+    }
+
     /// The CA certificate, DER.
     pub fn certificate_der(&self) -> Result<Vec<u8>> {
         Ok(self.certificate.to_der()?)

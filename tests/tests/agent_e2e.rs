@@ -11,7 +11,9 @@ use cms::issuance::InitialValidity;
 use piv::CardSerial;
 use std::time::Duration;
 use testbed::agent_client::EVENT_TIMEOUT;
+use testbed::pki::TestCa;
 use testbed::stack::{AgentOptions, Stack, StackCard, NURSE, RA_OFFICER, WARD_MANAGER};
+use testbed::user_id_in;
 
 fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x29, n])
@@ -70,6 +72,76 @@ fn is_session_started(e: &Event) -> bool {
     matches!(e, Event::SessionStarted { .. })
 }
 
+/// What `iactl status` prints for people.
+fn iactl_status(stack: &Stack) -> String {
+    let out = std::process::Command::new(testbed::stack::workspace_binary("iactl").unwrap())
+        .arg("--socket")
+        .arg(stack.socket().unwrap())
+        .arg("status")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Replaces the 9A certificate of `card` (out of every reader) with one the service's CA
+/// issued the way it did before certificates named the holder (`CN=<user id>`), valid for
+/// 400 days, and records it at the service as the card's active certificate.
+fn give_certificate_naming_the_user_id(stack: &Stack, card: &StackCard) {
+    let files = cms::ca::CaFiles::in_dir(&stack.bed.dir().join("cms"));
+    let key = std::fs::read_to_string(files.ca_key).unwrap();
+    let mut ca = TestCa::from_pem(&key, stack.cms.ca().certificate_pem()).unwrap();
+    let inserted = stack.insert(1, card).unwrap();
+    let ctx = stack.bed.context().unwrap();
+    let reader = std::ffi::CString::new(stack.bed.reader_name(1)).unwrap();
+    let mut piv_card = piv::PivCard::connect(&ctx, &reader).unwrap();
+    let certificate = {
+        let tx = piv_card.transaction().unwrap();
+        let current = tx
+            .read_certificate(piv::consts::key::AUTHENTICATION)
+            .unwrap();
+        let der = ca
+            .issue(&card.user_id, &current.spki_der().unwrap(), 400)
+            .unwrap();
+        let certificate = piv::Certificate::from_der(&der).unwrap();
+        let key = stack
+            .cms
+            .card_management_key(&card.serial.to_string())
+            .unwrap();
+        tx.authenticate_management_key(&mut piv::LocalResponder::new(key))
+            .unwrap();
+        tx.write_certificate(piv::consts::key::AUTHENTICATION, &certificate)
+            .unwrap();
+        certificate
+    };
+    piv_card.disconnect().unwrap();
+    stack.bed.remove(1, inserted).unwrap();
+
+    let serial = card.serial.to_string();
+    let record = cms::db::CertificateRecord {
+        serial: certificate.serial_hex(),
+        card_serial: serial.clone(),
+        operation_id: None,
+        spki: certificate.spki_der().unwrap(),
+        der: certificate.der().to_vec(),
+        not_before: cms::ca::CertificateAuthority::not_before(&certificate),
+        not_after: cms::ca::CertificateAuthority::not_after(&certificate),
+        status: cms::db::CertificateStatus::Active,
+    };
+    let event = cms::db::AuditEvent {
+        actor: "admin",
+        action: "card.certify",
+        card_serial: Some(&serial),
+        detail: String::new(),
+    };
+    stack
+        .cms
+        .database()
+        .add_issued_certificate(&record, cms::dates::now(), &event)
+        .unwrap();
+}
+
 /// No PIN (nor the ticket) in any log the agent or the pinentry wrote, at trace level.
 fn assert_no_secrets(stack: &Stack, secrets: &[&str]) {
     let logs = format!(
@@ -105,7 +177,9 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
     assert_eq!(seen.card_type, "NHS CIS");
     assert!(seen.piv && !seen.expired);
     assert!((398..=400).contains(&seen.days_left.unwrap()), "{seen:?}");
-    assert_eq!(seen.holder.as_deref(), Some(card.user_id.as_str()));
+    // The certificate names the holder for people, and carries their id for programs.
+    assert_eq!(seen.holder.as_deref(), Some("Jane Doe"));
+    assert_eq!(seen.holder_id.as_deref(), Some(card.user_id.as_str()));
 
     let Event::SessionStarted { session } = stack.wait_for(&mut events, is_session_started) else {
         unreachable!()
@@ -118,11 +192,27 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
     );
     let prompts = stack.pin_prompts();
     let description = prompts[0]["description"].as_str().unwrap();
-    assert!(
-        description.contains(&card.serial.to_string()),
-        "{description}"
+    assert_eq!(
+        description,
+        format!(
+            "Enter the passcode of Jane Doe's smartcard {}.\n3 tries left before the card locks.",
+            card.serial
+        )
     );
-    assert!(description.contains("3 tries left"), "{description}");
+    assert_eq!(user_id_in(description), None, "{description}");
+
+    // The status names the holder; only the JSON carries their id.
+    let status = stack.status();
+    let shown = status.readers[0].card.as_ref().unwrap();
+    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"));
+    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
+    let text = iactl_status(&stack);
+    assert!(
+        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial))
+            && text.contains("session: signed in as Jane Doe"),
+        "{text}"
+    );
+    assert_eq!(user_id_in(&text), None, "{text}");
 
     // Role selection, remembered as the default.
     let mut c = stack.client();
@@ -168,6 +258,57 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
         );
     }
     assert_no_secrets(&stack, &[&card.pin, &ticket.ticket]);
+}
+
+#[test]
+fn a_certificate_naming_only_the_user_id_shows_no_id_and_the_session_gives_the_name() {
+    let stack = Stack::start().unwrap();
+    let card = stack
+        .nurse_card(
+            serial(8),
+            "246810",
+            InitialValidity::Days(400),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    give_certificate_naming_the_user_id(&stack, &card);
+    let mut stack = stack;
+    let (mut events, _in) =
+        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+
+    // Before sign-in the certificate gives the id only: no name, and no id for people.
+    let Event::CardInserted { card: seen, .. } =
+        stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(seen.holder, None, "{seen:?}");
+    assert_eq!(seen.holder_id.as_deref(), Some(card.user_id.as_str()));
+
+    // The prompt names the card by the serial printed on it.
+    stack.wait_for(&mut events, is_session_started);
+    let prompts = stack.pin_prompts();
+    let description = prompts[0]["description"].as_str().unwrap();
+    assert_eq!(
+        description,
+        format!(
+            "Enter the passcode of smartcard {}.\n3 tries left before the card locks.",
+            card.serial
+        )
+    );
+    assert_eq!(user_id_in(description), None, "{description}");
+
+    // Signed in, the status names the holder as the service's session does.
+    let status = stack.status();
+    let shown = status.readers[0].card.as_ref().unwrap();
+    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"), "{status:?}");
+    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
+    let text = iactl_status(&stack);
+    assert!(
+        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial)),
+        "{text}"
+    );
+    assert_eq!(user_id_in(&text), None, "{text}");
 }
 
 #[test]

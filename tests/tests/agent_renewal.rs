@@ -86,7 +86,7 @@ fn a_holder_renews_and_stays_signed_in() {
         .card(&card.serial.to_string())
         .unwrap()
         .unwrap();
-    let details = cms::registry::details(&record, cms::dates::now());
+    let details = stack.cms.card_view(&record, cms::dates::now()).unwrap();
     assert_eq!(details.renewals_used, 1);
     assert!(stack.audit_log().contains("\"renew\""));
 

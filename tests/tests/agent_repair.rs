@@ -14,6 +14,7 @@ use piv::CardSerial;
 use std::path::PathBuf;
 use std::time::Duration;
 use testbed::stack::{AgentOptions, PinentrySetup, RoleSpec, Stack, StackCard, NURSE, RA_OFFICER};
+use testbed::user_id_in;
 
 /// How long a whole repair (RSA key generation on the virtual card included) may take.
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(90);
@@ -210,16 +211,38 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
         "{:?}",
         desk.session_events()
     );
+    // Both cards name their holders: the officer's as the session does, the holder's as
+    // its certificate does.
+    let holders: Vec<_> = status
+        .readers
+        .iter()
+        .map(|r| {
+            let card = r.card.as_ref().unwrap();
+            (card.holder.as_deref(), card.holder_id.as_deref())
+        })
+        .collect();
+    assert_eq!(
+        holders,
+        [
+            (Some("Rita Admin"), Some(desk.officer.user_id.as_str())),
+            (Some("Harry Holder"), Some(desk.holder.user_id.as_str())),
+        ]
+    );
 
     // The Smartcard Details the officer confirms.
     let details = desk
         .stack
         .block_on(desk.stack.client().card_details(None))
         .unwrap();
-    let recorded = cms::registry::details(&before, cms::dates::now());
+    let recorded = desk
+        .stack
+        .cms
+        .card_view(&before, cms::dates::now())
+        .unwrap();
     assert_eq!(details.serial, desk.holder.serial.to_string());
     assert_eq!(details.card_type, recorded.card_type);
     assert_eq!(details.holder_id, desk.holder.user_id);
+    assert_eq!(details.holder_name.as_deref(), Some("Harry Holder"));
     assert_eq!(details.issued_on, recorded.issued_on);
     assert_eq!(details.certs_expire, recorded.certs_expire);
     assert!(details.certs_expire.is_some());
@@ -297,11 +320,25 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
         description.contains(&desk.holder.serial.to_string()),
         "{description}"
     );
+    let officer_prompt = prompts[0]["description"].as_str().unwrap();
+    assert!(
+        officer_prompt.starts_with(&format!(
+            "Enter the passcode of Rita Admin's smartcard {}.",
+            desk.officer.serial
+        )),
+        "{officer_prompt}"
+    );
+    for prompt in &prompts {
+        for field in ["title", "description", "prompt", "error", "repeat"] {
+            let text = prompt[field].as_str().unwrap_or_default();
+            assert_eq!(user_id_in(text), None, "{field}: {text}");
+        }
+    }
 
     // The service: not expired, renewals reset, the next PUK generation, nothing open.
     let after = desk.holder_record();
     let now = cms::dates::now();
-    assert!(!cms::registry::details(&after, now).expired);
+    assert!(!after.is_expired(now));
     assert!(after.certs_expire.unwrap() > now + 700 * cms::dates::DAY);
     assert_eq!(after.renewals_used, 0);
     assert!(
@@ -655,9 +692,21 @@ fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let shown = String::from_utf8_lossy(&card.stdout);
     assert!(card.status.success(), "{card:?}");
     assert!(
-        shown.contains(&serial) && shown.contains("(expired)"),
+        shown.contains(&serial)
+            && shown.contains("(expired)")
+            && shown.contains("holder Harry Holder, renewals used 0 of "),
         "{shown}"
     );
+    assert_eq!(user_id_in(&shown), None, "{shown}");
+    // The holder's id is there for programs.
+    let json = iactl(&desk, &["--json", "card", "--reader", &reader]);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        parsed["holder_id"],
+        desk.holder.user_id.as_str(),
+        "{parsed}"
+    );
+    assert_eq!(parsed["holder_name"], "Harry Holder", "{parsed}");
 
     // Without a terminal to confirm on, nothing is done.
     let unconfirmed = iactl(&desk, &["repair", "--reader", &reader]);
@@ -675,9 +724,12 @@ fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let out = String::from_utf8_lossy(&repaired.stdout);
     assert!(repaired.status.success(), "{repaired:?}");
     assert!(
-        out.contains(&serial) && out.contains("Repaired until"),
+        out.contains(&serial)
+            && out.contains("holder Harry Holder,")
+            && out.contains("Repaired until"),
         "{out}"
     );
+    assert!(!out.contains(&desk.holder.user_id), "{out}");
     assert!(!desk.holder_record().is_expired(cms::dates::now()));
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
 }

@@ -157,7 +157,11 @@ fn insertion_and_removal_identify_the_card_with_its_expiry() {
     assert_eq!(card.card_type, "NHS CIS");
     let certificate = card.certificate.clone().expect("the 9A certificate");
     assert_eq!(certificate.der, cert.der());
-    assert_eq!(certificate.holder, "Holder 1");
+    assert_eq!(certificate.holder.as_deref(), Some("Holder 1"));
+    assert_eq!(
+        certificate.holder_id, None,
+        "a test CA's certificate has no UID"
+    );
     let not_after = cert
         .not_after()
         .duration_since(UNIX_EPOCH)

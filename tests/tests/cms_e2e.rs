@@ -142,6 +142,7 @@ fn an_issued_card_signs_in_through_pcscd() {
 
     let (created, session) = stack.sign_in(0, "918273").unwrap();
     assert_eq!(created.session.user.id, jane);
+    assert_eq!(created.session.user.name, "Jane Doe");
     assert_eq!(created.session.card_serial, issued.serial);
     assert_eq!(created.session.selected_role, Some(role));
     let details = stack.rt.block_on(session.card(&issued.serial)).unwrap();
@@ -149,6 +150,8 @@ fn an_issued_card_signs_in_through_pcscd() {
         (details.status.as_str(), details.card_type.as_str()),
         ("Active", "NHS CIS")
     );
+    assert_eq!(details.holder_id, jane);
+    assert_eq!(details.holder_name.as_deref(), Some("Jane Doe"));
     assert_eq!(
         details.certs_expire.as_deref(),
         Some(cms::dates::iso_date(issued.certificate.not_after).as_str())
@@ -158,7 +161,10 @@ fn an_issued_card_signs_in_through_pcscd() {
     let mut card = stack.connect(0);
     let tx = card.transaction().unwrap();
     let certificate = tx.read_certificate(key::AUTHENTICATION).unwrap();
-    assert!(certificate.subject().contains(&format!("CN={jane}")));
+    assert_eq!(
+        certificate.subject(),
+        format!("CN=Jane Doe,UID={jane},O=Identity Agent CMS")
+    );
     assert_eq!(certificate.serial_hex(), issued.certificate.serial);
     assert!(matches!(
         tx.verify_pin(&Pin::new("123456").unwrap()),

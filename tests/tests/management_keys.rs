@@ -136,15 +136,17 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     let _officer_in = stack.insert(0, &officer).unwrap();
     stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
     let _expired_in = stack.insert(1, &expired).unwrap();
-    let repaired = stack.block_on(
-        stack
-            .client()
-            .repair(Some(stack.bed.reader_name(1)), Some(expired.serial.to_string())),
-    );
+    let repaired = stack.block_on(stack.client().repair(
+        Some(stack.bed.reader_name(1)),
+        Some(expired.serial.to_string()),
+    ));
     let repaired = repaired.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", stack.agent_logs()));
     assert_eq!(repaired.step, "confirmed", "{what}");
     stack.card_agrees_with_cms(1, &expired).unwrap();
-    assert!(!record(&stack, &expired).is_expired(cms::dates::now()), "{what}");
+    assert!(
+        !record(&stack, &expired).is_expired(cms::dates::now()),
+        "{what}"
+    );
 }
 
 #[test]
@@ -212,12 +214,7 @@ fn a_card_that_takes_none_of_the_services_algorithms_is_left_untouched_and_unreg
     let (_ctx, mut card) = connect(&stack);
     let issuance = CardIssuance {
         management_algorithms: vec![ManagementAlgorithm::Aes256, ManagementAlgorithm::Aes128],
-        ..CardIssuance::for_blank_card(
-            &jane,
-            PIN,
-            KeyAlgorithm::P256,
-            InitialValidity::Days(30),
-        )
+        ..CardIssuance::for_blank_card(&jane, PIN, KeyAlgorithm::P256, InitialValidity::Days(30))
     };
     let error = stack.cms.issue_card(&mut card, &issuance).unwrap_err();
     assert!(
@@ -237,7 +234,10 @@ fn a_card_that_takes_none_of_the_services_algorithms_is_left_untouched_and_unreg
     // nothing certified.
     assert_eq!(std::fs::read(&file).unwrap(), before);
     let state = CardFile::open(&file).unwrap();
-    assert_eq!(state.state().management_key().unwrap(), ManagementKey::factory());
+    assert_eq!(
+        state.state().management_key().unwrap(),
+        ManagementKey::factory()
+    );
     assert!(state.state().certificate(key::AUTHENTICATION).is_none());
     assert!(stack
         .cms
@@ -295,13 +295,20 @@ fn a_transport_key_set_by_yubico_piv_tool_issues_and_opensc_reads_the_card() {
 
     // Without the transport key the card is refused, and nothing is written to it.
     let (_ctx, mut card) = connect(&stack);
-    let plain = CardIssuance::for_blank_card(&jane, PIN, KeyAlgorithm::P256, InitialValidity::Days(30));
+    let plain =
+        CardIssuance::for_blank_card(&jane, PIN, KeyAlgorithm::P256, InitialValidity::Days(30));
     let refused = stack.cms.issue_card(&mut card, &plain).unwrap_err();
     assert!(
-        matches!(refused, IssuanceError::WrongCurrentKey(ManagementAlgorithm::Tdes)),
+        matches!(
+            refused,
+            IssuanceError::WrongCurrentKey(ManagementAlgorithm::Tdes)
+        ),
         "{refused:?}"
     );
-    assert!(refused.to_string().contains("--management-key"), "{refused}");
+    assert!(
+        refused.to_string().contains("--management-key"),
+        "{refused}"
+    );
     let issuance = CardIssuance {
         current_management_key: Some(zeroize::Zeroizing::new(hex::decode(transport).unwrap())),
         ..plain
@@ -315,7 +322,11 @@ fn a_transport_key_set_by_yubico_piv_tool_issues_and_opensc_reads_the_card() {
 
     // OpenSC reads the issued card: its 9A certificate names the holder.
     let _inserted = stack.bed.insert(0, &file, Faults::default()).unwrap();
-    let out = run(&stack, "pkcs15-tool", &["--reader", "0", "--list-certificates"]);
+    let out = run(
+        &stack,
+        "pkcs15-tool",
+        &["--reader", "0", "--list-certificates"],
+    );
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{listing}");
     assert!(listing.contains("PIV AUTH"), "{listing}");
@@ -377,7 +388,11 @@ fn a_renewal_refused_at_its_first_card_step_leaves_nothing_behind() {
     // Nothing journaled, nothing open at the service, the PIN not left verified.
     let journal = stack.bed.dir().join("state/identity-agent/operations");
     let entries = std::fs::read_dir(&journal)
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(entries, 0, "the renewal is journaled");
     assert!(stack

@@ -397,7 +397,8 @@ fn render_operation(op: &OperationStatus) -> String {
     )
 }
 
-/// The seeds' Smartcard Details table, one card.
+/// The seeds' Smartcard Details table, one card, naming the holder (by user id only when
+/// the service gives no name).
 fn render_details(card: &CardDetails) -> String {
     format!(
         "Serial            Type        Issued on   Certs expire  Status\n{:<17} {:<11} {:<11} {:<13} {}{}\nholder {}, renewals used {} of {}",
@@ -411,7 +412,7 @@ fn render_details(card: &CardDetails) -> String {
             (None, true) => " (expired)".into(),
             (None, false) => String::new(),
         },
-        card.holder_id,
+        card.holder_name.as_deref().unwrap_or(&card.holder_id),
         card.renewals_used,
         card.capacity,
     )
@@ -540,6 +541,7 @@ mod tests {
             atr: "3B".into(),
             piv: true,
             holder: Some("Alex Example".into()),
+            holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
             expires_on: Some("2027-01-01".into()),
             days_left: Some(40),
             expired: false,
@@ -553,5 +555,34 @@ mod tests {
         assert!(
             render_card(&card).ends_with("EXPIRED (2027-01-01): see your Registration Authority")
         );
+        // A card whose certificate names no holder: nothing stands in for the name.
+        card.holder = None;
+        assert!(render_card(&card).starts_with("NHS CIS card 0123456789ABCDEF, EXPIRED"));
+    }
+
+    #[test]
+    fn smartcard_details_name_the_holder() {
+        let mut card = CardDetails {
+            serial: "FEDCBA9876543210".into(),
+            card_type: "NHS CIS".into(),
+            holder_id: "8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into(),
+            holder_name: Some("Harry Holder".into()),
+            issued_on: "2017-11-21".into(),
+            certs_expire: Some("2019-11-21".into()),
+            cancelled_on: None,
+            status: "Active".into(),
+            expired: true,
+            renewals_used: 0,
+            capacity: 10,
+        };
+        let shown = render_details(&card);
+        assert!(
+            shown.ends_with("\nholder Harry Holder, renewals used 0 of 10"),
+            "{shown}"
+        );
+        assert!(!shown.contains(&card.holder_id), "{shown}");
+        // From a service that gives no name, the user id is all there is.
+        card.holder_name = None;
+        assert!(render_details(&card).contains("holder 8c6f4f38-"));
     }
 }

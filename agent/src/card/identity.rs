@@ -28,8 +28,13 @@ pub struct CardIdentity {
 pub struct CardCertificate {
     /// DER.
     pub der: Vec<u8>,
-    /// The holder (the subject's common name, else the whole subject).
-    pub holder: String,
+    /// The holder's name, for people: the subject's common name unless it is a user id (as
+    /// in certificates from before the service named holders), else the whole subject of a
+    /// certificate with neither common name nor `UID`; `None` when only the id is known.
+    pub holder: Option<String>,
+    /// The holder's user id, for programs: the subject's `UID`, else a common name that is
+    /// a user id.
+    pub holder_id: Option<String>,
     /// Expiry, Unix seconds.
     pub not_after: i64,
     /// SHA-256 of the DER, to notice a changed certificate.
@@ -121,8 +126,10 @@ impl CardCertificate {
                 .checked_neg()?,
         };
         let der = cert.der().to_vec();
+        let (holder, holder_id) = holder(cert);
         Some(Self {
-            holder: holder(cert),
+            holder,
+            holder_id,
             not_after,
             fingerprint: Sha256::digest(&der).into(),
             der,
@@ -135,18 +142,40 @@ impl CardCertificate {
     }
 }
 
-/// The subject's common name, else the whole subject.
-fn holder(cert: &Certificate) -> String {
+/// The holder's name and user id as the certificate's subject gives them (see
+/// [`CardCertificate::holder`] and [`CardCertificate::holder_id`]).
+fn holder(cert: &Certificate) -> (Option<String>, Option<String>) {
     const COMMON_NAME: der::asn1::ObjectIdentifier =
         der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    const USER_ID: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.1");
     let subject = &cert.x509().tbs_certificate.subject;
-    let common_name = subject
-        .0
-        .iter()
-        .flat_map(|rdn| rdn.0.iter())
-        .find(|atv| atv.oid == COMMON_NAME)
-        .and_then(|atv| directory_string(&atv.value));
-    common_name.unwrap_or_else(|| cert.subject())
+    let attribute = |oid| {
+        subject
+            .0
+            .iter()
+            .flat_map(|rdn| rdn.0.iter())
+            .find(|atv| atv.oid == oid)
+            .and_then(|atv| directory_string(&atv.value))
+    };
+    let common_name = attribute(COMMON_NAME);
+    let user_id = attribute(USER_ID);
+    match common_name {
+        Some(cn) if is_user_id(&cn) => (None, user_id.or(Some(cn))),
+        Some(cn) => (Some(cn), user_id),
+        None if user_id.is_some() => (None, user_id),
+        None => (Some(cert.subject()), None),
+    }
+}
+
+/// Whether `text` is a user id (a UUID, `8-4-4-4-12` hex digits) rather than a name.
+pub fn is_user_id(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// The text of a DirectoryString-like value (UTF8String, PrintableString, IA5String or
@@ -192,7 +221,8 @@ impl CardIdentity {
             card_type: self.card_type.to_owned(),
             atr: hex::encode_upper(&self.atr),
             piv: self.piv,
-            holder: self.certificate.as_ref().map(|c| c.holder.clone()),
+            holder: self.certificate.as_ref().and_then(|c| c.holder.clone()),
+            holder_id: self.certificate.as_ref().and_then(|c| c.holder_id.clone()),
             expires_on: expiry.as_ref().map(|e| e.expires_on.clone()),
             days_left: expiry.as_ref().map(|e| e.days_left),
             expired: expiry.is_some_and(|e| e.expired),
@@ -303,7 +333,8 @@ mod tests {
         let until = std::time::Duration::from_secs(LEAP_DAY_2024 as u64);
         let cert = certificate("CN=Jane Doe,O=NHS Trust", until);
         let card = CardCertificate::from_certificate(&cert).unwrap();
-        assert_eq!(card.holder, "Jane Doe");
+        assert_eq!(card.holder.as_deref(), Some("Jane Doe"));
+        assert_eq!(card.holder_id, None);
         assert_eq!(card.not_after, LEAP_DAY_2024);
         assert_eq!(card.der, cert.der());
         assert_eq!(
@@ -315,15 +346,65 @@ mod tests {
         // No common name: the whole subject names the holder.
         let cert = certificate("O=NHS Trust,OU=Porters", until);
         let card = CardCertificate::from_certificate(&cert).unwrap();
-        assert_eq!(card.holder, cert.subject());
-        assert!(card.holder.contains("Porters"), "{}", card.holder);
+        assert_eq!(card.holder.as_deref(), Some(cert.subject().as_str()));
+        assert!(cert.subject().contains("Porters"), "{}", cert.subject());
+    }
+
+    const JANE_ID: &str = "4e81ac01-7ea1-4665-94f5-5c035a583b79";
+
+    #[test]
+    fn service_certificates_give_the_name_for_people_and_the_id_for_programs() {
+        let until = std::time::Duration::from_secs(LEAP_DAY_2024 as u64);
+        // As the service issues them now.
+        let cert = certificate(
+            &format!("CN=Jane Doe,UID={JANE_ID},O=Identity Agent CMS"),
+            until,
+        );
+        let card = CardCertificate::from_certificate(&cert).unwrap();
+        assert_eq!(card.holder.as_deref(), Some("Jane Doe"));
+        assert_eq!(card.holder_id.as_deref(), Some(JANE_ID));
+        let status = identity(Some(card)).status(0);
+        assert_eq!(status.holder.as_deref(), Some("Jane Doe"));
+        assert_eq!(status.holder_id.as_deref(), Some(JANE_ID));
+
+        // As it issued them before: the user id only, which is no name for people.
+        let cert = certificate(&format!("CN={JANE_ID},O=Identity Agent CMS"), until);
+        let card = CardCertificate::from_certificate(&cert).unwrap();
+        assert_eq!(card.holder, None);
+        assert_eq!(card.holder_id.as_deref(), Some(JANE_ID));
+
+        // A user id alone, without a common name.
+        let cert = certificate(&format!("UID={JANE_ID},O=Identity Agent CMS"), until);
+        let card = CardCertificate::from_certificate(&cert).unwrap();
+        assert_eq!(
+            (card.holder, card.holder_id.as_deref()),
+            (None, Some(JANE_ID))
+        );
+    }
+
+    #[test]
+    fn user_ids_are_uuids_and_names_are_not() {
+        assert!(is_user_id(JANE_ID));
+        assert!(is_user_id(&JANE_ID.to_uppercase()));
+        for name in [
+            "Jane Doe",
+            "",
+            "4e81ac01-7ea1-4665-94f5-5c035a583b7",
+            "4e81ac01-7ea1-4665-94f5-5c035a583b79-",
+            "4e81ac017ea1-4665-94f5-5c035a583b79-",
+            "4e81ac01-7ea1-4665-94f5-5c035a583b7g",
+            "------------------------------------",
+        ] {
+            assert!(!is_user_id(name), "{name:?}");
+        }
     }
 
     #[test]
     fn status_shows_serial_type_holder_and_expiry() {
         let cert = CardCertificate {
             der: vec![0x30, 0x00],
-            holder: "Jane Doe".into(),
+            holder: Some("Jane Doe".into()),
+            holder_id: Some(JANE_ID.into()),
             not_after: LEAP_DAY_2024,
             fingerprint: [0; 32],
         };
@@ -336,6 +417,7 @@ mod tests {
                 atr: "3BF91800008131FE454A434F503431563232AF".into(),
                 piv: true,
                 holder: Some("Jane Doe".into()),
+                holder_id: Some(JANE_ID.into()),
                 expires_on: Some("2024-02-29".into()),
                 days_left: Some(10),
                 expired: false,
@@ -344,7 +426,8 @@ mod tests {
         let mut card = identity(None);
         card.certificate = Some(CardCertificate {
             der: vec![],
-            holder: "Jane Doe".into(),
+            holder: Some("Jane Doe".into()),
+            holder_id: None,
             not_after: LEAP_DAY_2024,
             fingerprint: [0; 32],
         });

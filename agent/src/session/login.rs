@@ -90,7 +90,7 @@ pub(crate) async fn login(
         .journal
         .get(&serial)
         .is_some_and(|e| e.kind == agent_ipc::OperationKind::Renew);
-    let mut asked = prompt(&certificate.holder, &serial, tries_left);
+    let mut asked = prompt(certificate.holder.as_deref(), &serial, tries_left);
     if unfinished {
         asked.description = format!(
             "{}\nIts renewal was interrupted: it finishes first.",
@@ -179,19 +179,19 @@ pub(crate) async fn login(
     })
 }
 
-/// The PIN prompt: names the holder and the card, and the tries left.
-fn prompt(holder: &str, serial: &str, tries_left: Option<u8>) -> PinPrompt {
+/// The PIN prompt: names the holder (by name, when the certificate gives one) and the card,
+/// and the tries left.
+fn prompt(holder: Option<&str>, serial: &str, tries_left: Option<u8>) -> PinPrompt {
     let tries = match tries_left {
         Some(1) => "This is the last try before the card locks.".to_owned(),
         Some(n) => format!("{n} tries left before the card locks."),
         None => String::new(),
     };
-    // Service-issued certificates name the holder by user id only: then the card's serial
-    // is what the holder recognises (it is printed on the card).
-    let whose = if is_user_id(holder) {
-        format!("smartcard {serial}")
-    } else {
-        format!("{holder}'s smartcard {serial}")
+    // A certificate from before the service named holders gives their user id only: then
+    // the card's serial is what the holder recognises (it is printed on the card).
+    let whose = match holder {
+        Some(name) => format!("{name}'s smartcard {serial}"),
+        None => format!("smartcard {serial}"),
     };
     PinPrompt {
         title: "Identity Agent".into(),
@@ -202,11 +202,6 @@ fn prompt(holder: &str, serial: &str, tries_left: Option<u8>) -> PinPrompt {
         error: None,
         repeat: None,
     }
-}
-
-/// Whether `holder` is a user id (a UUID) rather than a name.
-fn is_user_id(holder: &str) -> bool {
-    holder.len() == 36 && holder.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
 
 /// Runs a blocking card step off the async workers.
@@ -350,18 +345,18 @@ mod tests {
 
     #[test]
     fn the_prompt_names_holder_card_and_tries() {
-        let p = prompt("Jane Doe", "4082A001132F2817", Some(2));
-        assert!(p.description.contains("Jane Doe"));
-        assert!(p.description.contains("4082A001132F2817"));
-        assert!(p.description.contains("2 tries left"));
-        assert!(prompt("J", "S", Some(1)).description.contains("last try"));
-        let by_id = prompt(
-            "4e81ac01-7ea1-4665-94f5-5c035a583b79",
-            "4082A001132F2817",
-            None,
-        );
+        let p = prompt(Some("Jane Doe"), "4082A001132F2817", Some(2));
         assert_eq!(
-            by_id.description,
+            p.description,
+            "Enter the passcode of Jane Doe's smartcard 4082A001132F2817.\n\
+             2 tries left before the card locks."
+        );
+        assert!(prompt(Some("J"), "S", Some(1))
+            .description
+            .contains("last try"));
+        let unnamed = prompt(None, "4082A001132F2817", None);
+        assert_eq!(
+            unnamed.description,
             "Enter the passcode of smartcard 4082A001132F2817."
         );
     }

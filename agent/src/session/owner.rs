@@ -13,8 +13,9 @@ use crate::ipc::{AgentCall, AgentLink};
 use crate::operation::journal::Journal;
 use crate::operation::{self, Finished, Operations};
 use agent_ipc::{
-    Call, CardDetails, ErrorCode, ErrorObject, Event, OperationKind, OperationStatus, PcscStatus,
-    ReaderStatus, Role, Roles, SessionEndReason, SessionState, SessionStatus, Status, Ticket, User,
+    Call, CardDetails, CardStatus, ErrorCode, ErrorObject, Event, OperationKind, OperationStatus,
+    PcscStatus, ReaderStatus, Role, Roles, SessionEndReason, SessionState, SessionStatus, Status,
+    Ticket, User,
 };
 use cms::client::CmsClient;
 use cms::protocol::{RoleView, SessionView, SmartcardDetails};
@@ -370,9 +371,10 @@ impl SessionOwner {
             self.card_left(&reader, SessionEndReason::CardChanged);
         }
         let generation = self.bump();
+        let shown = self.card_status(&card, now());
         self.pending.push(Event::CardInserted {
             reader: reader.clone(),
-            card: card.status(now()),
+            card: shown,
         });
         let unfinished = self.renewal_journaled(&card);
         if let Some(session) = &mut self.session {
@@ -1596,6 +1598,21 @@ impl SessionOwner {
         }
     }
 
+    /// A card as the socket API shows it, as of `now`: the session's card names its holder
+    /// as the service's session does (by the name it records now, whatever the certificate
+    /// says).
+    fn card_status(&self, card: &CardIdentity, now: i64) -> CardStatus {
+        let mut status = card.status(now);
+        if let Ok(signed_in) = self.signed_in() {
+            if same_card(signed_in, card) {
+                let user = &signed_in.session.user;
+                status.holder = Some(user.name.clone());
+                status.holder_id = Some(user.id.clone());
+            }
+        }
+        status
+    }
+
     fn snapshot(&self) -> Status {
         let now = now();
         Status {
@@ -1606,7 +1623,7 @@ impl SessionOwner {
                 .iter()
                 .map(|(name, slot)| ReaderStatus {
                     name: name.clone(),
-                    card: slot.card.as_ref().map(|c| c.status(now)),
+                    card: slot.card.as_ref().map(|c| self.card_status(c, now)),
                 })
                 .collect(),
             session: self.session_status(),
@@ -1646,6 +1663,7 @@ fn details_answer(
         serial: details.serial,
         card_type: details.card_type,
         holder_id: details.holder_id,
+        holder_name: details.holder_name,
         issued_on: details.issued_on,
         certs_expire: details.certs_expire,
         cancelled_on: details.cancelled_on,

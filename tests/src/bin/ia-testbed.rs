@@ -319,7 +319,7 @@ fn describe(event: &Event) -> String {
             "card inserted in {reader}: {} {} of {}, {}",
             card.card_type,
             card.serial.as_deref().unwrap_or("(no serial)"),
-            card.holder.as_deref().unwrap_or("(no certificate)"),
+            card.holder.as_deref().unwrap_or("(holder not named)"),
             match (&card.expires_on, card.days_left) {
                 (_, _) if card.expired => "EXPIRED".to_owned(),
                 (Some(on), Some(days)) => format!("expires {on} ({days} days)"),
