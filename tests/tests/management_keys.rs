@@ -136,6 +136,10 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     let _officer_in = stack.insert(0, &officer).unwrap();
     stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
     let _expired_in = stack.insert(1, &expired).unwrap();
+    let second = stack.bed.reader_name(1);
+    stack.wait_for(&mut events, |e| {
+        matches!(e, Event::CardInserted { reader, .. } if *reader == second)
+    });
     let repaired = stack.block_on(stack.client().repair(
         Some(stack.bed.reader_name(1)),
         Some(expired.serial.to_string()),
@@ -329,7 +333,17 @@ fn a_transport_key_set_by_yubico_piv_tool_issues_and_opensc_reads_the_card() {
     );
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{listing}");
-    assert!(listing.contains("PIV AUTH"), "{listing}");
+    assert!(
+        listing.contains("Certificate for PIV Authentication"),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .replace(' ', "")
+            .contains(&issued.certificate.serial.to_ascii_uppercase()),
+        "the issued certificate, {}: {listing}",
+        issued.certificate.serial
+    );
 
     // And the agent signs in with it.
     stack.start_agent(&agent_options()).unwrap();
