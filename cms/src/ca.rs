@@ -475,6 +475,18 @@ pub fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// A new CA in a temporary directory, and the public key (SPKI DER) of a card key.
+    fn ca_and_card_key() -> (tempfile::TempDir, CertificateAuthority, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::init(&CaFiles::in_dir(dir.path()), "CA", &[]).unwrap();
+        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        (dir, ca, spki)
+    }
+
     const JANE: CertificateHolder<'static> = CertificateHolder {
         user_id: "4e81ac01-7ea1-4665-94f5-5c035a583b79",
         name: "Jane Doe",
@@ -500,13 +512,7 @@ mod tests {
 
     #[test]
     fn card_certificates_name_the_holder_for_people_and_their_id_for_machines() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::init(&CaFiles::in_dir(dir.path()), "CA", &[]).unwrap();
-        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
-        let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key())
-            .unwrap()
-            .to_der()
-            .unwrap();
+        let (_dir, ca, spki) = ca_and_card_key();
         let issue = |name: &str| {
             let holder = CertificateHolder {
                 user_id: JANE.user_id,
@@ -593,13 +599,7 @@ mod tests {
 
     #[test]
     fn serials_that_are_taken_are_not_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = CertificateAuthority::init(&CaFiles::in_dir(dir.path()), "CA", &[]).unwrap();
-        let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
-        let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key())
-            .unwrap()
-            .to_der()
-            .unwrap();
+        let (_dir, ca, spki) = ca_and_card_key();
         let tries = std::cell::Cell::new(0);
         let issued = ca
             .issue_card_certificate(JANE, &spki, 0, dates::DAY, |_| {

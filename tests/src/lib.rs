@@ -106,6 +106,37 @@ impl TestBed {
         ("PCSCLITE_CSOCK_NAME", self.pcscd.socket())
     }
 
+    /// A connection to the card in reader `slot`.
+    pub fn connect(&self, slot: usize) -> Result<piv::PivCard> {
+        let name = std::ffi::CString::new(self.reader_name(slot))?;
+        Ok(piv::PivCard::connect(&self.context()?, &name)?)
+    }
+
+    /// Runs a third-party PC/SC tool (OpenSC, yubico-piv-tool) against this bed's pcscd, with a
+    /// private HOME so that no cache of another run leaks in; what it printed goes to the
+    /// test's output.
+    pub fn run_tool(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let (name, socket) = self.client_env();
+        let home = self.dir().join("home");
+        let output = std::fs::create_dir_all(&home)
+            .and_then(|()| {
+                std::process::Command::new(program)
+                    .args(args)
+                    .env(name, socket)
+                    .env("HOME", &home)
+                    .env_remove("OPENSC_CONF")
+                    .output()
+            })
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        eprintln!(
+            "$ {program} {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
     /// Inserts the card in `card_file` into reader `slot` and waits until pcscd sees it.
     pub fn insert(&self, slot: usize, card_file: &Path, faults: Faults) -> Result<InsertedCard> {
         let card = cardsim::insert(card_file, self.vpcd_addr(slot), faults)

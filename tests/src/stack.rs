@@ -283,6 +283,22 @@ impl Stack {
         self.bed.insert(slot, &card.file, faults)
     }
 
+    /// Deletes the 9A certificate of `card` in reader `slot` with the service's management
+    /// key, as another program could; with `new_key`, replaces the card's key first.
+    pub fn lose_certificate(&self, slot: usize, card: &StackCard, new_key: bool) -> Result<()> {
+        let mut piv = self.bed.connect(slot)?;
+        let tx = piv.transaction()?;
+        let management = self.cms.card_management_key(&card.serial.to_string())?;
+        tx.authenticate_management_key(&mut piv::LocalResponder::new(management))?;
+        if new_key {
+            tx.generate_key(piv::consts::key::AUTHENTICATION, KeyAlgorithm::P256)?;
+        }
+        tx.put_data(piv::consts::object::CERT_9A, &[])?;
+        drop(tx);
+        piv.disconnect()?;
+        Ok(())
+    }
+
     /// How many API requests the service has served so far.
     pub fn cms_requests(&self) -> u64 {
         self.server.as_ref().map_or(0, RunningServer::requests)

@@ -8,8 +8,8 @@
 use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, Event, SessionState};
 use cardsim::AtrProfile;
 use cms::issuance::InitialValidity;
-use piv::consts::{key, object};
-use piv::{CardSerial, LocalResponder, Pin, PivCard};
+use piv::consts::key;
+use piv::{CardSerial, Pin, PivCard};
 use std::ffi::CString;
 use testbed::stack::{AgentOptions, Stack, StackCard};
 
@@ -174,22 +174,7 @@ fn an_expired_card_needs_the_ra() {
 /// Another program holding the card's management key empties its certificate object and,
 /// with `new_key`, also replaces the card's key.
 fn lose_certificate(stack: &Stack, card: &StackCard, new_key: bool) {
-    let (ctx, reader) = connect(stack, 0);
-    let mut piv = PivCard::connect(&ctx, &reader).unwrap();
-    let tx = piv.transaction().unwrap();
-    let management = stack
-        .cms
-        .card_management_key(&card.serial.to_string())
-        .unwrap();
-    tx.authenticate_management_key(&mut LocalResponder::new(management))
-        .unwrap();
-    if new_key {
-        tx.generate_key(key::AUTHENTICATION, piv::KeyAlgorithm::P256)
-            .unwrap();
-    }
-    tx.put_data(object::CERT_9A, &[]).unwrap();
-    drop(tx);
-    piv.disconnect().unwrap();
+    stack.lose_certificate(0, card, new_key).unwrap();
 }
 
 /// Whether the card in reader 0 holds a certificate.

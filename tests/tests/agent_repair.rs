@@ -128,6 +128,17 @@ impl Desk {
             .unwrap()
     }
 
+    /// Nothing for the agent to finish, the holder's card as `before` at the service, and the
+    /// officer still signed in.
+    fn assert_nothing_done(&self, before: &cms::db::CardRecord) {
+        let journal = self.journal_entries();
+        assert!(journal.is_empty(), "{journal:?}");
+        let after = self.holder_record();
+        assert_eq!(after.puk_generation, before.puk_generation);
+        assert_eq!(after.certs_expire, before.certs_expire);
+        assert_eq!(self.stack.status().session.state, SessionState::SignedIn);
+    }
+
     /// The operations journal's entries (file names) in the agent's state directory.
     fn journal_entries(&self) -> Vec<PathBuf> {
         let dir = self.stack.bed.dir().join("state/identity-agent/operations");
@@ -503,16 +514,7 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
         refused.message
     );
     assert_eq!(desk.stack.pin_prompts().len(), 4);
-    // Nothing for the agent to finish, and the card as it was.
-    assert!(
-        desk.journal_entries().is_empty(),
-        "{:?}",
-        desk.journal_entries()
-    );
-    let after = desk.holder_record();
-    assert_eq!(after.puk_generation, before.puk_generation);
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+    desk.assert_nothing_done(&before);
 
     // The officer tries again: the service's open repair is taken up, the agent is not busy
     // asking the holder on its own, and the card ends up repaired.
@@ -581,15 +583,7 @@ fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
         refused.message
     );
     assert_eq!(desk.stack.pin_prompts().len(), 7);
-    assert!(
-        desk.journal_entries().is_empty(),
-        "{:?}",
-        desk.journal_entries()
-    );
-    let after = desk.holder_record();
-    assert_eq!(after.puk_generation, before.puk_generation);
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(desk.stack.status().session.state, SessionState::SignedIn);
+    desk.assert_nothing_done(&before);
 
     // The officer tries again and the holder types the same passcode twice: the service's
     // open repair is taken up and the card ends up repaired.

@@ -221,6 +221,13 @@ impl Holder {
                 AtrProfile::NhsCis,
             )
             .unwrap();
+        // A card that takes every algorithm gets the service's strongest: the renewal matrix
+        // relays AES-256 (the repair matrix below, 3DES).
+        let record = stack.cms.database().card(&card.serial.to_string());
+        assert_eq!(
+            record.unwrap().unwrap().management_algorithm,
+            piv::ManagementAlgorithm::Aes256
+        );
         answer_pin(&stack, HOLDER_PIN);
         stack.start_agent(&agent_options()).unwrap();
         let mut events = stack.subscribe();
@@ -416,15 +423,18 @@ struct Repairs {
     events: Option<Subscription>,
 }
 
-/// An expired card of Jane's (`jane`), issued through reader 1 (which must be empty).
+/// An expired card of Jane's (`jane`) that takes 3DES management keys only, as a factory
+/// YubiKey before 5.4, issued through reader 1 (which must be empty).
 fn expired_card(stack: &Stack, jane: &str, n: u8) -> StackCard {
+    let spec =
+        cardsim::CardSpec::new(serial(n)).with_management_algorithm(piv::ManagementAlgorithm::Tdes);
     stack
-        .issue(
+        .issue_spec(
             jane,
-            serial(n),
+            spec,
             HOLDER_PIN,
             InitialValidity::Expired,
-            AtrProfile::NhsCis,
+            KeyAlgorithm::Rsa2048,
         )
         .unwrap()
 }

@@ -8,7 +8,7 @@ use der::{Decode, DecodePem, Encode};
 use piv::consts::{alg, key};
 use piv::CardSerial;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use testbed::pki::TestCa;
 use testbed::TestBed;
 use x509_cert::Certificate;
@@ -35,26 +35,8 @@ fn personalise(bed: &TestBed, profile: AtrProfile, algorithm: u8) -> Personalise
     PersonalisedCard { path, certificate }
 }
 
-/// Runs a third-party tool against the bed's pcscd, with a private HOME so that no cache of
-/// another run leaks in.
 fn run(bed: &TestBed, program: &str, args: &[&str]) -> Output {
-    let (name, socket) = bed.client_env();
-    let home = bed.dir().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let output = Command::new(program)
-        .args(args)
-        .env(name, socket)
-        .env("HOME", &home)
-        .env_remove("OPENSC_CONF")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    eprintln!(
-        "$ {program} {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    bed.run_tool(program, args)
 }
 
 fn text(output: &Output) -> String {

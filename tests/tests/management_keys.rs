@@ -10,10 +10,9 @@
 use agent_ipc::{ErrorCode, Event, SessionState};
 use cardsim::{CardFile, CardSpec, Faults};
 use cms::issuance::{CardIssuance, InitialValidity, IssuanceError};
-use piv::consts::{key, object};
-use piv::{CardSerial, KeyAlgorithm, LocalResponder, ManagementAlgorithm, ManagementKey, PivCard};
-use std::ffi::CString;
-use std::process::{Command, Output};
+use piv::consts::key;
+use piv::{CardSerial, KeyAlgorithm, LocalResponder, ManagementAlgorithm, ManagementKey};
+use std::process::Output;
 use testbed::stack::{AgentOptions, PinentrySetup, Stack, StackCard, NURSE, RA_OFFICER};
 
 /// Every PIN in these tests: the holders', the officer's and the one a repair sets.
@@ -51,22 +50,6 @@ fn record(stack: &Stack, card: &StackCard) -> cms::db::CardRecord {
         .card(&card.serial.to_string())
         .unwrap()
         .unwrap()
-}
-
-/// Deletes the certificate of the card in reader 0 with the service's management key.
-fn lose_certificate(stack: &Stack, card: &StackCard) {
-    let ctx = stack.bed.context().unwrap();
-    let mut piv = PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(0)).unwrap()).unwrap();
-    let tx = piv.transaction().unwrap();
-    let management = stack
-        .cms
-        .card_management_key(&card.serial.to_string())
-        .unwrap();
-    tx.authenticate_management_key(&mut LocalResponder::new(management))
-        .unwrap();
-    tx.put_data(object::CERT_9A, &[]).unwrap();
-    drop(tx);
-    piv.disconnect().unwrap();
 }
 
 /// Issue, sign in, renew, heal and repair with cards whose 9B key uses `algorithm`.
@@ -119,7 +102,7 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     assert_eq!(record(&stack, &holder).renewals_used, 1, "{what}");
 
     // The doctor writes a lost certificate back, through the relay too.
-    lose_certificate(&stack, &holder);
+    stack.lose_certificate(0, &holder, false).unwrap();
     let healed = stack
         .block_on(stack.client().doctor(None, true))
         .unwrap_or_else(|e| panic!("{what}: {e:?}"));
@@ -137,9 +120,10 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
     let _expired_in = stack.insert(1, &expired).unwrap();
     let second = stack.bed.reader_name(1);
-    stack.wait_for(&mut events, |e| {
-        matches!(e, Event::CardInserted { reader, .. } if *reader == second)
-    });
+    stack.wait_for(
+        &mut events,
+        |e| matches!(e, Event::CardInserted { reader, .. } if *reader == second),
+    );
     let repaired = stack.block_on(stack.client().repair(
         Some(stack.bed.reader_name(1)),
         Some(expired.serial.to_string()),
@@ -150,6 +134,17 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     assert!(
         !record(&stack, &expired).is_expired(cms::dates::now()),
         "{what}"
+    );
+    // Third-party middleware reads the repaired card.
+    let out = run(
+        &stack,
+        "pkcs15-tool",
+        &["--reader", "1", "--list-certificates"],
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listing.contains("Certificate for PIV Authentication"),
+        "{what}: {listing}"
     );
 }
 
@@ -201,12 +196,6 @@ fn blank_card(stack: &Stack, spec: &CardSpec) -> (std::path::PathBuf, cardsim::I
     (file, inserted)
 }
 
-fn connect(stack: &Stack) -> (pcsc::Context, PivCard) {
-    let ctx = stack.bed.context().unwrap();
-    let card = PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(0)).unwrap()).unwrap();
-    (ctx, card)
-}
-
 #[test]
 fn a_card_that_takes_none_of_the_services_algorithms_is_left_untouched_and_unregistered() {
     let stack = Stack::start().unwrap();
@@ -215,7 +204,7 @@ fn a_card_that_takes_none_of_the_services_algorithms_is_left_untouched_and_unreg
     let spec = field_card(7, ManagementAlgorithm::Tdes, false);
     let (file, _inserted) = blank_card(&stack, &spec);
     let before = std::fs::read(&file).unwrap();
-    let (_ctx, mut card) = connect(&stack);
+    let mut card = stack.bed.connect(0).unwrap();
     let issuance = CardIssuance {
         management_algorithms: vec![ManagementAlgorithm::Aes256, ManagementAlgorithm::Aes128],
         ..CardIssuance::for_blank_card(&jane, PIN, KeyAlgorithm::P256, InitialValidity::Days(30))
@@ -252,25 +241,8 @@ fn a_card_that_takes_none_of_the_services_algorithms_is_left_untouched_and_unreg
     assert!(!stack.audit_log().contains(&spec.serial.to_string()));
 }
 
-/// Runs a third-party tool against the bed's pcscd.
 fn run(stack: &Stack, program: &str, args: &[&str]) -> Output {
-    let (name, socket) = stack.bed.client_env();
-    let home = stack.bed.dir().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let output = Command::new(program)
-        .args(args)
-        .env(name, socket)
-        .env("HOME", &home)
-        .env_remove("OPENSC_CONF")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    eprintln!(
-        "$ {program} {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    stack.bed.run_tool(program, args)
 }
 
 #[test]
@@ -298,7 +270,7 @@ fn a_transport_key_set_by_yubico_piv_tool_issues_and_opensc_reads_the_card() {
     );
 
     // Without the transport key the card is refused, and nothing is written to it.
-    let (_ctx, mut card) = connect(&stack);
+    let mut card = stack.bed.connect(0).unwrap();
     let plain =
         CardIssuance::for_blank_card(&jane, PIN, KeyAlgorithm::P256, InitialValidity::Days(30));
     let refused = stack.cms.issue_card(&mut card, &plain).unwrap_err();
@@ -369,9 +341,7 @@ fn a_renewal_refused_at_its_first_card_step_leaves_nothing_behind() {
     // refuses the service's key in the relay, the renewal's first card step.
     let aside = stack.bed.insert(1, &card.file, Faults::default()).unwrap();
     {
-        let ctx = stack.bed.context().unwrap();
-        let mut piv =
-            PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(1)).unwrap()).unwrap();
+        let mut piv = stack.bed.connect(1).unwrap();
         let tx = piv.transaction().unwrap();
         let service = stack
             .cms
@@ -416,9 +386,7 @@ fn a_renewal_refused_at_its_first_card_step_leaves_nothing_behind() {
         .unwrap()
         .is_none());
     {
-        let ctx = stack.bed.context().unwrap();
-        let mut piv =
-            PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(0)).unwrap()).unwrap();
+        let mut piv = stack.bed.connect(0).unwrap();
         let tx = piv.transaction().unwrap();
         assert_ne!(
             tx.pin_status().unwrap(),

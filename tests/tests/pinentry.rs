@@ -77,6 +77,15 @@ impl Scripted {
         self.dir.path().join(name).display().to_string()
     }
 
+    /// The pinentry `pid` was the one run, and it ended by itself when told `BYE` (a killed
+    /// one records nothing).
+    fn assert_left_when_asked(&self, pid: u64) {
+        let ends = self.ends();
+        assert_eq!(ends.len(), 1, "{ends:?}");
+        assert_eq!(ends[0]["pid"], pid);
+        assert_eq!(ends[0]["end"], "bye");
+    }
+
     /// `--script`, `--log` and `--end-log` in this directory, then `extra`.
     fn args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
@@ -279,10 +288,7 @@ async fn an_answered_pinentry_leaves_when_asked() {
     let scripted = Scripted::new("246810\n");
     ask_pin(&scripted.config(&[], 10), &prompt()).await.unwrap();
     let pid = scripted.first_pid();
-    let ends = scripted.ends();
-    assert_eq!(ends.len(), 1, "{ends:?}");
-    assert_eq!(ends[0]["pid"], pid);
-    assert_eq!(ends[0]["end"], "bye");
+    scripted.assert_left_when_asked(pid);
     assert!(!process_exists(pid), "pinentry {pid} is still there");
 }
 
@@ -299,10 +305,7 @@ async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
     let pid = scripted.first_pid();
     assert_eq!(scripted.asked()[0]["timeout"], "1");
     // It left by itself when asked, and was reaped: not even a zombie is left.
-    let ends = scripted.ends();
-    assert_eq!(ends.len(), 1, "{ends:?}");
-    assert_eq!(ends[0]["pid"], pid);
-    assert_eq!(ends[0]["end"], "bye");
+    scripted.assert_left_when_asked(pid);
     assert!(!process_exists(pid), "pinentry {pid} is still there");
 }
 
@@ -340,10 +343,7 @@ async fn an_abandoned_prompt_asks_the_pinentry_to_leave() {
         "pinentry {pid} is still there"
     );
     // It left by itself: a killed program records nothing.
-    let ends = scripted.ends();
-    assert_eq!(ends.len(), 1, "{ends:?}");
-    assert_eq!(ends[0]["pid"], pid);
-    assert_eq!(ends[0]["end"], "bye");
+    scripted.assert_left_when_asked(pid);
 }
 
 #[tokio::test]

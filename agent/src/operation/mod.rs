@@ -291,6 +291,20 @@ pub(crate) async fn resume_renewal(
     finish(ops, reader, entry, pin.clone(), None, report, cancel)
         .await
         .map(Some)
+        .map_err(|mut error| {
+            // Between two keys: say why this card cannot simply sign in.
+            if !matches!(
+                error.code,
+                ErrorCode::WrongPin | ErrorCode::PinBlocked | ErrorCode::PinCancelled
+            ) {
+                error.message = format!(
+                    "this smartcard was part-way through renewing its certificate and signs in \
+                     once that is finished, which failed now: {}",
+                    error.message
+                );
+            }
+            error
+        })
 }
 
 /// Writes `certificate` (DER), the service's record of the current certificate of card
