@@ -727,3 +727,70 @@ fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     assert!(!desk.holder_record().is_expired(cms::dates::now()));
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
 }
+
+#[test]
+fn pulling_the_holders_card_while_the_new_passcode_is_asked_ends_the_prompt_and_the_repair() {
+    // The officer's PIN, then a new-passcode prompt nobody answers.
+    let desk = Desk::open(&[RA_OFFICER], InitialValidity::Expired, &[RA_PIN, "!hang"]);
+    let before = desk.holder_record();
+    let mut client = desk.stack.client();
+    let (reader, serial) = (
+        desk.stack.bed.reader_name(1),
+        desk.holder.serial.to_string(),
+    );
+    let repair = desk
+        .stack
+        .runtime
+        .spawn(async move { client.repair(Some(reader), Some(serial)).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while desk.stack.pin_prompts().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new-passcode prompt"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let prompt = &desk.stack.pin_prompts()[1];
+    assert!(
+        prompt["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("Harry Holder's smartcard")),
+        "{prompt}"
+    );
+    let pid = prompt["pid"].as_u64().unwrap();
+
+    let Desk {
+        stack, _holder_in, ..
+    } = desk;
+    let started = std::time::Instant::now();
+    stack.bed.remove(1, _holder_in).unwrap();
+    let answer = stack.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), repair)
+            .await
+            .expect("the repair answered once the card was pulled")
+            .unwrap()
+    });
+    let refused = agent_error(answer.unwrap_err());
+    assert_eq!(refused.code, ErrorCode::PinCancelled, "{refused:?}");
+    assert!(refused.message.contains("as it was"), "{refused:?}");
+    eprintln!("the repair ended {:?} after the pull", started.elapsed());
+    // The prompt is gone, nothing is journaled and the service's repair was given up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pinentry {pid} is still there"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let serial = before.serial.clone();
+    assert!(stack
+        .cms
+        .database()
+        .open_operation(&serial)
+        .unwrap()
+        .is_none());
+    let after = stack.cms.database().card(&serial).unwrap().unwrap();
+    assert_eq!(after.puk_generation, before.puk_generation);
+    assert_eq!(after.certs_expire, before.certs_expire);
+}

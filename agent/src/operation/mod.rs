@@ -379,7 +379,21 @@ pub(crate) async fn repair(
             entry
         }
     };
-    let pin = match ask_new_pin(&ops.pinentry, serial).await {
+    // The holder reads their name in the prompt where the service knows it.
+    let holder = match officer.card(serial).await {
+        Ok(details) => details.holder_name,
+        Err(e) => {
+            tracing::debug!(%serial, "no holder's name for the prompt: {e}");
+            None
+        }
+    };
+    let whose = crate::session::whose_card(holder.as_deref(), serial);
+    let asked = unless_cancelled(
+        ask_new_pin(&ops.pinentry, &whose),
+        &cancel,
+        OperationKind::Repair,
+    );
+    let pin = match asked.await {
         Ok(pin) => pin,
         Err(e) => {
             // Nothing was done to the card yet, so nothing is left to finish.
@@ -400,6 +414,26 @@ pub(crate) async fn repair(
         cancel,
     )
     .await
+}
+
+/// What `asking` answers (a passcode prompt), unless `cancel` fires first — the card pulled or
+/// `cancel_operation` — which ends the prompt (pinentry is told to leave) before the card of an
+/// operation of `kind` was changed.
+pub(crate) async fn unless_cancelled<T>(
+    asking: impl std::future::Future<Output = Result<T, ErrorObject>>,
+    cancel: &CancellationToken,
+    kind: OperationKind,
+) -> Result<T, ErrorObject> {
+    tokio::select! {
+        asked = asking => asked,
+        () = cancel.cancelled() => Err(ErrorObject::new(
+            ErrorCode::PinCancelled,
+            format!(
+                "the {} was cancelled while the passcode was asked; the card is as it was",
+                noun(kind)
+            ),
+        )),
+    }
 }
 
 /// Walks the journaled operation `entry` to the end on the card in `reader`. A walk that

@@ -19,15 +19,16 @@ const ATTEMPTS: usize = 3;
 /// The error shown when the two entries of a new PIN differ.
 const MISMATCH: &str = "The passcodes did not match. Choose again.";
 
-/// Asks the holder of card `serial` for the PIN that renews it.
+/// Asks the holder of the card `whose` names ([`crate::session::whose_card`]) for the PIN that
+/// renews it.
 pub(crate) async fn ask_renewal_pin(
     config: &PinentryConfig,
-    serial: &str,
+    whose: &str,
 ) -> Result<Zeroizing<String>, ErrorObject> {
     let prompt = PinPrompt {
         title: "Identity Agent — renewal".into(),
         description: format!(
-            "Enter the passcode of smartcard {serial} to renew its certificates. You stay \
+            "Enter the passcode of {whose} to renew its certificates. You stay \
              signed in."
         ),
         prompt: "Passcode:".into(),
@@ -45,15 +46,16 @@ enum Refusal {
     Mismatch,
 }
 
-/// Asks the holder of card `serial` for a new PIN that keeps the policy, entered twice alike.
+/// Asks the holder of the card `whose` names for a new PIN that keeps the policy, entered
+/// twice alike.
 pub(crate) async fn ask_new_pin(
     config: &PinentryConfig,
-    serial: &str,
+    whose: &str,
 ) -> Result<Zeroizing<String>, ErrorObject> {
     let mut prompt = PinPrompt {
         title: "Identity Agent — new passcode".into(),
         description: format!(
-            "Choose a new passcode for smartcard {serial}: 4 to 8 digits, not one digit \
+            "Choose a new passcode for {whose}: 4 to 8 digits, not one digit \
              repeated and not a run such as 1234 or 4321."
         ),
         prompt: "New passcode:".into(),
@@ -62,7 +64,7 @@ pub(crate) async fn ask_new_pin(
     };
     let again = PinPrompt {
         title: prompt.title.clone(),
-        description: format!("Enter the new passcode for smartcard {serial} again."),
+        description: format!("Enter the new passcode for {whose} again."),
         prompt: "Repeat the passcode:".into(),
         error: None,
         repeat: None,

@@ -187,12 +187,7 @@ fn prompt(holder: Option<&str>, serial: &str, tries_left: Option<u8>) -> PinProm
         Some(n) => format!("{n} tries left before the card locks."),
         None => String::new(),
     };
-    // A certificate from before the service named holders gives their user id only: then
-    // the card's serial is what the holder recognises (it is printed on the card).
-    let whose = match holder {
-        Some(name) => format!("{name}'s smartcard {serial}"),
-        None => format!("smartcard {serial}"),
-    };
+    let whose = whose_card(holder, serial);
     PinPrompt {
         title: "Identity Agent".into(),
         description: format!("Enter the passcode of {whose}.\n{tries}")
@@ -201,6 +196,16 @@ fn prompt(holder: Option<&str>, serial: &str, tries_left: Option<u8>) -> PinProm
         prompt: "Passcode:".into(),
         error: None,
         repeat: None,
+    }
+}
+
+/// How a PIN prompt names a card: `Jane Doe's smartcard 4082…`, or `smartcard 4082…` when the
+/// holder's name is not known (a certificate from before the service named holders gives their
+/// user id only; the serial is printed on the card).
+pub(crate) fn whose_card(holder: Option<&str>, serial: &str) -> String {
+    match holder {
+        Some(name) => format!("{name}'s smartcard {serial}"),
+        None => format!("smartcard {serial}"),
     }
 }
 

@@ -6,7 +6,9 @@ mod login;
 mod owner;
 mod roles;
 
-pub(crate) use login::{blocking, card_error, certificate_lost, pinentry_error, with_card};
+pub(crate) use login::{
+    blocking, card_error, certificate_lost, pinentry_error, whose_card, with_card,
+};
 pub use owner::{capabilities, SessionOwner};
 pub use roles::RoleMemory;
 

@@ -441,6 +441,15 @@ impl SessionOwner {
         if self.ended_in.as_deref() == Some(reader) {
             self.ended_in = None;
         }
+        // An operation still waiting to change this card (a new passcode being chosen) stops;
+        // one writing it reports the pull itself and finishes at the next insertion.
+        if let Some(run) = self
+            .operation
+            .as_ref()
+            .filter(|r| r.reader == reader && !r.card_touched())
+        {
+            run.cancel.cancel();
+        }
         self.session_card_left(reader, reason);
     }
 
@@ -1120,9 +1129,10 @@ impl SessionOwner {
                     "insert your smartcard to renew it",
                 ));
             }
-            Ok((s.reader.clone(), s.serial.clone()))
+            let whose = super::whose_card(Some(&s.session.user.name), &s.serial);
+            Ok((s.reader.clone(), s.serial.clone(), whose))
         });
-        let (reader, serial) = match target.and_then(|t| self.check_idle().map(|()| t)) {
+        let (reader, serial, whose) = match target.and_then(|t| self.check_idle().map(|()| t)) {
             Ok(target) => target,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -1132,7 +1142,9 @@ impl SessionOwner {
         let ops = self.operations.clone();
         self.start_operation(OperationKind::Renew, reader, serial, Some(reply), {
             move |(reader, serial, report, cancel)| async move {
-                let pin = operation::ask_renewal_pin(&ops.pinentry, &serial).await?;
+                let asking = operation::ask_renewal_pin(&ops.pinentry, &whose);
+                let pin =
+                    operation::unless_cancelled(asking, &cancel, OperationKind::Renew).await?;
                 operation::renew(&ops, &reader, &serial, pin, report, cancel).await
             }
         });
