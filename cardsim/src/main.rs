@@ -77,7 +77,8 @@ struct CreateArgs {
     /// The card serial: 16 hex digits.
     #[arg(long)]
     serial: CardSerial,
-    /// ATR profile: nhs-cis, gemalto, oberthur, piv or yubikey.
+    /// ATR profile: nhs-cis, gemalto, oberthur, piv, yubikey or javacard (an ATR that names
+    /// no card type).
     #[arg(long, default_value = "nhs-cis")]
     profile: AtrProfile,
     /// The PIN (default 123456).

@@ -22,11 +22,15 @@ pub enum AtrProfile {
     /// YubiKey 5 NFC over its CCID interface (`yubikey`).
     #[serde(rename = "yubikey")]
     YubiKey,
+    /// A blank NXP J3H145 JavaCard with a PIV applet loaded by its owner (`javacard`): an ATR
+    /// that names no card type, as many PIV cards have.
+    #[serde(rename = "javacard")]
+    JavaCard,
 }
 
 /// A profile name that is none of the known ones.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown ATR profile {0:?} (known: nhs-cis, gemalto, oberthur, piv, yubikey)")]
+#[error("unknown ATR profile {0:?} (known: nhs-cis, gemalto, oberthur, piv, yubikey, javacard)")]
 pub struct UnknownProfile(pub String);
 
 const NHS_CIS: &[u8] = &[
@@ -49,15 +53,17 @@ const YUBIKEY: &[u8] = &[
     0x3B, 0xFD, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15, 0x80, 0x73, 0xC0, 0x21, 0xC0, 0x57, 0x59,
     0x75, 0x62, 0x69, 0x4B, 0x65, 0x79, 0x40,
 ];
+const JAVACARD: &[u8] = &[0x3B, 0x94, 0x95, 0x81, 0x01, 0x46, 0x54, 0x56, 0x01, 0xC4];
 
 impl AtrProfile {
     /// Every profile, in a stable order.
-    pub const ALL: [AtrProfile; 5] = [
+    pub const ALL: [AtrProfile; 6] = [
         AtrProfile::NhsCis,
         AtrProfile::Gemalto,
         AtrProfile::Oberthur,
         AtrProfile::Piv,
         AtrProfile::YubiKey,
+        AtrProfile::JavaCard,
     ];
 
     /// The Answer To Reset the card sends.
@@ -68,6 +74,7 @@ impl AtrProfile {
             AtrProfile::Oberthur => OBERTHUR,
             AtrProfile::Piv => PIV,
             AtrProfile::YubiKey => YUBIKEY,
+            AtrProfile::JavaCard => JAVACARD,
         }
     }
 
@@ -79,6 +86,7 @@ impl AtrProfile {
             AtrProfile::Oberthur => "oberthur",
             AtrProfile::Piv => "piv",
             AtrProfile::YubiKey => "yubikey",
+            AtrProfile::JavaCard => "javacard",
         }
     }
 
@@ -111,7 +119,14 @@ mod tests {
 
     #[test]
     fn every_profile_is_named_for_its_card_type() {
-        for profile in AtrProfile::ALL {
+        // A PIV card whose ATR names nothing is a PIV card.
+        let javacard = AtrProfile::JavaCard.atr();
+        assert_eq!(piv::card_type::from_atr(javacard), None);
+        assert_eq!(piv::card_type::card_type(javacard, true), "PIV");
+        for profile in AtrProfile::ALL
+            .into_iter()
+            .filter(|p| *p != AtrProfile::JavaCard)
+        {
             let name = piv::card_type::from_atr(profile.atr()).expect("a known ATR");
             assert_eq!(
                 name.to_ascii_lowercase().replace(' ', "-"),
@@ -141,6 +156,7 @@ mod tests {
             AtrProfile::Oberthur,
             AtrProfile::Piv,
             AtrProfile::YubiKey,
+            AtrProfile::JavaCard,
         ] {
             assert!(tck_ok(p.atr()), "{p}");
         }

@@ -397,3 +397,28 @@ fn a_renewal_refused_at_its_first_card_step_leaves_nothing_behind() {
     // Out and in again: the card signs in at once, with no error.
     let _again = stack.reinsert_and_sign_in(&mut events, inserted, &card);
 }
+
+#[test]
+fn a_piv_card_whose_atr_names_nothing_is_piv_at_the_service_and_the_agent() {
+    let mut stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let mut spec = CardSpec::new(serial(10));
+    spec.profile = cardsim::AtrProfile::JavaCard;
+    let card = stack
+        .issue_spec(
+            &jane,
+            spec,
+            PIN,
+            InitialValidity::Days(30),
+            KeyAlgorithm::P256,
+        )
+        .unwrap();
+    assert_eq!(record(&stack, &card).card_type, "PIV");
+    stack.start_agent(&agent_options()).unwrap();
+    let mut events = stack.subscribe();
+    let _inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    let status = stack.status();
+    let shown = status.readers[0].card.as_ref().unwrap();
+    assert_eq!(shown.card_type, "PIV", "{status:?}");
+}

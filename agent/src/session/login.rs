@@ -349,6 +349,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refusal_from_the_card_is_said_in_words_with_the_status_word_in_data() {
+        let e = card_error(&piv::Error::Status(piv::StatusWord::WRONG_P1P2));
+        assert_eq!(e.code, ErrorCode::CardError);
+        assert!(!e.message.contains("6A86"), "{}", e.message);
+        assert!(e.message.contains("algorithm"), "{}", e.message);
+        assert_eq!(e.data.unwrap()["status"], "6A86");
+        let e = card_error(&piv::Error::ManagementAlgorithmRefused(
+            piv::ManagementAlgorithm::Aes128,
+        ));
+        assert!(e.message.contains("does not use AES-128"), "{}", e.message);
+    }
+
+    #[test]
     fn the_prompt_names_holder_card_and_tries() {
         let p = prompt(Some("Jane Doe"), "4082A001132F2817", Some(2));
         assert_eq!(
