@@ -317,11 +317,17 @@ fn a_transport_key_set_by_yubico_piv_tool_issues_and_opensc_reads_the_card() {
         issued.certificate.serial
     );
 
-    // And the agent signs in with it.
+    // And the agent, started with the card in, signs in with it.
     stack.start_agent(&agent_options()).unwrap();
-    let mut events = stack.subscribe();
-    let _ = stack.block_on(stack.client().login(None));
-    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while stack.status().session.state != SessionState::SignedIn {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sign-in\n{}",
+            stack.agent_logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

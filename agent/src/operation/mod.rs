@@ -478,7 +478,7 @@ async fn finish(
             Step::Confirmed,
             CardCertificate::from_certificate(&certificate),
         ),
-        Err(Failure::Cancelled) => {
+        Err(Failure::Cancelled) if !entry.card_changed => {
             give_up(&ops.journal, &entry, &client, officer.is_none()).await;
             (Step::Cancelled, None)
         }
@@ -627,6 +627,7 @@ impl Walk<'_, '_> {
             Some(issued) if written => issued,
             Some(issued) if self.run.kind == OperationKind::Restore => {
                 self.unlock(&op)?;
+                self.changing()?;
                 self.tx.write_certificate(key::AUTHENTICATION, &issued)?;
                 self.run.step(Step::CertificateWritten);
                 issued
@@ -688,9 +689,12 @@ impl Walk<'_, '_> {
 
     /// Journals that the card is about to change, before the first command that changes it.
     fn changing(&mut self) -> Result<(), Failure> {
+        if self.entry.card_changed {
+            return Ok(());
+        }
+        self.entry.card_changed = true;
         // A restore is not journaled: it writes back what the card had.
-        if !self.entry.card_changed && self.entry.kind != OperationKind::Restore {
-            self.entry.card_changed = true;
+        if self.entry.kind != OperationKind::Restore {
             save(self.journal, self.entry).map_err(Failure::Other)?;
         }
         Ok(())
