@@ -1134,6 +1134,33 @@ mod tests {
     }
 
     #[test]
+    fn a_database_from_before_management_algorithms_keeps_its_cards_as_aes128() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cms.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for step in &MIGRATIONS[..2] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users (id, name, created_at) VALUES ('u1', 'Jane', 0);
+                 INSERT INTO cards (serial, card_type, holder_id, issued_on, capacity)
+                 VALUES ('4082A001132F2817', 'PIV', 'u1', 0, 10);",
+            )
+            .unwrap();
+        }
+        let db = Database::open(&path).unwrap();
+        let card = db.card("4082A001132F2817").unwrap().unwrap();
+        assert_eq!(card.management_algorithm, ManagementAlgorithm::Aes128);
+        // A value no algorithm has is an error, not a guess.
+        db.lock()
+            .execute("UPDATE cards SET management_algorithm = 7", [])
+            .unwrap();
+        assert!(db.card("4082A001132F2817").is_err());
+    }
+
+    #[test]
     fn a_card_has_one_open_operation_at_most() {
         let db = Database::in_memory().unwrap();
         let user = User {

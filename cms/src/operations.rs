@@ -375,10 +375,7 @@ impl Cms {
                 ),
             ),
         )?;
-        let op = self
-            .db
-            .operation(&op.id)?
-            .ok_or_else(|| CmsError::UnknownOperation(op.id.clone()))?;
+        let op = self.reread(&op)?;
         if !written {
             return Err(wrong_state(&op, "certificate request"));
         }
@@ -425,10 +422,7 @@ impl Cms {
                 ),
             ),
         )?;
-        let op = self
-            .db
-            .operation(&op.id)?
-            .ok_or_else(|| CmsError::UnknownOperation(op.id.clone()))?;
+        let op = self.reread(&op)?;
         if !completed && op.state != OperationState::Completed {
             return Err(wrong_state(&op, "confirmation"));
         }
@@ -453,10 +447,7 @@ impl Cms {
                 format!("operation {} given up before the card changed", op.id),
             ),
         )?;
-        let op = self
-            .db
-            .operation(&op.id)?
-            .ok_or_else(|| CmsError::UnknownOperation(op.id.clone()))?;
+        let op = self.reread(&op)?;
         if !aborted && op.state != OperationState::Aborted {
             return Err(wrong_state(&op, "abort"));
         }
@@ -497,6 +488,13 @@ impl Cms {
 
     fn active_certificate_spki(&self, card_serial: &str) -> CmsResult<Option<Vec<u8>>> {
         Ok(self.db.active_certificate(card_serial)?.map(|c| c.spki))
+    }
+
+    /// `op` as the database holds it now.
+    fn reread(&self, op: &OperationRecord) -> CmsResult<OperationRecord> {
+        self.db
+            .operation(&op.id)?
+            .ok_or_else(|| CmsError::UnknownOperation(op.id.clone()))
     }
 
     fn view(&self, op: &OperationRecord, resumed: bool) -> CmsResult<OperationView> {

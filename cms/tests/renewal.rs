@@ -491,3 +491,47 @@ async fn racing_starts_open_one_operation() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewal_given_up_before_the_card_changed_is_aborted_by_its_holder_only() {
+    let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (raj, _) = fx.user("Raj Patel", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 20);
+    let raj_card = fx.card(&raj, SERIAL_B, 20);
+    let (_, s) = fx.login(&card).await;
+    let (_, raj_s) = fx.login(&raj_card).await;
+
+    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    // The operation names the card's management-key algorithm, for the agent's relay.
+    assert_eq!(op.management_algorithm, piv::consts::alg::AES_192);
+    expect_error(raj_s.abort_operation(&op.id).await, 403, "forbidden");
+    let aborted = s.abort_operation(&op.id).await.unwrap();
+    assert_eq!(
+        (aborted.state.as_str(), aborted.resumed),
+        ("aborted", false)
+    );
+    let again = s.abort_operation(&op.id).await.unwrap();
+    assert_eq!((again.state.as_str(), again.resumed), ("aborted", true));
+    let log = fx.cms.database().audit_log(Some(SERIAL_A), 100).unwrap();
+    assert!(log.iter().any(|e| e.action == "renew.abort"), "{log:?}");
+    // Nothing is left open: the next renewal is a new one.
+    let next = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    assert_ne!(next.id, op.id);
+
+    // Once the service has issued the new key's certificate the card may be between two keys:
+    // the operation can no longer be given up.
+    relay_as_card(&s, &next.id, &card_key(&fx, SERIAL_A)).await;
+    s.submit_csr(&next.id, &csr(&SoftKey::p256()))
+        .await
+        .unwrap();
+    expect_error(
+        s.abort_operation(&next.id).await,
+        409,
+        "wrong_operation_state",
+    );
+    assert_eq!(
+        s.operation(&next.id).await.unwrap().state,
+        "certificate_issued"
+    );
+}
