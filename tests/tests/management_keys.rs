@@ -428,3 +428,34 @@ fn a_piv_card_whose_atr_names_nothing_is_piv_at_the_service_and_the_agent() {
     let shown = status.readers[0].card.as_ref().unwrap();
     assert_eq!(shown.card_type, "PIV", "{status:?}");
 }
+
+#[test]
+fn an_issuing_stopped_after_the_key_step_is_run_again() {
+    let stack = Stack::start().unwrap();
+    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
+    let spec = field_card(11, ManagementAlgorithm::Aes128, false);
+    let (file, _inserted) = blank_card(&stack, &spec);
+    // What an issuing stopped right after its first step leaves: the service's key on a card
+    // the service does not know.
+    let service = stack
+        .cms
+        .custody()
+        .management_key(spec.serial, ManagementAlgorithm::Aes128);
+    {
+        let mut card = stack.bed.connect(0).unwrap();
+        let tx = card.transaction().unwrap();
+        let factory = ManagementKey::factory_for(ManagementAlgorithm::Aes128);
+        tx.authenticate_management_key(&mut LocalResponder::new(factory))
+            .unwrap();
+        tx.set_management_key(&service).unwrap();
+    }
+    let mut card = stack.bed.connect(0).unwrap();
+    let issuance =
+        CardIssuance::for_blank_card(&jane, PIN, KeyAlgorithm::P256, InitialValidity::Days(30));
+    let issued = stack.cms.issue_card(&mut card, &issuance).unwrap();
+    card.disconnect().unwrap();
+    assert_eq!(issued.management_algorithm, ManagementAlgorithm::Aes128);
+    let state = CardFile::open(&file).unwrap();
+    assert_eq!(state.state().management_key().unwrap(), service);
+    assert!(state.state().certificate(key::AUTHENTICATION).is_some());
+}
