@@ -65,7 +65,7 @@ pub const AGENT_NOTES: &[NoteSection] = &[
             ),
             (
                 "DISPLAY, WAYLAND_DISPLAY, XAUTHORITY",
-                "passed to pinentry; under systemd read from the user manager when a prompt opens",
+                "passed to pinentry (under systemd, as the desktop imported them into the user manager)",
             ),
         ],
     },
