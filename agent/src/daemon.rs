@@ -7,15 +7,20 @@
 
 use anyhow::{bail, Context as _};
 use std::ffi::OsStr;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-/// What the starting process prints when the agent dies before it is ready.
+/// What the starting process prints when the agent dies before it is ready (followed by the
+/// log's path).
 pub const FAILED_TO_START: &str = "identity-agent failed to start; see its log";
+
+/// The log file of an agent started in the background, in its state directory.
+pub const LOG_FILE: &str = "agent.log";
 
 /// Tells whoever started the agent that it is ready.
 #[derive(Debug)]
@@ -25,12 +30,19 @@ pub struct Readiness {
 }
 
 /// In the background: forks; the parent waits until the child calls [`Readiness::ready`] (or
-/// exits) and exits with a matching status. In the foreground: returns at once. Call before
-/// any thread is started.
-pub fn start(foreground: bool) -> anyhow::Result<Readiness> {
+/// exits) and exits with a matching status, and the child leaves the caller's terminal and
+/// output: standard input from `/dev/null`, standard output and error appended to `log`
+/// (created 0600). In the foreground: returns at once. Call before any thread is started.
+pub fn start(foreground: bool, log: &Path) -> anyhow::Result<Readiness> {
     if foreground {
         return Ok(Readiness { pipe: None });
     }
+    let log_file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(log)
+        .with_context(|| format!("cannot open the log file {}", log.display()))?;
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two descriptors of the array it is given.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -43,7 +55,7 @@ pub fn start(foreground: bool) -> anyhow::Result<Readiness> {
         -1 => Err(std::io::Error::last_os_error()).context("cannot fork into the background"),
         0 => {
             drop(read);
-            detach().context("cannot detach from the terminal")?;
+            detach(&log_file).context("cannot detach from the terminal")?;
             Ok(Readiness { pipe: Some(write) })
         }
         _child => {
@@ -51,14 +63,15 @@ pub fn start(foreground: bool) -> anyhow::Result<Readiness> {
             if wait_for_ready(read) {
                 std::process::exit(0);
             }
-            eprintln!("{FAILED_TO_START}");
+            eprintln!("{FAILED_TO_START}: {}", log.display());
             std::process::exit(1);
         }
     }
 }
 
-/// A session of its own (no controlling terminal), standard input from `/dev/null`.
-fn detach() -> anyhow::Result<()> {
+/// A session of its own (no controlling terminal), standard input from `/dev/null`, standard
+/// output and error to `log`.
+fn detach(log: &File) -> anyhow::Result<()> {
     // SAFETY: setsid has no preconditions; it fails only for a process group leader, which a
     // freshly forked child is not.
     if unsafe { libc::setsid() } < 0 {
@@ -68,6 +81,12 @@ fn detach() -> anyhow::Result<()> {
     // SAFETY: both descriptors are valid; dup2 replaces standard input atomically.
     if unsafe { libc::dup2(null.as_raw_fd(), libc::STDIN_FILENO) } < 0 {
         bail!("dup2: {}", std::io::Error::last_os_error());
+    }
+    for target in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: as above; the log stays open in `log` until the descriptors are duplicated.
+        if unsafe { libc::dup2(log.as_raw_fd(), target) } < 0 {
+            bail!("dup2: {}", std::io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -187,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_foreground_does_not_fork() {
-        let readiness = start(true).unwrap();
+        let readiness = start(true, Path::new("/nonexistent/agent.log")).unwrap();
         assert!(readiness.pipe.is_none());
         readiness.ready();
     }

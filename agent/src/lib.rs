@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod card;
+pub mod cli;
 pub mod cms;
 pub mod config;
 pub mod daemon;

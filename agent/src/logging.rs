@@ -1,10 +1,12 @@
-//! Logging through tracing: journald under systemd, else standard error; a filter that no
+//! Logging through tracing: journald under systemd, else standard error (the log file when
+//! started in the background), coloured only on a terminal; a filter that no
 //! `RUST_LOG` can open for PINs or APDU payloads.
 //!
 //! The agent's own code never logs a PIN or an APDU payload at any level; the transport and TLS
 //! crates below the CMS client might log request bodies or key material at `debug`/`trace`, so
 //! their targets are capped at `info` whatever `RUST_LOG` says.
 
+use std::io::IsTerminal;
 use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::{Filter, SubscriberExt};
@@ -46,7 +48,7 @@ where
 pub fn init() -> anyhow::Result<()> {
     let directives = std::env::var("RUST_LOG").unwrap_or_default();
     let mut journald_error = None;
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
+    if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(journald) => {
                 let journald = journald
@@ -61,8 +63,11 @@ pub fn init() -> anyhow::Result<()> {
             Err(e) => journald_error = Some(e),
         }
     }
+    // Colour only on a terminal: a log file (the background agent's) or journald's stream
+    // would keep the escape codes.
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter(&directives));
     tracing_subscriber::registry()
         .with(stderr)
@@ -72,6 +77,30 @@ pub fn init() -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot log to journald; logging to standard error");
     }
     Ok(())
+}
+
+/// Whether standard error is the journal stream systemd connected (`JOURNAL_STREAM` names its
+/// device and inode). An agent started by hand from a shell that inherited the variable, and
+/// whose standard error is now its log file, keeps logging to that file.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var("JOURNAL_STREAM").ok() else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.split_once(':') else {
+        return false;
+    };
+    let stderr = std::io::stderr();
+    let Ok(meta) = stderr
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+    else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use agent::audit::AuditLog;
 use agent::card::CardWatcher;
+use agent::cli::AgentArgs as Args;
 use agent::config::Config;
 use agent::ipc::{self, ServerLimits};
 use agent::session::SessionOwner;
@@ -16,33 +17,37 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-#[command(version, about = "The smartcard identity agent")]
-struct Args {
-    /// Stay in the foreground (under systemd, or to watch the log) instead of starting in the
-    /// background once the socket is ready.
-    #[arg(long)]
-    foreground: bool,
-    /// Read only this configuration file (default: the system file, then the user's).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Serve on this socket instead of the configured one.
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-}
-
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let args = Args::parse();
+    // Read before detaching, so a broken file is reported to whoever started the agent.
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("identity-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Before any thread exists (it changes the environment), and before a fork changes the pid
+    // systemd passed the socket to.
+    let activated = match ipc::from_systemd() {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("identity-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Before any thread exists: the starting process waits here for the socket.
-    let readiness = match daemon::start(args.foreground) {
+    let readiness = match create_state_dir(&config)
+        .and_then(|dir| daemon::start(args.foreground, &dir.join(daemon::LOG_FILE)))
+    {
         Ok(readiness) => readiness,
         Err(e) => {
             eprintln!("identity-agent: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    match start(args, readiness) {
+    match start(config, activated, readiness) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -52,29 +57,48 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(args: Args, readiness: daemon::Readiness) -> Result<()> {
-    hardening::harden_process().context("disabling core dumps and ptrace")?;
-    logging::init().context("setting up logging")?;
+/// The configuration, with `--socket` over it.
+fn load_config(args: &Args) -> Result<Config> {
     let mut config = Config::load(args.config.as_deref())?;
-    if let Some(socket) = args.socket {
-        config.ipc.socket = Some(socket);
+    if let Some(socket) = &args.socket {
+        config.ipc.socket = Some(socket.clone());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(8)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(run(Arc::new(config), readiness))
+    Ok(config)
 }
 
-async fn run(config: Arc<Config>, readiness: daemon::Readiness) -> Result<()> {
+/// Creates the state directory (0700) and returns it.
+fn create_state_dir(config: &Config) -> Result<PathBuf> {
     let state_dir = config.state_dir();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    Ok(state_dir)
+}
+
+fn start(
+    config: Config,
+    activated: Option<ipc::Listener>,
+    readiness: daemon::Readiness,
+) -> Result<()> {
+    hardening::harden_process().context("disabling core dumps and ptrace")?;
+    logging::init().context("setting up logging")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(Arc::new(config), activated, readiness))
+}
+
+async fn run(
+    config: Arc<Config>,
+    activated: Option<ipc::Listener>,
+    readiness: daemon::Readiness,
+) -> Result<()> {
+    let state_dir = config.state_dir();
     let audit = Arc::new(
         AuditLog::open(&state_dir.join("audit.log"))
             .with_context(|| format!("opening the audit log in {}", state_dir.display()))?,
@@ -85,15 +109,26 @@ async fn run(config: Arc<Config>, readiness: daemon::Readiness) -> Result<()> {
             "no Card Management Service configured: cards are watched, nobody can sign in"
         );
     }
-    let socket = config.socket_path();
-    let listener =
-        ipc::bind(&socket).with_context(|| format!("binding the socket {}", socket.display()))?;
+    let listener = match activated {
+        Some(listener) => {
+            tracing::info!(socket = %listener.path().display(), "serving the socket systemd passed");
+            listener
+        }
+        None => {
+            let socket = config.socket_path();
+            ipc::bind(&socket)
+                .with_context(|| format!("binding the socket {}", socket.display()))?
+        }
+    };
+    let socket = listener.path().to_path_buf();
 
     let shutdown = CancellationToken::new();
     let (owner, link) = SessionOwner::new(config.clone(), cms, audit);
     let (card_tx, card_rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = CardWatcher::start(card_tx).context("starting the card watcher")?;
-    let owner = tokio::spawn(owner.run(card_rx, shutdown.clone()));
+    // The owner stops first and tells subscribers the session ended; then the server.
+    let stop_owner = CancellationToken::new();
+    let owner = tokio::spawn(owner.run(card_rx, stop_owner.clone()));
     let limits = ServerLimits {
         max_connections: config.ipc.max_connections,
     };
@@ -107,8 +142,9 @@ async fn run(config: Arc<Config>, readiness: daemon::Readiness) -> Result<()> {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    shutdown.cancel();
+    stop_owner.cancel();
     let _ = owner.await;
+    shutdown.cancel();
     let _ = server.await;
     tokio::task::spawn_blocking(move || watcher.stop())
         .await

@@ -9,6 +9,8 @@ pub mod api;
 pub mod auth;
 #[cfg(feature = "server")]
 pub mod ca;
+#[cfg(feature = "server")]
+pub mod cli;
 pub mod client;
 #[cfg(feature = "server")]
 pub mod custody;

@@ -1,168 +1,16 @@
 //! `cms`: the admin CLI and server of the reference Card Management Service.
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Parser;
+use cms::cli::{Algorithm, Cli, Command, IssueArgs, ServeArgs};
 use cms::issuance::{CardIssuance, InitialValidity};
-use cms::policy::AgentVersion;
 use cms::{dates, server, Cms, DataDir, Policy};
-use piv::{CardSerial, KeyAlgorithm, ManagementAlgorithm, PivCard};
+use piv::{KeyAlgorithm, PivCard};
 use std::ffi::CString;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
-
-/// The reference Card Management Service: HTTPS API, CA, card registry and issuing.
-#[derive(Debug, Parser)]
-#[command(name = "cms", version)]
-struct Cli {
-    /// The service's data directory (database, CA, TLS certificate, master secret).
-    #[arg(long, env = "CMS_DATA_DIR", default_value = "cms-data", global = true)]
-    data_dir: PathBuf,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Creates the CA, the TLS certificate, the master secret and the database (keeps what
-    /// exists).
-    Init {
-        /// Extra host names or addresses for the TLS certificate (localhost, 127.0.0.1 and ::1
-        /// are always in it).
-        #[arg(long = "hostname")]
-        hostnames: Vec<String>,
-    },
-    /// Serves the API over HTTPS until interrupted (initialises the data directory first).
-    Serve(ServeArgs),
-    /// Adds a user and prints their id.
-    AddUser {
-        /// Their name.
-        #[arg(long)]
-        name: String,
-        /// Their UUID (a new one by default).
-        #[arg(long)]
-        id: Option<String>,
-    },
-    /// Adds a role profile to a user and prints its id.
-    AddRoleProfile {
-        /// The user's id.
-        #[arg(long)]
-        user: String,
-        /// The organisation.
-        #[arg(long)]
-        organisation: String,
-        /// The job role.
-        #[arg(long)]
-        job_role: String,
-        /// Activity codes, comma-separated (B0267 is "repair smartcard").
-        #[arg(long, value_delimiter = ',')]
-        activities: Vec<String>,
-    },
-    /// Personalises the blank PIV card in a reader for a user and registers it.
-    IssueCard(IssueArgs),
-    /// Lists every card as the Smartcard Details table.
-    ListCards,
-    /// Cancels a card.
-    CancelCard {
-        /// The card serial.
-        serial: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-    },
-    /// Shows the audit log.
-    Audit {
-        /// Only entries about this card.
-        #[arg(long)]
-        card: Option<String>,
-        /// How many of the latest entries.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-    },
-}
-
-#[derive(Debug, Args)]
-struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    listen: SocketAddr,
-    /// Extra host names for the TLS certificate, when it is created.
-    #[arg(long = "hostname")]
-    hostnames: Vec<String>,
-    /// The lowest identity agent version allowed to self-renew.
-    #[arg(long, default_value = "0.1.0")]
-    min_agent_version: AgentVersion,
-    /// Agent versions refused for self-renewal (repeatable).
-    #[arg(long = "block-agent-version")]
-    blocked_agent_versions: Vec<AgentVersion>,
-    /// How long a session lasts, in minutes.
-    #[arg(long, default_value_t = 720)]
-    session_minutes: u64,
-    /// How long a challenge can be answered, in seconds.
-    #[arg(long, default_value_t = 60)]
-    challenge_seconds: u64,
-    /// Self-renewals a card takes before it must be repaired.
-    #[arg(long, default_value_t = 10)]
-    card_capacity: u32,
-    /// Present this TLS certificate chain (PEM) instead of the one the service issued itself.
-    #[arg(long, requires = "tls_key")]
-    tls_certificate: Option<PathBuf>,
-    /// The PKCS#8 PEM key of --tls-certificate.
-    #[arg(long, requires = "tls_certificate")]
-    tls_key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Algorithm {
-    Rsa2048,
-    P256,
-}
-
-#[derive(Debug, Args)]
-struct IssueArgs {
-    /// The holder's user id.
-    #[arg(long)]
-    user: String,
-    /// The holder's PIN (4 to 8 digits, no obvious sequence).
-    #[arg(long, env = "CMS_ISSUE_PIN", hide_env_values = true)]
-    pin: String,
-    /// The reader (the first reader holding a card by default).
-    #[arg(long)]
-    reader: Option<String>,
-    /// The algorithm of the key generated on the card.
-    #[arg(long, value_enum, default_value = "rsa2048")]
-    algorithm: Algorithm,
-    /// The certificate expires in this many days (two years by default).
-    #[arg(long, conflicts_with = "expired")]
-    expires_in_days: Option<i64>,
-    /// The certificate has already expired (for repair tests and demos).
-    #[arg(long)]
-    expired: bool,
-    /// The serial to write to a card that has no CHUID yet.
-    #[arg(long)]
-    serial: Option<CardSerial>,
-    /// The card's current management key, hex: the transport key its supplier set (the
-    /// factory key `0102…08` repeated by default). Its algorithm is the card's, read from the
-    /// card's metadata or found by asking it.
-    #[arg(long, hide_default_value = true)]
-    management_key: Option<String>,
-    /// The algorithms the card's new management key may take, in order of preference: the
-    /// first the card takes is given. A card that takes none is left untouched.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "aes256,aes192,aes128,3des"
-    )]
-    management_algorithms: Vec<ManagementAlgorithm>,
-    /// The card's current PIN.
-    #[arg(long, default_value = "123456", hide_default_value = true)]
-    current_pin: String,
-    /// The card's current PUK.
-    #[arg(long, default_value = "12345678", hide_default_value = true)]
-    current_puk: String,
-}
 
 fn init_logging() {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -180,9 +28,12 @@ fn init_logging() {
             filter = filter.add_directive(directive);
         }
     }
+    // Colour only on a terminal: under systemd standard error goes to journald, which would
+    // keep the escape codes.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

@@ -1,17 +1,18 @@
-//! The real agent's socket under load and abuse, and the daemon's start: hostile clients get
-//! errors while others keep being served, 200 clients at once, readiness in the background,
-//! core dumps off.
+//! The real agent's socket under load and abuse, and the daemon's start and stop: hostile
+//! clients get errors while others keep being served, 200 clients at once, readiness in the
+//! background with the caller's output let go, core dumps off, socket activation by systemd's
+//! own tool, and SIGTERM ending the session for subscribers and removing the socket.
 //!
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
-use agent_ipc::{Client, ErrorCode, Event};
+use agent_ipc::{Client, ErrorCode, Event, SessionEndReason};
 use cardsim::AtrProfile;
 use cms::issuance::InitialValidity;
 use piv::CardSerial;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use testbed::stack::{workspace_binary, AgentOptions, Stack};
 
@@ -161,16 +162,37 @@ fn in_the_background_the_agent_is_ready_when_its_starter_returns() {
     )
     .unwrap();
     let socket = dir.join("bg").join("agent.sock");
-    let status = Command::new(workspace_binary("identity-agent").unwrap())
+    let mut starter = Command::new(workspace_binary("identity-agent").unwrap());
+    starter
         .arg("--config")
         .arg(&config)
         .arg("--socket")
         .arg(&socket)
         .env("XDG_STATE_HOME", dir.join("state"))
         .env("RUST_LOG", "info")
-        .status()
+        // A terminal would get colours; the log file must not.
+        .env("TERM", "xterm-256color")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // `output` returns only when both pipes close: an agent that kept the caller's standard
+    // output or error would hold it here until it stopped.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(starter.output()));
+    let output = finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the background agent kept the caller's standard output or error open")
         .unwrap();
-    assert!(status.success(), "{status}");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stdout.is_empty() && output.stderr.is_empty(),
+        "{output:?}"
+    );
+    let log = std::fs::read_to_string(dir.join("state/identity-agent/agent.log")).unwrap();
+    assert!(log.contains("identity agent ready"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in the log file: {log:?}"
+    );
     // Ready means ready: the first connection is answered, no retry.
     let (mut w, mut r) = raw(&socket);
     writeln!(
@@ -201,6 +223,112 @@ fn in_the_background_the_agent_is_ready_when_its_starter_returns() {
         std::thread::sleep(Duration::from_millis(25));
     }
     panic!("the agent did not stop on SIGTERM");
+}
+
+#[test]
+fn sigterm_ends_the_session_tells_subscribers_and_removes_the_socket() {
+    let mut stack = Stack::start().unwrap();
+    let card = stack
+        .nurse_card(
+            serial(2),
+            "246810",
+            InitialValidity::Days(90),
+            AtrProfile::Piv,
+        )
+        .unwrap();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
+    let socket = stack.socket().unwrap();
+    let mut events = stack.subscribe();
+    let _inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+
+    let status = stack.stop_agent().unwrap();
+    assert!(status.success(), "the agent did not stop cleanly: {status}");
+    let ended = stack.wait_for(&mut events, |e| matches!(e, Event::SessionEnded { .. }));
+    let Event::SessionEnded { reason, .. } = ended else {
+        unreachable!()
+    };
+    assert_eq!(reason, SessionEndReason::AgentShutdown);
+    assert!(!socket.exists(), "the socket outlived the agent");
+    let logs = stack.agent_logs();
+    assert!(logs.contains("SIGTERM: shutting down"), "{logs}");
+    assert!(!logs.contains('\x1b'), "colour codes in the log: {logs:?}");
+}
+
+#[test]
+fn a_socket_activated_agent_serves_the_socket_it_was_given_and_leaves_it() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        panic!("systemd-socket-activate is missing: install the systemd package");
+    };
+    let stack = Stack::start().unwrap();
+    let dir = stack.bed.dir();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        stack.agent_config(&AgentOptions::default()).unwrap(),
+    )
+    .unwrap();
+    // The configured socket is elsewhere: the one passed in wins.
+    let configured = dir.join("configured").join("agent.sock");
+    let socket = dir.join("activated.sock");
+    let mut manager = Command::new(activate)
+        .arg("--listen")
+        .arg(&socket)
+        .arg(workspace_binary("identity-agent").unwrap())
+        .arg("--foreground")
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&configured)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("activated.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // The socket exists before the agent runs: a client connecting now is queued, not refused.
+    for _ in 0..200 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let (mut w, mut r) = raw(&socket);
+    writeln!(
+        w,
+        r#"{{"id":1,"method":"hello","params":{{"protocol":1}}}}"#
+    )
+    .unwrap();
+    assert!(reply(&mut r)["result"]["capabilities"].is_array());
+    writeln!(w, r#"{{"id":2,"method":"status"}}"#).unwrap();
+    assert!(reply(&mut r)["result"]["readers"].is_array());
+    drop((w, r));
+    assert!(!configured.exists(), "the agent bound its own socket too");
+
+    // systemd-socket-activate execs the agent: its pid is the agent's.
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(manager.id() as i32, libc::SIGTERM) };
+    let status = manager.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // The socket is the manager's: the agent leaves it for the next activation.
+    assert!(
+        socket.exists(),
+        "the agent removed a socket it does not own"
+    );
+    let log = std::fs::read_to_string(dir.join("activated.log")).unwrap();
+    assert!(log.contains("serving the socket systemd passed"), "{log}");
+}
+
+/// `program` on `PATH`.
+fn which(program: &str) -> Result<std::path::PathBuf, String> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{program} is not on PATH"))
 }
 
 /// The pid of the agent serving `socket`, from the process table.

@@ -3,115 +3,17 @@
 //! Exit codes: 0 ok, 1 the agent answered an error, 2 usage, 3 the agent is not running,
 //! 4 a protocol or unexpected error.
 
+use agent::cli::{IactlArgs as Cli, IactlCommand as Command, RoleAction};
 use agent_ipc::{
     default_socket_path, Call, CancelCardParams, CancelOperationParams, CardDetails, CardParams,
     CardStatus, Client, ClientError, DoctorParams, DoctorReport, ErrorObject, Event, LoginParams,
     OperationStatus, ReaderStatus, RepairParams, Roles, SelectRoleParams, SessionState,
     SessionStatus, Status, Ticket,
 };
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use serde::de::DeserializeOwned;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Talk to the identity agent.
-#[derive(Debug, Parser)]
-#[command(name = "iactl", version, about = "Talk to the identity agent")]
-struct Cli {
-    /// Print the agent's JSON result instead of text (errors as {"error":{…}}).
-    #[arg(long, global = true)]
-    json: bool,
-    /// The agent's socket (default: $IDENTITY_AGENT_SOCKET, else
-    /// $XDG_RUNTIME_DIR/identity-agent/agent.sock).
-    #[arg(long, global = true, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// The agent, pcscd, readers, cards and session.
-    Status,
-    /// The readers and their cards.
-    Readers,
-    /// Sign in with a card (the agent asks for the PIN).
-    Login {
-        /// The reader (default: the only one with a PIV card).
-        #[arg(long)]
-        reader: Option<String>,
-    },
-    /// End the session.
-    Logout,
-    /// The signed-in user's roles.
-    Roles,
-    /// Role selection.
-    Role {
-        #[command(subcommand)]
-        action: RoleAction,
-    },
-    /// The session ticket for relying applications.
-    Ticket,
-    /// Print events as they happen, until interrupted.
-    Events {
-        /// Keep following (the default; accepted for clarity).
-        #[arg(long)]
-        follow: bool,
-    },
-    /// Renew the signed-in card's certificates.
-    Renew,
-    /// Repair a holder's card (Registration Authority): shows its Smartcard Details and asks
-    /// to confirm, then the holder chooses a new passcode.
-    Repair {
-        /// The reader holding the card.
-        #[arg(long)]
-        reader: Option<String>,
-        /// Confirm without asking (the details are still printed).
-        #[arg(long)]
-        yes: bool,
-    },
-    /// A card's Smartcard Details at the Card Management Service.
-    Card {
-        /// The reader holding the card (default: a second reader's card, else your own).
-        #[arg(long)]
-        reader: Option<String>,
-    },
-    /// Cancel a card at the Card Management Service (Registration Authority).
-    CancelCard {
-        /// The card's serial.
-        serial: String,
-        /// Why it is cancelled.
-        #[arg(long)]
-        reason: String,
-    },
-    /// Cancel a running renew or repair.
-    Cancel {
-        /// The operation's id.
-        id: String,
-    },
-    /// Diagnose a card.
-    Doctor {
-        /// The reader holding the card.
-        #[arg(long)]
-        reader: Option<String>,
-        /// Also heal what is safe to heal.
-        #[arg(long)]
-        heal: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum RoleAction {
-    /// Select a role by its id (see `iactl roles`).
-    Select {
-        /// The role's id.
-        id: String,
-        /// Do not remember it as the default role.
-        #[arg(long)]
-        no_remember: bool,
-    },
-}
 
 /// Why iactl failed, and so its exit code.
 enum Failure {

@@ -462,11 +462,22 @@ async fn write_loop(
     }
     conn.cancel();
     if shutdown.is_cancelled() && !torn {
+        // Events published before the server was stopped (the session's end among them) go
+        // out before the farewell.
+        let mut last_events = Vec::new();
+        if let Some(receiver) = events.as_mut() {
+            while let Ok(event) = receiver.try_recv() {
+                if let Ok(line) = encode_line(&event) {
+                    last_events.extend_from_slice(&line);
+                }
+            }
+        }
         let reply = Reply {
             id: None,
             outcome: Outcome::Error(shutting_down()),
         };
         let farewell = async {
+            w.write_all(&last_events).await?;
             w.write_all(&encode_reply(&reply)).await?;
             w.flush().await
         };

@@ -1,10 +1,12 @@
-//! Binding the socket: a private directory, no stale socket, never a live agent's socket.
+//! Binding the socket: a private directory, no stale socket, never a live agent's socket. Or
+//! taking the one systemd passes (`identity-agent.socket`, `LISTEN_FDS`), which systemd owns.
 //!
 //! The transport is tokio's `UnixListener`. DESIGN.md names `interprocess`, but its tokio API
 //! gives no peer credentials, which the server checks on every connection; Windows named pipes
 //! will get their own listener when the agent is ported.
 
 use std::io;
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
@@ -48,6 +50,85 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const SD_LISTEN_FDS_START: RawFd = 3;
+
+/// The listening socket systemd passed this process (`LISTEN_PID` is ours and `LISTEN_FDS` is at
+/// least 1), if any. The variables are removed so that no child (pinentry) takes them as its
+/// own. The socket's file belongs to systemd and is left in place on close: the socket unit
+/// starts the agent again on the next connection.
+///
+/// Call before any thread is started (it changes the environment).
+pub fn from_systemd() -> io::Result<Option<Listener>> {
+    let pid = std::env::var("LISTEN_PID").ok();
+    let fds = std::env::var("LISTEN_FDS").ok();
+    if pid.is_none() && fds.is_none() {
+        return Ok(None);
+    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    if pid.and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
+        return Ok(None);
+    }
+    let count: i32 = fds.and_then(|n| n.parse().ok()).unwrap_or(0);
+    if count < 1 {
+        return Ok(None);
+    }
+    let fd = SD_LISTEN_FDS_START;
+    if !is_listening_unix_stream(fd) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the socket systemd passed is not a listening Unix stream socket (check ListenStream= in identity-agent.socket)",
+        ));
+    }
+    // The descriptors after the first are not ours to serve; close them so they do not leak
+    // into children.
+    for extra in 1..count {
+        // SAFETY: closing a descriptor systemd passed us and nothing else owns.
+        unsafe { libc::close(fd + extra) };
+    }
+    // SAFETY: fd 3 was passed by systemd for us alone, checked to be a listening Unix socket.
+    let inner = unsafe { StdUnixListener::from_raw_fd(fd) };
+    // SAFETY: fcntl on a valid descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    inner.set_nonblocking(true)?;
+    let path = inner
+        .local_addr()?
+        .as_pathname()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Ok(Some(Listener {
+        inner: Some(inner),
+        path,
+        identity: (0, 0),
+        // Not ours to remove.
+        closed: true,
+    }))
+}
+
+/// Whether `fd` is a Unix stream socket that listens.
+fn is_listening_unix_stream(fd: RawFd) -> bool {
+    let option = |name: libc::c_int| -> Option<libc::c_int> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: value and len describe a c_int the kernel writes into.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(value)
+    };
+    option(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+        && option(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && option(libc::SO_ACCEPTCONN) == Some(1)
 }
 
 /// Creates the socket's directory (0700, owned by us), removes a stale socket (not one a live

@@ -12,7 +12,7 @@ mod connection;
 mod listener;
 mod server;
 
-pub use listener::{bind, Listener};
+pub use listener::{bind, from_systemd, Listener};
 pub use server::serve;
 
 /// One call the server hands to the session owner, with where to send the answer.
