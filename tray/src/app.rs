@@ -119,6 +119,21 @@ pub async fn run(options: Options) -> Result<()> {
                 }
             }
             Some((command, outcome)) = done_rx.recv() => {
+                if let (Command::SignIn, Err(ClientError::Agent(error))) = (&command, &outcome) {
+                    // What the card or the service said stays on the icon; a card pulled
+                    // during the prompt is not a failure.
+                    if matches!(
+                        error.code,
+                        ErrorCode::CertificateExpired
+                            | ErrorCode::CardCancelled
+                            | ErrorCode::PinBlocked
+                            | ErrorCode::WrongPin
+                            | ErrorCode::CmsUnreachable
+                    ) {
+                        agent.failure = Some(error.clone());
+                    }
+                    todo = notices.on_login_refused(&agent, error);
+                }
                 todo.extend(finished(&command, outcome));
             }
             _ = terminate.recv() => break,

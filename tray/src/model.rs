@@ -196,7 +196,11 @@ impl AgentView {
         } else if let Some(why) = &self.unreachable {
             tooltip.push(why.clone());
         }
-        lines.extend(tooltip.iter().cloned());
+        if connected {
+            lines.extend(tooltip.iter().cloned());
+        } else {
+            lines.push("Reconnecting by itself".into());
+        }
 
         let sign = if signed_in {
             Toggle::new("Sign out", true)

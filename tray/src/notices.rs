@@ -5,7 +5,7 @@
 
 use crate::dates::{display_date, first_date_in};
 use crate::model::AgentView;
-use agent_ipc::{ErrorCode, Event, OperationKind, SessionEndReason, SessionState};
+use agent_ipc::{ErrorCode, ErrorObject, Event, OperationKind, SessionEndReason, SessionState};
 use std::time::{Duration, Instant};
 
 /// A condition the user is told about; each has one notification, replaced as it changes.
@@ -165,35 +165,7 @@ impl Notices {
                 ..
             } if *days_left >= 0 => self.expiry_warning(expires_on, actions, now),
             Event::ExpiryWarning { expires_on, .. } => vec![expired(expires_on)],
-            Event::LoginFailed { error, .. } => match error.code {
-                ErrorCode::CertificateExpired | ErrorCode::CardCancelled => {
-                    let on = view.card().and_then(|c| c.expires_on.clone());
-                    vec![match (error.code, on) {
-                        (ErrorCode::CertificateExpired, Some(on)) => expired(&on),
-                        _ => NoticeAction::Show(Notice {
-                            body: error.message.clone(),
-                            ..expired_notice()
-                        }),
-                    }]
-                }
-                ErrorCode::PinBlocked => vec![NoticeAction::Show(Notice {
-                    condition: Condition::PinBlocked,
-                    summary: "Your smartcard's PIN is blocked — contact your Registration \
-                              Authority"
-                        .into(),
-                    body: "Too many wrong passcodes were entered. A Registration Authority \
-                           officer can unblock the card and let you choose a new passcode."
-                        .into(),
-                    urgency: Urgency::Critical,
-                    category: "device.error",
-                    icon: "dialog-error",
-                    actions: Vec::new(),
-                    progress: None,
-                    resident: true,
-                })],
-                ErrorCode::CmsUnreachable => vec![unreachable(&error.message)],
-                _ => Vec::new(),
-            },
+            Event::LoginFailed { error, .. } => self.on_login_refused(view, error),
             Event::SessionEnded { reason, .. } => match reason {
                 SessionEndReason::CardRemoved
                 | SessionEndReason::CardChanged
@@ -300,6 +272,39 @@ impl Notices {
         }
     }
 
+    /// The notifications a refused sign-in deserves, whether the refusal came as a
+    /// `login_failed` event or as the answer to the tray's own `login`.
+    pub fn on_login_refused(&mut self, view: &AgentView, error: &ErrorObject) -> Vec<NoticeAction> {
+        match error.code {
+            ErrorCode::CertificateExpired | ErrorCode::CardCancelled => {
+                let on = view.card().and_then(|c| c.expires_on.clone());
+                vec![match (error.code, on) {
+                    (ErrorCode::CertificateExpired, Some(on)) => expired(&on),
+                    _ => NoticeAction::Show(Notice {
+                        body: error.message.clone(),
+                        ..expired_notice()
+                    }),
+                }]
+            }
+            ErrorCode::PinBlocked => vec![NoticeAction::Show(Notice {
+                condition: Condition::PinBlocked,
+                summary: "Your smartcard's PIN is blocked — contact your Registration Authority"
+                    .into(),
+                body: "Too many wrong passcodes were entered. A Registration Authority officer \
+                       can unblock the card and let you choose a new passcode."
+                    .into(),
+                urgency: Urgency::Critical,
+                category: "device.error",
+                icon: "dialog-error",
+                actions: Vec::new(),
+                progress: None,
+                resident: true,
+            })],
+            ErrorCode::CmsUnreachable => vec![unreachable(&error.message)],
+            _ => Vec::new(),
+        }
+    }
+
     fn expiry_warning(
         &mut self,
         expires_on: &str,
@@ -382,7 +387,7 @@ fn unreachable(message: &str) -> NoticeAction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_ipc::{ErrorObject, OperationStatus, SessionStatus};
+    use agent_ipc::{OperationStatus, SessionStatus};
 
     fn warning() -> Event {
         Event::ExpiryWarning {

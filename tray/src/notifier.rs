@@ -1,10 +1,9 @@
 //! Shows [`Notice`]s on the desktop through `org.freedesktop.Notifications` (notify-rust):
 //! one notification per [`Condition`], replaced in place as it changes; rate-limited so a card
 //! pulled and pushed again and again gives no flood; actions only where the server has the
-//! `actions` capability. The server's `ActionInvoked` signals come back as [`ActionInvoked`].
+//! `actions` capability. The action the user chooses comes back as [`ActionInvoked`].
 
 use crate::notices::{Condition, Notice, NoticeAction, Urgency};
-use futures_util::StreamExt;
 use notify_rust::{Hint, Notification, Timeout};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -61,11 +60,17 @@ pub struct Notifier {
     ids: HashMap<Condition, u32>,
     limiter: RateLimiter,
     capabilities: Option<Vec<String>>,
+    actions: UnboundedSender<(u32, String)>,
 }
 
 impl Notifier {
-    /// A notifier on the session bus; `ActionInvoked` signals are sent to `actions` as (id, key)
+    /// A notifier on the session bus; the actions chosen are sent to `actions` as (id, key)
     /// for [`Notifier::invoked`] to name. Without a session bus it logs and shows nothing.
+    ///
+    /// Servers send `ActionInvoked` to the connection that sent the notification (dunst does),
+    /// so a notification with actions keeps its own connection, waited on by a thread of its
+    /// own until the user acts or it is closed; it is closed, not replaced, when it changes, so
+    /// that thread always ends.
     pub async fn connect(actions: UnboundedSender<(u32, String)>) -> Self {
         let bus = match zbus::Connection::session().await {
             Ok(bus) => Some(bus),
@@ -74,37 +79,12 @@ impl Notifier {
                 None
             }
         };
-        if let Some(bus) = &bus {
-            let rule = zbus::MatchRule::builder()
-                .msg_type(zbus::message::Type::Signal)
-                .interface(BUS_NAME)
-                .and_then(|b| b.member("ActionInvoked"))
-                .map(|b| b.build());
-            match rule {
-                Ok(rule) => match zbus::MessageStream::for_match_rule(rule, bus, Some(16)).await {
-                    Ok(mut stream) => {
-                        let tx = actions;
-                        tokio::task::spawn_local(async move {
-                            while let Some(Ok(message)) = stream.next().await {
-                                if let Ok((id, key)) = message.body().deserialize::<(u32, String)>()
-                                {
-                                    if tx.send((id, key)).is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                        });
-                    }
-                    Err(e) => tracing::warn!("cannot listen for notification actions: {e}"),
-                },
-                Err(e) => tracing::warn!("cannot listen for notification actions: {e}"),
-            }
-        }
         Self {
             bus,
             ids: HashMap::new(),
             limiter: RateLimiter::default(),
             capabilities: None,
+            actions,
         }
     }
 
@@ -177,13 +157,31 @@ impl Notifier {
                 n.action(key, label);
             }
         }
-        if let Some(id) = self.ids.get(&notice.condition) {
+        if with_actions {
+            // Its predecessor's waiting thread ends when the server says it was closed.
+            self.close(notice.condition).await;
+            self.limiter.allow(&notice, now);
+        } else if let Some(id) = self.ids.get(&notice.condition) {
             n.id(*id);
         }
         match n.show_async().await {
             Ok(handle) => {
-                tracing::info!(condition = ?notice.condition, id = handle.id(), summary = %notice.summary, "notification shown");
-                self.ids.insert(notice.condition, handle.id());
+                let id = handle.id();
+                tracing::info!(condition = ?notice.condition, id, summary = %notice.summary, "notification shown");
+                self.ids.insert(notice.condition, id);
+                if with_actions {
+                    let actions = self.actions.clone();
+                    let waiting = std::thread::Builder::new()
+                        .name("notification-actions".into())
+                        .spawn(move || {
+                            handle.wait_for_action(|key| {
+                                let _ = actions.send((id, key.to_owned()));
+                            })
+                        });
+                    if let Err(e) = waiting {
+                        tracing::warn!("cannot wait for the notification's actions: {e}");
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!("showing a notification failed: {e}");
