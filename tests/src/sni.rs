@@ -154,28 +154,36 @@ fn get(bus: &Connection, item: &ItemAddress, name: &str) -> Result<OwnedValue> {
     Ok(reply.body().deserialize()?)
 }
 
+/// The item's `IconPixmap` alone (one call): (width, height, RGBA) of each size.
+pub fn icon_pixmap(bus: &Connection, item: &ItemAddress) -> Result<Vec<(u32, u32, Vec<u8>)>> {
+    let value = get(bus, item, "IconPixmap")?;
+    pixmaps(&value)
+}
+
+fn pixmaps(value: &Value<'_>) -> Result<Vec<(u32, u32, Vec<u8>)>> {
+    let Value::Array(array) = value else {
+        bail!("a pixmap list is not an array: {value:?}")
+    };
+    array
+        .iter()
+        .map(|entry| {
+            let fields = structure(entry)?;
+            let width: i32 = fields[0].try_clone()?.try_into()?;
+            let height: i32 = fields[1].try_clone()?.try_into()?;
+            let argb: Vec<u8> = fields[2].try_clone()?.try_into()?;
+            // The wire's ARGB32 in network byte order, as RGBA.
+            let rgba = argb
+                .chunks(4)
+                .flat_map(|p| [p[1], p[2], p[3], p[0]])
+                .collect();
+            Ok((width as u32, height as u32, rgba))
+        })
+        .collect()
+}
+
 /// The item's properties, read now.
 pub fn properties(bus: &Connection, item: &ItemAddress) -> Result<ItemProperties> {
     let string = |name: &str| -> Result<String> { Ok(get(bus, item, name)?.try_into()?) };
-    let pixmaps = |value: &Value<'_>| -> Result<Vec<(u32, u32, Vec<u8>)>> {
-        let Value::Array(array) = value else {
-            bail!("a pixmap list is not an array: {value:?}")
-        };
-        array
-            .iter()
-            .map(|entry| {
-                let fields = structure(entry)?;
-                let width: i32 = fields[0].try_clone()?.try_into()?;
-                let height: i32 = fields[1].try_clone()?.try_into()?;
-                let argb: Vec<u8> = fields[2].try_clone()?.try_into()?;
-                let rgba = argb
-                    .chunks(4)
-                    .flat_map(|p| [p[1], p[2], p[3], p[0]])
-                    .collect();
-                Ok((width as u32, height as u32, rgba))
-            })
-            .collect()
-    };
     let icon_value = get(bus, item, "IconPixmap")?;
     let tooltip = get(bus, item, "ToolTip")?;
     let tooltip_fields = structure(&tooltip)?;

@@ -143,8 +143,10 @@ pub async fn run(options: Options) -> Result<()> {
         for action in todo {
             notifier.apply(action, now).await;
         }
-        if let Err(e) = front.show(&view(&agent)) {
-            tracing::warn!("updating the tray item: {e:#}");
+        let shown = view(&agent);
+        match front.show(&shown) {
+            Ok(()) => tracing::trace!(icon = shown.icon.name(), "tray item up to date"),
+            Err(e) => tracing::warn!("updating the tray item: {e:#}"),
         }
     }
     tracing::info!("tray stopped");

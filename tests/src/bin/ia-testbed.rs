@@ -151,6 +151,10 @@ fn start_tray(socket: &std::path::Path) -> Option<TrayProcess> {
     match std::process::Command::new(program)
         .arg("--socket")
         .arg(socket)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(std::process::Stdio::null())
         .spawn()
     {

@@ -50,13 +50,6 @@ fn footprint(pid: u32) -> Result<(u64, u64)> {
     Ok((rss, switches))
 }
 
-fn icon_of(props: &sni::ItemProperties) -> Option<IconKind> {
-    let (width, _, rgba) = props.icon.first()?;
-    IconKind::ALL
-        .into_iter()
-        .find(|k| k.pixels(*width).is_ok_and(|p| p.rgba == *rgba))
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -82,15 +75,27 @@ fn main() -> Result<()> {
     command
         .arg("--socket")
         .arg(stack.socket()?)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("TRAY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stderr(desktop.log_file("tray.log")?);
     let mut tray = DesktopProcess::spawn(command, "identity-agent-tray")?;
     let bus = desktop.bus()?;
     let item = sni::wait_for_item(&bus, "identity-agent", Duration::from_secs(10))?;
+    // The icons decoded once, so a poll costs one D-Bus call and a comparison.
+    let pixels: Vec<(IconKind, Vec<u8>)> = IconKind::ALL
+        .into_iter()
+        .map(|k| Ok((k, k.pixels(tray::front::ICON_SIZE)?.rgba)))
+        .collect::<Result<_>>()?;
     let wait_icon = |kind: IconKind| -> Result<Instant> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if sni::properties(&bus, &item).ok().as_ref().and_then(icon_of) == Some(kind) {
+            let shown = sni::icon_pixmap(&bus, &item).ok().and_then(|icons| {
+                let (_, _, rgba) = icons.first()?;
+                pixels.iter().find(|(_, p)| p == rgba).map(|(k, _)| *k)
+            });
+            if shown == Some(kind) {
                 return Ok(Instant::now());
             }
             if Instant::now() > deadline {
@@ -142,6 +147,9 @@ fn main() -> Result<()> {
         let seen = next(|e| matches!(e, Event::CardInserted { .. }))?;
         let shown = wait_icon(IconKind::CardInserted)?;
         latencies.push(shown.saturating_duration_since(seen).as_secs_f64() * 1000.0);
+        if std::env::var_os("TRAY_LOG").is_some() {
+            println!("  event seen {seen:?}, icon shown {shown:?}");
+        }
         stack.bed.remove(0, inserted)?;
         let seen = next(|e| matches!(e, Event::CardRemoved { .. }))?;
         let shown = wait_icon(IconKind::NoCard)?;
@@ -156,6 +164,12 @@ fn main() -> Result<()> {
         latencies.len()
     );
     let (rss, _) = footprint(tray.pid())?;
+    if std::env::var_os("TRAY_LOG").is_some() {
+        print!(
+            "{}",
+            std::fs::read_to_string(desktop.dir().join("tray.log"))?
+        );
+    }
     println!("  RSS afterwards   {:.1} MiB", rss as f64 / 1024.0);
     if !tray.running() {
         bail!("the tray stopped");
