@@ -10,9 +10,11 @@
 //! test beds within one process take turns.
 
 pub mod agent_client;
+pub mod desktop;
 pub mod issue;
 pub mod pcscd;
 pub mod pki;
+pub mod sni;
 pub mod stack;
 
 use anyhow::{bail, Context as _, Result};

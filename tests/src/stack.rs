@@ -631,6 +631,7 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
     let package = match name {
         "ia-pinentry" | "ia-testbed" | "agent-bench" => "tests",
         "cardsim" => "cardsim",
+        "identity-agent-tray" => "tray",
         _ => "agent",
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

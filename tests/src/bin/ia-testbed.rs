@@ -94,6 +94,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
+    let _tray = start_tray(&socket);
     let bin = workspace_binary("iactl")?;
     let cardsim = workspace_binary("cardsim")?;
     println!();
@@ -132,6 +133,54 @@ fn main() -> Result<()> {
     stack.stop_agent()?;
     println!("Agent stopped.");
     Ok(())
+}
+
+/// The tray, on a desktop (`DISPLAY` or `WAYLAND_DISPLAY` set); ended when the demo ends.
+fn start_tray(socket: &std::path::Path) -> Option<TrayProcess> {
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        println!("  tray       not started (no display)");
+        return None;
+    }
+    let program = match workspace_binary("identity-agent-tray") {
+        Ok(program) => program,
+        Err(e) => {
+            println!("  tray       not started: {e:#}");
+            return None;
+        }
+    };
+    match std::process::Command::new(program)
+        .arg("--socket")
+        .arg(socket)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(child) => {
+            println!(
+                "  tray       pid {} (identity-agent-tray: icon, menu, notifications)",
+                child.id()
+            );
+            Some(TrayProcess(child))
+        }
+        Err(e) => {
+            println!("  tray       not started: {e}");
+            None
+        }
+    }
+}
+
+/// The tray started by the demo, stopped with it.
+struct TrayProcess(std::process::Child);
+
+impl Drop for TrayProcess {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
 }
 
 /// The demo users and cards: a holder whose card expires in 30 days, an RA officer with a
