@@ -11,6 +11,7 @@
 
 pub mod agent_client;
 pub mod issue;
+pub mod keyring;
 pub mod pcscd;
 pub mod pki;
 pub mod stack;

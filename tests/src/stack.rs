@@ -70,6 +70,10 @@ pub struct AgentOptions {
     pub pinentry: Option<PinentrySetup>,
     /// Extra TOML appended to the configuration.
     pub extra_config: String,
+    /// Extra environment of the agent, set last. The agent has no session bus unless this
+    /// names one in `DBUS_SESSION_BUS_ADDRESS` (so no test reaches the keyring of whoever runs
+    /// it), and `PATH` here decides which `systemctl` it finds.
+    pub env: Vec<(String, String)>,
 }
 
 /// A pinentry program for the agent.
@@ -92,6 +96,7 @@ impl Default for AgentOptions {
             log_filter: "trace".into(),
             pinentry: None,
             extra_config: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -451,6 +456,8 @@ impl Stack {
             .arg(&socket)
             .env("RUST_LOG", &options.log_filter)
             .env("XDG_STATE_HOME", dir.join("state"))
+            .env("DBUS_SESSION_BUS_ADDRESS", no_session_bus(&dir))
+            .envs(options.env.iter().map(|(name, value)| (name, value)))
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -557,6 +564,11 @@ impl Drop for Stack {
             self.runtime.block_on(server.stop());
         }
     }
+}
+
+/// A session bus address nothing listens on, in the stack's directory.
+pub fn no_session_bus(dir: &Path) -> String {
+    format!("unix:path={}", dir.join("no-session-bus").display())
 }
 
 fn next_log_number(dir: &Path) -> usize {
