@@ -70,9 +70,10 @@ pub struct AgentOptions {
     pub pinentry: Option<PinentrySetup>,
     /// Extra TOML appended to the configuration.
     pub extra_config: String,
-    /// Extra environment of the agent, set last. The agent has no session bus unless this
-    /// names one in `DBUS_SESSION_BUS_ADDRESS` (so no test reaches the keyring of whoever runs
-    /// it), and `PATH` here decides which `systemctl` it finds.
+    /// Extra environment of the agent, set last; an empty value removes the variable. The agent
+    /// has no session bus unless this names one in `DBUS_SESSION_BUS_ADDRESS` (so no test
+    /// reaches the keyring of whoever runs it), and `PATH` here decides which `systemctl` it
+    /// finds.
     pub env: Vec<(String, String)>,
 }
 
@@ -457,11 +458,16 @@ impl Stack {
             .env("RUST_LOG", &options.log_filter)
             .env("XDG_STATE_HOME", dir.join("state"))
             .env("DBUS_SESSION_BUS_ADDRESS", no_session_bus(&dir))
-            .envs(options.env.iter().map(|(name, value)| (name, value)))
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
+        for (name, value) in &options.env {
+            match value.is_empty() {
+                true => command.env_remove(name),
+                false => command.env(name, value),
+            };
+        }
         Ok((command, socket, log))
     }
 
