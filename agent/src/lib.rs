@@ -17,3 +17,4 @@ pub mod operation;
 pub mod pinentry;
 pub mod session;
 pub mod time;
+pub mod user_manager;

@@ -1,5 +1,6 @@
 //! Asking the holder for a PIN through a `pinentry` program (the Assuan protocol). The
-//! program gets only an allow-list of environment variables.
+//! program gets only an allow-list of environment variables; display variables the agent lacks
+//! are taken from the systemd user manager at prompt time (`user_manager.rs`).
 //!
 //! Pinentry's own timeout (`SETTIMEOUT`) is meant to end an unanswered prompt; the agent's hard
 //! limit comes a few seconds later. However a prompt ends — answered, timed out or abandoned
@@ -9,6 +10,7 @@
 //! back the way it found it.
 
 use crate::config::PinentryConfig;
+use std::ffi::OsString;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -125,11 +127,7 @@ pub async fn ask_pin_entry(
     command
         .args(&config.args)
         .env_clear()
-        .envs(
-            ENV_ALLOW_LIST
-                .iter()
-                .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
-        )
+        .envs(prompt_environment().await)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -175,6 +173,33 @@ pub async fn ask_pin_entry(
         PinentryError::Failed(why) => PinentryError::Failed(format!("{program}: {why}")),
         other => other,
     })
+}
+
+/// The allow-listed environment a pinentry gets: the agent's own, and — when the agent knows no
+/// display (socket-activated before the desktop imported its variables) — what the user
+/// manager has now for the names the agent lacks.
+async fn prompt_environment() -> Vec<(&'static str, OsString)> {
+    let from_manager = if crate::user_manager::lacks_display() {
+        crate::user_manager::environment(ENV_ALLOW_LIST).await
+    } else {
+        Vec::new()
+    };
+    ENV_ALLOW_LIST
+        .iter()
+        .filter_map(|name| {
+            let own = std::env::var_os(name);
+            if own.as_ref().is_some_and(|v| !v.is_empty()) {
+                return own.map(|value| (*name, value));
+            }
+            match from_manager.iter().find(|(n, _)| n == name) {
+                Some((_, value)) => {
+                    tracing::debug!("{name} for pinentry from the user manager");
+                    Some((*name, OsString::from(value)))
+                }
+                None => own.map(|value| (*name, value)),
+            }
+        })
+        .collect()
 }
 
 /// A running pinentry. Dropped while it still holds the program (its caller gave up), it

@@ -12,6 +12,7 @@
 pub mod agent_client;
 pub mod desktop;
 pub mod issue;
+pub mod keyring;
 pub mod pcscd;
 pub mod pki;
 pub mod sni;

@@ -70,6 +70,11 @@ pub struct AgentOptions {
     pub pinentry: Option<PinentrySetup>,
     /// Extra TOML appended to the configuration.
     pub extra_config: String,
+    /// Extra environment of the agent, set last; an empty value removes the variable. The agent
+    /// has no session bus unless this names one in `DBUS_SESSION_BUS_ADDRESS` (so no test
+    /// reaches the keyring of whoever runs it), and `PATH` here decides which `systemctl` it
+    /// finds.
+    pub env: Vec<(String, String)>,
 }
 
 /// A pinentry program for the agent.
@@ -92,6 +97,7 @@ impl Default for AgentOptions {
             log_filter: "trace".into(),
             pinentry: None,
             extra_config: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -451,10 +457,17 @@ impl Stack {
             .arg(&socket)
             .env("RUST_LOG", &options.log_filter)
             .env("XDG_STATE_HOME", dir.join("state"))
+            .env("DBUS_SESSION_BUS_ADDRESS", no_session_bus(&dir))
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
+        for (name, value) in &options.env {
+            match value.is_empty() {
+                true => command.env_remove(name),
+                false => command.env(name, value),
+            };
+        }
         Ok((command, socket, log))
     }
 
@@ -557,6 +570,11 @@ impl Drop for Stack {
             self.runtime.block_on(server.stop());
         }
     }
+}
+
+/// A session bus address nothing listens on, in the stack's directory.
+pub fn no_session_bus(dir: &Path) -> String {
+    format!("unix:path={}", dir.join("no-session-bus").display())
 }
 
 fn next_log_number(dir: &Path) -> usize {

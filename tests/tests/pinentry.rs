@@ -489,3 +489,77 @@ fn a_card_pulled_while_its_prompt_is_open_has_the_pinentry_leave_by_itself() {
     assert_eq!(ends[0]["end"], "bye");
     assert_ne!(stack.status().session.state, SessionState::SignedIn);
 }
+
+#[test]
+fn an_agent_started_before_the_desktop_gives_pinentry_the_display_from_the_user_manager() {
+    let mut stack = Stack::start().unwrap();
+    let card = stack
+        .nurse_card(
+            CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 2]),
+            "246810",
+            InitialValidity::Days(400),
+            AtrProfile::NhsCis,
+        )
+        .unwrap();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    // A systemctl whose user manager has the display the desktop imported after the agent
+    // started, and a variable pinentry must not see; it notes each time it is asked.
+    let dir = stack.bed.dir().to_path_buf();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = dir.join("systemctl-asked");
+    let systemctl = bin.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        format!(
+            "#!/bin/sh\n\
+             [ \"$*\" = \"--user show-environment\" ] || exit 1\n\
+             echo asked >>'{asked}'\n\
+             printf '%s\\n' HOME=/home/jane LANG=en_GB.UTF-8 DISPLAY=:42 \
+             XAUTHORITY=/run/user/1000/.mutter-Xwaylandauth.Q1 \"SECRET_FROM_MANAGER=\\$'x y'\"\n",
+            asked = asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &systemctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let options = AgentOptions {
+        env: vec![
+            ("PATH".into(), path),
+            ("DISPLAY".into(), String::new()),
+            ("WAYLAND_DISPLAY".into(), String::new()),
+            ("XAUTHORITY".into(), String::new()),
+        ],
+        ..AgentOptions::default()
+    };
+    stack.start_agent(&options).unwrap();
+    let mut events = stack.subscribe();
+    let _inserted = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
+
+    let prompts = stack.pin_prompts();
+    assert_eq!(prompts.len(), 1, "{prompts:?}");
+    let env: Vec<&str> = prompts[0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"DISPLAY"), "{env:?}\n{}", stack.agent_logs());
+    assert!(env.contains(&"XAUTHORITY"), "{env:?}");
+    assert!(!env.contains(&"SECRET_FROM_MANAGER"), "{env:?}");
+    let asked = std::fs::read_to_string(&asked).unwrap_or_default();
+    assert_eq!(
+        asked.lines().count(),
+        1,
+        "systemctl was asked once per prompt"
+    );
+}

@@ -2,7 +2,13 @@
 //! written atomically (temporary file, fsync, rename, directory fsync) in a 0700 directory as
 //! 0600 files. What it holds is what finishing needs and the card cannot give back: the
 //! operation's id, the renewal's own service session, and how far the PUK rotation got.
+//!
+//! The session token is the one secret among them: with a [`SecretStore`] the journal keeps it
+//! in the OS keyring and the file only names it (`session_token_ref`); without one, or when the
+//! keyring cannot take it, the file holds it. An entry written before the keyring was used
+//! holds it too, and is read as it always was.
 
+use super::secrets::{SecretError, SecretStore};
 use agent_ipc::OperationKind;
 use piv::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
@@ -36,7 +42,9 @@ pub struct Entry {
     /// The key algorithm of the card's new 9A key.
     pub algorithm: Algorithm,
     /// A renewal's own service session: it outlives the holder's session, so the operation
-    /// finishes even while the card cannot sign in (new key, no certificate yet).
+    /// finishes even while the card cannot sign in (new key, no certificate yet). `None` read
+    /// back when the keyring that keeps it cannot give it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<Zeroizing<String>>,
     /// A repair's PUK rotation.
     pub puk: PukRotation,
@@ -51,6 +59,16 @@ pub struct Entry {
 
 fn may_have_changed() -> bool {
     true
+}
+
+/// An entry as its file holds it: the token either inline or named in the keyring.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    entry: Entry,
+    /// Where the keyring keeps the session token ([`SecretStore::reference`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_token_ref: Option<String>,
 }
 
 /// [`KeyAlgorithm`] as the journal stores it.
@@ -85,21 +103,59 @@ impl From<Algorithm> for KeyAlgorithm {
 #[derive(Debug, Clone)]
 pub struct Journal {
     dir: PathBuf,
+    secrets: Option<SecretStore>,
 }
 
 impl Journal {
-    /// The journal in `dir` (created on first write).
+    /// The journal in `dir` (created on first write), session tokens in its files.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            secrets: None,
+        }
+    }
+
+    /// The journal in `dir`, session tokens in `secrets` whenever it can take them.
+    pub fn with_secrets(dir: impl Into<PathBuf>, secrets: SecretStore) -> Self {
+        Self {
+            dir: dir.into(),
+            secrets: Some(secrets),
+        }
     }
 
     fn path(&self, serial: &str) -> PathBuf {
         self.dir.join(format!("{serial}.json"))
     }
 
-    /// The unfinished operation on card `serial`, if any. An unreadable entry is reported and
-    /// treated as none (the service still has the operation: a renewal resumes from there).
+    /// The unfinished operation on card `serial`, if any, its session token fetched from the
+    /// keyring when the file names it there. An unreadable entry is reported and treated as
+    /// none (the service still has the operation: a renewal resumes from there).
     pub fn get(&self, serial: &str) -> Option<Entry> {
+        let Stored {
+            mut entry,
+            session_token_ref,
+        } = self.read(serial)?;
+        if let (None, Some(reference)) = (&entry.session_token, session_token_ref) {
+            match self.secrets.as_ref().map(|secrets| secrets.get(&reference)) {
+                Some(Ok(token)) => entry.session_token = Some(token),
+                Some(Err(e)) => tracing::warn!(
+                    operation = %entry.operation,
+                    "the unfinished operation on card {serial} keeps its service session in the \
+                     keyring, which cannot give it now ({e}): unlock the keyring and insert the \
+                     card again"
+                ),
+                None => tracing::warn!(
+                    operation = %entry.operation,
+                    "the unfinished operation on card {serial} keeps its service session in the \
+                     keyring, which this agent does not use"
+                ),
+            }
+        }
+        Some(entry)
+    }
+
+    /// The file of card `serial` as it is, the token not fetched.
+    fn read(&self, serial: &str) -> Option<Stored> {
         if !is_serial(serial) {
             return None;
         }
@@ -113,7 +169,7 @@ impl Journal {
             }
         };
         match serde_json::from_slice(&text) {
-            Ok(entry) => Some(entry),
+            Ok(stored) => Some(stored),
             Err(e) => {
                 tracing::warn!("ignoring the damaged journal entry {}: {e}", path.display());
                 None
@@ -134,15 +190,34 @@ impl Journal {
             .collect()
     }
 
-    /// Records `entry`, replacing the card's previous one atomically.
+    /// Records `entry`, replacing the card's previous one atomically. Its session token goes
+    /// to the keyring first, so the file never names a token the keyring lacks; when the
+    /// keyring cannot take it, the file holds it (and the agent says so once).
     pub fn save(&self, entry: &Entry) -> std::io::Result<()> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
+        let previous = self
+            .read(&entry.serial)
+            .and_then(|stored| stored.session_token_ref);
+        let mut stored = Stored {
+            entry: entry.clone(),
+            session_token_ref: None,
+        };
+        if let (Some(secrets), Some(token)) = (&self.secrets, &entry.session_token) {
+            let reference = SecretStore::reference(&entry.operation);
+            match secrets.put(&reference, token) {
+                Ok(()) => {
+                    stored.entry.session_token = None;
+                    stored.session_token_ref = Some(reference);
+                }
+                Err(e) => secrets.say_falling_back_once(&e),
+            }
+        }
         let path = self.path(&entry.serial);
         let temporary = self.dir.join(format!(".{}.tmp", entry.serial));
-        let text = Zeroizing::new(serde_json::to_vec(entry).map_err(std::io::Error::other)?);
+        let text = Zeroizing::new(serde_json::to_vec(&stored).map_err(std::io::Error::other)?);
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -152,15 +227,50 @@ impl Journal {
         file.write_all(&text)?;
         file.sync_all()?;
         std::fs::rename(&temporary, &path)?;
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        if let Some(previous) = previous.filter(|p| Some(p) != stored.session_token_ref.as_ref()) {
+            self.forget_secret(&previous);
+        }
+        Ok(())
     }
 
-    /// Forgets the card's entry (the operation finished or was given up).
+    /// Forgets the card's entry (the operation finished or was given up), and the token the
+    /// keyring kept for it.
     pub fn remove(&self, serial: &str) -> std::io::Result<()> {
+        let reference = self
+            .read(serial)
+            .and_then(|stored| stored.session_token_ref);
         match std::fs::remove_file(self.path(serial)) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) => sync_dir(&self.dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if let Some(reference) = reference {
+            self.forget_secret(&reference);
+        }
+        Ok(())
+    }
+
+    /// Forgets the card's entry if it is of operation `operation`.
+    pub fn remove_operation(&self, serial: &str, operation: &str) -> std::io::Result<()> {
+        match self.read(serial) {
+            Some(stored) if stored.entry.operation == operation => self.remove(serial),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a token the journal no longer names (the file went first: a token left behind
+    /// by a failure here expires with its session).
+    fn forget_secret(&self, reference: &str) {
+        let Some(secrets) = &self.secrets else {
+            return;
+        };
+        match secrets.delete(reference) {
+            Ok(()) => {}
+            Err(SecretError::Unavailable(why)) => {
+                tracing::info!("cannot delete {reference} from the keyring now: {why}")
+            }
+            Err(e) => tracing::warn!("cannot delete {reference} from the keyring: {e}"),
         }
     }
 }
@@ -228,6 +338,36 @@ mod tests {
         journal.remove("4082A001132F2817").unwrap();
         journal.remove("4082A001132F2817").unwrap();
         assert!(journal.all().is_empty());
+    }
+
+    #[test]
+    fn a_token_kept_in_the_keyring_is_only_named_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path());
+        let named = r#"{"operation":"op-1","kind":"renew","serial":"4082A001132F2817",
+            "algorithm":"p256","puk":"old","card_changed":true,"started_at":1,
+            "session_token_ref":"identity-agent/operation/op-1"}"#;
+        std::fs::write(dir.path().join("4082A001132F2817.json"), named).unwrap();
+        // A journal without the keyring reads the entry, but not its token.
+        let entry = journal.get("4082A001132F2817").unwrap();
+        assert_eq!(entry.operation, "op-1");
+        assert!(entry.session_token.is_none());
+        // Saved without the keyring, the token is inline and nothing names the keyring.
+        journal
+            .save(&super::tests::entry("4082A001132F2817"))
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("4082A001132F2817.json")).unwrap();
+        assert!(text.contains(r#""session_token":"token""#), "{text}");
+        assert!(!text.contains("session_token_ref"), "{text}");
+        // Cleared only for its own operation.
+        journal
+            .remove_operation("4082A001132F2817", "op-2")
+            .unwrap();
+        assert!(journal.get("4082A001132F2817").is_some());
+        journal
+            .remove_operation("4082A001132F2817", "op-1")
+            .unwrap();
+        assert!(journal.get("4082A001132F2817").is_none());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub mod journal;
 mod pin_choice;
+pub mod secrets;
 
 pub(crate) use pin_choice::{ask_new_pin, ask_renewal_pin};
 
@@ -453,7 +454,21 @@ async fn finish(
     let client = match (&officer, &entry.session_token) {
         (Some(officer), _) => officer.clone(),
         (None, Some(token)) => cms.with_session(token),
-        (None, None) => return Err(internal("an operation journaled without its session")),
+        (None, None) if kind != OperationKind::Renew => {
+            return Err(internal("an operation journaled without its session"))
+        }
+        (None, None) => {
+            return Err(ErrorObject::new(
+                ErrorCode::Internal,
+                format!(
+                    "the {} of card {} cannot reach its service session: the keyring that keeps \
+                     it is locked or gone (see the agent's log); unlock it and insert the card \
+                     again",
+                    noun(kind),
+                    entry.serial
+                ),
+            ))
+        }
     };
     let run = Run {
         kind,
@@ -851,13 +866,8 @@ fn noun(kind: OperationKind) -> &'static str {
 
 /// Removes `entry` from the journal if it is the one journaled for its card.
 fn clear(journal: &Journal, entry: &Entry) {
-    if journal
-        .get(&entry.serial)
-        .is_some_and(|e| e.operation == entry.operation)
-    {
-        if let Err(e) = journal.remove(&entry.serial) {
-            tracing::warn!("cannot clear the journal entry of {}: {e}", entry.serial);
-        }
+    if let Err(e) = journal.remove_operation(&entry.serial, &entry.operation) {
+        tracing::warn!("cannot clear the journal entry of {}: {e}", entry.serial);
     }
 }
 

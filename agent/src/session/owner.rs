@@ -11,6 +11,7 @@ use crate::config::{Config, RemovalAction};
 use crate::doctor::{self, DoctorContext, DoctorOutcome};
 use crate::ipc::{AgentCall, AgentLink};
 use crate::operation::journal::Journal;
+use crate::operation::secrets::SecretStore;
 use crate::operation::{self, Finished, Operations};
 use agent_ipc::{
     Call, CardDetails, CardStatus, ErrorCode, ErrorObject, Event, OperationKind, OperationStatus,
@@ -200,7 +201,10 @@ impl SessionOwner {
         };
         let operations = Operations {
             cms: cms.clone(),
-            journal: Journal::new(config.state_dir().join("operations")),
+            journal: Journal::with_secrets(
+                config.state_dir().join("operations"),
+                SecretStore::os_keyring(),
+            ),
             pinentry: config.pinentry.clone(),
         };
         let owner = SessionOwner {
