@@ -1,7 +1,7 @@
-//! The man pages and shell completions of `identity-agent`, `iactl` and `cms`, generated from
-//! their clap definitions (`agent::cli`, `cms::cli`), so they say what `--help` says. The
-//! notes each command prints after its options (`Files:`, `Environment:`, `Exit status:`)
-//! become man page sections of their own.
+//! The man pages and shell completions of `identity-agent`, `iactl`, `identity-agent-tray` and
+//! `cms`, generated from their clap definitions (`agent::cli`, `tray::cli`, `cms::cli`), so
+//! they say what `--help` says. The notes each command prints after its options (`Files:`,
+//! `Environment:`, `Exit status:`) become man page sections of their own.
 #![warn(missing_docs)]
 
 use anyhow::{Context as _, Result};
@@ -22,8 +22,8 @@ pub struct Program {
     pub completions: bool,
 }
 
-/// The programs: `identity-agent` and `iactl` (package identity-agent), `cms` (package
-/// identity-agent-cms).
+/// The programs: `identity-agent`, `iactl` and `identity-agent-tray` (package identity-agent),
+/// `cms` (package identity-agent-cms).
 pub fn programs() -> Vec<Program> {
     vec![
         Program {
@@ -35,6 +35,11 @@ pub fn programs() -> Vec<Program> {
             command: agent::cli::IactlArgs::command(),
             section: "1",
             completions: true,
+        },
+        Program {
+            command: tray::cli::Cli::command(),
+            section: "1",
+            completions: false,
         },
         Program {
             command: cms::cli::Cli::command(),

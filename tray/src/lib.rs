@@ -6,6 +6,7 @@
 //! over D-Bus, [`front`] is the StatusNotifierItem and its menu, and [`app`] wires them.
 
 pub mod app;
+pub mod cli;
 pub mod dates;
 pub mod front;
 pub mod icons;

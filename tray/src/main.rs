@@ -3,27 +3,8 @@
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use std::path::PathBuf;
 use tray::app::{self, Options};
-use tray::model::DEFAULT_WARNING_DAYS;
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "The identity agent's tray icon, menu and notifications"
-)]
-struct Cli {
-    /// The agent's socket (default: $IDENTITY_AGENT_SOCKET, else
-    /// $XDG_RUNTIME_DIR/identity-agent/agent.sock).
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// The portal page "Open portal" opens.
-    #[arg(long, env = "IDENTITY_AGENT_PORTAL_URL")]
-    portal_url: Option<String>,
-    /// Days before expiry the icon shows "expiring soon" (the agent's `expiry.warning_days`).
-    #[arg(long, default_value_t = DEFAULT_WARNING_DAYS)]
-    warning_days: i64,
-}
+use tray::cli::Cli;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();

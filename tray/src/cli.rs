@@ -1,0 +1,54 @@
+//! The command line of `identity-agent-tray`, in the library so that its man page is generated
+//! from the very definition `--help` prints (the `packaging` crate).
+
+use crate::model::DEFAULT_WARNING_DAYS;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// What `--help` prints after the options; the man page renders each title as a section.
+const NOTES: &str = "\
+Files:
+  $XDG_CONFIG_HOME/autostart, /etc/xdg/autostart/identity-agent-tray.desktop
+          started at login in every graphical session (the package installs the entry)
+
+Environment:
+  IDENTITY_AGENT_SOCKET
+          the agent's socket when --socket is not given (else $XDG_RUNTIME_DIR/identity-agent/agent.sock)
+  IDENTITY_AGENT_PORTAL_URL
+          the portal page \"Open portal\" opens, when --portal-url is not given
+  DBUS_SESSION_BUS_ADDRESS
+          the session bus: the panel's StatusNotifierWatcher and the notification server
+  RUST_LOG
+          what the tray logs to standard error (default info)
+
+Exit status:
+  0
+          quit from the menu, or stopped by SIGTERM or SIGINT
+  1
+          the session bus or the runtime could not be reached or started
+";
+
+/// `identity-agent-tray`'s command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "identity-agent-tray",
+    version,
+    about = "The identity agent's tray icon, menu and notifications",
+    long_about = "The identity agent's tray icon, menu and notifications: a StatusNotifierItem \
+                  whose icon, tooltip and menu follow the agent's state, and desktop \
+                  notifications (expiry, renewal, sign-out, errors). It talks to the agent only \
+                  through its socket API, and reconnects by itself when the agent restarts.",
+    after_help = NOTES
+)]
+pub struct Cli {
+    /// The agent's socket (default: $IDENTITY_AGENT_SOCKET, else
+    /// $XDG_RUNTIME_DIR/identity-agent/agent.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The portal page "Open portal" opens.
+    #[arg(long, env = "IDENTITY_AGENT_PORTAL_URL")]
+    pub portal_url: Option<String>,
+    /// Days before expiry the icon shows "expiring soon" (the agent's `expiry.warning_days`).
+    #[arg(long, default_value_t = DEFAULT_WARNING_DAYS)]
+    pub warning_days: i64,
+}
