@@ -393,6 +393,20 @@ fn the_tray_follows_the_agent_and_renews_from_the_expiry_notification() {
         item
     );
     assert!(process.running(), "the tray is still running");
+
+    // pcscd stopped under the agent: the error icon, and the first line says what is wrong;
+    // started again: the tray follows the agent back.
+    stack.bed.stop_pcscd();
+    tray.wait_icon(IconKind::Error);
+    let headline = tray.menu().labels()[0].clone();
+    assert!(
+        headline.contains("pcscd") || headline.contains("smartcard service"),
+        "{headline}"
+    );
+    stack.bed.restart_pcscd().unwrap();
+    wait_until(&desktop, "the tray to leave the error icon", || {
+        icon_of(&tray.props()).is_some_and(|kind| kind != IconKind::Error)
+    });
     eprintln!(
         "icons shown: {:?}; took {:?}",
         watch.seen(),
