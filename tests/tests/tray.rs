@@ -340,6 +340,24 @@ fn the_tray_follows_the_agent_and_renews_from_the_expiry_notification() {
         "{history:#?}"
     );
 
+    // Card details and About answer in a notification each.
+    for (entry, summary) in [
+        ("Card details", "Smartcard details"),
+        ("About Identity Agent", "About Identity Agent"),
+    ] {
+        tray.click(entry);
+        wait_until(&desktop, summary, || {
+            desktop.notifications_displayed().unwrap_or(0) >= 1
+        });
+        desktop.dunstctl(&["close-all"]).unwrap();
+        let history = desktop.notification_history().unwrap();
+        assert_eq!(history[0].summary, summary, "{history:#?}");
+        if entry == "Card details" {
+            let serial = card.serial.to_string();
+            assert!(history[0].body.contains(&serial), "{history:#?}");
+        }
+    }
+
     // The card pulled: signed out, told so.
     stack.bed.remove(0, inserted).unwrap();
     tray.wait_icon(IconKind::NoCard);
