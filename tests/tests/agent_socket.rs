@@ -151,16 +151,23 @@ fn two_hundred_clients_at_once_are_all_answered() {
     assert_eq!(answered, 200);
 }
 
-#[test]
-fn in_the_background_the_agent_is_ready_when_its_starter_returns() {
+/// A stack and the agent's default configuration written to its directory, for tests that
+/// start the agent themselves.
+fn stack_with_config() -> (Stack, std::path::PathBuf) {
     let stack = Stack::start().unwrap();
-    let dir = stack.bed.dir();
-    let config = dir.join("agent.toml");
+    let config = stack.bed.dir().join("agent.toml");
     std::fs::write(
         &config,
         stack.agent_config(&AgentOptions::default()).unwrap(),
     )
     .unwrap();
+    (stack, config)
+}
+
+#[test]
+fn in_the_background_the_agent_is_ready_when_its_starter_returns() {
+    let (stack, config) = stack_with_config();
+    let dir = stack.bed.dir();
     let socket = dir.join("bg").join("agent.sock");
     let mut starter = Command::new(workspace_binary("identity-agent").unwrap());
     starter
@@ -261,14 +268,8 @@ fn a_socket_activated_agent_serves_the_socket_it_was_given_and_leaves_it() {
     let Ok(activate) = which("systemd-socket-activate") else {
         panic!("systemd-socket-activate is missing: install the systemd package");
     };
-    let stack = Stack::start().unwrap();
+    let (stack, config) = stack_with_config();
     let dir = stack.bed.dir();
-    let config = dir.join("agent.toml");
-    std::fs::write(
-        &config,
-        stack.agent_config(&AgentOptions::default()).unwrap(),
-    )
-    .unwrap();
     // The configured socket is elsewhere: the one passed in wins.
     let configured = dir.join("configured").join("agent.sock");
     let socket = dir.join("activated.sock");
