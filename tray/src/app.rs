@@ -8,7 +8,7 @@ use crate::front::{forward_menu_events, MenuChoice, TrayFront};
 use crate::link::{self, Command, CommandOutcome, LinkUpdate};
 use crate::model::AgentView;
 use crate::notices::{
-    Condition, Notice, NoticeAction, Notices, Urgency, ACTION_LATER, ACTION_RENEW,
+    self, Condition, Notice, NoticeAction, Notices, Urgency, ACTION_LATER, ACTION_RENEW,
 };
 use crate::notifier::Notifier;
 use agent_ipc::{ClientError, ErrorCode, SessionState};
@@ -210,20 +210,7 @@ fn finished(command: &Command, outcome: Result<CommandOutcome, ClientError>) -> 
             vec![info(summary, body)]
         }
         (Command::Renew, Err(ClientError::Agent(e))) if e.code != ErrorCode::PinCancelled => {
-            vec![NoticeAction::Show(Notice {
-                condition: Condition::Renewal,
-                summary: "Your smartcard was not renewed".into(),
-                body: format!(
-                    "{} Your card still works; try again from the tray menu.",
-                    e.message
-                ),
-                urgency: Urgency::Normal,
-                category: "transfer.error",
-                icon: "dialog-warning",
-                actions: Vec::new(),
-                progress: None,
-                resident: false,
-            })]
+            vec![notices::renewal_failed(&e.message)]
         }
         (Command::CardDetails | Command::CheckCard | Command::SelectRole(_), Err(e)) => {
             vec![info("Identity Agent", e.to_string())]

@@ -247,20 +247,7 @@ impl Notices {
                         })]
                     }
                     Some(error) => {
-                        let mut out = vec![NoticeAction::Show(Notice {
-                            condition: Condition::Renewal,
-                            summary: "Your smartcard was not renewed".into(),
-                            body: format!(
-                                "{} Your card still works; try again from the tray menu.",
-                                error.message
-                            ),
-                            urgency: Urgency::Normal,
-                            category: "transfer.error",
-                            icon: "dialog-warning",
-                            actions: Vec::new(),
-                            progress: None,
-                            resident: false,
-                        })];
+                        let mut out = vec![renewal_failed(&error.message)];
                         if error.code == ErrorCode::CmsUnreachable {
                             out.push(unreachable(&error.message));
                         }
@@ -367,6 +354,21 @@ fn expired(expires_on: &str) -> NoticeAction {
             display_date(expires_on)
         ),
         ..expired_notice()
+    })
+}
+
+/// A renewal that failed, with the reason, saying the card still works.
+pub fn renewal_failed(message: &str) -> NoticeAction {
+    NoticeAction::Show(Notice {
+        condition: Condition::Renewal,
+        summary: "Your smartcard was not renewed".into(),
+        body: format!("{message} Your card still works; try again from the tray menu."),
+        urgency: Urgency::Normal,
+        category: "transfer.error",
+        icon: "dialog-warning",
+        actions: Vec::new(),
+        progress: None,
+        resident: false,
     })
 }
 
