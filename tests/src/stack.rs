@@ -305,6 +305,15 @@ impl Stack {
         Ok(())
     }
 
+    /// The service's record of `card`.
+    pub fn card_record(&self, card: &StackCard) -> Result<cms::db::CardRecord> {
+        let serial = card.serial.to_string();
+        self.cms
+            .database()
+            .card(&serial)?
+            .with_context(|| format!("the service has no card {serial}"))
+    }
+
     /// How many API requests the service has served so far.
     pub fn cms_requests(&self) -> u64 {
         self.server.as_ref().map_or(0, RunningServer::requests)

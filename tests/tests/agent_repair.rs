@@ -120,12 +120,7 @@ impl Desk {
 
     /// The holder's card record at the service.
     fn holder_record(&self) -> cms::db::CardRecord {
-        self.stack
-            .cms
-            .database()
-            .card(&self.holder.serial.to_string())
-            .unwrap()
-            .unwrap()
+        self.stack.card_record(&self.holder).unwrap()
     }
 
     /// Nothing for the agent to finish, the holder's card as `before` at the service, and the

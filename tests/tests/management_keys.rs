@@ -13,7 +13,7 @@ use cms::issuance::{CardIssuance, InitialValidity, IssuanceError};
 use piv::consts::key;
 use piv::{CardSerial, KeyAlgorithm, LocalResponder, ManagementAlgorithm, ManagementKey};
 use std::process::Output;
-use testbed::stack::{AgentOptions, PinentrySetup, Stack, StackCard, NURSE, RA_OFFICER};
+use testbed::stack::{AgentOptions, PinentrySetup, Stack, NURSE, RA_OFFICER};
 
 /// Every PIN in these tests: the holders', the officer's and the one a repair sets.
 const PIN: &str = "246810";
@@ -40,16 +40,6 @@ fn agent_options() -> AgentOptions {
         }),
         ..AgentOptions::default()
     }
-}
-
-/// The service's record of `card`.
-fn record(stack: &Stack, card: &StackCard) -> cms::db::CardRecord {
-    stack
-        .cms
-        .database()
-        .card(&card.serial.to_string())
-        .unwrap()
-        .unwrap()
 }
 
 /// Issue, sign in, renew, heal and repair with cards whose 9B key uses `algorithm`.
@@ -82,7 +72,7 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     let expired = issue(3, InitialValidity::Expired);
     for card in [&holder, &expired] {
         assert_eq!(
-            record(&stack, card).management_algorithm,
+            stack.card_record(card).unwrap().management_algorithm,
             algorithm,
             "{what}: the service gave the card a key of the one algorithm it takes"
         );
@@ -99,7 +89,11 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     assert_eq!(renewed.step, "confirmed", "{what}");
     assert_eq!(stack.status().session.state, SessionState::SignedIn);
     stack.card_agrees_with_cms(0, &holder).unwrap();
-    assert_eq!(record(&stack, &holder).renewals_used, 1, "{what}");
+    assert_eq!(
+        stack.card_record(&holder).unwrap().renewals_used,
+        1,
+        "{what}"
+    );
 
     // The doctor writes a lost certificate back, through the relay too.
     stack.lose_certificate(0, &holder, false).unwrap();
@@ -132,7 +126,10 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     assert_eq!(repaired.step, "confirmed", "{what}");
     stack.card_agrees_with_cms(1, &expired).unwrap();
     assert!(
-        !record(&stack, &expired).is_expired(cms::dates::now()),
+        !stack
+            .card_record(&expired)
+            .unwrap()
+            .is_expired(cms::dates::now()),
         "{what}"
     );
     // Third-party middleware reads the repaired card.
@@ -419,7 +416,7 @@ fn a_piv_card_whose_atr_names_nothing_is_piv_at_the_service_and_the_agent() {
             KeyAlgorithm::P256,
         )
         .unwrap();
-    assert_eq!(record(&stack, &card).card_type, "PIV");
+    assert_eq!(stack.card_record(&card).unwrap().card_type, "PIV");
     stack.start_agent(&agent_options()).unwrap();
     let mut events = stack.subscribe();
     let _inserted = stack.insert(0, &card).unwrap();

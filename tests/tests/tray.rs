@@ -295,14 +295,7 @@ fn the_tray_follows_the_agent_and_renews_from_the_expiry_notification() {
         "still signed in: {props:?}"
     );
     stack.card_agrees_with_cms(0, &card).unwrap();
-    let record = stack
-        .cms
-        .database()
-        .card(&card.serial.to_string())
-        .unwrap()
-        .unwrap();
-    let details = stack.cms.card_view(&record, cms::dates::now()).unwrap();
-    assert_eq!(details.renewals_used, 1);
+    assert_eq!(stack.card_record(&card).unwrap().renewals_used, 1);
     wait_until(&desktop, "the renewal's result notification", || {
         std::fs::read_to_string(desktop.dir().join("tray.log"))
             .unwrap_or_default()
