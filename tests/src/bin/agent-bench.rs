@@ -21,7 +21,7 @@ use std::ffi::CString;
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use testbed::stack::{workspace_binary, AgentOptions, PinentrySetup, Stack, NURSE};
+use testbed::stack::{workspace_binary, AgentOptions, PinentrySetup, Stack};
 
 #[derive(Parser)]
 #[command(about = "Measures the identity agent against its targets")]
@@ -46,9 +46,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut stack = Stack::start()?;
-    let (jane, _) = stack.user("Jane Doe", &[NURSE])?;
-    let card = stack.issue(
-        &jane,
+    let card = stack.nurse_card(
         "4082A001132F2A01".parse()?,
         "246810",
         InitialValidity::Days(400),

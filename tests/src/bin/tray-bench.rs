@@ -13,7 +13,7 @@ use cms::issuance::InitialValidity;
 use std::time::{Duration, Instant};
 use testbed::desktop::{Desktop, DesktopProcess};
 use testbed::sni;
-use testbed::stack::{workspace_binary, AgentOptions, Stack, NURSE};
+use testbed::stack::{workspace_binary, AgentOptions, Stack};
 use tray::icons::IconKind;
 
 #[derive(Parser)]
@@ -57,9 +57,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut stack = Stack::start()?;
-    let (jane, _) = stack.user("Jane Doe", &[NURSE])?;
-    let card = stack.issue(
-        &jane,
+    let card = stack.nurse_card(
         "4082A001132F2817".parse()?,
         "246810",
         InitialValidity::Days(400),
