@@ -60,6 +60,12 @@ impl StatusWord {
         self.0 as u8
     }
 
+    /// Whether this is a card's refusal of an algorithm: wrong P1 (the algorithm byte) or wrong
+    /// data (a key of a length it does not take).
+    pub fn is_algorithm_refusal(self) -> bool {
+        matches!(self, Self::WRONG_P1P2 | Self::WRONG_DATA)
+    }
+
     /// Whether this is 9000.
     pub fn is_ok(self) -> bool {
         self == Self::OK

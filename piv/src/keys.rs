@@ -249,7 +249,7 @@ impl Transaction<'_> {
     pub fn set_management_key(&self, new_key: &ManagementKey) -> Result<(), Error> {
         match self.transmit_ok(&set_management_key_command(new_key), None) {
             Ok(_) => Ok(()),
-            Err(Error::Status(sw)) if crate::mutual_auth::is_algorithm_refusal(sw) => Err(
+            Err(Error::Status(sw)) if sw.is_algorithm_refusal() => Err(
                 Error::ManagementAlgorithmNotAccepted(new_key.management_algorithm()),
             ),
             Err(e) => Err(e),

@@ -126,12 +126,6 @@ pub struct ManagementKeyMetadata {
     pub is_default: Option<bool>,
 }
 
-/// Whether `sw` is a card's refusal of an algorithm: wrong P1 (the algorithm byte) or wrong
-/// data (a key of a length it does not take).
-pub(crate) fn is_algorithm_refusal(sw: StatusWord) -> bool {
-    matches!(sw, StatusWord::WRONG_P1P2 | StatusWord::WRONG_DATA)
-}
-
 /// Whether `sw` says the card has no GET METADATA.
 fn is_not_supported(sw: StatusWord) -> bool {
     matches!(
@@ -224,7 +218,7 @@ impl Transaction<'_> {
             return Ok(resp);
         }
         match ManagementAlgorithm::from_id(alg) {
-            Some(algorithm) if is_algorithm_refusal(resp.sw) => {
+            Some(algorithm) if resp.sw.is_algorithm_refusal() => {
                 Err(Error::ManagementAlgorithmRefused(algorithm))
             }
             _ => Err(crate::error::from_status(resp.sw, Some(key::MANAGEMENT))),
