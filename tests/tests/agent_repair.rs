@@ -13,6 +13,7 @@ use cms::pin_policy::{check_pin, PinPolicyError};
 use piv::CardSerial;
 use std::path::PathBuf;
 use std::time::Duration;
+use testbed::agent_client::{follow_operation_with, is_operation_event};
 use testbed::stack::{AgentOptions, PinentrySetup, RoleSpec, Stack, StackCard, NURSE, RA_OFFICER};
 use testbed::user_id_in;
 
@@ -268,25 +269,11 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     );
 
     // Every step was reported, in order, then the result.
-    let mut steps = Vec::new();
-    loop {
-        match desk.collect_until(|e| {
-            matches!(
-                e,
-                Event::OperationProgress { .. } | Event::OperationResult { .. }
-            )
-        }) {
-            Event::OperationProgress { operation } => steps.push(operation.step),
-            Event::OperationResult { operation, error } => {
-                assert!(error.is_none(), "{error:?}");
-                assert_eq!(operation.id, done.id);
-                break;
-            }
-            _ => unreachable!(),
-        }
-    }
+    let report = follow_operation_with(|| desk.collect_until(is_operation_event));
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.operation.id, done.id);
     assert_eq!(
-        steps,
+        report.steps,
         [
             "started",
             "pin_set",
