@@ -337,6 +337,18 @@ impl Repairs {
         cards
     }
 
+    /// [`wait_all`] on the officer's events, for as long as a repair may take.
+    fn wait_all(&mut self, wanted: &[&dyn Fn(&Event) -> bool]) -> Option<Vec<Event>> {
+        wait_all(&self.stack, self.events.as_mut().unwrap(), PATIENCE, wanted)
+    }
+
+    /// After an interrupted repair that started nothing: the officer repairs `card` again, and
+    /// the repair's result comes.
+    fn repair_again(&mut self, card: &StackCard, what: &str) {
+        repair(&self.stack, card).unwrap_or_else(|e| panic!("{what}: the repair again: {e:?}"));
+        self.wait_all(&[&is_result]).unwrap();
+    }
+
     /// Inserts `card` into reader 1 and waits until the agent has seen it.
     fn insert_holder(&mut self, card: &StackCard) -> InsertedCard {
         let inserted = self.stack.insert(1, card).unwrap();
@@ -346,13 +358,8 @@ impl Repairs {
             matches!(e, Event::CardInserted { reader: r, card: c }
                 if *r == reader && c.serial.as_deref() == Some(serial.as_str()))
         };
-        wait_all(
-            &self.stack,
-            self.events.as_mut().unwrap(),
-            PATIENCE,
-            &[&seen],
-        )
-        .expect("the agent sees the holder's card");
+        self.wait_all(&[&seen])
+            .expect("the agent sees the holder's card");
         inserted
     }
 
@@ -360,13 +367,8 @@ impl Repairs {
     fn remove_holder(&mut self, inserted: InsertedCard) {
         self.stack.bed.remove(1, inserted).unwrap();
         let removed = is_removal_from(self.stack.bed.reader_name(1));
-        wait_all(
-            &self.stack,
-            self.events.as_mut().unwrap(),
-            PATIENCE,
-            &[&removed],
-        )
-        .expect("the agent sees the card go");
+        self.wait_all(&[&removed])
+            .expect("the agent sees the card go");
     }
 
     /// After an interrupted repair whose card left reader 1: waits for the repair's result and
@@ -374,13 +376,8 @@ impl Repairs {
     /// at the service otherwise). Returns whether it is journaled.
     fn interrupted(&mut self, card: &StackCard, what: &str) -> bool {
         let removed = is_removal_from(self.stack.bed.reader_name(1));
-        wait_all(
-            &self.stack,
-            self.events.as_mut().unwrap(),
-            PATIENCE,
-            &[&is_result, &removed],
-        )
-        .unwrap_or_else(|| panic!("{what}: no result and removal\n{}", log_tail(&self.stack)));
+        self.wait_all(&[&is_result, &removed])
+            .unwrap_or_else(|| panic!("{what}: no result and removal\n{}", log_tail(&self.stack)));
         let journaled = journal_file(&self.stack, card).exists();
         let open = self
             .stack
@@ -431,13 +428,7 @@ fn repair_survives_a_pull_after_every_apdu() {
     let done = repair(&repairs.stack, &first).expect("a repair nothing interrupts");
     assert!(done.done, "{done:?}");
     let n = inserted.apdus_answered() - before;
-    wait_all(
-        &repairs.stack,
-        repairs.events.as_mut().unwrap(),
-        PATIENCE,
-        &[&is_result],
-    )
-    .unwrap();
+    repairs.wait_all(&[&is_result]).unwrap();
     repairs.check_repaired(&first, "a repair nothing interrupts");
     repairs.remove_holder(inserted);
     eprintln!("a repair takes {n} APDUs");
@@ -462,13 +453,7 @@ fn repair_survives_a_pull_after_every_apdu() {
             // The agent finishes the repair by itself, asking the holder's new PIN again.
             let serial = card.serial.to_string();
             let result = |e: &Event| matches!(e, Event::OperationResult { operation, .. } if operation.serial == serial);
-            let events = wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&result],
-            )
-            .unwrap_or_else(|| {
+            let events = repairs.wait_all(&[&result]).unwrap_or_else(|| {
                 panic!(
                     "{what}: the repair was not finished\n{}",
                     log_tail(&repairs.stack)
@@ -483,15 +468,7 @@ fn repair_survives_a_pull_after_every_apdu() {
             "done"
         } else {
             // Nothing was started: the officer repairs the card again.
-            repair(&repairs.stack, &card)
-                .unwrap_or_else(|e| panic!("{what}: the repair again: {e:?}"));
-            wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&is_result],
-            )
-            .unwrap();
+            repairs.repair_again(&card, &what);
             "repaired again"
         };
         repairs.check_repaired(&card, &what);
@@ -517,13 +494,7 @@ fn repair_survives_the_cms_stopped_before_each_call() {
     let done = repair(&repairs.stack, &first).expect("a repair nothing interrupts");
     assert!(done.done, "{done:?}");
     let m = repairs.stack.cms_requests() - before;
-    wait_all(
-        &repairs.stack,
-        repairs.events.as_mut().unwrap(),
-        PATIENCE,
-        &[&is_result],
-    )
-    .unwrap();
+    repairs.wait_all(&[&is_result]).unwrap();
     repairs.check_repaired(&first, "a repair nothing interrupts");
     repairs.remove_holder(inserted);
     eprintln!("a repair makes {m} service requests");
@@ -560,13 +531,7 @@ fn repair_survives_the_cms_stopped_before_each_call() {
                 matches!(e, Event::OperationResult { operation, error: None }
                     if operation.serial == serial)
             };
-            wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&succeeded],
-            )
-            .unwrap_or_else(|| {
+            repairs.wait_all(&[&succeeded]).unwrap_or_else(|| {
                 panic!(
                     "{what}: the repair was not finished\n{}",
                     log_tail(&repairs.stack)
@@ -577,15 +542,7 @@ fn repair_survives_the_cms_stopped_before_each_call() {
             "done"
         } else {
             // Nothing was started: the officer repairs the card again.
-            repair(&repairs.stack, &card)
-                .unwrap_or_else(|e| panic!("{what}: the repair again: {e:?}"));
-            wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&is_result],
-            )
-            .unwrap();
+            repairs.repair_again(&card, &what);
             "repaired again"
         };
         assert!(
