@@ -135,6 +135,23 @@ impl Desk {
         assert_eq!(self.stack.status().session.state, SessionState::SignedIn);
     }
 
+    /// The officer's repair is refused for the holder's new passcode, the error saying `why`,
+    /// after `prompts` PIN prompts in all, and nothing is done.
+    fn assert_refused_for_the_new_passcode(&self, why: &str, prompts: usize) {
+        let before = self.holder_record();
+        let refused = agent_error(self.repair(&self.holder.serial).unwrap_err());
+        assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
+        assert!(refused.message.contains(why), "{}", refused.message);
+        assert_eq!(self.stack.pin_prompts().len(), prompts);
+        self.assert_nothing_done(&before);
+    }
+
+    /// The holder's card in reader 1 agrees with the service and signs in with the new PIN.
+    fn assert_repaired(&self) {
+        self.stack.card_agrees_with_cms(1, &self.holder).unwrap();
+        self.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    }
+
     /// The operations journal's entries (file names) in the agent's state directory.
     fn journal_entries(&self) -> Vec<PathBuf> {
         let dir = self.stack.bed.dir().join("state/identity-agent/operations");
@@ -476,8 +493,7 @@ fn a_new_pin_breaking_the_policy_is_asked_again_with_the_rule() {
         assert!(prompt["repeat"].is_string(), "{prompt}");
     }
 
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]
@@ -487,16 +503,7 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
         InitialValidity::Expired,
         &[RA_PIN, "1234", "0000", "12a4"],
     );
-    let before = desk.holder_record();
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
-    assert!(
-        refused.message.contains("4 to 8 digits"),
-        "{}",
-        refused.message
-    );
-    assert_eq!(desk.stack.pin_prompts().len(), 4);
-    desk.assert_nothing_done(&before);
+    desk.assert_refused_for_the_new_passcode("4 to 8 digits", 4);
 
     // The officer tries again: the service's open repair is taken up, the agent is not busy
     // asking the holder on its own, and the card ends up repaired.
@@ -504,8 +511,7 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
     assert_eq!(desk.stack.pin_prompts().len(), 5);
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]
@@ -542,8 +548,7 @@ fn a_pinentry_ignoring_the_repeat_has_the_agent_ask_again_until_both_match() {
         text(3, "error")
     );
 
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]
@@ -556,16 +561,7 @@ fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
             RA_PIN, NEW_PIN, "918274", NEW_PIN, "918275", NEW_PIN, "918276",
         ],
     );
-    let before = desk.holder_record();
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
-    assert!(
-        refused.message.contains("did not match"),
-        "{}",
-        refused.message
-    );
-    assert_eq!(desk.stack.pin_prompts().len(), 7);
-    desk.assert_nothing_done(&before);
+    desk.assert_refused_for_the_new_passcode("did not match", 7);
 
     // The officer tries again and the holder types the same passcode twice: the service's
     // open repair is taken up and the card ends up repaired.
@@ -573,8 +569,7 @@ fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
     assert_eq!(desk.stack.pin_prompts().len(), 9);
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]
