@@ -85,6 +85,30 @@ fn iactl_status(stack: &Stack) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The first PIN prompt's description is `expected`, and it names no user id.
+fn assert_first_prompt(stack: &Stack, expected: &str) {
+    let prompts = stack.pin_prompts();
+    let description = prompts[0]["description"].as_str().unwrap();
+    assert_eq!(description, expected);
+    assert_eq!(user_id_in(description), None, "{description}");
+}
+
+/// The status names Jane Doe as the holder of `card` in reader 0, giving her id only in its
+/// JSON; returns what `iactl status` printed, which names her card and her but no user id.
+fn status_names_jane(stack: &Stack, card: &StackCard) -> String {
+    let status = stack.status();
+    let shown = status.readers[0].card.as_ref().unwrap();
+    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"), "{status:?}");
+    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
+    let text = iactl_status(stack);
+    assert!(
+        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial)),
+        "{text}"
+    );
+    assert_eq!(user_id_in(&text), None, "{text}");
+    text
+}
+
 /// Replaces the 9A certificate of `card` (out of every reader) with one the service's CA
 /// issued the way it did before certificates named the holder (`CN=<user id>`), valid for
 /// 400 days, and records it at the service as the card's active certificate.
@@ -190,29 +214,17 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
         session.role, None,
         "two roles and no default: the user picks"
     );
-    let prompts = stack.pin_prompts();
-    let description = prompts[0]["description"].as_str().unwrap();
-    assert_eq!(
-        description,
-        format!(
+    assert_first_prompt(
+        &stack,
+        &format!(
             "Enter the passcode of Jane Doe's smartcard {}.\n3 tries left before the card locks.",
             card.serial
-        )
+        ),
     );
-    assert_eq!(user_id_in(description), None, "{description}");
 
     // The status names the holder; only the JSON carries their id.
-    let status = stack.status();
-    let shown = status.readers[0].card.as_ref().unwrap();
-    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"));
-    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
-    let text = iactl_status(&stack);
-    assert!(
-        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial))
-            && text.contains("session: signed in as Jane Doe"),
-        "{text}"
-    );
-    assert_eq!(user_id_in(&text), None, "{text}");
+    let text = status_names_jane(&stack, &card);
+    assert!(text.contains("session: signed in as Jane Doe"), "{text}");
 
     // Role selection, remembered as the default.
     let mut c = stack.client();
@@ -287,28 +299,16 @@ fn a_certificate_naming_only_the_user_id_shows_no_id_and_the_session_gives_the_n
 
     // The prompt names the card by the serial printed on it.
     stack.wait_for(&mut events, is_session_started);
-    let prompts = stack.pin_prompts();
-    let description = prompts[0]["description"].as_str().unwrap();
-    assert_eq!(
-        description,
-        format!(
+    assert_first_prompt(
+        &stack,
+        &format!(
             "Enter the passcode of smartcard {}.\n3 tries left before the card locks.",
             card.serial
-        )
+        ),
     );
-    assert_eq!(user_id_in(description), None, "{description}");
 
     // Signed in, the status names the holder as the service's session does.
-    let status = stack.status();
-    let shown = status.readers[0].card.as_ref().unwrap();
-    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"), "{status:?}");
-    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
-    let text = iactl_status(&stack);
-    assert!(
-        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial)),
-        "{text}"
-    );
-    assert_eq!(user_id_in(&text), None, "{text}");
+    status_names_jane(&stack, &card);
 }
 
 #[test]
