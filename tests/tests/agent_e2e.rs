@@ -49,16 +49,15 @@ fn nurse_stack(
     (stack, card)
 }
 
-/// Starts the agent with `options` and the pinentry answering `pins`, subscribes, and inserts
+/// Starts the agent (default options) with the pinentry answering `pins`, subscribes, and inserts
 /// `card` into reader 0.
 fn start_and_insert(
     stack: &mut Stack,
-    options: &AgentOptions,
     pins: &[&str],
     card: &StackCard,
 ) -> (Subscription, InsertedCard) {
     stack.pin_answers(pins).unwrap();
-    stack.start_agent(options).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
     let events = stack.subscribe();
     let inserted = stack.insert(0, card).unwrap();
     (events, inserted)
@@ -183,12 +182,7 @@ fn assert_no_secrets(stack: &Stack, secrets: &[&str]) {
 #[test]
 fn insert_pin_role_ticket_then_pull_ends_the_session() {
     let (mut stack, card, roles) = holder_stack();
-    let (mut events, inserted) = start_and_insert(
-        &mut stack,
-        &AgentOptions::default(),
-        &[&card.pin, &card.pin],
-        &card,
-    );
+    let (mut events, inserted) = start_and_insert(&mut stack, &[&card.pin, &card.pin], &card);
     let Event::CardInserted { card: seen, .. } =
         stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }))
     else {
@@ -285,8 +279,7 @@ fn a_certificate_naming_only_the_user_id_shows_no_id_and_the_session_gives_the_n
         .unwrap();
     give_certificate_naming_the_user_id(&stack, &card);
     let mut stack = stack;
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
 
     // Before sign-in the certificate gives the id only: no name, and no id for people.
     let Event::CardInserted { card: seen, .. } =
@@ -367,8 +360,7 @@ fn another_card_in_the_reader_ends_the_session() {
 #[test]
 fn a_wrong_pin_shows_tries_left_and_is_never_retried() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &["999999"], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &["999999"], &card);
 
     let failed = stack.wait_for(&mut events, |e| matches!(e, Event::LoginFailed { .. }));
     let Event::LoginFailed { error, .. } = failed else {
@@ -451,8 +443,7 @@ fn an_expired_card_is_refused_with_the_ra_message() {
         InitialValidity::Expired,
         AtrProfile::Oberthur,
     );
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
 
     let Event::CardInserted { card: seen, .. } =
         stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }))
@@ -503,12 +494,7 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
         )
         .unwrap();
     let mut stack = stack;
-    let (mut events, _ra_in) = start_and_insert(
-        &mut stack,
-        &AgentOptions::default(),
-        &[&ra_card.pin],
-        &ra_card,
-    );
+    let (mut events, _ra_in) = start_and_insert(&mut stack, &[&ra_card.pin], &ra_card);
     stack.wait_for(&mut events, is_session_started);
     let holder_in = stack.insert(1, &holder_card).unwrap();
     stack.wait_for(
@@ -533,12 +519,7 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
 #[test]
 fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, inserted) = start_and_insert(
-        &mut stack,
-        &AgentOptions::default(),
-        &[&card.pin, &card.pin],
-        &card,
-    );
+    let (mut events, inserted) = start_and_insert(&mut stack, &[&card.pin, &card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
 
     stack.bed.stop_pcscd();
@@ -576,8 +557,7 @@ fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
 #[test]
 fn the_agent_stops_cleanly_and_ends_the_session() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
     let socket = stack.socket().unwrap();
     let exit = stack.stop_agent().unwrap();
@@ -595,8 +575,7 @@ fn a_card_inside_the_warning_window_warns_at_sign_in() {
         InitialValidity::Days(30),
         AtrProfile::NhsCis,
     );
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
     let Event::ExpiryWarning {
         serial: warned,
@@ -667,8 +646,7 @@ fn the_session_ends_when_the_cms_session_expires() {
         ..cms::Policy::default()
     };
     let (mut stack, card) = nurse_stack(policy, 7, InitialValidity::Days(400), AtrProfile::NhsCis);
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
     stack.wait_for(
         &mut events,
@@ -686,8 +664,7 @@ fn the_session_ends_when_the_cms_session_expires() {
 #[test]
 fn a_session_whose_card_is_not_back_after_pcscd_restarts_ends() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, inserted) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, inserted) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
 
     stack.bed.stop_pcscd();
