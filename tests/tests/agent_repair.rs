@@ -129,10 +129,29 @@ impl Desk {
     fn assert_nothing_done(&self, before: &cms::db::CardRecord) {
         let journal = self.journal_entries();
         assert!(journal.is_empty(), "{journal:?}");
+        self.assert_record_unchanged(before);
+        assert_eq!(self.stack.status().session.state, SessionState::SignedIn);
+    }
+
+    /// The holder's card as `before` at the service (the same certificates, the same PUK
+    /// generation); returns the record now.
+    fn assert_record_unchanged(&self, before: &cms::db::CardRecord) -> cms::db::CardRecord {
         let after = self.holder_record();
         assert_eq!(after.puk_generation, before.puk_generation);
         assert_eq!(after.certs_expire, before.certs_expire);
-        assert_eq!(self.stack.status().session.state, SessionState::SignedIn);
+        after
+    }
+
+    /// The officer's repair refused because their role does not permit it; returns the error.
+    fn assert_refused_for_the_role(&self) -> ErrorObject {
+        let refused = agent_error(self.repair(&self.holder.serial).unwrap_err());
+        assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
+        assert!(
+            refused.message.contains("does not permit Repair Smartcard"),
+            "{}",
+            refused.message
+        );
+        refused
     }
 
     /// The officer's repair is refused for the holder's new passcode, the error saying `why`,
@@ -385,13 +404,7 @@ fn an_officer_whose_role_lacks_b0267_cannot_repair_or_cancel() {
     let desk = Desk::open(&[NURSE], InitialValidity::Expired, &[RA_PIN, NEW_PIN]);
     let before = desk.holder_record();
 
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
-    assert!(
-        refused.message.contains("does not permit Repair Smartcard"),
-        "{}",
-        refused.message
-    );
+    desk.assert_refused_for_the_role();
     let refused = agent_error(
         desk.stack
             .block_on(
@@ -405,9 +418,7 @@ fn an_officer_whose_role_lacks_b0267_cannot_repair_or_cancel() {
 
     // Nothing asked after the sign-in, nothing changed.
     assert_eq!(desk.stack.pin_prompts().len(), 1);
-    let after = desk.holder_record();
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(after.puk_generation, before.puk_generation);
+    let after = desk.assert_record_unchanged(&before);
     assert!(after.cancelled_on.is_none());
     assert!(desk.journal_entries().is_empty());
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
@@ -422,22 +433,14 @@ fn an_officer_must_select_the_ra_role_before_repairing() {
         &[RA_PIN, NEW_PIN],
     );
     let before = desk.holder_record();
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
-    assert!(
-        refused.message.contains("does not permit Repair Smartcard"),
-        "{}",
-        refused.message
-    );
+    let refused = desk.assert_refused_for_the_role();
     assert!(
         refused.message.contains("select your role"),
         "{}",
         refused.message
     );
     assert_eq!(desk.stack.pin_prompts().len(), 1);
-    let after = desk.holder_record();
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(after.puk_generation, before.puk_generation);
+    desk.assert_record_unchanged(&before);
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
 }
 
@@ -463,9 +466,7 @@ fn the_service_refuses_to_repair_a_healthy_card_and_nothing_is_left_behind() {
         desk.journal_entries()
     );
     assert_eq!(desk.stack.pin_prompts().len(), 1, "no new PIN is asked");
-    let after = desk.holder_record();
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(after.puk_generation, before.puk_generation);
+    desk.assert_record_unchanged(&before);
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
     let session = desk.stack.sign_in_directly(1, HOLDER_PIN).unwrap();
     assert_eq!(session.session.user.id, desk.holder.user_id);
