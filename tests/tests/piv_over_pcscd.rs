@@ -159,9 +159,7 @@ fn insertion_and_removal_are_seen_on_both_readers() {
 #[test]
 fn reads_the_serial_and_reports_missing_objects() {
     let bed = TestBed::start().unwrap();
-    let path = new_card(&bed, 2);
-    let _card = bed.insert(1, &path, Faults::default()).unwrap();
-    let mut card = connect(&bed, 1).unwrap();
+    let (_inserted, mut card) = insert_new_card(&bed, 2, 1);
     let tx = card.transaction().unwrap();
     assert_eq!(tx.card_serial().unwrap(), serial(2));
     assert_err(tx.read_certificate(key::AUTHENTICATION), |e| {
