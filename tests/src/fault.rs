@@ -3,7 +3,7 @@
 //! service unreachable), and the checks that the card recovered.
 
 use crate::stack::{AgentOptions, Stack, StackCard};
-use agent_ipc::{ErrorObject, Event, OperationStatus, Subscription};
+use agent_ipc::{ClientError, ErrorObject, Event, OperationStatus, Subscription};
 use cardsim::{AtrProfile, InsertedCard};
 use cms::issuance::InitialValidity;
 use cms::Policy;
@@ -164,6 +164,15 @@ impl Holder {
             .expect("the renewal's result");
         self.stack.card_agrees_with_cms(0, &self.card).unwrap();
         answered
+    }
+
+    /// Asks the agent to renew without waiting for the answer (a test makes something fail
+    /// meanwhile); the task ends with the renew call's answer.
+    pub fn spawn_renewal(&self) -> tokio::task::JoinHandle<Result<OperationStatus, ClientError>> {
+        let mut client = self.stack.client();
+        self.stack
+            .runtime
+            .spawn(async move { client.renew().await })
     }
 
     /// Whether the agent's journal holds an unfinished operation for the card.

@@ -190,11 +190,7 @@ fn renewal_survives_the_agent_killed_at_each_step() {
         let lap = Instant::now();
         let what = format!("agent killed at {step}");
         answer_pin(&holder.stack, HOLDER_PIN);
-        let mut client = holder.stack.client();
-        let renewal = holder
-            .stack
-            .runtime
-            .spawn(async move { client.renew().await });
+        let renewal = holder.spawn_renewal();
         let reached = |e: &Event| matches!(e, Event::OperationProgress { operation } if operation.step == step);
         wait_all(&holder.stack, &mut holder.events, PATIENCE, &[&reached])
             .unwrap_or_else(|| panic!("{what}: the step never came\n{}", log_tail(&holder.stack)));

@@ -45,11 +45,7 @@ fn renew_and_stop_pcscd_after(holder: &mut Holder, k: u32, what: &str) -> Stoppe
     holder.stack.pin_answers(&[HOLDER_PIN; 32]).unwrap();
     let base = holder.inserted().apdus_answered();
     holder.inserted().hold_after(base + k);
-    let mut client = holder.stack.client();
-    let renewal = holder
-        .stack
-        .runtime
-        .spawn(async move { client.renew().await });
+    let renewal = holder.spawn_renewal();
     let deadline = Instant::now() + PATIENCE;
     while !holder.inserted().is_held() {
         assert!(
