@@ -1,13 +1,53 @@
 //! Talking to the stack's agent from a test: clients, subscriptions and waiting for events.
 
 use crate::stack::{Stack, StackCard};
-use agent_ipc::{Client, Event, SessionEndReason, Status, Subscription};
+use agent_ipc::{
+    Client, ErrorObject, Event, OperationStatus, SessionEndReason, Status, Subscription,
+};
 use cardsim::InsertedCard;
 use std::future::Future;
 use std::time::Duration;
 
 /// How long a test waits for an event before failing.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A renew or repair as its events told it: the steps it reported, then its result.
+#[derive(Debug)]
+pub struct OperationReport {
+    /// The steps its progress events reported, in order.
+    pub steps: Vec<String>,
+    /// The operation as its result gave it.
+    pub operation: OperationStatus,
+    /// Why it failed, if it did.
+    pub error: Option<ErrorObject>,
+}
+
+/// Whether `event` is an operation's progress or its result.
+pub fn is_operation_event(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::OperationProgress { .. } | Event::OperationResult { .. }
+    )
+}
+
+/// Follows an operation through the events `next` gives until its result, collecting the steps
+/// its progress reported on the way (other events are passed over).
+pub fn follow_operation_with(mut next: impl FnMut() -> Event) -> OperationReport {
+    let mut steps = Vec::new();
+    loop {
+        match next() {
+            Event::OperationProgress { operation } => steps.push(operation.step),
+            Event::OperationResult { operation, error } => {
+                return OperationReport {
+                    steps,
+                    operation,
+                    error,
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 impl Stack {
     /// Runs `f` on the stack's runtime.
@@ -67,6 +107,12 @@ impl Stack {
     /// [`Stack::wait_for_within`] with [`EVENT_TIMEOUT`].
     pub fn wait_for(&self, events: &mut Subscription, wanted: impl Fn(&Event) -> bool) -> Event {
         self.wait_for_within(events, EVENT_TIMEOUT, wanted)
+    }
+
+    /// Follows the operation under way through `events` until its result; each of its events
+    /// may take [`EVENT_TIMEOUT`].
+    pub fn follow_operation(&self, events: &mut Subscription) -> OperationReport {
+        follow_operation_with(|| self.wait_for(events, is_operation_event))
     }
 
     /// Takes the signed-in `card` out of reader 0 (its session ends) and puts it back, waiting

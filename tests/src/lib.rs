@@ -11,6 +11,7 @@
 
 pub mod agent_client;
 pub mod desktop;
+pub mod fault;
 pub mod issue;
 pub mod keyring;
 pub mod pcscd;

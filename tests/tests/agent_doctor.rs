@@ -11,6 +11,7 @@ use cms::issuance::InitialValidity;
 use piv::consts::key;
 use piv::{CardSerial, Pin, PivCard};
 use std::ffi::CString;
+use testbed::agent_client::OperationReport;
 use testbed::stack::{AgentOptions, Stack, StackCard};
 
 const CHECKS: [&str; 8] = [
@@ -257,19 +258,11 @@ fn a_deleted_certificate_is_written_back_from_the_service_by_healing() {
     let healed = doctor(&stack, true);
     assert_outcomes(&healed, &[("certificate", "healed")]);
     assert!(healed.card.days_left.unwrap() > 390, "{healed:#?}");
-    let mut steps = Vec::new();
-    let (operation, error) = loop {
-        match stack.wait_for(&mut events, |e| {
-            matches!(
-                e,
-                Event::OperationProgress { .. } | Event::OperationResult { .. }
-            )
-        }) {
-            Event::OperationProgress { operation } => steps.push(operation.step),
-            Event::OperationResult { operation, error } => break (operation, error),
-            _ => unreachable!(),
-        }
-    };
+    let OperationReport {
+        steps,
+        operation,
+        error,
+    } = stack.follow_operation(&mut events);
     assert!(error.is_none(), "{error:?}");
     assert_eq!(operation.kind, agent_ipc::OperationKind::Restore);
     assert_eq!(operation.step, "confirmed");

@@ -49,16 +49,15 @@ fn nurse_stack(
     (stack, card)
 }
 
-/// Starts the agent with `options` and the pinentry answering `pins`, subscribes, and inserts
+/// Starts the agent (default options) with the pinentry answering `pins`, subscribes, and inserts
 /// `card` into reader 0.
 fn start_and_insert(
     stack: &mut Stack,
-    options: &AgentOptions,
     pins: &[&str],
     card: &StackCard,
 ) -> (Subscription, InsertedCard) {
     stack.pin_answers(pins).unwrap();
-    stack.start_agent(options).unwrap();
+    stack.start_agent(&AgentOptions::default()).unwrap();
     let events = stack.subscribe();
     let inserted = stack.insert(0, card).unwrap();
     (events, inserted)
@@ -83,6 +82,30 @@ fn iactl_status(stack: &Stack) -> String {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The first PIN prompt's description is `expected`, and it names no user id.
+fn assert_first_prompt(stack: &Stack, expected: &str) {
+    let prompts = stack.pin_prompts();
+    let description = prompts[0]["description"].as_str().unwrap();
+    assert_eq!(description, expected);
+    assert_eq!(user_id_in(description), None, "{description}");
+}
+
+/// The status names Jane Doe as the holder of `card` in reader 0, giving her id only in its
+/// JSON; returns what `iactl status` printed, which names her card and her but no user id.
+fn status_names_jane(stack: &Stack, card: &StackCard) -> String {
+    let status = stack.status();
+    let shown = status.readers[0].card.as_ref().unwrap();
+    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"), "{status:?}");
+    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
+    let text = iactl_status(stack);
+    assert!(
+        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial)),
+        "{text}"
+    );
+    assert_eq!(user_id_in(&text), None, "{text}");
+    text
 }
 
 /// Replaces the 9A certificate of `card` (out of every reader) with one the service's CA
@@ -159,12 +182,7 @@ fn assert_no_secrets(stack: &Stack, secrets: &[&str]) {
 #[test]
 fn insert_pin_role_ticket_then_pull_ends_the_session() {
     let (mut stack, card, roles) = holder_stack();
-    let (mut events, inserted) = start_and_insert(
-        &mut stack,
-        &AgentOptions::default(),
-        &[&card.pin, &card.pin],
-        &card,
-    );
+    let (mut events, inserted) = start_and_insert(&mut stack, &[&card.pin, &card.pin], &card);
     let Event::CardInserted { card: seen, .. } =
         stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }))
     else {
@@ -190,29 +208,17 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
         session.role, None,
         "two roles and no default: the user picks"
     );
-    let prompts = stack.pin_prompts();
-    let description = prompts[0]["description"].as_str().unwrap();
-    assert_eq!(
-        description,
-        format!(
+    assert_first_prompt(
+        &stack,
+        &format!(
             "Enter the passcode of Jane Doe's smartcard {}.\n3 tries left before the card locks.",
             card.serial
-        )
+        ),
     );
-    assert_eq!(user_id_in(description), None, "{description}");
 
     // The status names the holder; only the JSON carries their id.
-    let status = stack.status();
-    let shown = status.readers[0].card.as_ref().unwrap();
-    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"));
-    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
-    let text = iactl_status(&stack);
-    assert!(
-        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial))
-            && text.contains("session: signed in as Jane Doe"),
-        "{text}"
-    );
-    assert_eq!(user_id_in(&text), None, "{text}");
+    let text = status_names_jane(&stack, &card);
+    assert!(text.contains("session: signed in as Jane Doe"), "{text}");
 
     // Role selection, remembered as the default.
     let mut c = stack.client();
@@ -273,8 +279,7 @@ fn a_certificate_naming_only_the_user_id_shows_no_id_and_the_session_gives_the_n
         .unwrap();
     give_certificate_naming_the_user_id(&stack, &card);
     let mut stack = stack;
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
 
     // Before sign-in the certificate gives the id only: no name, and no id for people.
     let Event::CardInserted { card: seen, .. } =
@@ -287,28 +292,16 @@ fn a_certificate_naming_only_the_user_id_shows_no_id_and_the_session_gives_the_n
 
     // The prompt names the card by the serial printed on it.
     stack.wait_for(&mut events, is_session_started);
-    let prompts = stack.pin_prompts();
-    let description = prompts[0]["description"].as_str().unwrap();
-    assert_eq!(
-        description,
-        format!(
+    assert_first_prompt(
+        &stack,
+        &format!(
             "Enter the passcode of smartcard {}.\n3 tries left before the card locks.",
             card.serial
-        )
+        ),
     );
-    assert_eq!(user_id_in(description), None, "{description}");
 
     // Signed in, the status names the holder as the service's session does.
-    let status = stack.status();
-    let shown = status.readers[0].card.as_ref().unwrap();
-    assert_eq!(shown.holder.as_deref(), Some("Jane Doe"), "{status:?}");
-    assert_eq!(shown.holder_id.as_deref(), Some(card.user_id.as_str()));
-    let text = iactl_status(&stack);
-    assert!(
-        text.contains(&format!("NHS CIS card {}, Jane Doe, expires", card.serial)),
-        "{text}"
-    );
-    assert_eq!(user_id_in(&text), None, "{text}");
+    status_names_jane(&stack, &card);
 }
 
 #[test]
@@ -367,8 +360,7 @@ fn another_card_in_the_reader_ends_the_session() {
 #[test]
 fn a_wrong_pin_shows_tries_left_and_is_never_retried() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &["999999"], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &["999999"], &card);
 
     let failed = stack.wait_for(&mut events, |e| matches!(e, Event::LoginFailed { .. }));
     let Event::LoginFailed { error, .. } = failed else {
@@ -451,8 +443,7 @@ fn an_expired_card_is_refused_with_the_ra_message() {
         InitialValidity::Expired,
         AtrProfile::Oberthur,
     );
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
 
     let Event::CardInserted { card: seen, .. } =
         stack.wait_for(&mut events, |e| matches!(e, Event::CardInserted { .. }))
@@ -503,12 +494,7 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
         )
         .unwrap();
     let mut stack = stack;
-    let (mut events, _ra_in) = start_and_insert(
-        &mut stack,
-        &AgentOptions::default(),
-        &[&ra_card.pin],
-        &ra_card,
-    );
+    let (mut events, _ra_in) = start_and_insert(&mut stack, &[&ra_card.pin], &ra_card);
     stack.wait_for(&mut events, is_session_started);
     let holder_in = stack.insert(1, &holder_card).unwrap();
     stack.wait_for(
@@ -533,12 +519,7 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
 #[test]
 fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, inserted) = start_and_insert(
-        &mut stack,
-        &AgentOptions::default(),
-        &[&card.pin, &card.pin],
-        &card,
-    );
+    let (mut events, inserted) = start_and_insert(&mut stack, &[&card.pin, &card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
 
     stack.bed.stop_pcscd();
@@ -576,8 +557,7 @@ fn the_agent_recovers_when_pcscd_restarts_during_a_session() {
 #[test]
 fn the_agent_stops_cleanly_and_ends_the_session() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
     let socket = stack.socket().unwrap();
     let exit = stack.stop_agent().unwrap();
@@ -595,8 +575,7 @@ fn a_card_inside_the_warning_window_warns_at_sign_in() {
         InitialValidity::Days(30),
         AtrProfile::NhsCis,
     );
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
     let Event::ExpiryWarning {
         serial: warned,
@@ -667,8 +646,7 @@ fn the_session_ends_when_the_cms_session_expires() {
         ..cms::Policy::default()
     };
     let (mut stack, card) = nurse_stack(policy, 7, InitialValidity::Days(400), AtrProfile::NhsCis);
-    let (mut events, _in) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
     stack.wait_for(
         &mut events,
@@ -686,8 +664,7 @@ fn the_session_ends_when_the_cms_session_expires() {
 #[test]
 fn a_session_whose_card_is_not_back_after_pcscd_restarts_ends() {
     let (mut stack, card, _) = holder_stack();
-    let (mut events, inserted) =
-        start_and_insert(&mut stack, &AgentOptions::default(), &[&card.pin], &card);
+    let (mut events, inserted) = start_and_insert(&mut stack, &[&card.pin], &card);
     stack.wait_for(&mut events, is_session_started);
 
     stack.bed.stop_pcscd();

@@ -46,25 +46,11 @@ fn a_holder_renews_and_stays_signed_in() {
     );
 
     // Every step was reported, in order, then the result.
-    let mut steps = Vec::new();
-    loop {
-        match stack.wait_for(&mut events, |e| {
-            matches!(
-                e,
-                Event::OperationProgress { .. } | Event::OperationResult { .. }
-            )
-        }) {
-            Event::OperationProgress { operation } => steps.push(operation.step),
-            Event::OperationResult { operation, error } => {
-                assert!(error.is_none(), "{error:?}");
-                assert_eq!(operation.id, done.id);
-                break;
-            }
-            _ => unreachable!(),
-        }
-    }
+    let report = stack.follow_operation(&mut events);
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.operation.id, done.id);
     assert_eq!(
-        steps,
+        report.steps,
         [
             "started",
             "management_key",

@@ -13,6 +13,7 @@ use cms::pin_policy::{check_pin, PinPolicyError};
 use piv::CardSerial;
 use std::path::PathBuf;
 use std::time::Duration;
+use testbed::agent_client::{follow_operation_with, is_operation_event};
 use testbed::stack::{AgentOptions, PinentrySetup, RoleSpec, Stack, StackCard, NURSE, RA_OFFICER};
 use testbed::user_id_in;
 
@@ -128,10 +129,46 @@ impl Desk {
     fn assert_nothing_done(&self, before: &cms::db::CardRecord) {
         let journal = self.journal_entries();
         assert!(journal.is_empty(), "{journal:?}");
+        self.assert_record_unchanged(before);
+        assert_eq!(self.stack.status().session.state, SessionState::SignedIn);
+    }
+
+    /// The holder's card as `before` at the service (the same certificates, the same PUK
+    /// generation); returns the record now.
+    fn assert_record_unchanged(&self, before: &cms::db::CardRecord) -> cms::db::CardRecord {
         let after = self.holder_record();
         assert_eq!(after.puk_generation, before.puk_generation);
         assert_eq!(after.certs_expire, before.certs_expire);
-        assert_eq!(self.stack.status().session.state, SessionState::SignedIn);
+        after
+    }
+
+    /// The officer's repair refused because their role does not permit it; returns the error.
+    fn assert_refused_for_the_role(&self) -> ErrorObject {
+        let refused = agent_error(self.repair(&self.holder.serial).unwrap_err());
+        assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
+        assert!(
+            refused.message.contains("does not permit Repair Smartcard"),
+            "{}",
+            refused.message
+        );
+        refused
+    }
+
+    /// The officer's repair is refused for the holder's new passcode, the error saying `why`,
+    /// after `prompts` PIN prompts in all, and nothing is done.
+    fn assert_refused_for_the_new_passcode(&self, why: &str, prompts: usize) {
+        let before = self.holder_record();
+        let refused = agent_error(self.repair(&self.holder.serial).unwrap_err());
+        assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
+        assert!(refused.message.contains(why), "{}", refused.message);
+        assert_eq!(self.stack.pin_prompts().len(), prompts);
+        self.assert_nothing_done(&before);
+    }
+
+    /// The holder's card in reader 1 agrees with the service and signs in with the new PIN.
+    fn assert_repaired(&self) {
+        self.stack.card_agrees_with_cms(1, &self.holder).unwrap();
+        self.stack.sign_in_directly(1, NEW_PIN).unwrap();
     }
 
     /// The operations journal's entries (file names) in the agent's state directory.
@@ -268,25 +305,11 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     );
 
     // Every step was reported, in order, then the result.
-    let mut steps = Vec::new();
-    loop {
-        match desk.collect_until(|e| {
-            matches!(
-                e,
-                Event::OperationProgress { .. } | Event::OperationResult { .. }
-            )
-        }) {
-            Event::OperationProgress { operation } => steps.push(operation.step),
-            Event::OperationResult { operation, error } => {
-                assert!(error.is_none(), "{error:?}");
-                assert_eq!(operation.id, done.id);
-                break;
-            }
-            _ => unreachable!(),
-        }
-    }
+    let report = follow_operation_with(|| desk.collect_until(is_operation_event));
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.operation.id, done.id);
     assert_eq!(
-        steps,
+        report.steps,
         [
             "started",
             "pin_set",
@@ -381,13 +404,7 @@ fn an_officer_whose_role_lacks_b0267_cannot_repair_or_cancel() {
     let desk = Desk::open(&[NURSE], InitialValidity::Expired, &[RA_PIN, NEW_PIN]);
     let before = desk.holder_record();
 
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
-    assert!(
-        refused.message.contains("does not permit Repair Smartcard"),
-        "{}",
-        refused.message
-    );
+    desk.assert_refused_for_the_role();
     let refused = agent_error(
         desk.stack
             .block_on(
@@ -401,9 +418,7 @@ fn an_officer_whose_role_lacks_b0267_cannot_repair_or_cancel() {
 
     // Nothing asked after the sign-in, nothing changed.
     assert_eq!(desk.stack.pin_prompts().len(), 1);
-    let after = desk.holder_record();
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(after.puk_generation, before.puk_generation);
+    let after = desk.assert_record_unchanged(&before);
     assert!(after.cancelled_on.is_none());
     assert!(desk.journal_entries().is_empty());
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
@@ -418,22 +433,14 @@ fn an_officer_must_select_the_ra_role_before_repairing() {
         &[RA_PIN, NEW_PIN],
     );
     let before = desk.holder_record();
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::RoleNotPermitted);
-    assert!(
-        refused.message.contains("does not permit Repair Smartcard"),
-        "{}",
-        refused.message
-    );
+    let refused = desk.assert_refused_for_the_role();
     assert!(
         refused.message.contains("select your role"),
         "{}",
         refused.message
     );
     assert_eq!(desk.stack.pin_prompts().len(), 1);
-    let after = desk.holder_record();
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(after.puk_generation, before.puk_generation);
+    desk.assert_record_unchanged(&before);
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
 }
 
@@ -459,9 +466,7 @@ fn the_service_refuses_to_repair_a_healthy_card_and_nothing_is_left_behind() {
         desk.journal_entries()
     );
     assert_eq!(desk.stack.pin_prompts().len(), 1, "no new PIN is asked");
-    let after = desk.holder_record();
-    assert_eq!(after.certs_expire, before.certs_expire);
-    assert_eq!(after.puk_generation, before.puk_generation);
+    desk.assert_record_unchanged(&before);
     desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
     let session = desk.stack.sign_in_directly(1, HOLDER_PIN).unwrap();
     assert_eq!(session.session.user.id, desk.holder.user_id);
@@ -489,8 +494,7 @@ fn a_new_pin_breaking_the_policy_is_asked_again_with_the_rule() {
         assert!(prompt["repeat"].is_string(), "{prompt}");
     }
 
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]
@@ -500,16 +504,7 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
         InitialValidity::Expired,
         &[RA_PIN, "1234", "0000", "12a4"],
     );
-    let before = desk.holder_record();
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
-    assert!(
-        refused.message.contains("4 to 8 digits"),
-        "{}",
-        refused.message
-    );
-    assert_eq!(desk.stack.pin_prompts().len(), 4);
-    desk.assert_nothing_done(&before);
+    desk.assert_refused_for_the_new_passcode("4 to 8 digits", 4);
 
     // The officer tries again: the service's open repair is taken up, the agent is not busy
     // asking the holder on its own, and the card ends up repaired.
@@ -517,8 +512,7 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
     assert_eq!(desk.stack.pin_prompts().len(), 5);
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]
@@ -555,8 +549,7 @@ fn a_pinentry_ignoring_the_repeat_has_the_agent_ask_again_until_both_match() {
         text(3, "error")
     );
 
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]
@@ -569,16 +562,7 @@ fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
             RA_PIN, NEW_PIN, "918274", NEW_PIN, "918275", NEW_PIN, "918276",
         ],
     );
-    let before = desk.holder_record();
-    let refused = agent_error(desk.repair(&desk.holder.serial).unwrap_err());
-    assert_eq!(refused.code, ErrorCode::PinPolicy, "{refused:?}");
-    assert!(
-        refused.message.contains("did not match"),
-        "{}",
-        refused.message
-    );
-    assert_eq!(desk.stack.pin_prompts().len(), 7);
-    desk.assert_nothing_done(&before);
+    desk.assert_refused_for_the_new_passcode("did not match", 7);
 
     // The officer tries again and the holder types the same passcode twice: the service's
     // open repair is taken up and the card ends up repaired.
@@ -586,8 +570,7 @@ fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
     assert_eq!(desk.stack.pin_prompts().len(), 9);
-    desk.stack.card_agrees_with_cms(1, &desk.holder).unwrap();
-    desk.stack.sign_in_directly(1, NEW_PIN).unwrap();
+    desk.assert_repaired();
 }
 
 #[test]

@@ -9,7 +9,7 @@ use cms::client::{ClientError, CmsClient};
 use cms::issuance::InitialValidity;
 use piv::{CardSerial, PivCard};
 use std::ffi::CString;
-use testbed::stack::{Stack, NURSE};
+use testbed::stack::Stack;
 
 fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2A, n])
@@ -18,10 +18,8 @@ fn serial(n: u8) -> CardSerial {
 #[test]
 fn a_card_pulled_at_run_time_and_a_service_made_unreachable() {
     let stack = Stack::start().unwrap();
-    let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
     let card = stack
-        .issue(
-            &jane,
+        .nurse_card(
             serial(1),
             "246810",
             InitialValidity::Days(400),
@@ -31,7 +29,7 @@ fn a_card_pulled_at_run_time_and_a_service_made_unreachable() {
     let inserted = stack.insert_with(0, &card, Faults::default()).unwrap();
     stack.card_agrees_with_cms(0, &card).unwrap();
     let created = stack.sign_in_directly(0, &card.pin).unwrap();
-    assert_eq!(created.session.user.id, jane);
+    assert_eq!(created.session.user.id, card.user_id);
     assert_eq!(created.session.card_serial, card.serial.to_string());
 
     // The card leaves after exactly two more APDUs: SELECT at the transaction's start and one

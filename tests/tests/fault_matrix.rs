@@ -10,16 +10,13 @@ use agent_ipc::{
 };
 use cardsim::{AtrProfile, InsertedCard};
 use cms::issuance::InitialValidity;
-use cms::Policy;
-use piv::consts::key;
-use piv::{CardSerial, KeyAlgorithm, PivCard};
-use std::ffi::CString;
-use std::path::PathBuf;
+use piv::{CardSerial, KeyAlgorithm};
 use std::time::{Duration, Instant};
-use testbed::stack::{AgentOptions, Stack, StackCard, NURSE, RA_OFFICER};
-
-/// How long a sign-in or an operation finished by the agent may take (an RSA key is generated).
-const PATIENCE: Duration = Duration::from_secs(60);
+use testbed::fault::{
+    agent_options, journal_file, key_algorithm, log_tail, outcome_name, wait_signed_in, Holder,
+    HOLDER_PIN, PATIENCE,
+};
+use testbed::stack::{Stack, StackCard, NURSE, RA_OFFICER};
 
 /// The steps the agent reports for a renewal, in order.
 const RENEWAL_STEPS: [&str; 6] = [
@@ -31,8 +28,6 @@ const RENEWAL_STEPS: [&str; 6] = [
     "confirmed",
 ];
 
-/// The holder's PIN.
-const HOLDER_PIN: &str = "246810";
 /// The officer's PIN.
 const OFFICER_PIN: &str = "192837";
 /// The PIN a repaired card's holder chooses.
@@ -42,34 +37,9 @@ fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x3B, n])
 }
 
-/// The agent as the matrix runs it: no periodic certificate check to add card or service
-/// traffic of its own.
-fn agent_options() -> AgentOptions {
-    AgentOptions {
-        certificate_check_secs: 3600,
-        log_filter: "debug".into(),
-        ..AgentOptions::default()
-    }
-}
-
-/// A service whose cards take as many renewals as the matrix makes.
-fn roomy_policy() -> Policy {
-    Policy {
-        card_capacity: 10_000,
-        ..Policy::default()
-    }
-}
-
 /// The scripted pinentry answers `pin` to every prompt for a while.
 fn answer_pin(stack: &Stack, pin: &str) {
     stack.pin_answers(&[pin; 32]).unwrap();
-}
-
-/// The tail of the agent's logs, for failure messages.
-fn log_tail(stack: &Stack) -> String {
-    let logs = stack.agent_logs();
-    let lines: Vec<&str> = logs.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 /// Waits until every one of `wanted` has matched an event, in any order; returns the first
@@ -96,42 +66,6 @@ fn wait_all(
         .ok()?;
         Some(found.into_iter().map(Option::unwrap).collect())
     })
-}
-
-/// Waits until the agent signs in with the card in reader `slot`; panics with the reason and
-/// the agent's log when it does not.
-fn wait_signed_in(stack: &Stack, events: &mut Subscription, slot: usize, what: &str) {
-    let started = |e: &Event| matches!(e, Event::SessionStarted { .. });
-    let failed = |e: &Event| matches!(e, Event::LoginFailed { .. });
-    let outcome = stack.block_on(async {
-        tokio::time::timeout(PATIENCE, async {
-            loop {
-                let event = events.next_event().await.expect("the event stream");
-                if started(&event) || failed(&event) {
-                    return event;
-                }
-            }
-        })
-        .await
-    });
-    match outcome {
-        Ok(Event::SessionStarted { session }) => {
-            assert_eq!(
-                session.reader.as_deref(),
-                Some(stack.bed.reader_name(slot).as_str()),
-                "{what}"
-            );
-        }
-        Ok(Event::LoginFailed { error, .. }) => panic!(
-            "{what}: the card did not sign in: {error:?}\n{}",
-            log_tail(stack)
-        ),
-        Ok(_) => unreachable!(),
-        Err(_) => panic!(
-            "{what}: no sign-in within {PATIENCE:?}\n{}",
-            log_tail(stack)
-        ),
-    }
 }
 
 /// [`wait_signed_in`] for an agent just started: it may have signed in before the
@@ -171,138 +105,52 @@ fn repair(stack: &Stack, card: &StackCard) -> Result<OperationStatus, ErrorObjec
     )))
 }
 
-fn outcome_name(outcome: &Result<OperationStatus, ErrorObject>) -> String {
-    match outcome {
-        Ok(status) => format!("ok ({})", status.step),
-        Err(error) => format!("{:?}", error.code),
-    }
+/// The holder signed in with card 1. A card that takes every algorithm gets the service's
+/// strongest: the renewal matrix relays AES-256 (the repair matrix below, 3DES).
+fn signed_in_holder() -> Holder {
+    let holder = Holder::start(serial(1));
+    assert_eq!(
+        holder
+            .stack
+            .card_record(&holder.card)
+            .unwrap()
+            .management_algorithm,
+        piv::ManagementAlgorithm::Aes256
+    );
+    holder
 }
 
-/// The operations journal's file for `card`.
-fn journal_file(stack: &Stack, card: &StackCard) -> PathBuf {
-    stack
-        .bed
-        .dir()
-        .join("state/identity-agent/operations")
-        .join(format!("{}.json", card.serial))
-}
-
-/// The algorithm of the key behind the 9A certificate of the card in reader `slot`.
-fn key_algorithm(stack: &Stack, slot: usize) -> KeyAlgorithm {
-    let ctx = stack.bed.context().unwrap();
-    let mut card =
-        PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(slot)).unwrap()).unwrap();
-    let tx = card.transaction().unwrap();
-    tx.read_certificate(key::AUTHENTICATION)
-        .unwrap()
-        .public_key()
-        .unwrap()
-        .algorithm()
-        .unwrap()
-}
-
-/// The holder's card signed in through the agent in reader 0.
-struct Holder {
-    stack: Stack,
-    card: StackCard,
-    inserted: Option<InsertedCard>,
-    events: Subscription,
-}
-
-impl Holder {
-    /// Starts the stack and the agent, and signs in with a new card valid for 30 days.
-    fn start() -> Self {
-        let mut stack = Stack::start_with(roomy_policy()).unwrap();
-        let card = stack
-            .nurse_card(
-                serial(1),
-                HOLDER_PIN,
-                InitialValidity::Days(30),
-                AtrProfile::NhsCis,
-            )
-            .unwrap();
-        // A card that takes every algorithm gets the service's strongest: the renewal matrix
-        // relays AES-256 (the repair matrix below, 3DES).
-        let record = stack.cms.database().card(&card.serial.to_string());
-        assert_eq!(
-            record.unwrap().unwrap().management_algorithm,
-            piv::ManagementAlgorithm::Aes256
-        );
-        answer_pin(&stack, HOLDER_PIN);
-        stack.start_agent(&agent_options()).unwrap();
-        let mut events = stack.subscribe();
-        let inserted = stack.insert(0, &card).unwrap();
-        wait_signed_in(&stack, &mut events, 0, "the first sign-in");
-        Self {
-            stack,
-            card,
-            inserted: Some(inserted),
-            events,
-        }
+/// Waits for the renew call's result and for the card to leave reader 0 (pulling it now if the
+/// fault did not), then inserts it again and waits until the agent signs in with it, finishing
+/// what the journal held. Returns whether a renewal was left to finish.
+fn reinsert_and_sign_in(holder: &mut Holder, what: &str) -> bool {
+    let inserted = holder.inserted.take().expect("the card is in");
+    if inserted.is_connected() {
+        inserted.pull_after(0);
     }
-
-    fn inserted(&self) -> &InsertedCard {
-        self.inserted.as_ref().expect("the card is in")
-    }
-
-    /// A renewal that nothing interrupts; returns the APDUs the card answered for it.
-    fn clean_renewal(&mut self) -> u32 {
-        let before = self.inserted().apdus_answered();
-        let done = renew(&self.stack).expect("a renewal nothing interrupts");
-        assert!(done.done, "{done:?}");
-        let answered = self.inserted().apdus_answered() - before;
-        wait_all(&self.stack, &mut self.events, PATIENCE, &[&is_result])
-            .expect("the renewal's result");
-        self.stack.card_agrees_with_cms(0, &self.card).unwrap();
-        answered
-    }
-
-    /// Whether the agent's journal holds an unfinished operation for the card.
-    fn journaled(&self) -> bool {
-        journal_file(&self.stack, &self.card).exists()
-    }
-
-    /// Waits for the renew call's result and for the card to leave reader 0 (pulling it now if
-    /// the fault did not), then inserts it again and waits until the agent signs in with it,
-    /// finishing what the journal held. Returns whether a renewal was left to finish.
-    fn reinsert_and_sign_in(&mut self, what: &str) -> bool {
-        let inserted = self.inserted.take().expect("the card is in");
-        if inserted.is_connected() {
-            inserted.pull_after(0);
-        }
-        inserted.wait().unwrap();
-        let removed = is_removal_from(self.stack.bed.reader_name(0));
-        wait_all(
-            &self.stack,
-            &mut self.events,
-            PATIENCE,
-            &[&is_result, &removed],
-        )
-        .unwrap_or_else(|| panic!("{what}: no result and removal\n{}", log_tail(&self.stack)));
-        let journaled = self.journaled();
-        self.inserted = Some(self.stack.insert(0, &self.card).unwrap());
-        wait_signed_in(&self.stack, &mut self.events, 0, what);
-        assert!(!self.journaled(), "{what}: the renewal is still journaled");
-        journaled
-    }
-
-    /// The card in reader 0 and the service agree (the agent signed in with it just now).
-    fn check_agreement(&self, what: &str) {
-        if let Err(e) = self.stack.card_agrees_with_cms(0, &self.card) {
-            panic!("{what}: {e:#}\n{}", log_tail(&self.stack));
-        }
-        assert_eq!(
-            key_algorithm(&self.stack, 0),
-            KeyAlgorithm::Rsa2048,
-            "{what}: the new key is of the card's algorithm"
-        );
-    }
+    inserted.wait().unwrap();
+    let removed = is_removal_from(holder.stack.bed.reader_name(0));
+    wait_all(
+        &holder.stack,
+        &mut holder.events,
+        PATIENCE,
+        &[&is_result, &removed],
+    )
+    .unwrap_or_else(|| panic!("{what}: no result and removal\n{}", log_tail(&holder.stack)));
+    let journaled = holder.journaled();
+    holder.inserted = Some(holder.stack.insert(0, &holder.card).unwrap());
+    wait_signed_in(&holder.stack, &mut holder.events, 0, what);
+    assert!(
+        !holder.journaled(),
+        "{what}: the renewal is still journaled"
+    );
+    journaled
 }
 
 #[test]
 fn renewal_survives_a_pull_after_every_apdu() {
     let clock = Instant::now();
-    let mut holder = Holder::start();
+    let mut holder = signed_in_holder();
     let n = holder.clean_renewal();
     eprintln!("a renewal takes {n} APDUs");
     for k in 1..=n {
@@ -322,7 +170,7 @@ fn renewal_survives_a_pull_after_every_apdu() {
             );
         }
         let answered = holder.inserted().apdus_answered() - base;
-        let resumed = holder.reinsert_and_sign_in(&what);
+        let resumed = reinsert_and_sign_in(&mut holder, &what);
         holder.check_agreement(&what);
         eprintln!(
             "{what}: renew {}, pulled after {answered}, {}signed in again and agrees ({} ms)",
@@ -337,16 +185,12 @@ fn renewal_survives_a_pull_after_every_apdu() {
 #[test]
 fn renewal_survives_the_agent_killed_at_each_step() {
     let clock = Instant::now();
-    let mut holder = Holder::start();
+    let mut holder = signed_in_holder();
     for step in RENEWAL_STEPS {
         let lap = Instant::now();
         let what = format!("agent killed at {step}");
         answer_pin(&holder.stack, HOLDER_PIN);
-        let mut client = holder.stack.client();
-        let renewal = holder
-            .stack
-            .runtime
-            .spawn(async move { client.renew().await });
+        let renewal = holder.spawn_renewal();
         let reached = |e: &Event| matches!(e, Event::OperationProgress { operation } if operation.step == step);
         wait_all(&holder.stack, &mut holder.events, PATIENCE, &[&reached])
             .unwrap_or_else(|| panic!("{what}: the step never came\n{}", log_tail(&holder.stack)));
@@ -379,7 +223,7 @@ fn renewal_survives_the_agent_killed_at_each_step() {
 #[test]
 fn renewal_survives_the_cms_stopped_before_each_call() {
     let clock = Instant::now();
-    let mut holder = Holder::start();
+    let mut holder = signed_in_holder();
     let before = holder.stack.cms_requests();
     holder.clean_renewal();
     let m = holder.stack.cms_requests() - before;
@@ -398,7 +242,7 @@ fn renewal_survives_the_cms_stopped_before_each_call() {
             // without the renewal failing.
             Ok(_) => assert_eq!(c + 1, m, "{what}: the renewal did not fail"),
         }
-        let resumed = holder.reinsert_and_sign_in(&what);
+        let resumed = reinsert_and_sign_in(&mut holder, &what);
         holder.check_agreement(&what);
         eprintln!(
             "{what}: renew {}, {}inserted again, signed in and agrees ({} ms)",
@@ -489,6 +333,18 @@ impl Repairs {
         cards
     }
 
+    /// [`wait_all`] on the officer's events, for as long as a repair may take.
+    fn wait_all(&mut self, wanted: &[&dyn Fn(&Event) -> bool]) -> Option<Vec<Event>> {
+        wait_all(&self.stack, self.events.as_mut().unwrap(), PATIENCE, wanted)
+    }
+
+    /// After an interrupted repair that started nothing: the officer repairs `card` again, and
+    /// the repair's result comes.
+    fn repair_again(&mut self, card: &StackCard, what: &str) {
+        repair(&self.stack, card).unwrap_or_else(|e| panic!("{what}: the repair again: {e:?}"));
+        self.wait_all(&[&is_result]).unwrap();
+    }
+
     /// Inserts `card` into reader 1 and waits until the agent has seen it.
     fn insert_holder(&mut self, card: &StackCard) -> InsertedCard {
         let inserted = self.stack.insert(1, card).unwrap();
@@ -498,13 +354,8 @@ impl Repairs {
             matches!(e, Event::CardInserted { reader: r, card: c }
                 if *r == reader && c.serial.as_deref() == Some(serial.as_str()))
         };
-        wait_all(
-            &self.stack,
-            self.events.as_mut().unwrap(),
-            PATIENCE,
-            &[&seen],
-        )
-        .expect("the agent sees the holder's card");
+        self.wait_all(&[&seen])
+            .expect("the agent sees the holder's card");
         inserted
     }
 
@@ -512,13 +363,8 @@ impl Repairs {
     fn remove_holder(&mut self, inserted: InsertedCard) {
         self.stack.bed.remove(1, inserted).unwrap();
         let removed = is_removal_from(self.stack.bed.reader_name(1));
-        wait_all(
-            &self.stack,
-            self.events.as_mut().unwrap(),
-            PATIENCE,
-            &[&removed],
-        )
-        .expect("the agent sees the card go");
+        self.wait_all(&[&removed])
+            .expect("the agent sees the card go");
     }
 
     /// After an interrupted repair whose card left reader 1: waits for the repair's result and
@@ -526,13 +372,8 @@ impl Repairs {
     /// at the service otherwise). Returns whether it is journaled.
     fn interrupted(&mut self, card: &StackCard, what: &str) -> bool {
         let removed = is_removal_from(self.stack.bed.reader_name(1));
-        wait_all(
-            &self.stack,
-            self.events.as_mut().unwrap(),
-            PATIENCE,
-            &[&is_result, &removed],
-        )
-        .unwrap_or_else(|| panic!("{what}: no result and removal\n{}", log_tail(&self.stack)));
+        self.wait_all(&[&is_result, &removed])
+            .unwrap_or_else(|| panic!("{what}: no result and removal\n{}", log_tail(&self.stack)));
         let journaled = journal_file(&self.stack, card).exists();
         let open = self
             .stack
@@ -583,13 +424,7 @@ fn repair_survives_a_pull_after_every_apdu() {
     let done = repair(&repairs.stack, &first).expect("a repair nothing interrupts");
     assert!(done.done, "{done:?}");
     let n = inserted.apdus_answered() - before;
-    wait_all(
-        &repairs.stack,
-        repairs.events.as_mut().unwrap(),
-        PATIENCE,
-        &[&is_result],
-    )
-    .unwrap();
+    repairs.wait_all(&[&is_result]).unwrap();
     repairs.check_repaired(&first, "a repair nothing interrupts");
     repairs.remove_holder(inserted);
     eprintln!("a repair takes {n} APDUs");
@@ -614,13 +449,7 @@ fn repair_survives_a_pull_after_every_apdu() {
             // The agent finishes the repair by itself, asking the holder's new PIN again.
             let serial = card.serial.to_string();
             let result = |e: &Event| matches!(e, Event::OperationResult { operation, .. } if operation.serial == serial);
-            let events = wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&result],
-            )
-            .unwrap_or_else(|| {
+            let events = repairs.wait_all(&[&result]).unwrap_or_else(|| {
                 panic!(
                     "{what}: the repair was not finished\n{}",
                     log_tail(&repairs.stack)
@@ -635,15 +464,7 @@ fn repair_survives_a_pull_after_every_apdu() {
             "done"
         } else {
             // Nothing was started: the officer repairs the card again.
-            repair(&repairs.stack, &card)
-                .unwrap_or_else(|e| panic!("{what}: the repair again: {e:?}"));
-            wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&is_result],
-            )
-            .unwrap();
+            repairs.repair_again(&card, &what);
             "repaired again"
         };
         repairs.check_repaired(&card, &what);
@@ -669,13 +490,7 @@ fn repair_survives_the_cms_stopped_before_each_call() {
     let done = repair(&repairs.stack, &first).expect("a repair nothing interrupts");
     assert!(done.done, "{done:?}");
     let m = repairs.stack.cms_requests() - before;
-    wait_all(
-        &repairs.stack,
-        repairs.events.as_mut().unwrap(),
-        PATIENCE,
-        &[&is_result],
-    )
-    .unwrap();
+    repairs.wait_all(&[&is_result]).unwrap();
     repairs.check_repaired(&first, "a repair nothing interrupts");
     repairs.remove_holder(inserted);
     eprintln!("a repair makes {m} service requests");
@@ -712,13 +527,7 @@ fn repair_survives_the_cms_stopped_before_each_call() {
                 matches!(e, Event::OperationResult { operation, error: None }
                     if operation.serial == serial)
             };
-            wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&succeeded],
-            )
-            .unwrap_or_else(|| {
+            repairs.wait_all(&[&succeeded]).unwrap_or_else(|| {
                 panic!(
                     "{what}: the repair was not finished\n{}",
                     log_tail(&repairs.stack)
@@ -729,15 +538,7 @@ fn repair_survives_the_cms_stopped_before_each_call() {
             "done"
         } else {
             // Nothing was started: the officer repairs the card again.
-            repair(&repairs.stack, &card)
-                .unwrap_or_else(|e| panic!("{what}: the repair again: {e:?}"));
-            wait_all(
-                &repairs.stack,
-                repairs.events.as_mut().unwrap(),
-                PATIENCE,
-                &[&is_result],
-            )
-            .unwrap();
+            repairs.repair_again(&card, &what);
             "repaired again"
         };
         assert!(

@@ -10,105 +10,16 @@
 //!
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
-use agent_ipc::{
-    ClientError, ErrorCode, ErrorObject, Event, OperationStatus, SessionState, Subscription,
-};
-use cardsim::{AtrProfile, InsertedCard};
-use cms::issuance::InitialValidity;
-use cms::Policy;
-use piv::consts::key;
-use piv::{CardSerial, KeyAlgorithm, PivCard};
-use std::ffi::CString;
-use std::path::PathBuf;
+use agent_ipc::{ClientError, ErrorCode, ErrorObject, Event, OperationStatus, SessionState};
+use piv::CardSerial;
 use std::time::{Duration, Instant};
-use testbed::stack::{AgentOptions, Stack, StackCard};
-
-/// How long a sign-in, an operation or the card reaching its hold may take (an RSA key is
-/// generated).
-const PATIENCE: Duration = Duration::from_secs(60);
+use testbed::fault::{log_tail, outcome_name, wait_signed_in, Holder, HOLDER_PIN, PATIENCE};
 
 /// How long the event stream stays quiet before it counts as drained.
 const QUIET: Duration = Duration::from_millis(50);
 
-/// The holder's PIN.
-const HOLDER_PIN: &str = "246810";
-
 fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x4C, n])
-}
-
-/// No periodic certificate check adding card traffic of its own to the count.
-fn agent_options() -> AgentOptions {
-    AgentOptions {
-        certificate_check_secs: 3600,
-        log_filter: "debug".into(),
-        ..AgentOptions::default()
-    }
-}
-
-/// The tail of the agent's logs, for failure messages.
-fn log_tail(stack: &Stack) -> String {
-    let logs = stack.agent_logs();
-    // Card events print whole certificates: each line is cut short.
-    let lines: Vec<String> = logs
-        .lines()
-        .map(|line| line.chars().take(300).collect())
-        .collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-/// Waits until the agent signs in with the card in reader 0; panics with the reason and the
-/// agent's log when it does not.
-fn wait_signed_in(stack: &Stack, events: &mut Subscription, what: &str) {
-    let outcome = stack.next_matching(events, PATIENCE, |e| {
-        matches!(e, Event::SessionStarted { .. } | Event::LoginFailed { .. })
-    });
-    match outcome {
-        Some(Event::SessionStarted { session }) => assert_eq!(
-            session.reader.as_deref(),
-            Some(stack.bed.reader_name(0).as_str()),
-            "{what}"
-        ),
-        Some(Event::LoginFailed { error, .. }) => panic!(
-            "{what}: the card did not sign in: {error:?}\n{}",
-            log_tail(stack)
-        ),
-        Some(_) => unreachable!(),
-        None => panic!(
-            "{what}: no sign-in within {PATIENCE:?}\n{}",
-            log_tail(stack)
-        ),
-    }
-}
-
-/// The operations journal's file for `card`.
-fn journal_file(stack: &Stack, card: &StackCard) -> PathBuf {
-    stack
-        .bed
-        .dir()
-        .join("state/identity-agent/operations")
-        .join(format!("{}.json", card.serial))
-}
-
-/// The algorithm of the key behind the 9A certificate of the card in reader 0.
-fn key_algorithm(stack: &Stack) -> KeyAlgorithm {
-    let ctx = stack.bed.context().unwrap();
-    let mut card =
-        PivCard::connect(&ctx, &CString::new(stack.bed.reader_name(0)).unwrap()).unwrap();
-    let tx = card.transaction().unwrap();
-    tx.read_certificate(key::AUTHENTICATION)
-        .unwrap()
-        .public_key()
-        .unwrap()
-        .algorithm()
-        .unwrap()
-}
-
-fn outcome_name(outcome: &Result<OperationStatus, ErrorObject>) -> String {
-    match outcome {
-        Ok(status) => format!("ok ({})", status.step),
-        Err(error) => format!("{:?} ({})", error.code, error.message),
-    }
 }
 
 /// A renewal cut by pcscd stopping.
@@ -121,183 +32,111 @@ struct Stopped {
     journaled: bool,
 }
 
-/// The holder's card signed in through the agent in reader 0.
-struct Holder {
-    stack: Stack,
-    card: StackCard,
-    inserted: Option<InsertedCard>,
-    events: Subscription,
+/// Renews with pcscd stopped once the card has answered `k` APDUs of the renewal; returns the
+/// renew call's answer, the last step the renewal reported before it ended, and whether it was
+/// left journaled.
+fn renew_and_stop_pcscd_after(holder: &mut Holder, k: u32, what: &str) -> Stopped {
+    // Events of the sign-in before (an expiry warning, say) are not this renewal's.
+    while holder
+        .stack
+        .next_matching(&mut holder.events, QUIET, |_| true)
+        .is_some()
+    {}
+    holder.stack.pin_answers(&[HOLDER_PIN; 32]).unwrap();
+    let base = holder.inserted().apdus_answered();
+    holder.inserted().hold_after(base + k);
+    let renewal = holder.spawn_renewal();
+    let deadline = Instant::now() + PATIENCE;
+    while !holder.inserted().is_held() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the card never answered {k} APDUs\n{}",
+            log_tail(&holder.stack)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(holder.inserted().apdus_answered(), base + k, "{what}");
+    holder.stack.bed.stop_pcscd();
+    let answer = holder
+        .stack
+        .block_on(async { tokio::time::timeout(PATIENCE, renewal).await })
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what}: the renew call hangs with pcscd stopped\n{}",
+                log_tail(&holder.stack)
+            )
+        })
+        .expect("the renew call's task");
+    let outcome = answer.map_err(|e| match e {
+        ClientError::Agent(error) => error,
+        other => panic!("{what}: the agent did not answer: {other}"),
+    });
+    // The steps come before the result; pcscd going away before or after them.
+    let mut last_step = None;
+    let mut saw_unavailable = false;
+    let mut saw_result = false;
+    while !(saw_unavailable && saw_result) {
+        let event = holder
+            .stack
+            .next_matching(&mut holder.events, PATIENCE, |_| true)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: no operation result and pcscd loss (result {saw_result}, \
+                     loss {saw_unavailable})"
+                )
+            });
+        match event {
+            Event::OperationProgress { operation } if !saw_result => {
+                last_step = Some(operation.step);
+            }
+            Event::OperationResult { .. } => saw_result = true,
+            Event::PcscUnavailable { .. } => saw_unavailable = true,
+            _ => {}
+        }
+    }
+    Stopped {
+        outcome,
+        last_step,
+        journaled: holder.journaled(),
+    }
 }
 
-impl Holder {
-    /// Starts the stack and the agent, and signs in with a new card valid for 30 days.
-    fn start() -> Self {
-        let mut stack = Stack::start_with(Policy {
-            card_capacity: 10_000,
-            ..Policy::default()
-        })
-        .unwrap();
-        let card = stack
-            .nurse_card(
-                serial(1),
-                HOLDER_PIN,
-                InitialValidity::Days(30),
-                AtrProfile::NhsCis,
-            )
-            .unwrap();
-        stack.pin_answers(&[HOLDER_PIN; 32]).unwrap();
-        stack.start_agent(&agent_options()).unwrap();
-        let mut events = stack.subscribe();
-        let inserted = stack.insert(0, &card).unwrap();
-        wait_signed_in(&stack, &mut events, "the first sign-in");
-        Self {
-            stack,
-            card,
-            inserted: Some(inserted),
-            events,
-        }
-    }
+/// Starts pcscd again and puts the card back: its link to the reader went with the old pcscd.
+fn restart_pcscd(holder: &mut Holder) {
+    holder.stack.bed.restart_pcscd().unwrap();
+    drop(holder.inserted.take());
+    holder.inserted = Some(holder.stack.insert(0, &holder.card).unwrap());
+}
 
-    fn inserted(&self) -> &InsertedCard {
-        self.inserted.as_ref().expect("the card is in")
-    }
-
-    /// A renewal that nothing interrupts; returns the APDUs the card answered for it.
-    fn clean_renewal(&mut self) -> u32 {
-        let before = self.inserted().apdus_answered();
-        let done = self
-            .stack
-            .block_on(self.stack.client().renew())
-            .expect("a renewal nothing interrupts");
-        assert!(done.done, "{done:?}");
-        let answered = self.inserted().apdus_answered() - before;
-        self.stack
-            .next_matching(&mut self.events, PATIENCE, |e| {
-                matches!(e, Event::OperationResult { .. })
-            })
-            .expect("the renewal's result");
-        self.stack.card_agrees_with_cms(0, &self.card).unwrap();
-        answered
-    }
-
-    /// Renews with pcscd stopped once the card has answered `k` APDUs of the renewal; returns
-    /// the renew call's answer, the last step the renewal reported before it ended, and
-    /// whether it was left journaled.
-    fn renew_and_stop_pcscd_after(&mut self, k: u32, what: &str) -> Stopped {
-        // Events of the sign-in before (an expiry warning, say) are not this renewal's.
-        while self
-            .stack
-            .next_matching(&mut self.events, QUIET, |_| true)
-            .is_some()
-        {}
-        self.stack.pin_answers(&[HOLDER_PIN; 32]).unwrap();
-        let base = self.inserted().apdus_answered();
-        self.inserted().hold_after(base + k);
-        let mut client = self.stack.client();
-        let renewal = self
-            .stack
-            .runtime
-            .spawn(async move { client.renew().await });
-        let deadline = Instant::now() + PATIENCE;
-        while !self.inserted().is_held() {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: the card never answered {k} APDUs\n{}",
-                log_tail(&self.stack)
+/// The card in reader 0 signs in and agrees with the service, nothing is journaled, and the
+/// new key is of the card's algorithm.
+fn check_recovered(holder: &Holder, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = holder.stack.status();
+        if status.pcsc.available && status.session.state == SessionState::SignedIn {
+            assert_eq!(
+                status.session.serial,
+                Some(holder.card.serial.to_string()),
+                "{what}"
             );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(self.inserted().apdus_answered(), base + k, "{what}");
-        self.stack.bed.stop_pcscd();
-        let answer = self
-            .stack
-            .block_on(async { tokio::time::timeout(PATIENCE, renewal).await })
-            .unwrap_or_else(|_| {
-                panic!(
-                    "{what}: the renew call hangs with pcscd stopped\n{}",
-                    log_tail(&self.stack)
-                )
-            })
-            .expect("the renew call's task");
-        let outcome = answer.map_err(|e| match e {
-            ClientError::Agent(error) => error,
-            other => panic!("{what}: the agent did not answer: {other}"),
-        });
-        // The steps come before the result; pcscd going away before or after them.
-        let mut last_step = None;
-        let mut saw_unavailable = false;
-        let mut saw_result = false;
-        while !(saw_unavailable && saw_result) {
-            let event = self
-                .stack
-                .next_matching(&mut self.events, PATIENCE, |_| true)
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{what}: no operation result and pcscd loss (result {saw_result}, \
-                         loss {saw_unavailable})"
-                    )
-                });
-            match event {
-                Event::OperationProgress { operation } if !saw_result => {
-                    last_step = Some(operation.step);
-                }
-                Event::OperationResult { .. } => saw_result = true,
-                Event::PcscUnavailable { .. } => saw_unavailable = true,
-                _ => {}
-            }
-        }
-        Stopped {
-            outcome,
-            last_step,
-            journaled: journal_file(&self.stack, &self.card).exists(),
-        }
-    }
-
-    /// Starts pcscd again and puts the card back: its link to the reader went with the old
-    /// pcscd.
-    fn restart_pcscd(&mut self) {
-        self.stack.bed.restart_pcscd().unwrap();
-        drop(self.inserted.take());
-        self.inserted = Some(self.stack.insert(0, &self.card).unwrap());
-    }
-
-    /// The card in reader 0 signs in and agrees with the service, nothing is journaled, and
-    /// the new key is of the card's algorithm.
-    fn check_recovered(&self, what: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let status = self.stack.status();
-            if status.pcsc.available && status.session.state == SessionState::SignedIn {
-                assert_eq!(
-                    status.session.serial,
-                    Some(self.card.serial.to_string()),
-                    "{what}"
-                );
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: the agent is not signed in: {status:?}\n{}",
-                log_tail(&self.stack)
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            break;
         }
         assert!(
-            !journal_file(&self.stack, &self.card).exists(),
-            "{what}: the renewal is still journaled\n{}",
-            log_tail(&self.stack)
+            Instant::now() < deadline,
+            "{what}: the agent is not signed in: {status:?}\n{}",
+            log_tail(&holder.stack)
         );
-        if let Err(e) = self.stack.card_agrees_with_cms(0, &self.card) {
-            panic!("{what}: {e:#}\n{}", log_tail(&self.stack));
-        }
-        if let Err(e) = self.stack.sign_in_directly(0, HOLDER_PIN) {
-            panic!("{what}: the card does not sign in: {e:#}");
-        }
-        assert_eq!(
-            key_algorithm(&self.stack),
-            KeyAlgorithm::Rsa2048,
-            "{what}: the new key is of the card's algorithm"
-        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !holder.journaled(),
+        "{what}: the renewal is still journaled\n{}",
+        log_tail(&holder.stack)
+    );
+    holder.check_agreement(what);
+    if let Err(e) = holder.stack.sign_in_directly(0, HOLDER_PIN) {
+        panic!("{what}: the card does not sign in: {e:#}");
     }
 }
 
@@ -312,7 +151,7 @@ const MUST_INTERRUPT_AFTER: [&str; 3] = ["management_key", "key_generated", "cer
 #[test]
 fn renewal_survives_pcscd_restarted_after_every_apdu() {
     let clock = Instant::now();
-    let mut holder = Holder::start();
+    let mut holder = Holder::start(serial(1));
     let n = holder.clean_renewal();
     eprintln!("a renewal takes {n} APDUs");
     let mut interrupted_after = Vec::new();
@@ -324,7 +163,7 @@ fn renewal_survives_pcscd_restarted_after_every_apdu() {
             outcome,
             last_step,
             journaled,
-        } = holder.renew_and_stop_pcscd_after(k, &what);
+        } = renew_and_stop_pcscd_after(&mut holder, k, &what);
         match &outcome {
             Ok(status) => {
                 assert!(status.done, "{what}: {status:?}");
@@ -358,13 +197,13 @@ fn renewal_survives_pcscd_restarted_after_every_apdu() {
         );
         let asked_for_renewal = holder.stack.pin_prompts().len() - prompts;
         assert_eq!(asked_for_renewal, 1, "{what}: the renewal's PIN prompt");
-        holder.restart_pcscd();
+        restart_pcscd(&mut holder);
         if journaled {
-            wait_signed_in(&holder.stack, &mut holder.events, &what);
+            wait_signed_in(&holder.stack, &mut holder.events, 0, &what);
             let asked = holder.stack.pin_prompts().len() - prompts - asked_for_renewal;
             assert_eq!(asked, 1, "{what}: PIN prompts to sign in again");
         }
-        holder.check_recovered(&what);
+        check_recovered(&holder, &what);
         eprintln!(
             "{what} (last step {}): renew {}, {}signed in and agrees ({} ms)",
             last_step.as_deref().unwrap_or("none"),

@@ -38,6 +38,17 @@ fn insert_new_card(bed: &TestBed, n: u8, slot: usize) -> (cardsim::InsertedCard,
     (inserted, connect(bed, slot).unwrap())
 }
 
+/// A new card with a YubiKey's ATR inserted into reader `slot`, for the YubiKey tools.
+fn insert_new_yubikey(bed: &TestBed, n: u8, slot: usize) -> cardsim::InsertedCard {
+    let path = bed.dir().join("yubikey.json");
+    let spec = CardSpec {
+        profile: cardsim::AtrProfile::YubiKey,
+        ..CardSpec::new(serial(n))
+    };
+    CardFile::create(&path, &spec).unwrap();
+    bed.insert(slot, &path, Faults::default()).unwrap()
+}
+
 fn connect(bed: &TestBed, slot: usize) -> Result<PivCard, Error> {
     let ctx = bed.context().unwrap();
     PivCard::connect(&ctx, &CString::new(bed.reader_name(slot)).unwrap())
@@ -148,9 +159,7 @@ fn insertion_and_removal_are_seen_on_both_readers() {
 #[test]
 fn reads_the_serial_and_reports_missing_objects() {
     let bed = TestBed::start().unwrap();
-    let path = new_card(&bed, 2);
-    let _card = bed.insert(1, &path, Faults::default()).unwrap();
-    let mut card = connect(&bed, 1).unwrap();
+    let (_inserted, mut card) = insert_new_card(&bed, 2, 1);
     let tx = card.transaction().unwrap();
     assert_eq!(tx.card_serial().unwrap(), serial(2));
     assert_err(tx.read_certificate(key::AUTHENTICATION), |e| {
@@ -677,13 +686,7 @@ fn stopped_or_restarted_pcscd_gives_service_unavailable() {
 #[test]
 fn a_certificate_written_by_the_client_reads_back_with_yubico_piv_tool() {
     let bed = TestBed::start().unwrap();
-    let path = bed.dir().join("yubikey.json");
-    let spec = CardSpec {
-        profile: cardsim::AtrProfile::YubiKey,
-        ..CardSpec::new(serial(17))
-    };
-    CardFile::create(&path, &spec).unwrap();
-    let _inserted = bed.insert(0, &path, Faults::default()).unwrap();
+    let _inserted = insert_new_yubikey(&bed, 17, 0);
     let mut ca = TestCa::new("Test CA").unwrap();
     {
         let mut card = connect(&bed, 0).unwrap();
@@ -724,13 +727,7 @@ fn a_certificate_written_by_the_client_reads_back_with_yubico_piv_tool() {
 #[test]
 fn yubico_piv_tool_uses_the_management_key_the_client_set() {
     let bed = TestBed::start().unwrap();
-    let path = bed.dir().join("yubikey.json");
-    let spec = CardSpec {
-        profile: cardsim::AtrProfile::YubiKey,
-        ..CardSpec::new(serial(18))
-    };
-    CardFile::create(&path, &spec).unwrap();
-    let _inserted = bed.insert(1, &path, Faults::default()).unwrap();
+    let _inserted = insert_new_yubikey(&bed, 18, 1);
     let new_key_hex = "0F1E2D3C4B5A69780F1E2D3C4B5A69780F1E2D3C4B5A6978";
     {
         let mut card = connect(&bed, 1).unwrap();

@@ -18,6 +18,7 @@
 //! `--end-log FILE` appends one JSON line when the program leaves by itself: on `BYE` or at
 //! the end of its input (a killed program writes nothing).
 
+use agent::pinentry::{escape, unescape_into};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::fs::{File, OpenOptions};
@@ -332,36 +333,10 @@ fn log_getpin(log: &Path, prompt: &Prompt, repeated: bool) -> Result<()> {
     append_line(log, &record)
 }
 
-/// Assuan percent-encoding of data: `%`, CR, LF and other control characters.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c == '%' || (c as u32) < 0x20 {
-            out.push_str(&format!("%{:02X}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Decodes Assuan percent-escapes (a malformed escape is kept as it is).
+/// Decodes Assuan percent-escapes into text (a malformed escape is kept as it is).
 fn unescape(text: &str) -> String {
-    let data = text.as_bytes();
-    let mut out = Vec::with_capacity(data.len());
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] == b'%' && i + 2 < data.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(data[i + 1]), hex(data[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(data[i]);
-        i += 1;
-    }
+    let mut out = Vec::with_capacity(text.len());
+    unescape_into(text.as_bytes(), &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
