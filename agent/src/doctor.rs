@@ -11,11 +11,10 @@
 //! Everything else — an expired card, a locked passcode, a key the service does not know — is
 //! the Registration Authority's.
 
-use crate::card::{CardCertificate, CardIdentity};
+use crate::card::{blocking, with_card, CardCertificate, CardIdentity};
 use crate::config::PinentryConfig;
-use crate::operation::{self, journal::Entry, Finished, Operations};
+use crate::operation::{self, journal::Entry, Finished, OperationEngine};
 use crate::pinentry::{self, PinPrompt, PinentryError};
-use crate::session::{blocking, with_card};
 use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, ErrorObject, OperationKind};
 use der::{DecodePem, Encode};
 use piv::consts::key;
@@ -29,7 +28,7 @@ pub const PIN_MAX_TRIES: u8 = 3;
 #[derive(Debug, Clone)]
 pub(crate) struct DoctorContext {
     /// The operation engine (journal and service) that finishes an interrupted renewal.
-    pub operations: Operations,
+    pub operations: OperationEngine,
     /// How to ask for the passcode.
     pub pinentry: PinentryConfig,
     /// The Card Management Service's CA certificate (PEM).
@@ -855,7 +854,10 @@ fn random_challenge() -> Result<[u8; 32], piv::Error> {
 }
 
 /// The service's record of the current certificate of card `serial`, or why there is none.
-async fn service_certificate(ops: &Operations, serial: &str) -> Result<Certificate, ErrorObject> {
+async fn service_certificate(
+    ops: &OperationEngine,
+    serial: &str,
+) -> Result<Certificate, ErrorObject> {
     let cms = ops.cms.as_ref().ok_or_else(crate::cms::not_configured)?;
     let record = cms
         .card_certificate(serial)

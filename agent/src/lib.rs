@@ -10,6 +10,7 @@ pub mod cms;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod errors;
 pub mod hardening;
 pub mod ipc;
 pub mod logging;

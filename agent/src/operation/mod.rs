@@ -19,8 +19,9 @@ pub mod secrets;
 pub(crate) use pin_choice::{ask_new_pin, ask_renewal_pin};
 
 use crate::card::CardCertificate;
+use crate::card::{whose_card, with_card};
 use crate::config::PinentryConfig;
-use crate::session::{card_error, with_card};
+use crate::errors::card_error;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
 use cms::client::{ClientError, CmsClient, RelayResponder};
 use cms::protocol::{b64, confirm_message, OperationView};
@@ -34,7 +35,7 @@ use zeroize::Zeroizing;
 
 /// What runs an operation needs besides the card and the caller's session.
 #[derive(Debug, Clone)]
-pub(crate) struct Operations {
+pub(crate) struct OperationEngine {
     /// The service, without a session.
     pub cms: Option<CmsClient>,
     /// The journal of unfinished operations.
@@ -215,7 +216,7 @@ impl Failure {
 /// renewal's own service session by signing a challenge with the card's current key,
 /// starts (or resumes) the operation, and walks it to the end.
 pub(crate) async fn renew(
-    ops: &Operations,
+    ops: &OperationEngine,
     reader: &str,
     serial: &str,
     pin: Zeroizing<String>,
@@ -236,7 +237,7 @@ pub(crate) async fn renew(
 /// Starts (or resumes) an operation of `kind` on the holder's card in its own service session,
 /// opened by signing a challenge with the card's key for `certificate` (else the card's own).
 async fn start_own(
-    ops: &Operations,
+    ops: &OperationEngine,
     reader: &str,
     serial: &str,
     pin: &Pin,
@@ -264,7 +265,7 @@ async fn start_own(
 /// Finishes the renewal journaled for `serial` with the holder's `pin` (at sign-in, after an
 /// interruption). `Ok(None)` when nothing is journaled.
 pub(crate) async fn resume_renewal(
-    ops: &Operations,
+    ops: &OperationEngine,
     reader: &str,
     serial: &str,
     pin: &Pin,
@@ -312,7 +313,7 @@ pub(crate) async fn resume_renewal(
 /// `serial` in `reader`, back to the card, which lost it, with the holder's `pin`: signs in with
 /// it — the proof that the card still holds its key — and walks a restore operation.
 pub(crate) async fn restore(
-    ops: &Operations,
+    ops: &OperationEngine,
     reader: &str,
     serial: &str,
     certificate: &[u8],
@@ -328,7 +329,7 @@ pub(crate) async fn restore(
 /// Repairs the holder's card `serial` in `reader` for the officer signed in with `officer`:
 /// starts (or resumes) the repair, has the holder choose a new PIN, and walks it to the end.
 pub(crate) async fn repair(
-    ops: &Operations,
+    ops: &OperationEngine,
     officer: &CmsClient,
     reader: &str,
     serial: &str,
@@ -388,7 +389,7 @@ pub(crate) async fn repair(
             None
         }
     };
-    let whose = crate::session::whose_card(holder.as_deref(), serial);
+    let whose = whose_card(holder.as_deref(), serial);
     let asked = unless_cancelled(
         ask_new_pin(&ops.pinentry, &whose),
         &cancel,
@@ -441,7 +442,7 @@ pub(crate) async fn unless_cancelled<T>(
 /// fails before anything on the card changed gives the operation up (aborted at the service,
 /// out of the journal): the card is as it was and nothing waits for it.
 async fn finish(
-    ops: &Operations,
+    ops: &OperationEngine,
     reader: &str,
     entry: Entry,
     pin: Pin,
@@ -573,13 +574,13 @@ fn on_card(
     let result = with_card(&run.reader, |tx| {
         let on_card = tx.card_serial()?.to_string();
         if on_card != run.serial {
-            return Ok(Err(Failure::Other(ErrorObject::new(
+            return Err(Failure::Other(ErrorObject::new(
                 ErrorCode::CardError,
                 format!(
                     "the card in {} is {on_card}, not {}",
                     run.reader, run.serial
                 ),
-            ))));
+            )));
         }
         let mut walk = Walk {
             run,
@@ -593,9 +594,9 @@ fn on_card(
         };
         let result = walk.walk();
         walk.sign_off();
-        Ok(result)
+        result
     });
-    (result.unwrap_or_else(|e| Err(e.into())), entry)
+    (result, entry)
 }
 
 /// One walk of an operation on the card, in one transaction.

@@ -3,16 +3,18 @@
 //! service) runs in tasks of its own that report back here, so a removal is acted on at once.
 
 use super::login::{self, LoginContext, LoginStep, SignedIn};
+use super::now;
 use super::roles::RoleMemory;
-use super::{fingerprint, now};
 use crate::audit::{AuditEvent, AuditLog};
+use crate::card::{fingerprint, whose_card, with_card};
 use crate::card::{CardEvent, CardIdentity, ReaderSnapshot};
 use crate::config::{Config, RemovalAction};
 use crate::doctor::{self, DoctorContext, DoctorOutcome};
+use crate::errors::certificate_lost;
 use crate::ipc::{AgentCall, AgentLink};
 use crate::operation::journal::Journal;
 use crate::operation::secrets::SecretStore;
-use crate::operation::{self, Finished, Operations};
+use crate::operation::{self, Finished, OperationEngine};
 use agent_ipc::{
     Call, CardDetails, CardStatus, ErrorCode, ErrorObject, Event, OperationKind, OperationStatus,
     PcscStatus, ReaderStatus, Role, Roles, SessionEndReason, SessionState, SessionStatus, Status,
@@ -143,7 +145,7 @@ pub struct SessionOwner {
     next_generation: u64,
     login: Option<LoginRun>,
     session: Option<Session>,
-    operations: Operations,
+    operations: OperationEngine,
     operation: Option<OperationRun>,
     /// The reader the card doctor is examining.
     doctor: Option<String>,
@@ -199,7 +201,7 @@ impl SessionOwner {
             events: events.clone(),
             capabilities: capabilities(),
         };
-        let operations = Operations {
+        let operations = OperationEngine {
             cms: cms.clone(),
             journal: Journal::with_secrets(
                 config.state_dir().join("operations"),
@@ -212,7 +214,7 @@ impl SessionOwner {
                 pinentry: config.pinentry.clone(),
                 cms,
                 roles: roles.clone(),
-                operations: operations.clone(),
+                engine: operations.clone(),
             },
             operations,
             operation: None,
@@ -575,7 +577,7 @@ impl SessionOwner {
             ));
         }
         if card.certificate.is_none() && journaled.is_none() {
-            return Err(super::certificate_lost(&serial));
+            return Err(certificate_lost(&serial));
         }
         Ok(())
     }
@@ -896,7 +898,7 @@ impl SessionOwner {
         let generation = session.generation;
         let internal = self.internal_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let fingerprint = login::with_card(&reader, |tx| {
+            let fingerprint = with_card(&reader, |tx| {
                 tx.read_certificate(piv::consts::key::AUTHENTICATION)
                     .map(|c| fingerprint(c.der()))
             });
@@ -1133,7 +1135,7 @@ impl SessionOwner {
                     "insert your smartcard to renew it",
                 ));
             }
-            let whose = super::whose_card(Some(&s.session.user.name), &s.serial);
+            let whose = whose_card(Some(&s.session.user.name), &s.serial);
             Ok((s.reader.clone(), s.serial.clone(), whose))
         });
         let (reader, serial, whose) = match target.and_then(|t| self.check_idle().map(|()| t)) {
