@@ -28,7 +28,7 @@ pub const PIN_MAX_TRIES: u8 = 3;
 #[derive(Debug, Clone)]
 pub(crate) struct DoctorContext {
     /// The operation engine (journal and service) that finishes an interrupted renewal.
-    pub operations: OperationEngine,
+    pub engine: OperationEngine,
     /// How to ask for the passcode.
     pub pinentry: PinentryConfig,
     /// The Card Management Service's CA certificate (PEM).
@@ -129,7 +129,7 @@ pub(crate) async fn examine(
     let journaled = first
         .serial
         .as_deref()
-        .and_then(|s| ctx.operations.journal.get(s));
+        .and_then(|s| ctx.engine.journal.get(s));
     let renewal = journaled
         .as_ref()
         .filter(|e| e.kind == OperationKind::Renew)
@@ -138,7 +138,7 @@ pub(crate) async fn examine(
     // A card that lost its certificate, with nothing journaled: the service's copy.
     let service_copy = match (&journaled, first.serial.as_deref()) {
         (None, Some(serial)) if first.piv && !has_certificate => {
-            Some(service_certificate(&ctx.operations, serial).await)
+            Some(service_certificate(&ctx.engine, serial).await)
         }
         _ => None,
     };
@@ -192,13 +192,20 @@ pub(crate) async fn examine(
     let serial = first.serial.as_deref();
     let outcome = match (healing, &pin, serial, copy) {
         (Remedy::Nothing, ..) => None,
-        (Remedy::FinishRenewal, Some(pin), Some(serial), _) => {
-            Some(operation::resume_renewal(&ctx.operations, &reader, serial, pin, progress).await)
-        }
+        (Remedy::FinishRenewal, Some(pin), Some(serial), _) => Some(
+            ctx.engine
+                .resume_renewal(operation::CardJob::new(&reader, serial, progress), pin)
+                .await,
+        ),
         // A copy the card's key does not match is not written: the key check says so.
         (Remedy::Restore, Some(_), _, _) if proof != KeyProof::Matches => None,
         (Remedy::Restore, Some(pin), Some(serial), Some(copy)) => Some(
-            operation::restore(&ctx.operations, &reader, serial, copy.der(), pin, progress)
+            ctx.engine
+                .restore(
+                    operation::CardJob::new(&reader, serial, progress),
+                    copy.der(),
+                    pin,
+                )
                 .await
                 .map(Some),
         ),
@@ -226,7 +233,7 @@ pub(crate) async fn examine(
     let still_journaled = first
         .serial
         .as_deref()
-        .and_then(|s| ctx.operations.journal.get(s));
+        .and_then(|s| ctx.engine.journal.get(s));
 
     let findings = Findings {
         remedy,

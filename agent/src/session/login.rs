@@ -112,8 +112,8 @@ pub(crate) async fn login(
     if unfinished {
         let steps = report.clone();
         let progress: operation::Report = Arc::new(move |s| steps(LoginStep::Operation(s)));
-        let resumed =
-            operation::resume_renewal(&ctx.engine, &card.reader, &serial, &pin, progress).await;
+        let job = operation::CardJob::new(&card.reader, &serial, progress);
+        let resumed = ctx.engine.resume_renewal(job, &pin).await;
         if let Some(finished) = resumed? {
             if let Some(fresh) = finished.certificate {
                 certificate = fresh.clone();

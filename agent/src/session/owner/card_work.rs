@@ -11,7 +11,7 @@
 use super::{json, ReplyTo, SessionOwner, TaskReport};
 use crate::audit::AuditEvent;
 use crate::card::{whose_card, CardCertificate};
-use crate::operation::{self, Finished};
+use crate::operation::{self, CardJob, Finished};
 use crate::session::now;
 use agent_ipc::{ErrorCode, ErrorObject, Event, OperationKind, OperationStatus};
 use cms::client::CmsClient;
@@ -78,11 +78,11 @@ impl SessionOwner {
         };
         let ops = self.engine.clone();
         self.start_operation(OperationKind::Renew, reader, serial, Some(reply), {
-            move |(reader, serial, report, cancel)| async move {
+            move |job| async move {
                 let asking = operation::ask_renewal_pin(&ops.pinentry, &whose);
                 let pin =
-                    operation::unless_cancelled(asking, &cancel, OperationKind::Renew).await?;
-                operation::renew(&ops, &reader, &serial, pin, report, cancel).await
+                    operation::unless_cancelled(asking, &job.cancel, OperationKind::Renew).await?;
+                ops.renew(job, pin).await
             }
         });
     }
@@ -148,9 +148,7 @@ impl SessionOwner {
     ) {
         let ops = self.engine.clone();
         self.start_operation(OperationKind::Repair, reader, serial, reply, {
-            move |(reader, serial, report, cancel)| async move {
-                operation::repair(&ops, &client, &reader, &serial, report, cancel).await
-            }
+            move |job| async move { ops.repair(job, &client).await }
         });
     }
 
@@ -163,15 +161,12 @@ impl SessionOwner {
         reply: Option<ReplyTo>,
         work: F,
     ) where
-        F: FnOnce((String, String, operation::Report, CancellationToken)) -> Fut,
+        F: FnOnce(CardJob) -> Fut,
         Fut: std::future::Future<Output = Result<Finished, ErrorObject>> + Send + 'static,
     {
-        let cancel = CancellationToken::new();
-        let steps = self.reports_tx.clone();
-        let report: operation::Report = Arc::new(move |status| {
-            let _ = steps.send(TaskReport::OperationStep(status));
-        });
-        let future = work((reader.clone(), serial.clone(), report, cancel.clone()));
+        let job = CardJob::new(&reader, &serial, self.operation_report());
+        let cancel = job.cancel.clone();
+        let future = work(job);
         let reports = self.reports_tx.clone();
         tokio::spawn(async move {
             let _ = reports.send(TaskReport::OperationDone(future.await));
@@ -184,6 +179,15 @@ impl SessionOwner {
             cancel,
             waiters: reply.into_iter().collect(),
         });
+    }
+
+    /// Where an operation's (or the doctor's healing's) steps go: back to the owner as
+    /// [`TaskReport::OperationStep`].
+    pub(super) fn operation_report(&self) -> operation::Report {
+        let steps = self.reports_tx.clone();
+        Arc::new(move |status| {
+            let _ = steps.send(TaskReport::OperationStep(status));
+        })
     }
 
     /// A step the running operation (or the doctor's healing) reported.

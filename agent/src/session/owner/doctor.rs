@@ -5,9 +5,7 @@
 use super::{json, ReplyTo, SessionOwner, TaskReport};
 use crate::audit::AuditEvent;
 use crate::doctor::{self, DoctorContext, DoctorOutcome};
-use crate::operation;
 use agent_ipc::{ErrorCode, ErrorObject, Event};
-use std::sync::Arc;
 
 impl SessionOwner {
     /// The reader the doctor examines: the one named, else the only one with a card.
@@ -44,15 +42,12 @@ impl SessionOwner {
             }
         };
         let context = DoctorContext {
-            operations: self.engine.clone(),
+            engine: self.engine.clone(),
             pinentry: self.config.pinentry.clone(),
             ca_file: self.config.cms.ca_file.clone(),
             warning_days: self.config.expiry.warning_days,
         };
-        let steps = self.reports_tx.clone();
-        let progress: operation::Report = Arc::new(move |status| {
-            let _ = steps.send(TaskReport::OperationStep(status));
-        });
+        let progress = self.operation_report();
         let reports = self.reports_tx.clone();
         let task_reader = reader.clone();
         tokio::spawn(async move {
