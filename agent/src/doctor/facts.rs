@@ -5,7 +5,7 @@
 use crate::card::{blocking, with_card};
 use agent_ipc::ErrorObject;
 use piv::consts::key;
-use piv::{Certificate, PinStatus};
+use piv::{CardSerial, Certificate, PinStatus};
 
 /// The 9A certificate as read.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub(super) struct Facts {
     /// Whether the PIV applet answered SELECT.
     pub(super) piv: bool,
     /// The serial from the CHUID, when readable.
-    pub(super) serial: Option<String>,
+    pub(super) serial: Option<CardSerial>,
     /// The 9A certificate.
     pub(super) certificate: CertState,
     /// The passcode's state, when the card says.
@@ -57,7 +57,7 @@ pub(super) async fn read_facts(reader: &str) -> Result<Facts, ErrorObject> {
     let read = blocking(move || {
         let result = with_card(&reader, |tx| {
             let serial = match tx.card_serial() {
-                Ok(serial) => Some(serial.to_string()),
+                Ok(serial) => Some(serial),
                 Err(e) if card_gone(&e) => return Err(e),
                 Err(_) => None,
             };

@@ -45,8 +45,8 @@ impl Visit<'_> {
     ) -> (Heal, Option<Finished>) {
         let engine = &self.ctx.engine;
         let reader = &self.reader;
-        let job = |serial: &str| CardJob::new(reader, serial, progress.clone());
-        let outcome = match (healing, pin, self.first.serial.as_deref(), self.copy()) {
+        let job = |serial| CardJob::new(reader, serial, progress.clone());
+        let outcome = match (healing, pin, self.first.serial, self.copy()) {
             (Remedy::Nothing, ..) => return (Heal::NotTried, None),
             (Remedy::FinishRenewal, Some(pin), Some(serial), _) => {
                 engine.resume_renewal(job(serial), pin).await

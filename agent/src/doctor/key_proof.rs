@@ -53,7 +53,7 @@ impl Visit<'_> {
         }
         let serial = first
             .serial
-            .clone()
+            .map(|s| s.to_string())
             .unwrap_or_else(|| "in the reader".into());
         let tries = match first.pin {
             Some(PinStatus::NotVerified { tries_left }) => Some(tries_left),

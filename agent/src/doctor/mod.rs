@@ -144,9 +144,9 @@ impl<'a> Visit<'a> {
         };
         visit.journaled = visit.journal_entry();
         let has_certificate = matches!(visit.first.certificate, CertState::Present(_));
-        visit.service_copy = match (&visit.journaled, visit.first.serial.as_deref()) {
+        visit.service_copy = match (&visit.journaled, visit.first.serial) {
             (None, Some(serial)) if visit.first.piv && !has_certificate => {
-                Some(service_certificate(&ctx.engine, serial).await)
+                Some(service_certificate(&ctx.engine, &serial.to_string()).await)
             }
             _ => None,
         };
@@ -160,8 +160,8 @@ impl<'a> Visit<'a> {
 
     /// The journal's entry for the card now.
     fn journal_entry(&self) -> Option<Entry> {
-        let serial = self.first.serial.as_deref()?;
-        self.ctx.engine.journal.get(serial)
+        let serial = self.first.serial?;
+        self.ctx.engine.journal.get(&serial.to_string())
     }
 
     /// Whether a renewal of the card is journaled.
@@ -187,7 +187,7 @@ impl<'a> Visit<'a> {
 /// The card as the report shows it: as read now.
 fn shown(mut card: CardIdentity, now: &Facts) -> CardIdentity {
     card.piv = now.piv;
-    if let Some(serial) = now.serial.as_deref().and_then(|s| s.parse().ok()) {
+    if let Some(serial) = now.serial {
         card.serial = Some(serial);
     }
     card.certificate = certificate_of(&now.certificate).and_then(CardCertificate::from_certificate);

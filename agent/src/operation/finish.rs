@@ -10,14 +10,14 @@ use super::{clear, internal, noun, CardJob, Finished, OperationEngine, Report};
 use crate::card::CardCertificate;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
 use cms::client::CmsClient;
-use piv::Pin;
+use piv::{CardSerial, Pin};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 /// One run on one card.
 pub(super) struct Run {
     pub(super) kind: OperationKind,
-    pub(super) serial: String,
+    pub(super) serial: CardSerial,
     pub(super) reader: String,
     /// The service's operation id.
     pub(super) operation: String,
@@ -26,11 +26,11 @@ pub(super) struct Run {
 }
 
 impl Run {
-    /// The run of `job` on the operation `entry` journals (the card named by the entry).
+    /// The run of `job` on the operation `entry` journals.
     fn new(job: CardJob, entry: &Entry) -> Self {
         Run {
             kind: entry.kind,
-            serial: entry.serial.clone(),
+            serial: job.serial,
             reader: job.reader,
             operation: entry.operation.clone(),
             report: job.report,
@@ -43,7 +43,7 @@ impl Run {
         OperationStatus {
             id: self.operation.clone(),
             kind: self.kind,
-            serial: self.serial.clone(),
+            serial: self.serial.to_string(),
             step: step.name().into(),
             message: step.message(self.kind).into(),
             done: matches!(step, Step::Confirmed | Step::Cancelled),

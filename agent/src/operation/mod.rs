@@ -39,6 +39,7 @@ use crate::config::PinentryConfig;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
 use cms::client::CmsClient;
 use journal::{Entry, Journal};
+use piv::CardSerial;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +65,7 @@ pub(crate) struct CardJob {
     /// The reader the card is in.
     pub reader: String,
     /// The card's serial.
-    pub serial: String,
+    pub serial: CardSerial,
     /// Where each step is reported.
     pub report: Report,
     /// Fires to stop the operation before it changes the card.
@@ -73,14 +74,10 @@ pub(crate) struct CardJob {
 
 impl CardJob {
     /// A job on the card `serial` in `reader`, reporting to `report`, that nothing cancels yet.
-    pub(crate) fn new(
-        reader: impl Into<String>,
-        serial: impl Into<String>,
-        report: Report,
-    ) -> Self {
+    pub(crate) fn new(reader: impl Into<String>, serial: CardSerial, report: Report) -> Self {
         CardJob {
             reader: reader.into(),
-            serial: serial.into(),
+            serial,
             report,
             cancel: CancellationToken::new(),
         }

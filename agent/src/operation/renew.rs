@@ -25,7 +25,7 @@ impl OperationEngine {
         pin: Zeroizing<String>,
     ) -> Result<Finished, ErrorObject> {
         let pin = Pin::new(&pin).map_err(|_| pin_format())?;
-        if let Some(entry) = self.journal.get(&job.serial) {
+        if let Some(entry) = self.journal.get(&job.serial.to_string()) {
             if entry.kind == OperationKind::Renew {
                 return self.finish(job, entry, pin, None).await;
             }
@@ -46,7 +46,7 @@ impl OperationEngine {
         kind: OperationKind,
         certificate: Option<&[u8]>,
     ) -> Result<Entry, ErrorObject> {
-        let serial = job.serial.as_str();
+        let serial = &job.serial.to_string();
         let cms = self.cms.clone().ok_or_else(crate::cms::not_configured)?;
         let (client, token, algorithm) =
             open_session(&cms, &job.reader, serial, pin, certificate).await?;
@@ -75,7 +75,7 @@ impl OperationEngine {
         pin: &Pin,
     ) -> Result<Option<Finished>, ErrorObject> {
         let ops = self;
-        let serial = job.serial.clone();
+        let serial = job.serial.to_string();
         let Some(entry) = ops
             .journal
             .get(&serial)

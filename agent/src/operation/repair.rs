@@ -25,7 +25,7 @@ impl OperationEngine {
         officer: &CmsClient,
     ) -> Result<Finished, ErrorObject> {
         let ops = self;
-        let serial = job.serial.as_str();
+        let serial = &job.serial.to_string();
         let reader = job.reader.as_str();
         let entry = match ops
             .journal

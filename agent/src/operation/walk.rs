@@ -41,7 +41,7 @@ impl WalkPlan {
     pub(super) fn on_card(&mut self) -> Result<Certificate, Failure> {
         let run = &self.run;
         with_card(&run.reader, |tx| {
-            let on_card = tx.card_serial()?.to_string();
+            let on_card = tx.card_serial()?;
             if on_card != run.serial {
                 return Err(Failure::Other(ErrorObject::new(
                     ErrorCode::CardError,

@@ -12,7 +12,7 @@ use agent_ipc::{ErrorCode, ErrorObject, OperationStatus, SessionState};
 use cms::client::CmsClient;
 use cms::protocol::{auth_message, b64, SessionRequest, SessionView};
 use piv::consts::key;
-use piv::{Pin, PinStatus};
+use piv::{CardSerial, Pin, PinStatus};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -28,7 +28,7 @@ pub(crate) struct LoginContext {
 /// A session the service opened for a card.
 pub(crate) struct SignedIn {
     pub reader: String,
-    pub serial: String,
+    pub serial: CardSerial,
     pub fingerprint: [u8; 32],
     pub session: SessionView,
     pub client: CmsClient,
@@ -68,10 +68,10 @@ pub(crate) async fn login(
     report: impl Fn(LoginStep) + Send + Sync + Clone + 'static,
 ) -> Result<SignedIn, ErrorObject> {
     let cms = ctx.cms.clone().ok_or_else(crate::cms::not_configured)?;
-    let serial = card
+    let card_serial = card
         .serial
-        .map(|s| s.to_string())
         .ok_or_else(|| ErrorObject::new(ErrorCode::NotPiv, "the card has no readable serial"))?;
+    let serial = card_serial.to_string();
     let mut certificate = card
         .certificate
         .clone()
@@ -112,7 +112,7 @@ pub(crate) async fn login(
     if unfinished {
         let steps = report.clone();
         let progress: operation::Report = Arc::new(move |s| steps(LoginStep::Operation(s)));
-        let job = operation::CardJob::new(&card.reader, &serial, progress);
+        let job = operation::CardJob::new(&card.reader, card_serial, progress);
         let resumed = ctx.engine.resume_renewal(job, &pin).await;
         if let Some(finished) = resumed? {
             if let Some(fresh) = finished.certificate {
@@ -168,7 +168,7 @@ pub(crate) async fn login(
     }
     Ok(SignedIn {
         reader: card.reader,
-        serial,
+        serial: card_serial,
         fingerprint: expected,
         session,
         client,

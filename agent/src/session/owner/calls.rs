@@ -155,7 +155,7 @@ impl SessionOwner {
                 self.roles.remember(&s.session.user.id, selected.id);
             }
             self.audit.record(AuditEvent::RoleChanged {
-                serial: s.serial.clone(),
+                serial: s.serial.to_string(),
                 role: selected.id.to_string(),
             });
             self.pending.push(Event::RoleChanged {
@@ -183,7 +183,7 @@ impl SessionOwner {
         match found {
             Ok((client, serial)) => {
                 tokio::spawn(async move {
-                    let _ = reply.send(details_answer(client.card(&serial).await));
+                    let _ = reply.send(details_answer(client.card(&serial.to_string()).await));
                 });
             }
             Err(e) => {

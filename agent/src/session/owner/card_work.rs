@@ -16,6 +16,7 @@ use crate::session::now;
 use agent_ipc::{ErrorCode, ErrorObject, Event, OperationKind, OperationStatus};
 use cms::client::CmsClient;
 use cms::protocol::RoleView;
+use piv::CardSerial;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +28,7 @@ pub(crate) const RA_ACTIVITY: &str = "B0267";
 pub(super) struct OperationRun {
     pub(super) kind: OperationKind,
     pub(super) reader: String,
-    pub(super) serial: String,
+    pub(super) serial: CardSerial,
     /// The last step reported.
     pub(super) status: Option<OperationStatus>,
     pub(super) cancel: CancellationToken,
@@ -47,7 +48,7 @@ impl OperationRun {
         self.status.clone().unwrap_or_else(|| OperationStatus {
             id: String::new(),
             kind: self.kind,
-            serial: self.serial.clone(),
+            serial: self.serial.to_string(),
             step: "starting".into(),
             message: "Waiting for the passcode".into(),
             done: false,
@@ -66,8 +67,8 @@ impl SessionOwner {
                     "insert your smartcard to renew it",
                 ));
             }
-            let whose = whose_card(Some(&s.session.user.name), &s.serial);
-            Ok((s.reader.clone(), s.serial.clone(), whose))
+            let whose = whose_card(Some(&s.session.user.name), &s.serial.to_string());
+            Ok((s.reader.clone(), s.serial, whose))
         });
         let (reader, serial, whose) = match target.and_then(|t| self.check_idle().map(|()| t)) {
             Ok(target) => target,
@@ -93,7 +94,11 @@ impl SessionOwner {
         let target = self.officer().and_then(|client| {
             let reader = self.holder_reader(params.reader)?;
             let serial = self.serial_in(&reader)?;
-            if params.serial.as_ref().is_some_and(|s| *s != serial) {
+            if params
+                .serial
+                .as_ref()
+                .is_some_and(|s| *s != serial.to_string())
+            {
                 return Err(ErrorObject::new(
                     ErrorCode::BadRequest,
                     format!("the card in {reader} is {serial}, not the one confirmed"),
@@ -116,7 +121,7 @@ impl SessionOwner {
     }
 
     /// [`Self::resume_repair`], leaving the card `skip` alone.
-    pub(super) fn resume_repair_except(&mut self, skip: Option<&str>) {
+    pub(super) fn resume_repair_except(&mut self, skip: Option<CardSerial>) {
         if self.operation.is_some() || self.doctor.is_some() {
             return;
         }
@@ -125,11 +130,11 @@ impl SessionOwner {
         };
         let session_reader = self.session.as_ref().map(|s| s.signed_in.reader.clone());
         let found = self.readers.iter().find_map(|(reader, slot)| {
-            let serial = slot.card.as_ref()?.serial?.to_string();
-            let entry = self.engine.journal.get(&serial)?;
+            let serial = slot.card.as_ref()?.serial?;
+            let entry = self.engine.journal.get(&serial.to_string())?;
             (entry.kind == OperationKind::Repair
                 && Some(reader) != session_reader.as_ref()
-                && skip != Some(serial.as_str()))
+                && skip != Some(serial))
             .then(|| (reader.clone(), serial))
         });
         if let Some((reader, serial)) = found {
@@ -143,7 +148,7 @@ impl SessionOwner {
         &mut self,
         client: CmsClient,
         reader: String,
-        serial: String,
+        serial: CardSerial,
         reply: Option<ReplyTo>,
     ) {
         let ops = self.engine.clone();
@@ -157,14 +162,14 @@ impl SessionOwner {
         &mut self,
         kind: OperationKind,
         reader: String,
-        serial: String,
+        serial: CardSerial,
         reply: Option<ReplyTo>,
         work: F,
     ) where
         F: FnOnce(CardJob) -> Fut,
         Fut: std::future::Future<Output = Result<Finished, ErrorObject>> + Send + 'static,
     {
-        let job = CardJob::new(&reader, &serial, self.operation_report());
+        let job = CardJob::new(&reader, serial, self.operation_report());
         let cancel = job.cancel.clone();
         let future = work(job);
         let reports = self.reports_tx.clone();
@@ -219,7 +224,7 @@ impl SessionOwner {
             Err(e) => format!("failed: {}", e.message),
         };
         tracing::info!(serial = %run.serial, kind = ?run.kind, %outcome, "operation finished");
-        let serial = run.serial.clone();
+        let serial = run.serial.to_string();
         self.audit
             .record(AuditEvent::operation(run.kind, serial, outcome));
         let error = result.as_ref().err().cloned();
@@ -238,7 +243,7 @@ impl SessionOwner {
         // A repair that just failed is not restarted at once (it would ask the holder again
         // and again); it resumes when a card is next inserted or an officer next signs in.
         let failed = (run.kind == OperationKind::Repair && result.is_err()).then_some(run.serial);
-        self.resume_repair_except(failed.as_deref());
+        self.resume_repair_except(failed);
     }
 
     /// The card in `reader` got a new certificate from this agent: the readers' view and the

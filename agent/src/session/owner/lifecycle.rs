@@ -20,14 +20,14 @@ impl SessionOwner {
         let session = self.session.take()?;
         let s = session.signed_in;
         self.audit.record(AuditEvent::SignOut {
-            serial: s.serial.clone(),
+            serial: s.serial.to_string(),
             reason: reason_name(reason),
         });
         tracing::info!(serial = %s.serial, ?reason, "session ended");
         self.pending.push(Event::SessionEnded {
             reason,
             reader: Some(s.reader.clone()),
-            serial: Some(s.serial.clone()),
+            serial: Some(s.serial.to_string()),
         });
         self.clocks.stop();
         let card_still_in = self.card_in(&s.reader).is_some() && s.card_present;
@@ -66,7 +66,7 @@ impl SessionOwner {
         }
         tracing::info!(serial = %s.serial, days_left = expiry.days_left, "expiry warning");
         self.pending.push(Event::ExpiryWarning {
-            serial: s.serial.clone(),
+            serial: s.serial.to_string(),
             days_left: expiry.days_left,
             expires_on: expiry.expires_on,
         });

@@ -13,6 +13,7 @@ use crate::config::RemovalAction;
 use crate::session::login::SignedIn;
 use crate::session::now;
 use agent_ipc::{ErrorCode, ErrorObject, Event, OperationKind, PcscStatus, SessionEndReason};
+use piv::CardSerial;
 
 impl SessionOwner {
     /// A card event from the PC/SC watcher.
@@ -290,11 +291,11 @@ impl SessionOwner {
     }
 
     /// The serial of the card in `reader`, or why there is none.
-    pub(super) fn serial_in(&self, reader: &str) -> Result<String, ErrorObject> {
+    pub(super) fn serial_in(&self, reader: &str) -> Result<CardSerial, ErrorObject> {
         let card = self.card_in(reader).ok_or_else(|| {
             ErrorObject::new(ErrorCode::NoCard, format!("there is no card in {reader}"))
         })?;
-        card.serial.map(|s| s.to_string()).ok_or_else(|| {
+        card.serial.ok_or_else(|| {
             ErrorObject::new(
                 ErrorCode::NotPiv,
                 format!("the card in {reader} has no readable serial"),
@@ -305,7 +306,7 @@ impl SessionOwner {
 
 /// Whether `card` is the session's very card: the same serial and the same certificate.
 pub(super) fn same_card(signed_in: &SignedIn, card: &CardIdentity) -> bool {
-    card.serial.map(|s| s.to_string()).as_deref() == Some(signed_in.serial.as_str())
+    card.serial == Some(signed_in.serial)
         && card
             .certificate
             .as_ref()

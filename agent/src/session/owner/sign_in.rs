@@ -12,13 +12,14 @@ use crate::errors::certificate_lost;
 use crate::session::login::{self, LoginStep, SignedIn};
 use crate::session::now;
 use agent_ipc::{ErrorCode, ErrorObject, Event, OperationKind, SessionState};
+use piv::CardSerial;
 use tokio::task::JoinHandle;
 
 /// A sign-in running in its own task, for the card in `reader` as of `generation`.
 #[derive(Debug)]
 pub(super) struct LoginRun {
     pub(super) reader: String,
-    pub(super) serial: Option<String>,
+    pub(super) serial: Option<CardSerial>,
     pub(super) generation: u64,
     pub(super) state: SessionState,
     pub(super) waiters: Vec<ReplyTo>,
@@ -52,7 +53,7 @@ impl SessionOwner {
             return;
         }
         if let Err(error) = self.check_usable(reader) {
-            let serial = card.serial.map(|s| s.to_string());
+            let serial = card.serial;
             self.login_failed(reader, serial, &error);
             return;
         }
@@ -193,10 +194,7 @@ impl SessionOwner {
                 result: Box::new(result),
             });
         });
-        let serial = self
-            .card_in(reader)
-            .and_then(|c| c.serial)
-            .map(|s| s.to_string());
+        let serial = self.card_in(reader).and_then(|c| c.serial);
         self.ended_with_card_in = None;
         self.login = Some(LoginRun {
             reader: reader.to_owned(),
@@ -216,7 +214,7 @@ impl SessionOwner {
         match step {
             LoginStep::State(state) => run.state = state,
             LoginStep::WrongPin(tries_left) => {
-                let serial = run.serial.clone().unwrap_or_default();
+                let serial = run.serial.map(|s| s.to_string()).unwrap_or_default();
                 self.audit
                     .record(AuditEvent::WrongPin { serial, tries_left });
             }
@@ -271,7 +269,7 @@ impl SessionOwner {
                     self.card_renewed(&run.reader, renewed.clone());
                 }
                 self.audit.record(AuditEvent::SignIn {
-                    serial: signed_in.serial.clone(),
+                    serial: signed_in.serial.to_string(),
                     user: signed_in.session.user.id.clone(),
                 });
                 tracing::info!(serial = %signed_in.serial, "signed in");
@@ -289,7 +287,7 @@ impl SessionOwner {
                 Ok(json(&status))
             }
             Err(error) => {
-                self.login_failed(&run.reader, run.serial.clone(), &error);
+                self.login_failed(&run.reader, run.serial, &error);
                 Err(error)
             }
         };
@@ -303,10 +301,10 @@ impl SessionOwner {
     pub(super) fn login_failed(
         &mut self,
         reader: &str,
-        serial: Option<String>,
+        serial: Option<CardSerial>,
         error: &ErrorObject,
     ) {
-        let serial_text = serial.clone().unwrap_or_default();
+        let serial_text = serial.map(|s| s.to_string()).unwrap_or_default();
         let event = match error.code {
             ErrorCode::WrongPin => None, // recorded at the step, with the tries left
             ErrorCode::PinBlocked => Some(AuditEvent::PinBlocked {
@@ -326,7 +324,7 @@ impl SessionOwner {
         tracing::info!(serial = %serial_text, code = ?error.code, "sign-in failed");
         self.pending.push(Event::LoginFailed {
             reader: reader.to_owned(),
-            serial,
+            serial: serial.map(|s| s.to_string()),
             error: error.clone(),
         });
     }

@@ -17,7 +17,7 @@ impl SessionOwner {
             return SessionStatus {
                 state: SessionState::SignedIn,
                 reader: Some(s.reader.clone()),
-                serial: Some(s.serial.clone()),
+                serial: Some(s.serial.to_string()),
                 user: Some(User {
                     id: s.session.user.id.clone(),
                     name: s.session.user.name.clone(),
