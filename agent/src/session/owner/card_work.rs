@@ -20,7 +20,8 @@ use piv::CardSerial;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// The activity a role needs to repair and cancel cards ("repair smartcard").
+/// The activity a role needs to repair and cancel cards ("repair smartcard"): the agent's one
+/// spelling of the code the service checks.
 pub(crate) const RA_ACTIVITY: &str = "B0267";
 
 /// A renewal or repair running in its own task.
@@ -306,7 +307,7 @@ impl SessionOwner {
         Ok(())
     }
 
-    /// The signed-in officer's session client, if the selected role holds B0267.
+    /// The signed-in officer's session client, if the selected role holds [`RA_ACTIVITY`].
     pub(super) fn officer(&self) -> Result<CmsClient, ErrorObject> {
         let s = self.signed_in()?;
         let holds = |r: &RoleView| r.activities.iter().any(|a| a == RA_ACTIVITY);
