@@ -260,7 +260,8 @@ impl SessionOwner {
     }
 
     /// The reader `named` if it exists, else the only reader with a card that `wanted`
-    /// accepts; `none` and `several` say what to do otherwise.
+    /// accepts; `none` and `several` say what to do otherwise. The one place a reader is
+    /// chosen for a caller who named none: signing in, the doctor and the RA's holder card.
     pub(super) fn pick_reader(
         &self,
         named: Option<String>,
