@@ -1,6 +1,10 @@
-//! The identity agent (see `DESIGN.md` §1–4 and §7): one owner per concern, talking over
+//! The identity agent (see `docs/ARCHITECTURE.md`): one owner per concern, talking over
 //! channels. `card` owns PC/SC, `session` owns the session, `ipc` owns the socket's
 //! connections; `main.rs` only wires them together.
+//!
+//! The modules depend on each other without cycles: `session` (the owner) uses `doctor` and
+//! `operation`; `doctor` uses `operation`; both use `card` (reaching a card, naming it) and
+//! `errors` (refusals in the socket API's words), which use neither of them.
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -10,6 +14,7 @@ pub mod cms;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod errors;
 pub mod hardening;
 pub mod ipc;
 pub mod logging;

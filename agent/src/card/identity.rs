@@ -168,6 +168,16 @@ fn holder(cert: &Certificate) -> (Option<String>, Option<String>) {
     }
 }
 
+/// How prompts name a card: `Jane Doe's smartcard 4082…`, or `smartcard 4082…` when the
+/// holder's name is not known (a certificate from before the service named holders gives their
+/// user id only; the serial is printed on the card).
+pub fn whose_card(holder: Option<&str>, serial: &str) -> String {
+    match holder {
+        Some(name) => format!("{name}'s smartcard {serial}"),
+        None => format!("smartcard {serial}"),
+    }
+}
+
 /// Whether `text` is a user id (a UUID, `8-4-4-4-12` hex digits) rather than a name.
 pub fn is_user_id(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();

@@ -6,8 +6,8 @@
 //! the repeat, the agent asks for it in a second prompt and compares the two itself.
 
 use crate::config::PinentryConfig;
+use crate::errors::pinentry_error;
 use crate::pinentry::{self, PinPrompt};
-use crate::session::pinentry_error;
 use agent_ipc::{ErrorCode, ErrorObject};
 use cms::pin_policy::check_pin;
 use zeroize::Zeroizing;
@@ -19,7 +19,7 @@ const ATTEMPTS: usize = 3;
 /// The error shown when the two entries of a new PIN differ.
 const MISMATCH: &str = "The passcodes did not match. Choose again.";
 
-/// Asks the holder of the card `whose` names ([`crate::session::whose_card`]) for the PIN that
+/// Asks the holder of the card `whose` names ([`crate::card::whose_card`]) for the PIN that
 /// renews it.
 pub(crate) async fn ask_renewal_pin(
     config: &PinentryConfig,

@@ -3,16 +3,16 @@
 //! and the remembered default role selected.
 
 use super::roles::RoleMemory;
-use crate::card::{CardCertificate, CardIdentity};
+use crate::card::{blocking, fingerprint, whose_card, with_card, CardCertificate, CardIdentity};
 use crate::config::PinentryConfig;
-use crate::operation::{self, Operations};
-use crate::pinentry::{self, PinPrompt, PinentryError};
+use crate::errors::{certificate_lost, pin_blocked, pinentry_error};
+use crate::operation::{self, OperationEngine};
+use crate::pinentry::{self, PinPrompt};
 use agent_ipc::{ErrorCode, ErrorObject, OperationStatus, SessionState};
 use cms::client::CmsClient;
 use cms::protocol::{auth_message, b64, SessionRequest, SessionView};
 use piv::consts::key;
-use piv::{Pin, PinStatus, PivCard};
-use std::ffi::CString;
+use piv::{CardSerial, Pin, PinStatus};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -22,13 +22,13 @@ pub(crate) struct LoginContext {
     pub pinentry: PinentryConfig,
     pub cms: Option<CmsClient>,
     pub roles: Arc<RoleMemory>,
-    pub operations: Operations,
+    pub engine: OperationEngine,
 }
 
 /// A session the service opened for a card.
 pub(crate) struct SignedIn {
     pub reader: String,
-    pub serial: String,
+    pub serial: CardSerial,
     pub fingerprint: [u8; 32],
     pub session: SessionView,
     pub client: CmsClient,
@@ -68,10 +68,10 @@ pub(crate) async fn login(
     report: impl Fn(LoginStep) + Send + Sync + Clone + 'static,
 ) -> Result<SignedIn, ErrorObject> {
     let cms = ctx.cms.clone().ok_or_else(crate::cms::not_configured)?;
-    let serial = card
+    let card_serial = card
         .serial
-        .map(|s| s.to_string())
         .ok_or_else(|| ErrorObject::new(ErrorCode::NotPiv, "the card has no readable serial"))?;
+    let serial = card_serial.to_string();
     let mut certificate = card
         .certificate
         .clone()
@@ -86,7 +86,7 @@ pub(crate) async fn login(
 
     report(LoginStep::State(SessionState::WaitingForPin));
     let unfinished = ctx
-        .operations
+        .engine
         .journal
         .get(&serial)
         .is_some_and(|e| e.kind == agent_ipc::OperationKind::Renew);
@@ -112,8 +112,8 @@ pub(crate) async fn login(
     if unfinished {
         let steps = report.clone();
         let progress: operation::Report = Arc::new(move |s| steps(LoginStep::Operation(s)));
-        let resumed =
-            operation::resume_renewal(&ctx.operations, &card.reader, &serial, &pin, progress).await;
+        let job = operation::CardJob::new(&card.reader, card_serial, progress);
+        let resumed = ctx.engine.resume_renewal(job, &pin).await;
         if let Some(finished) = resumed? {
             if let Some(fresh) = finished.certificate {
                 certificate = fresh.clone();
@@ -168,7 +168,7 @@ pub(crate) async fn login(
     }
     Ok(SignedIn {
         reader: card.reader,
-        serial,
+        serial: card_serial,
         fingerprint: expected,
         session,
         client,
@@ -199,52 +199,6 @@ fn prompt(holder: Option<&str>, serial: &str, tries_left: Option<u8>) -> PinProm
     }
 }
 
-/// How a PIN prompt names a card: `Jane Doe's smartcard 4082…`, or `smartcard 4082…` when the
-/// holder's name is not known (a certificate from before the service named holders gives their
-/// user id only; the serial is printed on the card).
-pub(crate) fn whose_card(holder: Option<&str>, serial: &str) -> String {
-    match holder {
-        Some(name) => format!("{name}'s smartcard {serial}"),
-        None => format!("smartcard {serial}"),
-    }
-}
-
-/// Runs a blocking card step off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    step: impl FnOnce() -> Result<T, piv::Error> + Send + 'static,
-) -> Result<T, ErrorObject> {
-    match tokio::task::spawn_blocking(step).await {
-        Ok(result) => result.map_err(|e| card_error(&e)),
-        Err(e) => Err(ErrorObject::new(
-            ErrorCode::Internal,
-            format!("a card step failed: {e}"),
-        )),
-    }
-}
-
-/// Connects to the card in `reader` (shared, LeaveCard on the way out) and runs `step` in one
-/// transaction, whose outcome is the answer.
-///
-/// Letting go of the card afterwards can fail (pcscd stopped, the card pulled) without undoing
-/// anything the step did: a renewal the service has confirmed stays renewed, and is not
-/// reported as failed.
-pub(crate) fn with_card<T>(
-    reader: &str,
-    step: impl FnOnce(&piv::Transaction<'_>) -> Result<T, piv::Error>,
-) -> Result<T, piv::Error> {
-    let ctx = pcsc::Context::establish(pcsc::Scope::User)?;
-    let name = CString::new(reader).map_err(|_| piv::Error::NoReader)?;
-    let mut card = PivCard::connect(&ctx, &name)?;
-    let result = {
-        let tx = card.transaction()?;
-        step(&tx)
-    };
-    if let Err(e) = card.disconnect() {
-        tracing::debug!(%reader, "disconnecting from the card after its transaction: {e}");
-    }
-    result
-}
-
 fn pin_status(reader: &str) -> Result<PinStatus, piv::Error> {
     with_card(reader, |tx| tx.pin_status())
 }
@@ -269,7 +223,7 @@ fn sign_challenge(
             Err(piv::Error::NotFound) => return Ok(None),
             read => read?,
         };
-        if super::fingerprint(certificate.der()) != *expected_fingerprint {
+        if fingerprint(certificate.der()) != *expected_fingerprint {
             return Err(piv::Error::BadCertificate(
                 "the card's certificate changed since it was inserted".into(),
             ));
@@ -287,79 +241,9 @@ fn sign_challenge(
     })
 }
 
-/// A card without its authentication certificate, and what heals it.
-pub(crate) fn certificate_lost(serial: &str) -> ErrorObject {
-    ErrorObject::new(
-        ErrorCode::CardError,
-        format!(
-            "card {serial} has lost its certificate: heal it with the card doctor \
-             (iactl doctor --heal), which writes it back from the Card Management Service"
-        ),
-    )
-}
-
-fn pin_blocked() -> ErrorObject {
-    ErrorObject::new(
-        ErrorCode::PinBlocked,
-        "Your smartcard's passcode is locked — contact your Registration Authority",
-    )
-}
-
-/// A card error in the socket API's words.
-pub(crate) fn card_error(e: &piv::Error) -> ErrorObject {
-    use piv::Error as E;
-    match e {
-        E::WrongPin { tries_left } => ErrorObject::new(
-            ErrorCode::WrongPin,
-            match tries_left {
-                1 => "Wrong passcode: 1 try left before the card locks".to_owned(),
-                n => format!("Wrong passcode: {n} tries left before the card locks"),
-            },
-        )
-        .with_data(serde_json::json!({ "tries_left": tries_left })),
-        E::PinBlocked => pin_blocked(),
-        E::NotPiv => ErrorObject::new(ErrorCode::NotPiv, e.to_string()),
-        E::CardRemoved => ErrorObject::new(ErrorCode::CardRemoved, e.to_string()),
-        E::NoReader => ErrorObject::new(ErrorCode::NoReader, e.to_string()),
-        E::ServiceUnavailable => ErrorObject::new(ErrorCode::PcscUnavailable, e.to_string()),
-        // The status word is for logs and tools, not for the holder.
-        E::Status(sw) => {
-            tracing::info!(status = %sw, "the card refused a command");
-            ErrorObject::new(
-                ErrorCode::CardError,
-                format!("the card refused a step: {}", sw.meaning()),
-            )
-            .with_data(serde_json::json!({ "status": sw.to_string() }))
-        }
-        other => ErrorObject::new(ErrorCode::CardError, other.to_string()),
-    }
-}
-
-pub(crate) fn pinentry_error(e: &PinentryError) -> ErrorObject {
-    match e {
-        PinentryError::Cancelled | PinentryError::TimedOut => {
-            ErrorObject::new(ErrorCode::PinCancelled, e.to_string())
-        }
-        PinentryError::Failed(_) => ErrorObject::new(ErrorCode::PinentryFailed, e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refusal_from_the_card_is_said_in_words_with_the_status_word_in_data() {
-        let e = card_error(&piv::Error::Status(piv::StatusWord::WRONG_P1P2));
-        assert_eq!(e.code, ErrorCode::CardError);
-        assert!(!e.message.contains("6A86"), "{}", e.message);
-        assert!(e.message.contains("algorithm"), "{}", e.message);
-        assert_eq!(e.data.unwrap()["status"], "6A86");
-        let e = card_error(&piv::Error::ManagementAlgorithmRefused(
-            piv::ManagementAlgorithm::Aes128,
-        ));
-        assert!(e.message.contains("does not use AES-128"), "{}", e.message);
-    }
 
     #[test]
     fn the_prompt_names_holder_card_and_tries() {
@@ -376,19 +260,6 @@ mod tests {
         assert_eq!(
             unnamed.description,
             "Enter the passcode of smartcard 4082A001132F2817."
-        );
-    }
-
-    #[test]
-    fn card_errors_keep_tries_left_and_point_to_the_ra() {
-        let wrong = card_error(&piv::Error::WrongPin { tries_left: 2 });
-        assert_eq!(wrong.code, ErrorCode::WrongPin);
-        assert_eq!(wrong.data.unwrap()["tries_left"], 2);
-        let blocked = card_error(&piv::Error::PinBlocked);
-        assert!(blocked.message.contains("Registration Authority"));
-        assert_eq!(
-            card_error(&piv::Error::ServiceUnavailable).code,
-            ErrorCode::PcscUnavailable
         );
     }
 }
