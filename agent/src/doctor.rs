@@ -862,7 +862,7 @@ async fn service_certificate(ops: &Operations, serial: &str) -> Result<Certifica
         .await
         .map_err(|e| crate::cms::error_object(&e))?;
     let unusable = |why: String| ErrorObject::new(ErrorCode::CmsRefused, why);
-    let der = cms::protocol::b64::decode(&record.certificate)
+    let der = cms_api::protocol::b64::decode(&record.certificate)
         .ok_or_else(|| unusable("the service's copy is not base64".into()))?;
     Certificate::from_der(&der).map_err(|e| unusable(format!("the service's copy: {e}")))
 }

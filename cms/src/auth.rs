@@ -6,11 +6,11 @@ use crate::ca::{CaError, CertificateAuthority};
 use crate::dates;
 use crate::db::{CertificateStatus, SessionRecord};
 use crate::error::{CmsError, CmsResult};
-use crate::protocol::{
-    self, b64, Challenge, SessionCreated, SessionRequest, SessionView, TicketValidation,
-};
 use crate::registry::{role_view, user_view};
 use crate::service::{Caller, Cms};
+use cms_api::protocol::{
+    self, b64, Challenge, SessionCreated, SessionRequest, SessionView, TicketValidation,
+};
 use piv::CardSerial;
 use rand::RngCore;
 use sha2::{Digest, Sha256};

@@ -2,6 +2,7 @@
 //! connection. Every method is one short transaction; none is held across an `.await`.
 
 use crate::error::{CmsError, CmsResult};
+use cms_api::{OperationKind, OperationState};
 use piv::ManagementAlgorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -242,75 +243,6 @@ pub struct SessionRecord {
     pub ended_at: Option<i64>,
 }
 
-/// Renewal or restoration by the holder, or repair by a Registration Authority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationKind {
-    /// Self-renewal by the card holder.
-    Renew,
-    /// Repair of an expired or full card by a Registration Authority.
-    Repair,
-    /// The card's current certificate written back to a card that lost it, by the holder.
-    Restore,
-}
-
-impl OperationKind {
-    /// The kind's name on the wire and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Renew => "renew",
-            Self::Repair => "repair",
-            Self::Restore => "restore",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "repair" => Self::Repair,
-            "restore" => Self::Restore,
-            _ => Self::Renew,
-        }
-    }
-}
-
-/// Where an operation is. `Started → CertificateIssued → Completed`, or `Aborted`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OperationState {
-    /// Open; no certificate issued yet.
-    Started,
-    /// A certificate is issued and waits for the card's proof.
-    CertificateIssued,
-    /// The card proved its new key; the certificate is the card's current one.
-    Completed,
-    /// Ended without completing (card cancelled, or replaced by a repair).
-    Aborted,
-}
-
-impl OperationState {
-    /// The state's name on the wire and in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Started => "started",
-            Self::CertificateIssued => "certificate_issued",
-            Self::Completed => "completed",
-            Self::Aborted => "aborted",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "started" => Self::Started,
-            "certificate_issued" => Self::CertificateIssued,
-            "completed" => Self::Completed,
-            _ => Self::Aborted,
-        }
-    }
-
-    /// Whether the operation still takes steps.
-    pub fn is_open(self) -> bool {
-        matches!(self, Self::Started | Self::CertificateIssued)
-    }
-}
-
 /// A renewal or repair and how far it got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperationRecord {
@@ -462,15 +394,26 @@ fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
 const OPERATION_COLUMNS: &str = "id, kind, card_serial, actor_id, state, agent_version, \
      created_at, updated_at, pending_certificate, confirm_challenge, relay_count, puk_released";
 
+/// The value stored in column `idx` as a `T`: a value `T` does not name is an error, never a
+/// default.
+fn stored<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn operation_from(row: &Row<'_>) -> rusqlite::Result<OperationRecord> {
-    let kind: String = row.get(1)?;
-    let state: String = row.get(4)?;
     Ok(OperationRecord {
         id: row.get(0)?,
-        kind: OperationKind::parse(&kind),
+        kind: stored(row, 1)?,
         card_serial: row.get(2)?,
         actor_id: row.get(3)?,
-        state: OperationState::parse(&state),
+        state: stored(row, 4)?,
         agent_version: row.get(5)?,
         created_at: row.get(6)?,
         updated_at: row.get(7)?,

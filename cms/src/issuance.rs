@@ -8,9 +8,9 @@ use crate::ca::IssuedCertificate;
 use crate::dates;
 use crate::db::{CertificateRecord, CertificateStatus};
 use crate::error::CmsError;
-use crate::pin_policy::{check_pin, PinPolicyError};
 use crate::registry::admin_event;
 use crate::service::Cms;
+use cms_api::pin_policy::{check_pin, PinPolicyError};
 use piv::consts::{key, object};
 use piv::{
     CardSerial, Certificate, KeyAlgorithm, LocalResponder, ManagementAlgorithm, ManagementKey, Pin,

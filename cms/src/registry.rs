@@ -5,10 +5,10 @@ use crate::auth::parse_serial;
 use crate::dates;
 use crate::db::{AuditEvent, CardRecord, RoleProfile, User};
 use crate::error::{CmsError, CmsResult};
-use crate::protocol::{
+use crate::service::{Caller, Cms};
+use cms_api::protocol::{
     b64, CardCertificate, NewCardRequest, RoleView, SmartcardDetails, UserCards, UserView,
 };
-use crate::service::{Caller, Cms};
 use piv::ManagementAlgorithm;
 use std::collections::hash_map::{Entry, HashMap};
 

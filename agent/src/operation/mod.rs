@@ -22,8 +22,9 @@ use crate::card::CardCertificate;
 use crate::config::PinentryConfig;
 use crate::session::{card_error, with_card};
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
-use cms::client::{ClientError, CmsClient, RelayResponder};
-use cms::protocol::{b64, confirm_message, OperationView};
+use cms_api::client::{ClientError, CmsClient, RelayResponder};
+use cms_api::protocol::{b64, confirm_message, OperationView};
+use cms_api::OperationState;
 use journal::{Algorithm, Entry, Journal, PukRotation};
 use piv::consts::key;
 use piv::{Certificate, KeyAlgorithm, Pin, Puk};
@@ -246,7 +247,11 @@ async fn start_own(
     let cms = ops.cms.clone().ok_or_else(crate::cms::not_configured)?;
     let (client, token, algorithm) = open_session(&cms, reader, serial, pin, certificate).await?;
     let op = client
-        .start_operation(kind.as_str(), serial, env!("CARGO_PKG_VERSION"))
+        .start_operation(
+            crate::cms::operation_kind(kind),
+            serial,
+            env!("CARGO_PKG_VERSION"),
+        )
         .await
         .map_err(|e| Failure::Cms(e).unchanged(kind))?;
     Ok(Entry {
@@ -363,7 +368,11 @@ pub(crate) async fn repair(
                 Err(e) => return Err(Failure::from(e).into_error(OperationKind::Repair)),
             };
             let op = officer
-                .start_operation("repair", serial, env!("CARGO_PKG_VERSION"))
+                .start_operation(
+                    cms_api::OperationKind::Repair,
+                    serial,
+                    env!("CARGO_PKG_VERSION"),
+                )
                 .await
                 .map_err(|e| Failure::Cms(e).into_error(OperationKind::Repair))?;
             let entry = Entry {
@@ -619,22 +628,22 @@ impl Walk<'_, '_> {
         let mut op = self
             .rt
             .block_on(self.client.operation(&self.run.operation))?;
-        if self.entry.kind == OperationKind::Repair && op.state != "completed" {
+        if self.entry.kind == OperationKind::Repair && op.state != OperationState::Completed {
             self.set_pin()?;
         }
         self.tx.verify_pin(self.pin)?;
         let current = self.tx.read_certificate(key::AUTHENTICATION).ok();
-        if op.state == "completed" {
-            return current.ok_or(Failure::Card(piv::Error::NotFound));
-        }
-        if op.state != "started" && op.state != "certificate_issued" {
-            return Err(Failure::Other(ErrorObject::new(
-                ErrorCode::CmsRefused,
-                format!(
-                    "the service {}ed the operation",
-                    op.state.trim_end_matches("ed")
-                ),
-            )));
+        match op.state {
+            OperationState::Started | OperationState::CertificateIssued => {}
+            OperationState::Completed => {
+                return current.ok_or(Failure::Card(piv::Error::NotFound));
+            }
+            OperationState::Aborted => {
+                return Err(Failure::Other(ErrorObject::new(
+                    ErrorCode::CmsRefused,
+                    "the service aborted the operation",
+                )));
+            }
         }
         let issued = issued_certificate(&op)?;
         let written = matches!((&current, &issued), (Some(c), Some(i)) if c.der() == i.der());
@@ -812,7 +821,7 @@ async fn open_session(
     let challenge = cms.challenge(serial).await.map_err(cms_error)?;
     let raw = b64::decode_url(&challenge.challenge)
         .ok_or_else(|| ErrorObject::new(ErrorCode::CmsRefused, "the challenge is not base64url"))?;
-    let message = cms::protocol::auth_message(&challenge.serial, &raw);
+    let message = cms_api::protocol::auth_message(&challenge.serial, &raw);
     let reader = reader.to_owned();
     let pin = pin.clone();
     let given = certificate
@@ -837,7 +846,7 @@ async fn open_session(
     .map_err(|e| card_error(&e))?;
     let (signature, der, algorithm) = signed;
     let created = cms
-        .create_session(&cms::protocol::SessionRequest {
+        .create_session(&cms_api::protocol::SessionRequest {
             serial: challenge.serial,
             challenge: challenge.challenge,
             signature: b64::encode(&signature),

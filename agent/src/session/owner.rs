@@ -18,8 +18,8 @@ use agent_ipc::{
     PcscStatus, ReaderStatus, Role, Roles, SessionEndReason, SessionState, SessionStatus, Status,
     Ticket, User,
 };
-use cms::client::CmsClient;
-use cms::protocol::{RoleView, SessionView, SmartcardDetails};
+use cms_api::client::CmsClient;
+use cms_api::protocol::{RoleView, SessionView, SmartcardDetails};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -1672,7 +1672,7 @@ fn same_card(signed_in: &SignedIn, card: &CardIdentity) -> bool {
 
 /// Smartcard Details in the socket API's shape, or the service's refusal in its words.
 fn details_answer(
-    answer: Result<SmartcardDetails, cms::client::ClientError>,
+    answer: Result<SmartcardDetails, cms_api::client::ClientError>,
 ) -> Result<serde_json::Value, ErrorObject> {
     let details = answer.map_err(|e| crate::cms::error_object(&e))?;
     Ok(json(&CardDetails {
