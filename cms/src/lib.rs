@@ -6,17 +6,20 @@
 pub mod api;
 pub mod auth;
 pub mod ca;
+pub mod challenges;
 pub mod cli;
 pub mod custody;
 pub mod dates;
 pub mod db;
 pub mod error;
+pub mod fields;
 pub mod issuance;
 pub mod operations;
 pub mod policy;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod views;
 
 pub use error::{CmsError, CmsResult};
 pub use policy::Policy;

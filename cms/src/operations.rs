@@ -8,12 +8,12 @@
 //! current certificate as the operation's (no new key, no CSR): the agent writes it back and
 //! confirms with the key the card still holds.
 
-use crate::auth::parse_serial;
 use crate::ca::CertificateAuthority;
 use crate::custody::RelayError;
 use crate::dates;
 use crate::db::{CardRecord, CertificateRecord, CertificateStatus, OperationRecord};
 use crate::error::{CmsError, CmsResult};
+use crate::fields::parse_serial;
 use crate::policy::AgentVersion;
 use crate::registry::RA_ACTIVITY;
 use crate::service::{Caller, Cms};
