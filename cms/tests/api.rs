@@ -9,18 +9,17 @@ use cms::Policy;
 use cms_api::client::ClientError;
 use cms_api::protocol::{self, b64, NewCardRequest, SessionRequest};
 use cms_api::ErrorCode;
-use common::{expect_error, Fixture, SoftKey};
+use common::{expect_error, Fixture, SoftKey, NURSE, SERIAL_A, SERIAL_B};
 use reqwest::Method;
 use std::time::Duration;
 
-const RA: (&str, &str, &[&str]) = (
+/// An RA profile that grants a second activity besides B0267, so that a profile's activities
+/// are a list.
+const RA_WITH_B0300: (&str, &str, &[&str]) = (
     "Leeds Teaching Hospitals",
     "RAA ID Checker",
     &["B0267", "B0300"],
 );
-const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
-const SERIAL_A: &str = "4082A001132F2817";
-const SERIAL_B: &str = "5124000004254900";
 const SERIAL_C: &str = "4082C10C1A222820";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -204,7 +203,7 @@ async fn an_rsa_card_authenticates_too() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_with_several_roles_selects_one_of_their_own() {
     let fx = Fixture::start().await;
-    let (user, roles) = fx.user("Sam Lee", &[NURSE, RA]);
+    let (user, roles) = fx.user("Sam Lee", &[NURSE, RA_WITH_B0300]);
     let (_, other_roles) = fx.user("Other", &[NURSE]);
     let card = fx.card(&user, SERIAL_A, 365);
     let (created, session) = fx.login(&card).await;
@@ -599,7 +598,7 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
     let fx = Fixture::start().await;
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
     let (raj, _) = fx.user("Raj Patel", &[NURSE]);
-    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA]);
+    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA_WITH_B0300]);
     let jane_card = fx.card(&jane, SERIAL_A, 365);
     let raj_card = fx.card(&raj, SERIAL_B, 365);
     let officer_card = fx.card(&officer, SERIAL_C, 365);
@@ -667,7 +666,7 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
 async fn only_a_registration_authority_cancels_cards_and_a_cancelled_card_is_done() {
     let fx = Fixture::start().await;
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA]);
+    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA_WITH_B0300]);
     let jane_card = fx.card(&jane, SERIAL_A, 365);
     let officer_card = fx.card(&officer, SERIAL_C, 365);
     let (jane_created, jane_s) = fx.login(&jane_card).await;
@@ -745,7 +744,7 @@ async fn only_a_registration_authority_cancels_cards_and_a_cancelled_card_is_don
 async fn a_registration_authority_registers_new_cards() {
     let fx = Fixture::start().await;
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let (officer, _) = fx.user("Olu Officer", &[RA]);
+    let (officer, _) = fx.user("Olu Officer", &[RA_WITH_B0300]);
     let jane_card = fx.card(&jane, SERIAL_A, 365);
     let officer_card = fx.card(&officer, SERIAL_C, 365);
     let (_, jane_s) = fx.login(&jane_card).await;

@@ -7,15 +7,14 @@ mod common;
 use cms::Policy;
 use cms_api::protocol::b64;
 use cms_api::{ErrorCode, OperationKind, OperationState};
-use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey};
+use common::{
+    confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey, AGENT, NURSE, RA,
+};
 use piv::CardSerial;
 use std::time::Duration;
 
-const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
-const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
 const HOLDER: &str = "4082A001132F2817";
 const OFFICER: &str = "4082C10C1A222820";
-const AGENT: &str = "0.1.0";
 
 fn serial(s: &str) -> CardSerial {
     s.parse().unwrap()

@@ -6,17 +6,10 @@ mod common;
 
 use cms_api::protocol::b64;
 use cms_api::{ErrorCode, OperationKind, OperationState};
-use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftKey};
-
-const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
-const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
-const SERIAL_A: &str = "4082A001132F2817";
-const SERIAL_B: &str = "5124000004254900";
-const AGENT: &str = "0.1.0";
-
-fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
-    fx.cms.card_management_key(serial).unwrap()
-}
+use common::{
+    card_key, confirmation, csr, expect_error, relay_as_card, Fixture, SoftKey, AGENT, NURSE, RA,
+    SERIAL_A, SERIAL_B,
+};
 
 fn actions(fx: &Fixture, serial: &str) -> Vec<String> {
     fx.cms

@@ -11,6 +11,23 @@ use p256::ecdsa::signature::Signer;
 use spki::EncodePublicKey;
 use std::sync::Arc;
 
+/// A nurse's role profile: organisation, job role, activities.
+pub const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
+/// A Registration Authority officer's role profile, with the card-repair activity B0267.
+pub const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
+/// The serial of the first test card.
+pub const SERIAL_A: &str = "4082A001132F2817";
+/// The serial of the second test card.
+pub const SERIAL_B: &str = "5124000004254900";
+/// The agent version the tests' operations report.
+pub const AGENT: &str = "0.1.0";
+
+/// The management key the service derived for card `serial`: what the card holds, to play the
+/// card's half of the relayed 9B exchange.
+pub fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
+    fx.cms.card_management_key(serial).unwrap()
+}
+
 /// A card whose 9A key is a software key.
 pub struct SoftCard {
     pub serial: String,
