@@ -1,4 +1,4 @@
-//! Every type of the JSON API (`cms/API.md`), shared by the service and [`crate::client`], and
+//! Every type of the JSON API (`cms/API.md`), shared by the service and the typed client, and
 //! the exact bytes a card signs to authenticate and to confirm a renewal.
 //!
 //! Binary fields (certificates, signatures, requests, witnesses) are standard base64; tokens,
