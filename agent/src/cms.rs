@@ -1,10 +1,11 @@
-//! The agent's link to the Card Management Service: the typed client of the `cms` crate,
-//! built from the configuration, and its errors in the socket API's words.
+//! The agent's link to the Card Management Service: the typed client of the `cms-api` crate,
+//! built from the configuration, and its errors and operation kinds in the socket API's words.
 
 use crate::config::CmsConfig;
 use agent_ipc::{ErrorCode, ErrorObject};
 use anyhow::Context;
-use cms::client::{ClientError, CmsClient};
+use cms_api::client::{ClientError, CmsClient};
+use cms_api::ErrorCode as CmsCode;
 
 /// What the holder is told when the card's certificate has expired.
 pub const EXPIRED_MESSAGE: &str =
@@ -34,30 +35,69 @@ pub fn not_configured() -> ErrorObject {
     )
 }
 
+/// The service's name for an operation of `kind`.
+pub fn operation_kind(kind: agent_ipc::OperationKind) -> cms_api::OperationKind {
+    match kind {
+        agent_ipc::OperationKind::Renew => cms_api::OperationKind::Renew,
+        agent_ipc::OperationKind::Repair => cms_api::OperationKind::Repair,
+        agent_ipc::OperationKind::Restore => cms_api::OperationKind::Restore,
+    }
+}
+
 /// A failed call to the service, in the socket API's words.
 pub fn error_object(e: &ClientError) -> ErrorObject {
     match e {
         ClientError::Api { code, message, .. } => {
-            let mapped = match code.as_str() {
-                "card_cancelled" => Some((
+            let (code_out, text) = match code {
+                CmsCode::CardCancelled => (
                     ErrorCode::CardCancelled,
                     "This smartcard has been cancelled — contact your Registration Authority"
                         .to_owned(),
-                )),
-                "card_expired" => Some((ErrorCode::CertificateExpired, EXPIRED_MESSAGE.to_owned())),
-                "activity_required" | "forbidden" | "foreign_role" => {
-                    Some((ErrorCode::RoleNotPermitted, message.clone()))
+                ),
+                CmsCode::CardExpired => (ErrorCode::CertificateExpired, EXPIRED_MESSAGE.to_owned()),
+                CmsCode::ActivityRequired | CmsCode::Forbidden | CmsCode::ForeignRole => {
+                    (ErrorCode::RoleNotPermitted, message.clone())
                 }
-                "invalid_session" | "session_expired" | "unauthenticated" => Some((
+                CmsCode::InvalidSession | CmsCode::SessionExpired | CmsCode::Unauthenticated => (
                     ErrorCode::NoSession,
                     format!("the Card Management Service ended the session: {message}"),
-                )),
-                _ => None,
+                ),
+                CmsCode::MalformedJson
+                | CmsCode::InvalidRequest
+                | CmsCode::InvalidField
+                | CmsCode::ChallengeMismatch
+                | CmsCode::BadCsr
+                | CmsCode::InvalidTicket
+                | CmsCode::UnknownChallenge
+                | CmsCode::ChallengeExpired
+                | CmsCode::BadSignature
+                | CmsCode::UntrustedCertificate
+                | CmsCode::CertificateNotOfCard
+                | CmsCode::AgentVersionBlocked
+                | CmsCode::ManagementKeyRejected
+                | CmsCode::OwnCard
+                | CmsCode::UnknownCard
+                | CmsCode::UnknownUser
+                | CmsCode::UnknownOperation
+                | CmsCode::UnknownEndpoint
+                | CmsCode::MethodNotAllowed
+                | CmsCode::CardFull
+                | CmsCode::NoActiveCertificate
+                | CmsCode::CardNotRepairable
+                | CmsCode::OperationInProgress
+                | CmsCode::WrongOperationState
+                | CmsCode::NoRelayInProgress
+                | CmsCode::CardExists
+                | CmsCode::PayloadTooLarge
+                | CmsCode::RelayLimit
+                | CmsCode::Internal
+                | CmsCode::Busy => refused(message),
             };
-            let (code_out, text) = mapped.unwrap_or((
-                ErrorCode::CmsRefused,
-                format!("the Card Management Service refused: {message}"),
-            ));
+            ErrorObject::new(code_out, text)
+                .with_data(serde_json::json!({ "cms_code": code.as_str() }))
+        }
+        ClientError::UnknownCode { code, message, .. } => {
+            let (code_out, text) = refused(message);
             ErrorObject::new(code_out, text).with_data(serde_json::json!({ "cms_code": code }))
         }
         ClientError::Transport(_) | ClientError::Setup(_) => {
@@ -68,14 +108,22 @@ pub fn error_object(e: &ClientError) -> ErrorObject {
     }
 }
 
+/// A refusal the socket API has no code of its own for.
+fn refused(message: &str) -> (ErrorCode, String) {
+    (
+        ErrorCode::CmsRefused,
+        format!("the Card Management Service refused: {message}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn api(code: &str) -> ClientError {
+    fn api(code: CmsCode) -> ClientError {
         ClientError::Api {
-            status: 403,
-            code: code.into(),
+            status: code.status(),
+            code,
             message: "no".into(),
         }
     }
@@ -83,22 +131,29 @@ mod tests {
     #[test]
     fn service_codes_map_to_the_apis_codes() {
         assert_eq!(
-            error_object(&api("card_cancelled")).code,
+            error_object(&api(CmsCode::CardCancelled)).code,
             ErrorCode::CardCancelled
         );
-        let expired = error_object(&api("card_expired"));
+        let expired = error_object(&api(CmsCode::CardExpired));
         assert_eq!(expired.code, ErrorCode::CertificateExpired);
         assert!(expired.message.contains("Registration Authority"));
         assert_eq!(
-            error_object(&api("activity_required")).code,
+            error_object(&api(CmsCode::ActivityRequired)).code,
             ErrorCode::RoleNotPermitted
         );
-        let other = error_object(&api("bad_signature"));
+        let other = error_object(&api(CmsCode::BadSignature));
         assert_eq!(other.code, ErrorCode::CmsRefused);
         assert_eq!(other.data.unwrap()["cms_code"], "bad_signature");
         assert_eq!(
             error_object(&ClientError::NoSession).code,
             ErrorCode::NoSession
         );
+        let newer = error_object(&ClientError::UnknownCode {
+            status: 409,
+            code: "card_on_fire".into(),
+            message: "no".into(),
+        });
+        assert_eq!(newer.code, ErrorCode::CmsRefused);
+        assert_eq!(newer.data.unwrap()["cms_code"], "card_on_fire");
     }
 }

@@ -1,121 +1,20 @@
-//! Authentication: single-use, short-lived challenges for a card; the card's signature and
-//! certificate checked against the CA and the registry; sessions (bearer token for the agent,
+//! Authentication: a challenge for a card (kept by [`crate::challenges`]); the card's signature
+//! and certificate checked against the CA and the registry; sessions (bearer token for the agent,
 //! ticket for relying applications, both stored only as hashes); role selection and logout.
 
 use crate::ca::{CaError, CertificateAuthority};
 use crate::dates;
 use crate::db::{CertificateStatus, SessionRecord};
 use crate::error::{CmsError, CmsResult};
-use crate::protocol::{
+use crate::fields::{decode_base64, parse_serial};
+use crate::service::{Caller, Cms};
+use crate::views::{role_view, session_view, user_view};
+use cms_api::protocol::{
     self, b64, Challenge, SessionCreated, SessionRequest, SessionView, TicketValidation,
 };
-use crate::registry::{role_view, user_view};
-use crate::service::{Caller, Cms};
-use piv::CardSerial;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
-
-/// The most challenges outstanding at once; beyond it the service answers `busy`.
-const MAX_OUTSTANDING: usize = 100_000;
-
-/// Outstanding challenges, in memory: a restart forgets them, which only makes clients ask
-/// again.
-#[derive(Debug)]
-pub struct ChallengeStore {
-    ttl: Duration,
-    outstanding: Mutex<HashMap<[u8; 32], (CardSerial, Instant)>>,
-}
-
-impl ChallengeStore {
-    /// A store whose challenges live `ttl`.
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            outstanding: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A new challenge for `serial`.
-    pub fn issue(&self, serial: CardSerial) -> CmsResult<[u8; 32]> {
-        let mut challenge = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut challenge);
-        let now = Instant::now();
-        let mut map = self.outstanding.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_OUTSTANDING {
-            map.retain(|_, (_, expires)| *expires > now);
-            if map.len() >= MAX_OUTSTANDING {
-                return Err(CmsError::Busy);
-            }
-        }
-        map.insert(challenge, (serial, now + self.ttl));
-        Ok(challenge)
-    }
-
-    /// Takes `challenge` out of the store (it can never be used again) and checks it was
-    /// issued for `serial` and is still fresh.
-    pub fn redeem(&self, challenge: &[u8], serial: CardSerial) -> CmsResult<()> {
-        let key: [u8; 32] = challenge
-            .try_into()
-            .map_err(|_| CmsError::UnknownChallenge)?;
-        let entry = self
-            .outstanding
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        let (issued_for, expires) = entry.ok_or(CmsError::UnknownChallenge)?;
-        if Instant::now() >= expires {
-            return Err(CmsError::ChallengeExpired);
-        }
-        if issued_for != serial {
-            return Err(CmsError::ChallengeMismatch {
-                issued_for: issued_for.to_string(),
-                presented: serial.to_string(),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// The most certificates remembered as checked.
-const MAX_VERIFIED: usize = 65_536;
-
-/// Certificates already checked against the CA, by the SHA-256 of their DER, so a card that
-/// signs in again costs one signature check, not two. Whether a certificate is still the
-/// card's is asked of the registry every time.
-#[derive(Debug, Default)]
-pub struct VerifiedCertificates {
-    known: Mutex<HashMap<[u8; 32], piv::Certificate>>,
-}
-
-impl VerifiedCertificates {
-    /// The parsed certificate if this CA issued `der` (checked once, then remembered).
-    pub fn check(
-        &self,
-        ca: &CertificateAuthority,
-        der: &[u8],
-    ) -> Result<piv::Certificate, CaError> {
-        let digest: [u8; 32] = Sha256::digest(der).into();
-        if let Some(cert) = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&digest)
-        {
-            return Ok(cert.clone());
-        }
-        let cert = ca.verify_issued(der)?;
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if known.len() >= MAX_VERIFIED {
-            known.clear();
-        }
-        known.insert(digest, cert.clone());
-        Ok(cert)
-    }
-}
 
 /// The SHA-256 of a token or ticket, hex: what the database keeps instead of the secret.
 pub fn secret_hash(secret: &str) -> String {
@@ -126,17 +25,6 @@ fn random_secret() -> Zeroizing<String> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(bytes.as_mut());
     Zeroizing::new(b64::encode_url(bytes.as_ref()))
-}
-
-/// Parses a card serial (16 hex digits) from a request.
-pub fn parse_serial(text: &str) -> CmsResult<CardSerial> {
-    text.trim().parse().map_err(|_| {
-        CmsError::InvalidField(format!("{text:?} is not a card serial (16 hex digits)"))
-    })
-}
-
-fn decode(field: &str, text: &str) -> CmsResult<Vec<u8>> {
-    b64::decode(text).ok_or_else(|| CmsError::InvalidField(format!("{field} is not base64")))
 }
 
 impl Cms {
@@ -158,8 +46,8 @@ impl Cms {
         let serial_text = serial.to_string();
         let challenge = b64::decode_url(&request.challenge)
             .ok_or_else(|| CmsError::InvalidField("challenge is not base64url".into()))?;
-        let signature = decode("signature", &request.signature)?;
-        let cert_der = decode("certificate", &request.certificate)?;
+        let signature = decode_base64("signature", &request.signature)?;
+        let cert_der = decode_base64("certificate", &request.certificate)?;
         self.challenges.redeem(&challenge, serial)?;
 
         let card = self.active_card(&serial_text)?;
@@ -336,49 +224,9 @@ impl Cms {
     }
 }
 
-fn session_view(caller: &Caller) -> SessionView {
-    SessionView {
-        user: user_view(&caller.user),
-        card_serial: caller.session.card_serial.clone(),
-        roles: caller.roles.iter().map(role_view).collect(),
-        selected_role: caller.session.selected_role,
-        expires_at: caller.session.expires_at,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn challenges_are_single_use_short_lived_and_bound_to_a_card() {
-        let a = CardSerial([1; 8]);
-        let b = CardSerial([2; 8]);
-        let store = ChallengeStore::new(Duration::from_secs(60));
-        let c = store.issue(a).unwrap();
-        assert!(matches!(
-            store.redeem(&c, b),
-            Err(CmsError::ChallengeMismatch { .. })
-        ));
-        let c = store.issue(a).unwrap();
-        store.redeem(&c, a).unwrap();
-        assert!(matches!(
-            store.redeem(&c, a),
-            Err(CmsError::UnknownChallenge)
-        ));
-        assert!(matches!(
-            store.redeem(&[0; 5], a),
-            Err(CmsError::UnknownChallenge)
-        ));
-
-        let short = ChallengeStore::new(Duration::from_millis(1));
-        let c = short.issue(a).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(matches!(
-            short.redeem(&c, a),
-            Err(CmsError::ChallengeExpired)
-        ));
-    }
 
     #[test]
     fn secrets_are_stored_as_hashes() {

@@ -1,6 +1,7 @@
-//! The errors of the service, each with a stable code and an HTTP status, written for the
-//! person who reads them.
+//! The errors of the service, each with a stable code of the API (which carries its HTTP
+//! status), written for the person who reads them.
 
+use cms_api::{ErrorCode, OperationKind, OperationState};
 use thiserror::Error;
 
 /// Everything the service can refuse or fail at. Every variant has a stable [`code`] that
@@ -131,7 +132,7 @@ pub enum CmsError {
     #[error("a {kind} operation ({id}) is already in progress for this card")]
     OperationInProgress {
         /// The kind of the open operation.
-        kind: String,
+        kind: OperationKind,
         /// Its id.
         id: String,
     },
@@ -141,7 +142,7 @@ pub enum CmsError {
         /// The operation id.
         id: String,
         /// Its state.
-        state: String,
+        state: OperationState,
         /// The refused step.
         step: &'static str,
     },
@@ -177,91 +178,54 @@ pub enum CmsError {
 }
 
 impl CmsError {
-    /// The stable machine-readable code of this error.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this error in the API.
+    pub fn code(&self) -> ErrorCode {
         use CmsError::*;
         match self {
-            MalformedJson(_) => "malformed_json",
-            InvalidRequest(_) => "invalid_request",
-            MethodNotAllowed(_) => "method_not_allowed",
-            PayloadTooLarge { .. } => "payload_too_large",
-            InvalidField(_) => "invalid_field",
-            UnknownCard(_) => "unknown_card",
-            UnknownUser(_) => "unknown_user",
-            UnknownOperation(_) => "unknown_operation",
-            UnknownEndpoint(_) => "unknown_endpoint",
-            UnknownChallenge => "unknown_challenge",
-            ChallengeExpired => "challenge_expired",
-            ChallengeMismatch { .. } => "challenge_mismatch",
-            Unauthenticated => "unauthenticated",
-            InvalidSession => "invalid_session",
-            SessionExpired => "session_expired",
-            InvalidTicket => "invalid_ticket",
-            BadSignature => "bad_signature",
-            UntrustedCertificate => "untrusted_certificate",
-            CertificateNotOfCard(_) => "certificate_not_of_card",
-            CardExpired { .. } => "card_expired",
-            CardCancelled { .. } => "card_cancelled",
-            Forbidden(_) => "forbidden",
-            ActivityRequired { .. } => "activity_required",
-            ForeignRole(_) => "foreign_role",
-            AgentVersionBlocked { .. } => "agent_version_blocked",
-            CardFull(_) => "card_full",
-            NoActiveCertificate(_) => "no_active_certificate",
-            CardNotRepairable { .. } => "card_not_repairable",
-            OperationInProgress { .. } => "operation_in_progress",
-            WrongOperationState { .. } => "wrong_operation_state",
-            ManagementKeyRejected => "management_key_rejected",
-            NoRelayInProgress => "no_relay_in_progress",
-            RelayLimit(_) => "relay_limit",
-            BadCsr(_) => "bad_csr",
-            CardExists(_) => "card_exists",
-            OwnCard => "own_card",
-            Busy => "busy",
-            Database(_) | Internal(_) => "internal",
+            MalformedJson(_) => ErrorCode::MalformedJson,
+            InvalidRequest(_) => ErrorCode::InvalidRequest,
+            MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            InvalidField(_) => ErrorCode::InvalidField,
+            UnknownCard(_) => ErrorCode::UnknownCard,
+            UnknownUser(_) => ErrorCode::UnknownUser,
+            UnknownOperation(_) => ErrorCode::UnknownOperation,
+            UnknownEndpoint(_) => ErrorCode::UnknownEndpoint,
+            UnknownChallenge => ErrorCode::UnknownChallenge,
+            ChallengeExpired => ErrorCode::ChallengeExpired,
+            ChallengeMismatch { .. } => ErrorCode::ChallengeMismatch,
+            Unauthenticated => ErrorCode::Unauthenticated,
+            InvalidSession => ErrorCode::InvalidSession,
+            SessionExpired => ErrorCode::SessionExpired,
+            InvalidTicket => ErrorCode::InvalidTicket,
+            BadSignature => ErrorCode::BadSignature,
+            UntrustedCertificate => ErrorCode::UntrustedCertificate,
+            CertificateNotOfCard(_) => ErrorCode::CertificateNotOfCard,
+            CardExpired { .. } => ErrorCode::CardExpired,
+            CardCancelled { .. } => ErrorCode::CardCancelled,
+            Forbidden(_) => ErrorCode::Forbidden,
+            ActivityRequired { .. } => ErrorCode::ActivityRequired,
+            ForeignRole(_) => ErrorCode::ForeignRole,
+            AgentVersionBlocked { .. } => ErrorCode::AgentVersionBlocked,
+            CardFull(_) => ErrorCode::CardFull,
+            NoActiveCertificate(_) => ErrorCode::NoActiveCertificate,
+            CardNotRepairable { .. } => ErrorCode::CardNotRepairable,
+            OperationInProgress { .. } => ErrorCode::OperationInProgress,
+            WrongOperationState { .. } => ErrorCode::WrongOperationState,
+            ManagementKeyRejected => ErrorCode::ManagementKeyRejected,
+            NoRelayInProgress => ErrorCode::NoRelayInProgress,
+            RelayLimit(_) => ErrorCode::RelayLimit,
+            BadCsr(_) => ErrorCode::BadCsr,
+            CardExists(_) => ErrorCode::CardExists,
+            OwnCard => ErrorCode::OwnCard,
+            Busy => ErrorCode::Busy,
+            Database(_) | Internal(_) => ErrorCode::Internal,
         }
     }
 
-    /// The HTTP status this error is answered with.
+    /// The HTTP status this error is answered with: its code's.
     pub fn status(&self) -> u16 {
-        use CmsError::*;
-        match self {
-            MalformedJson(_)
-            | InvalidRequest(_)
-            | InvalidField(_)
-            | ChallengeMismatch { .. }
-            | BadCsr(_) => 400,
-            Unauthenticated
-            | InvalidSession
-            | SessionExpired
-            | InvalidTicket
-            | UnknownChallenge
-            | ChallengeExpired
-            | BadSignature
-            | UntrustedCertificate
-            | CertificateNotOfCard(_) => 401,
-            CardExpired { .. }
-            | CardCancelled { .. }
-            | Forbidden(_)
-            | ActivityRequired { .. }
-            | ForeignRole(_)
-            | AgentVersionBlocked { .. }
-            | ManagementKeyRejected
-            | OwnCard => 403,
-            UnknownCard(_) | UnknownUser(_) | UnknownOperation(_) | UnknownEndpoint(_) => 404,
-            CardFull(_)
-            | NoActiveCertificate(_)
-            | CardNotRepairable { .. }
-            | OperationInProgress { .. }
-            | WrongOperationState { .. }
-            | NoRelayInProgress
-            | CardExists(_) => 409,
-            MethodNotAllowed(_) => 405,
-            PayloadTooLarge { .. } => 413,
-            RelayLimit(_) => 429,
-            Database(_) | Internal(_) => 500,
-            Busy => 503,
-        }
+        self.code().status()
     }
 }
 

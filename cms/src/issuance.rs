@@ -3,14 +3,14 @@
 //! holder's PIN, the diversified PUK and management key), the same on a virtual card and on a
 //! real blank one.
 
-use crate::auth::parse_serial;
 use crate::ca::IssuedCertificate;
 use crate::dates;
 use crate::db::{CertificateRecord, CertificateStatus};
 use crate::error::CmsError;
-use crate::pin_policy::{check_pin, PinPolicyError};
+use crate::fields::parse_serial;
 use crate::registry::admin_event;
 use crate::service::Cms;
+use cms_api::pin_policy::{check_pin, PinPolicyError};
 use piv::consts::{key, object};
 use piv::{
     CardSerial, Certificate, KeyAlgorithm, LocalResponder, ManagementAlgorithm, ManagementKey, Pin,

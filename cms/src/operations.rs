@@ -8,22 +8,20 @@
 //! current certificate as the operation's (no new key, no CSR): the agent writes it back and
 //! confirms with the key the card still holds.
 
-use crate::auth::parse_serial;
 use crate::ca::CertificateAuthority;
 use crate::custody::RelayError;
 use crate::dates;
-use crate::db::{
-    CardRecord, CertificateRecord, CertificateStatus, OperationKind, OperationRecord,
-    OperationState,
-};
+use crate::db::{CardRecord, CertificateRecord, CertificateStatus, OperationRecord};
 use crate::error::{CmsError, CmsResult};
+use crate::fields::parse_serial;
 use crate::policy::AgentVersion;
-use crate::protocol::{
+use crate::registry::RA_ACTIVITY;
+use crate::service::{Caller, Cms};
+use cms_api::protocol::{
     self, b64, ChallengeAnswerRequest, ConfirmRequest, CsrRequest, OperationView, PukRelease,
     RelayResult, StartOperationRequest, WitnessAnswerView, WitnessRequest,
 };
-use crate::registry::RA_ACTIVITY;
-use crate::service::{Caller, Cms};
+use cms_api::{OperationKind, OperationState};
 use piv::CardSerial;
 use rand::RngCore;
 use zeroize::Zeroizing;
@@ -33,20 +31,16 @@ use zeroize::Zeroizing;
 const CLOCK_SKEW: i64 = 300;
 
 fn kind_of(text: &str) -> CmsResult<OperationKind> {
-    match text {
-        "renew" => Ok(OperationKind::Renew),
-        "repair" => Ok(OperationKind::Repair),
-        "restore" => Ok(OperationKind::Restore),
-        other => Err(CmsError::InvalidField(format!(
-            "{other:?} is not an operation kind (renew, repair or restore)"
-        ))),
-    }
+    text.parse()
+        .map_err(|e: cms_api::operation::UnknownOperationKind| {
+            CmsError::InvalidField(e.to_string())
+        })
 }
 
 fn wrong_state(op: &OperationRecord, step: &'static str) -> CmsError {
     CmsError::WrongOperationState {
         id: op.id.clone(),
-        state: op.state.as_str().to_owned(),
+        state: op.state,
         step,
     }
 }
@@ -202,7 +196,7 @@ impl Cms {
                 match self.db.open_operation(&serial)? {
                     Some(other) if other.kind == kind => self.view(&other, true),
                     Some(other) => Err(CmsError::OperationInProgress {
-                        kind: other.kind.as_str().to_owned(),
+                        kind: other.kind,
                         id: other.id,
                     }),
                     None => Err(e),
@@ -505,9 +499,9 @@ impl Cms {
             .ok_or_else(|| CmsError::UnknownCard(op.card_serial.clone()))?;
         Ok(OperationView {
             id: op.id.clone(),
-            kind: op.kind.as_str().to_owned(),
+            kind: op.kind,
             serial: op.card_serial.clone(),
-            state: op.state.as_str().to_owned(),
+            state: op.state,
             resumed,
             certificate,
             confirm_challenge: op.confirm_challenge.as_deref().map(b64::encode_url),
@@ -523,7 +517,7 @@ impl Cms {
 fn in_progress(open: Option<&OperationRecord>) -> CmsResult<()> {
     match open {
         Some(op) if op.kind != OperationKind::Restore => Err(CmsError::OperationInProgress {
-            kind: op.kind.as_str().to_owned(),
+            kind: op.kind,
             id: op.id.clone(),
         }),
         _ => Ok(()),

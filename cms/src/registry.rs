@@ -1,14 +1,13 @@
 //! The registry: users, role profiles and cards, the Smartcard Details table, new card records
 //! and cancellation.
 
-use crate::auth::parse_serial;
 use crate::dates;
-use crate::db::{AuditEvent, CardRecord, RoleProfile, User};
+use crate::db::{AuditEvent, CardRecord, User};
 use crate::error::{CmsError, CmsResult};
-use crate::protocol::{
-    b64, CardCertificate, NewCardRequest, RoleView, SmartcardDetails, UserCards, UserView,
-};
+use crate::fields::parse_serial;
 use crate::service::{Caller, Cms};
+use crate::views::{smartcard_details, user_view};
+use cms_api::protocol::{b64, CardCertificate, NewCardRequest, SmartcardDetails, UserCards};
 use piv::ManagementAlgorithm;
 use std::collections::hash_map::{Entry, HashMap};
 
@@ -19,55 +18,6 @@ pub const RA_ACTIVITY: &str = "B0267";
 
 /// The actor name of the admin CLI in the audit log.
 pub const ADMIN: &str = "admin";
-
-/// A user as the API shows them.
-pub fn user_view(user: &User) -> UserView {
-    UserView {
-        id: user.id.clone(),
-        name: user.name.clone(),
-    }
-}
-
-/// A role profile as the API shows it.
-pub fn role_view(role: &RoleProfile) -> RoleView {
-    RoleView {
-        id: role.id,
-        organisation: role.organisation.clone(),
-        job_role: role.job_role.clone(),
-        activities: role.activities.clone(),
-    }
-}
-
-/// A card of `holder` as a row of the Smartcard Details table.
-pub fn details(card: &CardRecord, holder: &User, now: i64) -> SmartcardDetails {
-    let cancelled = card.cancelled_on.is_some();
-    SmartcardDetails {
-        serial: card.serial.clone(),
-        format: "Smartcard".into(),
-        card_type: card.card_type.clone(),
-        holder_id: card.holder_id.clone(),
-        holder_name: Some(holder.name.clone()),
-        issued_on: dates::iso_date(card.issued_on),
-        certs_expire: card.certs_expire.map(dates::iso_date),
-        cancelled_on: card.cancelled_on.map(dates::iso_date),
-        status: if cancelled { "Cancelled" } else { "Active" }.into(),
-        expired: card.is_expired(now),
-        renewals_used: card.renewals_used,
-        capacity: card.capacity,
-        row: [
-            card.serial.clone(),
-            "Smartcard".into(),
-            card.card_type.clone(),
-            dates::display_date(card.issued_on),
-            card.certs_expire
-                .map(dates::display_date)
-                .unwrap_or_default(),
-            card.cancelled_on
-                .map(dates::display_date)
-                .unwrap_or_else(|| "Active".into()),
-        ],
-    }
-}
 
 /// An audit event by the admin CLI.
 pub(crate) fn admin_event<'a>(
@@ -90,7 +40,7 @@ impl Cms {
             .db
             .user(&card.holder_id)?
             .ok_or_else(|| CmsError::UnknownUser(card.holder_id.clone()))?;
-        Ok(details(card, &holder, now))
+        Ok(smartcard_details(card, &holder, now))
     }
 
     /// A registered card that is not cancelled.
@@ -254,7 +204,7 @@ impl Cms {
                         .ok_or_else(|| CmsError::UnknownUser(card.holder_id.clone()))?,
                 ),
             };
-            all.push(details(&card, holder, now));
+            all.push(smartcard_details(&card, holder, now));
         }
         Ok(all)
     }
@@ -273,7 +223,10 @@ impl Cms {
         let cards = self.db.cards(Some(&user.id))?;
         Ok(UserCards {
             user: user_view(&user),
-            cards: cards.iter().map(|c| details(c, &user, now)).collect(),
+            cards: cards
+                .iter()
+                .map(|c| smartcard_details(c, &user, now))
+                .collect(),
         })
     }
 
@@ -359,47 +312,4 @@ fn checked_reason(reason: &str) -> CmsResult<&str> {
         ));
     }
     Ok(reason)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn details_read_like_the_seeds_table() {
-        let card = CardRecord {
-            serial: "4082C10C1A222820".into(),
-            card_type: "Gemplus".into(),
-            holder_id: "u".into(),
-            issued_on: 1_511_222_400,
-            certs_expire: Some(1_574_294_400),
-            cancelled_on: None,
-            cancel_reason: None,
-            capacity: 10,
-            renewals_used: 0,
-            puk_generation: 0,
-            management_algorithm: ManagementAlgorithm::Aes128,
-        };
-        let jane = User {
-            id: "u".into(),
-            name: "Jane Doe".into(),
-        };
-        let d = details(&card, &jane, 1_511_222_400);
-        assert_eq!(
-            d.row,
-            [
-                "4082C10C1A222820",
-                "Smartcard",
-                "Gemplus",
-                "21-Nov-2017",
-                "21-Nov-2019",
-                "Active"
-            ]
-        );
-        assert_eq!(d.status, "Active");
-        assert!(!d.expired);
-        assert_eq!(d.holder_id, "u");
-        assert_eq!(d.holder_name.as_deref(), Some("Jane Doe"));
-        assert!(details(&card, &jane, 1_574_294_400).expired);
-    }
 }

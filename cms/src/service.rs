@@ -1,8 +1,8 @@
 //! The service itself: the registry, the CA, card custody, the challenge store and the policy,
 //! opened from a data directory. The API calls into it; the admin CLI too.
 
-use crate::auth::{ChallengeStore, VerifiedCertificates};
-use crate::ca::{CaFiles, CertificateAuthority};
+use crate::ca::{CaFiles, CertificateAuthority, VerifiedCertificates};
+use crate::challenges::ChallengeStore;
 use crate::custody::{Custody, RelayExchanges};
 use crate::db::{AuditEvent, Database, RoleProfile, SessionRecord, User};
 use crate::error::{CmsError, CmsResult};

@@ -5,21 +5,21 @@
 
 mod common;
 
-use cms::client::ClientError;
-use cms::protocol::{self, b64, NewCardRequest, SessionRequest};
 use cms::Policy;
-use common::{expect_error, Fixture, SoftKey};
+use cms_api::client::ClientError;
+use cms_api::protocol::{self, b64, NewCardRequest, SessionRequest};
+use cms_api::ErrorCode;
+use common::{expect_error, Fixture, SoftKey, NURSE, SERIAL_A, SERIAL_B};
 use reqwest::Method;
 use std::time::Duration;
 
-const RA: (&str, &str, &[&str]) = (
+/// An RA profile that grants a second activity besides B0267, so that a profile's activities
+/// are a list.
+const RA_WITH_B0300: (&str, &str, &[&str]) = (
     "Leeds Teaching Hospitals",
     "RAA ID Checker",
     &["B0267", "B0300"],
 );
-const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
-const SERIAL_A: &str = "4082A001132F2817";
-const SERIAL_B: &str = "5124000004254900";
 const SERIAL_C: &str = "4082C10C1A222820";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,20 +50,20 @@ async fn a_card_signature_opens_a_session_with_the_users_roles_and_a_ticket() {
     expect_error(
         fx.client.with_session(&created.ticket).session().await,
         401,
-        "invalid_session",
+        ErrorCode::InvalidSession,
     );
     expect_error(
         fx.client.validate_ticket(&created.session_token).await,
         401,
-        "invalid_ticket",
+        ErrorCode::InvalidTicket,
     );
 
     session.logout().await.unwrap();
-    expect_error(session.session().await, 401, "invalid_session");
+    expect_error(session.session().await, 401, ErrorCode::InvalidSession);
     expect_error(
         fx.client.validate_ticket(&created.ticket).await,
         401,
-        "invalid_ticket",
+        ErrorCode::InvalidTicket,
     );
     let log = fx.cms.database().audit_log(Some(SERIAL_A), 10).unwrap();
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
@@ -203,7 +203,7 @@ async fn an_rsa_card_authenticates_too() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_with_several_roles_selects_one_of_their_own() {
     let fx = Fixture::start().await;
-    let (user, roles) = fx.user("Sam Lee", &[NURSE, RA]);
+    let (user, roles) = fx.user("Sam Lee", &[NURSE, RA_WITH_B0300]);
     let (_, other_roles) = fx.user("Other", &[NURSE]);
     let card = fx.card(&user, SERIAL_A, 365);
     let (created, session) = fx.login(&card).await;
@@ -216,7 +216,7 @@ async fn a_user_with_several_roles_selects_one_of_their_own() {
     expect_error(
         session.select_role(other_roles[0]).await,
         403,
-        "foreign_role",
+        ErrorCode::ForeignRole,
     );
     assert_eq!(fx.audit_len(), before);
     let view = session.select_role(roles[1]).await.unwrap();
@@ -233,16 +233,24 @@ async fn challenges_are_refused_for_unknown_malformed_and_cancelled_cards() {
     expect_error(
         fx.client.challenge("0000000000000001").await,
         404,
-        "unknown_card",
+        ErrorCode::UnknownCard,
     );
-    expect_error(fx.client.challenge("4082A0").await, 400, "invalid_field");
+    expect_error(
+        fx.client.challenge("4082A0").await,
+        400,
+        ErrorCode::InvalidField,
+    );
     expect_error(
         fx.client.challenge("zz82A001132F2817").await,
         400,
-        "invalid_field",
+        ErrorCode::InvalidField,
     );
     fx.cms.admin_cancel_card(SERIAL_A, "lost").unwrap();
-    let message = expect_error(fx.client.challenge(SERIAL_A).await, 403, "card_cancelled");
+    let message = expect_error(
+        fx.client.challenge(SERIAL_A).await,
+        403,
+        ErrorCode::CardCancelled,
+    );
     assert!(message.contains(SERIAL_A));
 }
 
@@ -272,12 +280,16 @@ async fn bad_answers_to_a_challenge_change_nothing() {
 
     // A signature by another key.
     let req = answer(SERIAL_A, SoftKey::p256(), card.certificate.clone()).await;
-    expect_error(fx.client.create_session(&req).await, 401, "bad_signature");
+    expect_error(
+        fx.client.create_session(&req).await,
+        401,
+        ErrorCode::BadSignature,
+    );
     // The same challenge again: single use, even after a failure.
     expect_error(
         fx.client.create_session(&req).await,
         401,
-        "unknown_challenge",
+        ErrorCode::UnknownChallenge,
     );
     // A challenge never issued.
     let mut forged = answer(SERIAL_A, card.key.clone(), card.certificate.clone()).await;
@@ -285,7 +297,7 @@ async fn bad_answers_to_a_challenge_change_nothing() {
     expect_error(
         fx.client.create_session(&forged).await,
         401,
-        "unknown_challenge",
+        ErrorCode::UnknownChallenge,
     );
     // A challenge issued for another card.
     let mut swapped = answer(SERIAL_B, card.key.clone(), card.certificate.clone()).await;
@@ -293,14 +305,14 @@ async fn bad_answers_to_a_challenge_change_nothing() {
     expect_error(
         fx.client.create_session(&swapped).await,
         400,
-        "challenge_mismatch",
+        ErrorCode::ChallengeMismatch,
     );
     // Another card's certificate, from this CA.
     let req = answer(SERIAL_A, other.key.clone(), other.certificate.clone()).await;
     expect_error(
         fx.client.create_session(&req).await,
         401,
-        "certificate_not_of_card",
+        ErrorCode::CertificateNotOfCard,
     );
     // A certificate from another CA (same name, same key).
     let foreign_dir = tempfile::tempdir().unwrap();
@@ -327,16 +339,28 @@ async fn bad_answers_to_a_challenge_change_nothing() {
     expect_error(
         fx.client.create_session(&req).await,
         401,
-        "untrusted_certificate",
+        ErrorCode::UntrustedCertificate,
     );
     // Not a certificate at all, not base64.
     let mut req = answer(SERIAL_A, card.key.clone(), vec![0x30, 0x03, 1, 2, 3]).await;
-    expect_error(fx.client.create_session(&req).await, 400, "invalid_field");
+    expect_error(
+        fx.client.create_session(&req).await,
+        400,
+        ErrorCode::InvalidField,
+    );
     req.signature = "***".into();
-    expect_error(fx.client.create_session(&req).await, 400, "invalid_field");
+    expect_error(
+        fx.client.create_session(&req).await,
+        400,
+        ErrorCode::InvalidField,
+    );
     // An expired card.
     let req = answer(SERIAL_C, expired.key.clone(), expired.certificate.clone()).await;
-    let message = expect_error(fx.client.create_session(&req).await, 403, "card_expired");
+    let message = expect_error(
+        fx.client.create_session(&req).await,
+        403,
+        ErrorCode::CardExpired,
+    );
     assert!(message.contains("Registration Authority"), "{message}");
 
     assert_eq!(
@@ -369,7 +393,7 @@ async fn challenges_expire() {
     expect_error(
         fx.client.create_session(&req).await,
         401,
-        "challenge_expired",
+        ErrorCode::ChallengeExpired,
     );
 }
 
@@ -386,16 +410,16 @@ async fn sessions_expire() {
     let (created, session) = fx.login(&card).await;
     session.session().await.unwrap();
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    expect_error(session.session().await, 401, "session_expired");
+    expect_error(session.session().await, 401, ErrorCode::SessionExpired);
     expect_error(
         fx.client.validate_ticket(&created.ticket).await,
         401,
-        "invalid_ticket",
+        ErrorCode::InvalidTicket,
     );
 }
 
 async fn raw_error(
-    client: &cms::client::CmsClient,
+    client: &cms_api::client::CmsClient,
     method: Method,
     path: &str,
     body: &[u8],
@@ -411,7 +435,7 @@ async fn raw_error(
         )
     });
     assert!(!parsed.error.message.is_empty());
-    (status, parsed.error.code)
+    (status, parsed.error.code.as_str().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -546,9 +570,9 @@ async fn bad_requests_get_json_errors_with_stable_codes() {
     expect_error(
         c.with_session("not-a-token").session().await,
         401,
-        "invalid_session",
+        ErrorCode::InvalidSession,
     );
-    expect_error(session.card("4082A0").await, 400, "invalid_field");
+    expect_error(session.card("4082A0").await, 400, ErrorCode::InvalidField);
     // A body far over the limit is cut off: a 413 if the client reads it in time, else a
     // closed connection; either way the server goes on.
     match c
@@ -574,7 +598,7 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
     let fx = Fixture::start().await;
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
     let (raj, _) = fx.user("Raj Patel", &[NURSE]);
-    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA]);
+    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA_WITH_B0300]);
     let jane_card = fx.card(&jane, SERIAL_A, 365);
     let raj_card = fx.card(&raj, SERIAL_B, 365);
     let officer_card = fx.card(&officer, SERIAL_C, 365);
@@ -603,15 +627,19 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
     assert_eq!(jane_s.card(SERIAL_A).await.unwrap(), *row);
 
     // Not another user's cards.
-    expect_error(jane_s.user_cards(&raj).await, 403, "forbidden");
-    expect_error(jane_s.card(SERIAL_B).await, 403, "forbidden");
+    expect_error(jane_s.user_cards(&raj).await, 403, ErrorCode::Forbidden);
+    expect_error(jane_s.card(SERIAL_B).await, 403, ErrorCode::Forbidden);
     // A card that does not exist is as forbidden as another's to a non-RA.
-    expect_error(jane_s.card("0000000000000001").await, 403, "forbidden");
+    expect_error(
+        jane_s.card("0000000000000001").await,
+        403,
+        ErrorCode::Forbidden,
+    );
     drop(raj_card);
 
     // An RA sees them once the B0267 role is selected.
     let (_, ra_s) = fx.login(&officer_card).await;
-    let message = expect_error(ra_s.user_cards(&raj).await, 403, "forbidden");
+    let message = expect_error(ra_s.user_cards(&raj).await, 403, ErrorCode::Forbidden);
     assert!(message.contains("B0267"));
     ra_s.select_role(officer_roles[1]).await.unwrap();
     assert_eq!(
@@ -621,12 +649,16 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
     let raj_details = ra_s.card(SERIAL_B).await.unwrap();
     assert_eq!(raj_details.holder_id, raj);
     assert_eq!(raj_details.holder_name.as_deref(), Some("Raj Patel"));
-    expect_error(ra_s.card("0000000000000001").await, 404, "unknown_card");
+    expect_error(
+        ra_s.card("0000000000000001").await,
+        404,
+        ErrorCode::UnknownCard,
+    );
     expect_error(
         ra_s.user_cards("00000000-0000-4000-8000-000000000000")
             .await,
         404,
-        "unknown_user",
+        ErrorCode::UnknownUser,
     );
 }
 
@@ -634,7 +666,7 @@ async fn smartcard_details_are_for_the_holder_and_registration_authorities() {
 async fn only_a_registration_authority_cancels_cards_and_a_cancelled_card_is_done() {
     let fx = Fixture::start().await;
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA]);
+    let (officer, officer_roles) = fx.user("Olu Officer", &[NURSE, RA_WITH_B0300]);
     let jane_card = fx.card(&jane, SERIAL_A, 365);
     let officer_card = fx.card(&officer, SERIAL_C, 365);
     let (jane_created, jane_s) = fx.login(&jane_card).await;
@@ -644,21 +676,25 @@ async fn only_a_registration_authority_cancels_cards_and_a_cancelled_card_is_don
     expect_error(
         jane_s.cancel_card(SERIAL_A, "lost").await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     let message = expect_error(
         ra_s.cancel_card(SERIAL_A, "lost").await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     assert!(message.contains("select role profile"), "{message}");
     ra_s.select_role(officer_roles[1]).await.unwrap();
     let before_select = fx.audit_len();
-    expect_error(ra_s.cancel_card(SERIAL_A, "  ").await, 400, "invalid_field");
+    expect_error(
+        ra_s.cancel_card(SERIAL_A, "  ").await,
+        400,
+        ErrorCode::InvalidField,
+    );
     expect_error(
         ra_s.cancel_card("0000000000000001", "lost").await,
         404,
-        "unknown_card",
+        ErrorCode::UnknownCard,
     );
     assert_eq!(fx.audit_len(), before_select);
     assert_eq!(
@@ -681,17 +717,21 @@ async fn only_a_registration_authority_cancels_cards_and_a_cancelled_card_is_don
         cms::dates::display_date(cms::dates::now())
     );
     // The holder's session and ticket end with the card.
-    expect_error(jane_s.session().await, 401, "invalid_session");
+    expect_error(jane_s.session().await, 401, ErrorCode::InvalidSession);
     expect_error(
         fx.client.validate_ticket(&jane_created.ticket).await,
         401,
-        "invalid_ticket",
+        ErrorCode::InvalidTicket,
     );
-    expect_error(fx.client.challenge(SERIAL_A).await, 403, "card_cancelled");
+    expect_error(
+        fx.client.challenge(SERIAL_A).await,
+        403,
+        ErrorCode::CardCancelled,
+    );
     expect_error(
         ra_s.cancel_card(SERIAL_A, "again").await,
         403,
-        "card_cancelled",
+        ErrorCode::CardCancelled,
     );
     let log = fx.cms.database().audit_log(Some(SERIAL_A), 1).unwrap();
     assert_eq!(
@@ -704,7 +744,7 @@ async fn only_a_registration_authority_cancels_cards_and_a_cancelled_card_is_don
 async fn a_registration_authority_registers_new_cards() {
     let fx = Fixture::start().await;
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let (officer, _) = fx.user("Olu Officer", &[RA]);
+    let (officer, _) = fx.user("Olu Officer", &[RA_WITH_B0300]);
     let jane_card = fx.card(&jane, SERIAL_A, 365);
     let officer_card = fx.card(&officer, SERIAL_C, 365);
     let (_, jane_s) = fx.login(&jane_card).await;
@@ -718,7 +758,7 @@ async fn a_registration_authority_registers_new_cards() {
     expect_error(
         jane_s.new_card(&request(SERIAL_B, &jane)).await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     let created = ra_s
         .new_card(&request(&SERIAL_B.to_lowercase(), &jane))
@@ -732,7 +772,7 @@ async fn a_registration_authority_registers_new_cards() {
     expect_error(
         ra_s.new_card(&request(SERIAL_B, &jane)).await,
         409,
-        "card_exists",
+        ErrorCode::CardExists,
     );
     expect_error(
         ra_s.new_card(&request(
@@ -741,12 +781,12 @@ async fn a_registration_authority_registers_new_cards() {
         ))
         .await,
         404,
-        "unknown_user",
+        ErrorCode::UnknownUser,
     );
     expect_error(
         ra_s.new_card(&request("11", &jane)).await,
         400,
-        "invalid_field",
+        ErrorCode::InvalidField,
     );
     assert_eq!(jane_s.user_cards(&jane).await.unwrap().cards.len(), 2);
     // A card without a certificate cannot authenticate.
@@ -760,7 +800,7 @@ async fn a_registration_authority_registers_new_cards() {
     expect_error(
         fx.client.create_session(&req).await,
         401,
-        "certificate_not_of_card",
+        ErrorCode::CertificateNotOfCard,
     );
 }
 
@@ -787,7 +827,7 @@ async fn everything_survives_a_restart() {
     fx.login(&card).await;
     // A client of the old server is refused at the TLS or transport level, not by the API.
     assert!(!matches!(
-        cms::client::CmsClient::new("https://127.0.0.1:1", &ca_before)
+        cms_api::client::CmsClient::new("https://127.0.0.1:1", &ca_before)
             .unwrap()
             .health()
             .await,
@@ -802,15 +842,17 @@ async fn a_client_that_does_not_trust_the_ca_is_refused() {
     let other =
         cms::Cms::init(&cms::DataDir::new(other_dir.path()), &[], Policy::default()).unwrap();
     let url = fx.server.as_ref().unwrap().url();
-    let client = cms::client::CmsClient::new(&url, other.ca().certificate_pem()).unwrap();
+    let client = cms_api::client::CmsClient::new(&url, other.ca().certificate_pem()).unwrap();
     assert!(matches!(
         client.health().await,
         Err(ClientError::Transport(_))
     ));
     // Plain HTTP is refused by the client.
-    let plain =
-        cms::client::CmsClient::new(&url.replace("https", "http"), fx.cms.ca().certificate_pem())
-            .unwrap();
+    let plain = cms_api::client::CmsClient::new(
+        &url.replace("https", "http"),
+        fx.cms.ca().certificate_pem(),
+    )
+    .unwrap();
     assert!(plain.health().await.is_err());
 }
 
@@ -833,10 +875,10 @@ async fn the_service_can_present_an_organisations_own_tls_certificate() {
         .await
         .unwrap();
     let trusting_org =
-        cms::client::CmsClient::new(&running.url(), org.ca().certificate_pem()).unwrap();
+        cms_api::client::CmsClient::new(&running.url(), org.ca().certificate_pem()).unwrap();
     assert_eq!(trusting_org.health().await.unwrap().status, "ok");
     let trusting_cms =
-        cms::client::CmsClient::new(&running.url(), cms.ca().certificate_pem()).unwrap();
+        cms_api::client::CmsClient::new(&running.url(), cms.ca().certificate_pem()).unwrap();
     assert!(matches!(
         trusting_cms.health().await,
         Err(ClientError::Transport(_))
@@ -873,7 +915,8 @@ async fn a_server_told_to_refuse_requests_looks_unreachable_until_told_to_serve_
     };
     unreachable(session.session().await.map(drop));
     unreachable(fx.client.health().await.map(drop));
-    let other = cms::client::CmsClient::new(&server.url(), fx.cms.ca().certificate_pem()).unwrap();
+    let other =
+        cms_api::client::CmsClient::new(&server.url(), fx.cms.ca().certificate_pem()).unwrap();
     unreachable(other.health().await.map(drop));
     assert_eq!(server.requests(), 3);
 

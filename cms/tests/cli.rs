@@ -3,7 +3,7 @@
 //! listing, cancelling and the audit log.
 
 use cardsim::{CardFile, CardSpec, Faults};
-use cms::client::CmsClient;
+use cms_api::client::CmsClient;
 use piv::consts::key;
 use piv::{CardSerial, Pin, PivCard};
 use std::ffi::CString;
@@ -176,7 +176,10 @@ fn the_admin_cli_issues_a_card_serves_it_and_cancels_it() {
         "{out}"
     );
     let after = rt.block_on(client.with_session(&created.session_token).session());
-    assert_eq!(after.unwrap_err().code(), Some("invalid_session"));
+    assert_eq!(
+        after.unwrap_err().code(),
+        Some(cms_api::ErrorCode::InvalidSession)
+    );
 
     // SIGTERM: a graceful stop.
     unsafe {

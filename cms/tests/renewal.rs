@@ -6,21 +6,16 @@
 mod common;
 
 use cms::policy::AgentVersion;
-use cms::protocol::b64;
 use cms::Policy;
-use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey};
-
-const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
-const SERIAL_A: &str = "4082A001132F2817";
-const SERIAL_B: &str = "5124000004254900";
-const AGENT: &str = "0.1.0";
-
-fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
-    fx.cms.card_management_key(serial).unwrap()
-}
+use cms_api::protocol::b64;
+use cms_api::{ErrorCode, OperationKind, OperationState};
+use common::{
+    card_key, confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey, AGENT,
+    NURSE, SERIAL_A, SERIAL_B,
+};
 
 /// Logs in with `card` and expects the card's certificate to be refused.
-async fn refused(fx: &Fixture, card: &SoftCard, code: &str) {
+async fn refused(fx: &Fixture, card: &SoftCard, code: ErrorCode) {
     let result = fx
         .client
         .authenticate(&card.serial, &card.certificate, |m| {
@@ -37,7 +32,10 @@ async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
     let old = fx.card(&jane, SERIAL_A, 20);
     let (_, s) = fx.login(&old).await;
 
-    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let op = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_eq!(
         (op.kind.as_str(), op.state.as_str(), op.resumed),
         ("renew", "started", false)
@@ -46,7 +44,7 @@ async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
 
     let new_key = SoftKey::p256();
     let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
-    assert_eq!(issued.state, "certificate_issued");
+    assert_eq!(issued.state, OperationState::CertificateIssued);
     let der = b64::decode(issued.certificate.as_deref().unwrap()).unwrap();
     let cert = fx.cms.ca().verify_issued(&der).unwrap();
     assert_eq!(
@@ -90,7 +88,7 @@ async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
         certificate: der,
     };
     fx.login(&renewed).await;
-    refused(&fx, &old, "certificate_not_of_card").await;
+    refused(&fx, &old, ErrorCode::CertificateNotOfCard).await;
     let actions: Vec<String> = fx
         .cms
         .database()
@@ -117,15 +115,21 @@ async fn every_step_can_be_repeated_after_an_interruption() {
     let old = fx.card_with_key(&jane, SERIAL_A, 20, SoftKey::rsa());
     let (_, s) = fx.login(&old).await;
 
-    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let op = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     // Start again (the agent restarted): the same operation, resumed.
-    let again = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let again = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
     // Confirming before there is a certificate is out of order.
     expect_error(
         s.confirm(&op.id, &[1, 2, 3]).await,
         409,
-        "wrong_operation_state",
+        ErrorCode::WrongOperationState,
     );
 
     // The relay can be run again, in every new card transaction.
@@ -147,12 +151,12 @@ async fn every_step_can_be_repeated_after_an_interruption() {
         key: first_key.clone(),
         certificate: b64::decode(first.certificate.as_deref().unwrap()).unwrap(),
     };
-    refused(&fx, &first_card, "certificate_not_of_card").await;
+    refused(&fx, &first_card, ErrorCode::CertificateNotOfCard).await;
     // The first key cannot confirm the second certificate.
     expect_error(
         s.confirm(&op.id, &confirmation(&first_key, &second)).await,
         401,
-        "bad_signature",
+        ErrorCode::BadSignature,
     );
 
     // Interrupted before confirming: the card already holds the new key and certificate, and
@@ -172,7 +176,7 @@ async fn every_step_can_be_repeated_after_an_interruption() {
         .confirm(&op.id, &confirmation(&second_key, &resumed))
         .await
         .unwrap();
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state, OperationState::Completed);
     // Confirming again answers with the completed operation; nothing counts twice.
     let twice = s2
         .confirm(&op.id, &confirmation(&second_key, &resumed))
@@ -183,17 +187,20 @@ async fn every_step_can_be_repeated_after_an_interruption() {
     expect_error(
         s2.submit_csr(&op.id, &csr(&SoftKey::p256())).await,
         409,
-        "wrong_operation_state",
+        ErrorCode::WrongOperationState,
     );
     expect_error(
         s2.relay_witness(&op.id, 8, &[0; 16]).await,
         409,
-        "wrong_operation_state",
+        ErrorCode::WrongOperationState,
     );
     // A new renewal is a new operation.
-    let next = s2.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let next = s2
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_ne!(next.id, op.id);
-    refused(&fx, &old, "certificate_not_of_card").await;
+    refused(&fx, &old, ErrorCode::CertificateNotOfCard).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,85 +221,115 @@ async fn only_the_holder_renews_a_valid_card_with_an_allowed_agent() {
     let before = fx.audit_len();
 
     let message = expect_error(
-        jane_s.start_operation("renew", SERIAL_A, "1.1.9").await,
+        jane_s
+            .start_operation(OperationKind::Renew, SERIAL_A, "1.1.9")
+            .await,
         403,
-        "agent_version_blocked",
+        ErrorCode::AgentVersionBlocked,
     );
     assert!(
         message.contains("1.2") && message.contains("1.1.9"),
         "{message}"
     );
     expect_error(
-        jane_s.start_operation("renew", SERIAL_A, "1.3.1").await,
+        jane_s
+            .start_operation(OperationKind::Renew, SERIAL_A, "1.3.1")
+            .await,
         403,
-        "agent_version_blocked",
-    );
-    expect_error(
-        jane_s.start_operation("renew", SERIAL_A, "latest").await,
-        400,
-        "invalid_field",
-    );
-    expect_error(
-        jane_s.start_operation("reissue", SERIAL_A, "1.2").await,
-        400,
-        "invalid_field",
-    );
-    expect_error(
-        raj_s.start_operation("renew", SERIAL_A, "1.2").await,
-        403,
-        "forbidden",
+        ErrorCode::AgentVersionBlocked,
     );
     expect_error(
         jane_s
-            .start_operation("renew", "0000000000000001", "1.2")
+            .start_operation(OperationKind::Renew, SERIAL_A, "latest")
+            .await,
+        400,
+        ErrorCode::InvalidField,
+    );
+    // A kind the API does not name is an unusable field, not a body of the wrong shape.
+    let (status, body) = jane_s
+        .raw(
+            reqwest::Method::POST,
+            "/v1/operations",
+            Some("application/json"),
+            format!(r#"{{"kind":"reissue","serial":"{SERIAL_A}","agent_version":"1.2"}}"#)
+                .into_bytes(),
+        )
+        .await
+        .unwrap();
+    let body: cms_api::protocol::ErrorBody = serde_json::from_slice(&body).unwrap();
+    assert_eq!((status, body.error.code), (400, ErrorCode::InvalidField));
+    assert!(
+        body.error.message.contains("reissue"),
+        "{}",
+        body.error.message
+    );
+    expect_error(
+        raj_s
+            .start_operation(OperationKind::Renew, SERIAL_A, "1.2")
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    expect_error(
+        jane_s
+            .start_operation(OperationKind::Renew, "0000000000000001", "1.2")
             .await,
         404,
-        "unknown_card",
+        ErrorCode::UnknownCard,
     );
     let message = expect_error(
         jane_s
-            .start_operation("renew", &jane_expired.serial, "1.2")
+            .start_operation(OperationKind::Renew, &jane_expired.serial, "1.2")
             .await,
         403,
-        "card_expired",
+        ErrorCode::CardExpired,
     );
     assert!(message.contains("Registration Authority"));
     expect_error(
         jane_s.operation("no-such-operation").await,
         404,
-        "unknown_operation",
+        ErrorCode::UnknownOperation,
     );
     assert_eq!(fx.audit_len(), before, "refusals change nothing");
 
     let op = jane_s
-        .start_operation("renew", SERIAL_A, "1.2.0")
+        .start_operation(OperationKind::Renew, SERIAL_A, "1.2.0")
         .await
         .unwrap();
     // Another user can neither see nor drive it.
-    expect_error(raj_s.operation(&op.id).await, 403, "forbidden");
+    expect_error(raj_s.operation(&op.id).await, 403, ErrorCode::Forbidden);
     expect_error(
         raj_s.relay_witness(&op.id, 8, &[0; 16]).await,
         403,
-        "forbidden",
+        ErrorCode::Forbidden,
     );
     expect_error(
         raj_s.submit_csr(&op.id, &csr(&SoftKey::p256())).await,
         403,
-        "forbidden",
+        ErrorCode::Forbidden,
     );
     // A renewal never releases the PUK, even to the holder.
-    expect_error(jane_s.release_puk(&op.id).await, 403, "forbidden");
+    expect_error(jane_s.release_puk(&op.id).await, 403, ErrorCode::Forbidden);
 
     // Cancelling the card aborts the renewal and ends the session.
     fx.cms.admin_cancel_card(SERIAL_A, "lost").unwrap();
-    expect_error(jane_s.operation(&op.id).await, 401, "invalid_session");
+    expect_error(
+        jane_s.operation(&op.id).await,
+        401,
+        ErrorCode::InvalidSession,
+    );
     let spare = fx.card(&jane, "4082A001132F2819", 20);
     let (_, spare_s) = fx.login(&spare).await;
-    assert_eq!(spare_s.operation(&op.id).await.unwrap().state, "aborted");
+    assert_eq!(
+        spare_s.operation(&op.id).await.unwrap().state,
+        OperationState::Aborted
+    );
     expect_error(
-        spare_s.start_operation("renew", SERIAL_A, "1.2").await,
+        spare_s
+            .start_operation(OperationKind::Renew, SERIAL_A, "1.2")
+            .await,
         403,
-        "card_cancelled",
+        ErrorCode::CardCancelled,
     );
 }
 
@@ -306,25 +343,28 @@ async fn bad_relays_requests_and_confirmations_are_refused() {
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
     let card = fx.card(&jane, SERIAL_A, 20);
     let (_, s) = fx.login(&card).await;
-    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let op = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     let key = card_key(&fx, SERIAL_A);
 
     // An answer with no witness relayed first.
     expect_error(
         s.relay_response(&op.id, &[0; 16]).await,
         409,
-        "no_relay_in_progress",
+        ErrorCode::NoRelayInProgress,
     );
     // A witness that is not one AES block, or for another algorithm.
     expect_error(
         s.relay_witness(&op.id, 8, &[1, 2, 3]).await,
         400,
-        "invalid_field",
+        ErrorCode::InvalidField,
     );
     expect_error(
         s.relay_witness(&op.id, 3, &[0; 8]).await,
         400,
-        "invalid_field",
+        ErrorCode::InvalidField,
     );
     // A witness in another algorithm than the card's key is refused, naming the card's.
     let refused = s.relay_witness(&op.id, 8, &[0; 16]).await.unwrap_err();
@@ -349,14 +389,14 @@ async fn bad_relays_requests_and_confirmations_are_refused() {
         s.relay_response(&op.id, &wrong.encrypt_block(&challenge).unwrap())
             .await,
         403,
-        "management_key_rejected",
+        ErrorCode::ManagementKeyRejected,
     );
     // The exchange is over after a wrong answer.
     expect_error(
         s.relay_response(&op.id, &key.encrypt_block(&challenge).unwrap())
             .await,
         409,
-        "no_relay_in_progress",
+        ErrorCode::NoRelayInProgress,
     );
     relay_as_card(&s, &op.id, &key).await;
     relay_as_card(&s, &op.id, &key).await;
@@ -364,15 +404,23 @@ async fn bad_relays_requests_and_confirmations_are_refused() {
     expect_error(
         s.relay_witness(&op.id, 8, &[0; 16]).await,
         429,
-        "relay_limit",
+        ErrorCode::RelayLimit,
     );
 
     let before = fx.audit_len();
-    expect_error(s.submit_csr(&op.id, b"not a request").await, 400, "bad_csr");
+    expect_error(
+        s.submit_csr(&op.id, b"not a request").await,
+        400,
+        ErrorCode::BadCsr,
+    );
     let mut tampered = csr(&SoftKey::p256());
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
-    expect_error(s.submit_csr(&op.id, &tampered).await, 400, "bad_csr");
+    expect_error(
+        s.submit_csr(&op.id, &tampered).await,
+        400,
+        ErrorCode::BadCsr,
+    );
     let signed_by_another =
         piv::csr::build_request(&SoftKey::p256().public_key(), "CN=x", |info| {
             Ok(SoftKey::p256().sign(info))
@@ -381,7 +429,11 @@ async fn bad_relays_requests_and_confirmations_are_refused() {
         signed_by_another.is_err(),
         "the builder checks its own signature"
     );
-    let message = expect_error(s.submit_csr(&op.id, &csr(&card.key)).await, 400, "bad_csr");
+    let message = expect_error(
+        s.submit_csr(&op.id, &csr(&card.key)).await,
+        400,
+        ErrorCode::BadCsr,
+    );
     assert!(message.contains("new key"), "{message}");
     let raw = s
         .raw(
@@ -401,16 +453,16 @@ async fn bad_relays_requests_and_confirmations_are_refused() {
     expect_error(
         s.confirm(&op.id, &new_key.sign(b"something else")).await,
         401,
-        "bad_signature",
+        ErrorCode::BadSignature,
     );
     expect_error(
         s.confirm(&op.id, &confirmation(&card.key, &issued)).await,
         401,
-        "bad_signature",
+        ErrorCode::BadSignature,
     );
     assert_eq!(
         s.operation(&op.id).await.unwrap().state,
-        "certificate_issued"
+        OperationState::CertificateIssued
     );
     assert_eq!(fx.audit_len(), before);
     s.confirm(&op.id, &confirmation(&new_key, &issued))
@@ -428,7 +480,10 @@ async fn a_card_at_full_capacity_cannot_self_renew() {
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
     let card = fx.card(&jane, SERIAL_A, 20);
     let (_, s) = fx.login(&card).await;
-    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let op = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     let new_key = SoftKey::p256();
     let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
     s.confirm(&op.id, &confirmation(&new_key, &issued))
@@ -437,9 +492,10 @@ async fn a_card_at_full_capacity_cannot_self_renew() {
     let details = s.card(SERIAL_A).await.unwrap();
     assert_eq!((details.renewals_used, details.capacity), (1, 1));
     let message = expect_error(
-        s.start_operation("renew", SERIAL_A, AGENT).await,
+        s.start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+            .await,
         409,
-        "card_full",
+        ErrorCode::CardFull,
     );
     assert!(message.contains("Registration Authority"));
 }
@@ -450,14 +506,20 @@ async fn a_renewal_goes_on_after_the_service_restarts() {
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
     let card = fx.card(&jane, SERIAL_A, 20);
     let (created, s) = fx.login(&card).await;
-    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let op = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     let new_key = SoftKey::p256();
     let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
 
     fx.restart().await;
     // The agent kept its session token through the interruption.
     let s = fx.client.with_session(&created.session_token);
-    let resumed = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let resumed = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_eq!(
         (resumed.id.as_str(), resumed.state.as_str(), resumed.resumed),
         (op.id.as_str(), "certificate_issued", true)
@@ -469,7 +531,7 @@ async fn a_renewal_goes_on_after_the_service_restarts() {
         .confirm(&op.id, &confirmation(&new_key, &resumed))
         .await
         .unwrap();
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state, OperationState::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -481,7 +543,11 @@ async fn racing_starts_open_one_operation() {
     let starts: Vec<_> = (0..10)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { s.start_operation("renew", SERIAL_A, AGENT).await.unwrap() })
+            tokio::spawn(async move {
+                s.start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut ids = Vec::new();
@@ -502,10 +568,17 @@ async fn a_renewal_given_up_before_the_card_changed_is_aborted_by_its_holder_onl
     let (_, s) = fx.login(&card).await;
     let (_, raj_s) = fx.login(&raj_card).await;
 
-    let op = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let op = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     // The operation names the card's management-key algorithm, for the agent's relay.
     assert_eq!(op.management_algorithm, piv::consts::alg::AES_192);
-    expect_error(raj_s.abort_operation(&op.id).await, 403, "forbidden");
+    expect_error(
+        raj_s.abort_operation(&op.id).await,
+        403,
+        ErrorCode::Forbidden,
+    );
     let aborted = s.abort_operation(&op.id).await.unwrap();
     assert_eq!(
         (aborted.state.as_str(), aborted.resumed),
@@ -516,7 +589,10 @@ async fn a_renewal_given_up_before_the_card_changed_is_aborted_by_its_holder_onl
     let log = fx.cms.database().audit_log(Some(SERIAL_A), 100).unwrap();
     assert!(log.iter().any(|e| e.action == "renew.abort"), "{log:?}");
     // Nothing is left open: the next renewal is a new one.
-    let next = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let next = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_ne!(next.id, op.id);
 
     // Once the service has issued the new key's certificate the card may be between two keys:
@@ -528,10 +604,10 @@ async fn a_renewal_given_up_before_the_card_changed_is_aborted_by_its_holder_onl
     expect_error(
         s.abort_operation(&next.id).await,
         409,
-        "wrong_operation_state",
+        ErrorCode::WrongOperationState,
     );
     assert_eq!(
         s.operation(&next.id).await.unwrap().state,
-        "certificate_issued"
+        OperationState::CertificateIssued
     );
 }

@@ -4,17 +4,17 @@
 
 mod common;
 
-use cms::protocol::b64;
 use cms::Policy;
-use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey};
+use cms_api::protocol::b64;
+use cms_api::{ErrorCode, OperationKind, OperationState};
+use common::{
+    confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey, AGENT, NURSE, RA,
+};
 use piv::CardSerial;
 use std::time::Duration;
 
-const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
-const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
 const HOLDER: &str = "4082A001132F2817";
 const OFFICER: &str = "4082C10C1A222820";
-const AGENT: &str = "0.1.0";
 
 fn serial(s: &str) -> CardSerial {
     s.parse().unwrap()
@@ -31,9 +31,10 @@ async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
 
     // Not with the wrong role profile selected: the message says which one to select.
     let message = expect_error(
-        ra.start_operation("repair", HOLDER, AGENT).await,
+        ra.start_operation(OperationKind::Repair, HOLDER, AGENT)
+            .await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     assert!(
         message.contains("B0267") && message.contains("RAA ID Checker"),
@@ -42,14 +43,21 @@ async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
     ra.select_role(olu_roles[1]).await.unwrap();
     // Not the officer's own card, however expired.
     expect_error(
-        ra.start_operation("repair", OFFICER, AGENT).await,
+        ra.start_operation(OperationKind::Repair, OFFICER, AGENT)
+            .await,
         403,
-        "own_card",
+        ErrorCode::OwnCard,
     );
 
-    let op = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    let op = ra
+        .start_operation(OperationKind::Repair, HOLDER, AGENT)
+        .await
+        .unwrap();
     assert_eq!((op.kind.as_str(), op.state.as_str()), ("repair", "started"));
-    let again = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    let again = ra
+        .start_operation(OperationKind::Repair, HOLDER, AGENT)
+        .await
+        .unwrap();
     assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
     relay_as_card(&ra, &op.id, &fx.cms.card_management_key(HOLDER).unwrap()).await;
 
@@ -77,7 +85,7 @@ async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
         .confirm(&op.id, &confirmation(&new_key, &issued))
         .await
         .unwrap();
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state, OperationState::Completed);
 
     let details = ra.card(HOLDER).await.unwrap();
     assert!(!details.expired);
@@ -95,7 +103,10 @@ async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
             Ok::<_, std::convert::Infallible>(expired.key.sign(m))
         })
         .await;
-    assert_eq!(old.unwrap_err().code(), Some("certificate_not_of_card"));
+    assert_eq!(
+        old.unwrap_err().code(),
+        Some(ErrorCode::CertificateNotOfCard)
+    );
 
     // The released PUK is no longer the card's: the next repair releases the next one.
     let card = fx.cms.database().card(HOLDER).unwrap().unwrap();
@@ -132,32 +143,37 @@ async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_auth
     let before = fx.audit_len();
 
     let message = expect_error(
-        ra.start_operation("repair", HOLDER, AGENT).await,
+        ra.start_operation(OperationKind::Repair, HOLDER, AGENT)
+            .await,
         409,
-        "card_not_repairable",
+        ErrorCode::CardNotRepairable,
     );
     assert!(message.contains("self-renew"), "{message}");
     expect_error(
-        nurse.start_operation("repair", HOLDER, AGENT).await,
+        nurse
+            .start_operation(OperationKind::Repair, HOLDER, AGENT)
+            .await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     expect_error(
-        holder.start_operation("repair", HOLDER, AGENT).await,
+        holder
+            .start_operation(OperationKind::Repair, HOLDER, AGENT)
+            .await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     expect_error(
-        ra.start_operation("repair", "0000000000000001", AGENT)
+        ra.start_operation(OperationKind::Repair, "0000000000000001", AGENT)
             .await,
         404,
-        "unknown_card",
+        ErrorCode::UnknownCard,
     );
     assert_eq!(fx.audit_len(), before);
 
     // Full after one self-renewal: now an RA can repair it, and nobody else can see the repair.
     let op = holder
-        .start_operation("renew", HOLDER, AGENT)
+        .start_operation(OperationKind::Renew, HOLDER, AGENT)
         .await
         .unwrap();
     let key = SoftKey::p256();
@@ -166,23 +182,32 @@ async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_auth
         .confirm(&op.id, &confirmation(&key, &issued))
         .await
         .unwrap();
-    let repair = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
-    expect_error(holder.operation(&repair.id).await, 403, "activity_required");
+    let repair = ra
+        .start_operation(OperationKind::Repair, HOLDER, AGENT)
+        .await
+        .unwrap();
+    expect_error(
+        holder.operation(&repair.id).await,
+        403,
+        ErrorCode::ActivityRequired,
+    );
     expect_error(
         holder.release_puk(&repair.id).await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     expect_error(
         nurse.release_puk(&repair.id).await,
         403,
-        "activity_required",
+        ErrorCode::ActivityRequired,
     );
     // The holder cannot start a renewal while the repair is open.
     expect_error(
-        holder.start_operation("renew", HOLDER, AGENT).await,
+        holder
+            .start_operation(OperationKind::Renew, HOLDER, AGENT)
+            .await,
         409,
-        "card_full",
+        ErrorCode::CardFull,
     );
     let key = SoftKey::rsa();
     let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
@@ -195,7 +220,7 @@ async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_auth
     expect_error(
         ra.release_puk(&repair.id).await,
         409,
-        "wrong_operation_state",
+        ErrorCode::WrongOperationState,
     );
 }
 
@@ -234,7 +259,7 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
     };
     let (_, holder) = fx.login(&card).await;
     let renew = holder
-        .start_operation("renew", HOLDER, AGENT)
+        .start_operation(OperationKind::Renew, HOLDER, AGENT)
         .await
         .unwrap();
     let pending_key = SoftKey::p256();
@@ -246,13 +271,19 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
 
     let officer_card = fx.card(&olu, OFFICER, 365);
     let (_, ra) = fx.login(&officer_card).await;
-    let repair = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
+    let repair = ra
+        .start_operation(OperationKind::Repair, HOLDER, AGENT)
+        .await
+        .unwrap();
     assert_ne!(repair.id, renew.id);
-    assert_eq!(holder.operation(&renew.id).await.unwrap().state, "aborted");
+    assert_eq!(
+        holder.operation(&renew.id).await.unwrap().state,
+        OperationState::Aborted
+    );
     expect_error(
         holder.confirm(&renew.id, &[0; 8]).await,
         409,
-        "wrong_operation_state",
+        ErrorCode::WrongOperationState,
     );
     // The renewal's pending certificate no longer signs in.
     let renew_view = holder.operation(&renew.id).await.unwrap();
@@ -267,7 +298,10 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
             Ok::<_, std::convert::Infallible>(pending.key.sign(m))
         })
         .await;
-    assert_eq!(result.unwrap_err().code(), Some("certificate_not_of_card"));
+    assert_eq!(
+        result.unwrap_err().code(),
+        Some(ErrorCode::CertificateNotOfCard)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -279,13 +313,19 @@ async fn a_card_whose_renewal_stalled_can_be_repaired_though_not_expired() {
     let (_, holder) = fx.login(&card).await;
     // The renewal started, and the card lost its old key before it got a certificate.
     let renew = holder
-        .start_operation("renew", HOLDER, AGENT)
+        .start_operation(OperationKind::Renew, HOLDER, AGENT)
         .await
         .unwrap();
     let officer_card = fx.card(&olu, OFFICER, 365);
     let (_, ra) = fx.login(&officer_card).await;
-    let repair = ra.start_operation("repair", HOLDER, AGENT).await.unwrap();
-    assert_eq!(holder.operation(&renew.id).await.unwrap().state, "aborted");
+    let repair = ra
+        .start_operation(OperationKind::Repair, HOLDER, AGENT)
+        .await
+        .unwrap();
+    assert_eq!(
+        holder.operation(&renew.id).await.unwrap().state,
+        OperationState::Aborted
+    );
     let key = SoftKey::p256();
     let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
     ra.confirm(&repair.id, &confirmation(&key, &issued))
@@ -293,8 +333,9 @@ async fn a_card_whose_renewal_stalled_can_be_repaired_though_not_expired() {
         .unwrap();
     // Once repaired, a valid card with nothing open is not repairable.
     expect_error(
-        ra.start_operation("repair", HOLDER, AGENT).await,
+        ra.start_operation(OperationKind::Repair, HOLDER, AGENT)
+            .await,
         409,
-        "card_not_repairable",
+        ErrorCode::CardNotRepairable,
     );
 }

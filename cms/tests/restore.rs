@@ -4,18 +4,12 @@
 
 mod common;
 
-use cms::protocol::b64;
-use common::{confirmation, csr, expect_error, relay_as_card, Fixture, SoftKey};
-
-const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
-const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
-const SERIAL_A: &str = "4082A001132F2817";
-const SERIAL_B: &str = "5124000004254900";
-const AGENT: &str = "0.1.0";
-
-fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
-    fx.cms.card_management_key(serial).unwrap()
-}
+use cms_api::protocol::b64;
+use cms_api::{ErrorCode, OperationKind, OperationState};
+use common::{
+    card_key, confirmation, csr, expect_error, relay_as_card, Fixture, SoftKey, AGENT, NURSE, RA,
+    SERIAL_A, SERIAL_B,
+};
 
 fn actions(fx: &Fixture, serial: &str) -> Vec<String> {
     fx.cms
@@ -40,7 +34,10 @@ async fn the_holder_restores_the_current_certificate_and_nothing_else_changes() 
     let (_, s) = fx.login(&card).await;
     let details_before = s.card(SERIAL_A).await.unwrap();
 
-    let op = s.start_operation("restore", SERIAL_A, AGENT).await.unwrap();
+    let op = s
+        .start_operation(OperationKind::Restore, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_eq!(
         (op.kind.as_str(), op.state.as_str(), op.resumed),
         ("restore", "certificate_issued", false)
@@ -50,7 +47,10 @@ async fn the_holder_restores_the_current_certificate_and_nothing_else_changes() 
         card.certificate
     );
     // Asking again resumes it.
-    let again = s.start_operation("restore", SERIAL_A, AGENT).await.unwrap();
+    let again = s
+        .start_operation(OperationKind::Restore, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
 
     relay_as_card(&s, &op.id, &card_key(&fx, SERIAL_A)).await;
@@ -58,20 +58,20 @@ async fn the_holder_restores_the_current_certificate_and_nothing_else_changes() 
     expect_error(
         s.submit_csr(&op.id, &csr(&SoftKey::p256())).await,
         403,
-        "forbidden",
+        ErrorCode::Forbidden,
     );
     // Only the key the card holds confirms it.
     expect_error(
         s.confirm(&op.id, &confirmation(&SoftKey::p256(), &op))
             .await,
         401,
-        "bad_signature",
+        ErrorCode::BadSignature,
     );
     let done = s
         .confirm(&op.id, &confirmation(&card.key, &op))
         .await
         .unwrap();
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state, OperationState::Completed);
 
     let details = s.card(SERIAL_A).await.unwrap();
     assert_eq!(details, details_before, "the card's record is unchanged");
@@ -97,20 +97,22 @@ async fn only_the_holder_restores_an_active_unexpired_card() {
     let (_, officer) = fx.login(&officer_card).await;
 
     let message = expect_error(
-        officer.start_operation("restore", SERIAL_A, AGENT).await,
+        officer
+            .start_operation(OperationKind::Restore, SERIAL_A, AGENT)
+            .await,
         403,
-        "forbidden",
+        ErrorCode::Forbidden,
     );
     assert!(message.contains("only the card holder"), "{message}");
     expect_error(
         fx.client.card_certificate("0000000000000000").await,
         404,
-        "unknown_card",
+        ErrorCode::UnknownCard,
     );
     expect_error(
         fx.client.card_certificate("not a serial").await,
         400,
-        "invalid_field",
+        ErrorCode::InvalidField,
     );
 
     // A cancelled card has no certificate to give.
@@ -122,12 +124,13 @@ async fn only_the_holder_restores_an_active_unexpired_card() {
     expect_error(
         fx.client.card_certificate(SERIAL_A).await,
         403,
-        "card_cancelled",
+        ErrorCode::CardCancelled,
     );
     expect_error(
-        s.start_operation("restore", SERIAL_A, AGENT).await,
+        s.start_operation(OperationKind::Restore, SERIAL_A, AGENT)
+            .await,
         401,
-        "invalid_session",
+        ErrorCode::InvalidSession,
     );
 }
 
@@ -140,9 +143,10 @@ async fn an_expired_card_is_the_registration_authoritys() {
     // Signed in with her valid card, the holder asks to restore her expired one.
     let (_, s) = fx.login(&valid).await;
     expect_error(
-        s.start_operation("restore", SERIAL_B, AGENT).await,
+        s.start_operation(OperationKind::Restore, SERIAL_B, AGENT)
+            .await,
         403,
-        "card_expired",
+        ErrorCode::CardExpired,
     );
 }
 
@@ -153,17 +157,27 @@ async fn a_restore_left_open_gives_way_to_a_renewal_but_not_the_other_way() {
     let card = fx.card(&jane, SERIAL_A, 20);
     let (_, s) = fx.login(&card).await;
 
-    let restore = s.start_operation("restore", SERIAL_A, AGENT).await.unwrap();
-    let renew = s.start_operation("renew", SERIAL_A, AGENT).await.unwrap();
+    let restore = s
+        .start_operation(OperationKind::Restore, SERIAL_A, AGENT)
+        .await
+        .unwrap();
+    let renew = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
     assert_eq!((renew.kind.as_str(), renew.resumed), ("renew", false));
-    assert_eq!(s.operation(&restore.id).await.unwrap().state, "aborted");
+    assert_eq!(
+        s.operation(&restore.id).await.unwrap().state,
+        OperationState::Aborted
+    );
     // The aborted restore took nothing with it: the card still signs in.
     fx.login(&card).await;
 
     let message = expect_error(
-        s.start_operation("restore", SERIAL_A, AGENT).await,
+        s.start_operation(OperationKind::Restore, SERIAL_A, AGENT)
+            .await,
         409,
-        "operation_in_progress",
+        ErrorCode::OperationInProgress,
     );
     assert!(message.contains("renew"), "{message}");
 }

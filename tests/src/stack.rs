@@ -6,11 +6,11 @@
 use crate::TestBed;
 use anyhow::{bail, Context as _, Result};
 use cardsim::{AtrProfile, CardFile, CardSpec, Faults, InsertedCard};
-use cms::client::CmsClient;
 use cms::issuance::{CardIssuance, InitialValidity};
-use cms::protocol::SessionCreated;
 use cms::server::RunningServer;
 use cms::{Cms, DataDir, Policy};
+use cms_api::client::CmsClient;
+use cms_api::protocol::SessionCreated;
 use piv::consts::key;
 use piv::{CardSerial, KeyAlgorithm, Pin, PivCard, Puk};
 use std::ffi::CString;
@@ -344,7 +344,7 @@ impl Stack {
             .with_context(|| format!("the CMS has no active certificate for card {serial}"))?;
         if let Some(op) = db
             .open_operation(&serial)?
-            .filter(|op| op.kind != cms::db::OperationKind::Restore)
+            .filter(|op| op.kind != cms_api::OperationKind::Restore)
         {
             bail!(
                 "the CMS has {} operation {} open for card {serial} (state {})",

@@ -6,8 +6,8 @@
 
 use agent_ipc::{ErrorCode, Event, SessionEndReason, SessionState, Subscription};
 use cardsim::{AtrProfile, InsertedCard};
-use cms::client::CmsClient;
 use cms::issuance::InitialValidity;
+use cms_api::client::CmsClient;
 use piv::CardSerial;
 use std::time::Duration;
 use testbed::agent_client::EVENT_TIMEOUT;

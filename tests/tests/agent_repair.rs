@@ -7,9 +7,9 @@
 use agent_ipc::{ClientError, ErrorCode, ErrorObject, Event, OperationKind, OperationStatus};
 use agent_ipc::{SessionState, Subscription};
 use cardsim::{AtrProfile, InsertedCard};
-use cms::client::CmsClient;
 use cms::issuance::InitialValidity;
-use cms::pin_policy::{check_pin, PinPolicyError};
+use cms_api::client::CmsClient;
+use cms_api::pin_policy::{check_pin, PinPolicyError};
 use piv::CardSerial;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -609,7 +609,9 @@ fn an_officer_cancels_a_card_and_it_cannot_sign_in_any_more() {
 
     let cms = CmsClient::new(desk.stack.cms_url(), desk.stack.cms.ca().certificate_pem()).unwrap();
     match desk.stack.block_on(cms.challenge(&serial)) {
-        Err(cms::client::ClientError::Api { code, .. }) => assert_eq!(code, "card_cancelled"),
+        Err(cms_api::client::ClientError::Api { code, .. }) => {
+            assert_eq!(code, cms_api::ErrorCode::CardCancelled)
+        }
         other => panic!("{other:?}"),
     }
     assert!(desk.stack.sign_in_directly(1, HOLDER_PIN).is_err());

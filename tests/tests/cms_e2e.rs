@@ -5,11 +5,11 @@
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
 use cardsim::{CardFile, CardSpec, Faults, InsertedCard};
-use cms::client::{CmsClient, RelayResponder};
 use cms::issuance::{CardIssuance, InitialValidity, IssuedCard};
-use cms::protocol::{b64, SessionCreated};
 use cms::server::{self, RunningServer};
 use cms::{Cms, DataDir, Policy};
+use cms_api::client::{CmsClient, RelayResponder};
+use cms_api::protocol::{b64, SessionCreated};
 use piv::consts::key;
 use piv::{CardSerial, Error, KeyAlgorithm, LocalResponder, ManagementKey, Pin, PivCard, Puk};
 use std::ffi::CString;
@@ -111,7 +111,7 @@ impl Stack {
         &self,
         slot: usize,
         pin: &str,
-    ) -> Result<(SessionCreated, CmsClient), cms::client::ClientError> {
+    ) -> Result<(SessionCreated, CmsClient), cms_api::client::ClientError> {
         let mut card = self.connect(slot);
         let tx = card.transaction().unwrap();
         tx.verify_pin(&Pin::new(pin).unwrap()).unwrap();
@@ -234,7 +234,7 @@ fn an_expired_card_is_refused_and_a_cancelled_card_stops_signing_in() {
     );
 
     let refused = stack.sign_in(0, "918273").unwrap_err();
-    assert_eq!(refused.code(), Some("card_expired"));
+    assert_eq!(refused.code(), Some(cms_api::ErrorCode::CardExpired));
     let (_, officer) = stack.sign_in(1, "192837").unwrap();
     let details = stack
         .rt
@@ -249,7 +249,7 @@ fn an_expired_card_is_refused_and_a_cancelled_card_stops_signing_in() {
         .rt
         .block_on(stack.client.challenge(&serial(3).to_string()))
         .unwrap_err();
-    assert_eq!(refused.code(), Some("card_cancelled"));
+    assert_eq!(refused.code(), Some(cms_api::ErrorCode::CardCancelled));
 }
 
 #[test]
@@ -284,7 +284,7 @@ fn certify_new_key(
     session: &CmsClient,
     op_id: &str,
     algorithm: KeyAlgorithm,
-) -> cms::protocol::OperationView {
+) -> cms_api::protocol::OperationView {
     let public = tx.generate_key(key::AUTHENTICATION, algorithm).unwrap();
     let csr = tx
         .certificate_request(key::AUTHENTICATION, &public, "CN=renewal")
@@ -303,15 +303,15 @@ fn confirm_on_card(
     stack: &Stack,
     tx: &piv::Transaction<'_>,
     session: &CmsClient,
-    op: &cms::protocol::OperationView,
+    op: &cms_api::protocol::OperationView,
     algorithm: KeyAlgorithm,
-) -> cms::protocol::OperationView {
+) -> cms_api::protocol::OperationView {
     let challenge = b64::decode_url(op.confirm_challenge.as_deref().unwrap()).unwrap();
     let signature = tx
         .sign(
             key::AUTHENTICATION,
             algorithm,
-            &cms::protocol::confirm_message(&op.id, &challenge),
+            &cms_api::protocol::confirm_message(&op.id, &challenge),
         )
         .unwrap();
     stack
@@ -337,7 +337,7 @@ fn a_card_renews_itself_through_the_service_which_keeps_its_management_key() {
     let started = std::time::Instant::now();
     let op = stack
         .rt
-        .block_on(session.start_operation("renew", &old.serial, "0.1.0"))
+        .block_on(session.start_operation(cms_api::OperationKind::Renew, &old.serial, "0.1.0"))
         .unwrap();
     let mut card = stack.connect(0);
     let tx = card.transaction().unwrap();
@@ -348,7 +348,7 @@ fn a_card_renews_itself_through_the_service_which_keeps_its_management_key() {
     let done = confirm_on_card(&stack, &tx, &session, &issued, KeyAlgorithm::P256);
     drop(tx);
     let took = started.elapsed();
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state, cms_api::OperationState::Completed);
     eprintln!("self-renewal on the virtual card took {took:?}");
 
     // The card signs in with its new certificate, two years long.
@@ -397,14 +397,14 @@ fn an_officer_repairs_an_expired_card_in_the_second_reader_and_the_holder_sets_a
     );
     assert_eq!(
         stack.sign_in(1, "918273").unwrap_err().code(),
-        Some("card_expired")
+        Some(cms_api::ErrorCode::CardExpired)
     );
 
     let (created, officer) = stack.sign_in(0, "192837").unwrap();
     assert_eq!(created.session.selected_role, Some(olu_role));
     let op = stack
         .rt
-        .block_on(officer.start_operation("repair", &expired.serial, "0.1.0"))
+        .block_on(officer.start_operation(cms_api::OperationKind::Repair, &expired.serial, "0.1.0"))
         .unwrap();
 
     let mut card = stack.connect(1);
@@ -421,7 +421,7 @@ fn an_officer_repairs_an_expired_card_in_the_second_reader_and_the_holder_sets_a
     tx.change_puk(&old_puk, &Puk::new(&puk.next_puk).unwrap())
         .unwrap();
     let done = confirm_on_card(&stack, &tx, &officer, &issued, KeyAlgorithm::Rsa2048);
-    assert_eq!(done.state, "completed");
+    assert_eq!(done.state, cms_api::OperationState::Completed);
     drop(tx);
 
     // The holder signs in with the new PIN and the new certificate.

@@ -5,8 +5,8 @@
 //! One pcscd per test process: run with `cargo nextest run -p tests`.
 
 use cardsim::{AtrProfile, Faults};
-use cms::client::{ClientError, CmsClient};
 use cms::issuance::InitialValidity;
+use cms_api::client::{ClientError, CmsClient};
 use piv::{CardSerial, PivCard};
 use std::ffi::CString;
 use testbed::stack::Stack;
@@ -75,7 +75,11 @@ fn a_card_pulled_at_run_time_and_a_service_made_unreachable() {
     let session = client.with_session(&created.session_token);
     let op = stack
         .runtime
-        .block_on(session.start_operation("renew", &card.serial.to_string(), "0.1.0"))
+        .block_on(session.start_operation(
+            cms_api::OperationKind::Renew,
+            &card.serial.to_string(),
+            "0.1.0",
+        ))
         .unwrap();
     let err = stack
         .card_agrees_with_cms(0, &card)

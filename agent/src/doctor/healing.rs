@@ -79,7 +79,7 @@ pub(super) async fn service_certificate(
         .await
         .map_err(|e| crate::cms::error_object(&e))?;
     let unusable = |why: String| ErrorObject::new(ErrorCode::CmsRefused, why);
-    let der = cms::protocol::b64::decode(&record.certificate)
+    let der = cms_api::protocol::b64::decode(&record.certificate)
         .ok_or_else(|| unusable("the service's copy is not base64".into()))?;
     Certificate::from_der(&der).map_err(|e| unusable(format!("the service's copy: {e}")))
 }

@@ -4,7 +4,7 @@
 use super::noun;
 use crate::errors::card_error;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind};
-use cms::client::ClientError;
+use cms_api::client::ClientError;
 
 /// Why a run stopped.
 #[derive(Debug)]

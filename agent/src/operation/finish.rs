@@ -9,7 +9,7 @@ use super::walk::WalkPlan;
 use super::{clear, internal, noun, CardJob, Finished, OperationEngine, Report};
 use crate::card::CardCertificate;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
-use cms::client::CmsClient;
+use cms_api::client::CmsClient;
 use piv::{CardSerial, Pin};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;

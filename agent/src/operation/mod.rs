@@ -37,7 +37,7 @@ pub(crate) use pin_choice::{ask_new_pin, ask_renewal_pin};
 use crate::card::CardCertificate;
 use crate::config::PinentryConfig;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
-use cms::client::CmsClient;
+use cms_api::client::CmsClient;
 use journal::{Entry, Journal};
 use piv::CardSerial;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use crate::config::PinentryConfig;
 use crate::errors::pinentry_error;
 use crate::pinentry::{self, PinPrompt};
 use agent_ipc::{ErrorCode, ErrorObject};
-use cms::pin_policy::check_pin;
+use cms_api::pin_policy::check_pin;
 use zeroize::Zeroizing;
 
 /// How many refused choices (breaking the policy, or two entries that differ) the holder may
@@ -42,7 +42,7 @@ pub(crate) async fn ask_renewal_pin(
 
 /// Why a new PIN was refused.
 enum Refusal {
-    Policy(cms::pin_policy::PinPolicyError),
+    Policy(cms_api::pin_policy::PinPolicyError),
     Mismatch,
 }
 

@@ -9,8 +9,8 @@ use super::{clear, internal, pin_format, save, CardJob, Finished, OperationEngin
 use crate::card::with_card;
 use crate::errors::card_error;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind};
-use cms::client::{ClientError, CmsClient};
-use cms::protocol::b64;
+use cms_api::client::{ClientError, CmsClient};
+use cms_api::protocol::b64;
 use piv::consts::key;
 use piv::{Certificate, Pin};
 use zeroize::Zeroizing;
@@ -51,7 +51,11 @@ impl OperationEngine {
         let (client, token, algorithm) =
             open_session(&cms, &job.reader, serial, pin, certificate).await?;
         let op = client
-            .start_operation(kind.as_str(), serial, env!("CARGO_PKG_VERSION"))
+            .start_operation(
+                crate::cms::operation_kind(kind),
+                serial,
+                env!("CARGO_PKG_VERSION"),
+            )
             .await
             .map_err(|e| Failure::Cms(e).unchanged(kind))?;
         Ok(Entry {
@@ -142,7 +146,7 @@ async fn open_session(
     let challenge = cms.challenge(serial).await.map_err(cms_error)?;
     let raw = b64::decode_url(&challenge.challenge)
         .ok_or_else(|| ErrorObject::new(ErrorCode::CmsRefused, "the challenge is not base64url"))?;
-    let message = cms::protocol::auth_message(&challenge.serial, &raw);
+    let message = cms_api::protocol::auth_message(&challenge.serial, &raw);
     let reader = reader.to_owned();
     let pin = pin.clone();
     let given = certificate
@@ -167,7 +171,7 @@ async fn open_session(
     .map_err(|e| card_error(&e))?;
     let (signature, der, algorithm) = signed;
     let created = cms
-        .create_session(&cms::protocol::SessionRequest {
+        .create_session(&cms_api::protocol::SessionRequest {
             serial: challenge.serial,
             challenge: challenge.challenge,
             signature: b64::encode(&signature),

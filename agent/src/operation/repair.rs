@@ -11,7 +11,7 @@ use super::{
 };
 use crate::card::{whose_card, with_card};
 use agent_ipc::{ErrorObject, OperationKind};
-use cms::client::CmsClient;
+use cms_api::client::CmsClient;
 use piv::consts::key;
 use piv::{KeyAlgorithm, Pin};
 
@@ -56,7 +56,11 @@ impl OperationEngine {
                     Err(e) => return Err(Failure::from(e).into_error(OperationKind::Repair)),
                 };
                 let op = officer
-                    .start_operation("repair", serial, env!("CARGO_PKG_VERSION"))
+                    .start_operation(
+                        cms_api::OperationKind::Repair,
+                        serial,
+                        env!("CARGO_PKG_VERSION"),
+                    )
                     .await
                     .map_err(|e| Failure::Cms(e).into_error(OperationKind::Repair))?;
                 let entry = Entry {

@@ -10,8 +10,9 @@ use super::save;
 use super::step::Step;
 use crate::card::with_card;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind};
-use cms::client::{CmsClient, RelayResponder};
-use cms::protocol::{b64, confirm_message, OperationView};
+use cms_api::client::{CmsClient, RelayResponder};
+use cms_api::protocol::{b64, confirm_message, OperationView};
+use cms_api::OperationState;
 use piv::consts::key;
 use piv::{Certificate, KeyAlgorithm, Pin, Puk};
 use tokio::runtime::Handle;
@@ -90,22 +91,22 @@ impl Walk<'_, '_> {
         let mut op = self
             .rt
             .block_on(self.client.operation(&self.run.operation))?;
-        if self.entry.kind == OperationKind::Repair && op.state != "completed" {
+        if self.entry.kind == OperationKind::Repair && op.state != OperationState::Completed {
             self.set_pin()?;
         }
         self.tx.verify_pin(self.pin)?;
         let current = self.tx.read_certificate(key::AUTHENTICATION).ok();
-        if op.state == "completed" {
-            return current.ok_or(Failure::Card(piv::Error::NotFound));
-        }
-        if op.state != "started" && op.state != "certificate_issued" {
-            return Err(Failure::Other(ErrorObject::new(
-                ErrorCode::CmsRefused,
-                format!(
-                    "the service {}ed the operation",
-                    op.state.trim_end_matches("ed")
-                ),
-            )));
+        match op.state {
+            OperationState::Started | OperationState::CertificateIssued => {}
+            OperationState::Completed => {
+                return current.ok_or(Failure::Card(piv::Error::NotFound));
+            }
+            OperationState::Aborted => {
+                return Err(Failure::Other(ErrorObject::new(
+                    ErrorCode::CmsRefused,
+                    "the service aborted the operation",
+                )));
+            }
         }
         let issued = issued_certificate(&op)?;
         let written = matches!((&current, &issued), (Some(c), Some(i)) if c.der() == i.der());

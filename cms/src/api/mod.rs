@@ -4,17 +4,17 @@
 mod extract;
 
 use crate::error::CmsError;
-use crate::protocol::{
-    CancelCardRequest, ChallengeAnswerRequest, ChallengeRequest, ConfirmRequest, CsrRequest,
-    ErrorBody, ErrorDetail, Health, NewCardRequest, SelectRoleRequest, SessionRequest,
-    StartOperationRequest, TicketRequest, WitnessRequest, API_VERSION,
-};
 use crate::service::Cms;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cms_api::protocol::{
+    CancelCardRequest, ChallengeAnswerRequest, ChallengeRequest, ConfirmRequest, CsrRequest,
+    ErrorBody, ErrorDetail, Health, NewCardRequest, SelectRoleRequest, SessionRequest,
+    StartOperationRequest, TicketRequest, WitnessRequest, API_VERSION,
+};
 use extract::{Body, Session};
 use serde::Serialize;
 use std::sync::Arc;
@@ -28,14 +28,14 @@ impl IntoResponse for CmsError {
         } else {
             // Codes only: messages can name serials, never secrets, but stay out of the log.
             tracing::debug!(
-                code = self.code(),
+                code = self.code().as_str(),
                 status = status.as_u16(),
                 "request refused"
             );
         }
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_owned(),
+                code: self.code(),
                 message: self.to_string(),
             },
         };
@@ -102,21 +102,21 @@ async fn health(State(cms): State<Arc<Cms>>) -> Answer<Health> {
 async fn challenge(
     State(cms): State<Arc<Cms>>,
     Body(req): Body<ChallengeRequest>,
-) -> Answer<crate::protocol::Challenge> {
+) -> Answer<cms_api::protocol::Challenge> {
     ok(cms.issue_challenge(&req.serial)?)
 }
 
 async fn create_session(
     State(cms): State<Arc<Cms>>,
     Body(req): Body<SessionRequest>,
-) -> Answer<crate::protocol::SessionCreated> {
+) -> Answer<cms_api::protocol::SessionCreated> {
     ok(cms.create_session(&req)?)
 }
 
 async fn session(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
-) -> Answer<crate::protocol::SessionView> {
+) -> Answer<cms_api::protocol::SessionView> {
     ok(cms.session(&caller))
 }
 
@@ -124,7 +124,7 @@ async fn select_role(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Body(req): Body<SelectRoleRequest>,
-) -> Answer<crate::protocol::SessionView> {
+) -> Answer<cms_api::protocol::SessionView> {
     ok(cms.select_role(&caller, req.role_id)?)
 }
 
@@ -139,7 +139,7 @@ async fn logout(
 async fn validate_ticket(
     State(cms): State<Arc<Cms>>,
     Body(req): Body<TicketRequest>,
-) -> Answer<crate::protocol::TicketValidation> {
+) -> Answer<cms_api::protocol::TicketValidation> {
     ok(cms.validate_ticket(&req.ticket)?)
 }
 
@@ -147,7 +147,7 @@ async fn user_cards(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Path(id): Path<String>,
-) -> Answer<crate::protocol::UserCards> {
+) -> Answer<cms_api::protocol::UserCards> {
     ok(cms.user_cards(&caller, &id)?)
 }
 
@@ -155,14 +155,14 @@ async fn card(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Path(serial): Path<String>,
-) -> Answer<crate::protocol::SmartcardDetails> {
+) -> Answer<cms_api::protocol::SmartcardDetails> {
     ok(cms.card_details(&caller, &serial)?)
 }
 
 async fn card_certificate(
     State(cms): State<Arc<Cms>>,
     Path(serial): Path<String>,
-) -> Answer<crate::protocol::CardCertificate> {
+) -> Answer<cms_api::protocol::CardCertificate> {
     ok(cms.card_certificate(&serial)?)
 }
 
@@ -170,7 +170,7 @@ async fn new_card(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Body(req): Body<NewCardRequest>,
-) -> Result<(StatusCode, Json<crate::protocol::SmartcardDetails>), CmsError> {
+) -> Result<(StatusCode, Json<cms_api::protocol::SmartcardDetails>), CmsError> {
     Ok((StatusCode::CREATED, Json(cms.new_card(&caller, &req)?)))
 }
 
@@ -179,7 +179,7 @@ async fn cancel_card(
     Session(caller): Session,
     Path(serial): Path<String>,
     Body(req): Body<CancelCardRequest>,
-) -> Answer<crate::protocol::SmartcardDetails> {
+) -> Answer<cms_api::protocol::SmartcardDetails> {
     ok(cms.cancel_card(&caller, &serial, &req.reason)?)
 }
 
@@ -187,7 +187,7 @@ async fn start_operation(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Body(req): Body<StartOperationRequest>,
-) -> Answer<crate::protocol::OperationView> {
+) -> Answer<cms_api::protocol::OperationView> {
     ok(cms.start_operation(&caller, &req)?)
 }
 
@@ -195,7 +195,7 @@ async fn operation(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Path(id): Path<String>,
-) -> Answer<crate::protocol::OperationView> {
+) -> Answer<cms_api::protocol::OperationView> {
     ok(cms.operation(&caller, &id)?)
 }
 
@@ -204,7 +204,7 @@ async fn relay_witness(
     Session(caller): Session,
     Path(id): Path<String>,
     Body(req): Body<WitnessRequest>,
-) -> Answer<crate::protocol::WitnessAnswerView> {
+) -> Answer<cms_api::protocol::WitnessAnswerView> {
     ok(cms.relay_witness(&caller, &id, &req)?)
 }
 
@@ -213,7 +213,7 @@ async fn relay_response(
     Session(caller): Session,
     Path(id): Path<String>,
     Body(req): Body<ChallengeAnswerRequest>,
-) -> Answer<crate::protocol::RelayResult> {
+) -> Answer<cms_api::protocol::RelayResult> {
     ok(cms.relay_response(&caller, &id, &req)?)
 }
 
@@ -222,7 +222,7 @@ async fn submit_csr(
     Session(caller): Session,
     Path(id): Path<String>,
     Body(req): Body<CsrRequest>,
-) -> Answer<crate::protocol::OperationView> {
+) -> Answer<cms_api::protocol::OperationView> {
     ok(cms.submit_csr(&caller, &id, &req)?)
 }
 
@@ -230,7 +230,7 @@ async fn release_puk(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Path(id): Path<String>,
-) -> Answer<crate::protocol::PukRelease> {
+) -> Answer<cms_api::protocol::PukRelease> {
     ok(cms.release_puk(&caller, &id)?)
 }
 
@@ -238,7 +238,7 @@ async fn abort_operation(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Path(id): Path<String>,
-) -> Answer<crate::protocol::OperationView> {
+) -> Answer<cms_api::protocol::OperationView> {
     ok(cms.abort_operation(&caller, &id)?)
 }
 
@@ -247,6 +247,6 @@ async fn confirm(
     Session(caller): Session,
     Path(id): Path<String>,
     Body(req): Body<ConfirmRequest>,
-) -> Answer<crate::protocol::OperationView> {
+) -> Answer<cms_api::protocol::OperationView> {
     ok(cms.confirm(&caller, &id, &req)?)
 }

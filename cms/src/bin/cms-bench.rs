@@ -6,8 +6,8 @@
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, ValueEnum};
-use cms::client::CmsClient;
 use cms::{dates, server, Cms, DataDir, Policy};
+use cms_api::client::CmsClient;
 use p256::ecdsa::signature::Signer;
 use spki::EncodePublicKey;
 use std::sync::Arc;

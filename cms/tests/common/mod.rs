@@ -3,13 +3,30 @@
 
 #![allow(dead_code)]
 
-use cms::client::CmsClient;
-use cms::protocol::SessionCreated;
 use cms::server::{self, RunningServer};
 use cms::{dates, Cms, DataDir, Policy};
+use cms_api::client::CmsClient;
+use cms_api::protocol::SessionCreated;
 use p256::ecdsa::signature::Signer;
 use spki::EncodePublicKey;
 use std::sync::Arc;
+
+/// A nurse's role profile: organisation, job role, activities.
+pub const NURSE: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "Staff Nurse", &["B0360"]);
+/// A Registration Authority officer's role profile, with the card-repair activity B0267.
+pub const RA: (&str, &str, &[&str]) = ("Leeds Teaching Hospitals", "RAA ID Checker", &["B0267"]);
+/// The serial of the first test card.
+pub const SERIAL_A: &str = "4082A001132F2817";
+/// The serial of the second test card.
+pub const SERIAL_B: &str = "5124000004254900";
+/// The agent version the tests' operations report.
+pub const AGENT: &str = "0.1.0";
+
+/// The management key the service derived for card `serial`: what the card holds, to play the
+/// card's half of the relayed 9B exchange.
+pub fn card_key(fx: &Fixture, serial: &str) -> piv::ManagementKey {
+    fx.cms.card_management_key(serial).unwrap()
+}
 
 /// A card whose 9A key is a software key.
 pub struct SoftCard {
@@ -185,12 +202,12 @@ impl Fixture {
 
 /// Asserts that `result` is an API error with `code` and `status`, and returns its message.
 pub fn expect_error<T: std::fmt::Debug>(
-    result: Result<T, cms::client::ClientError>,
+    result: Result<T, cms_api::client::ClientError>,
     status: u16,
-    code: &str,
+    code: cms_api::ErrorCode,
 ) -> String {
     match result {
-        Err(cms::client::ClientError::Api {
+        Err(cms_api::client::ClientError::Api {
             status: s,
             code: c,
             message,
@@ -211,10 +228,10 @@ pub async fn relay_as_card(client: &CmsClient, op_id: &str, card_key: &piv::Mana
         .await
         .unwrap();
     assert_eq!(
-        cms::protocol::b64::decode(&answer.decrypted_witness).unwrap(),
+        cms_api::protocol::b64::decode(&answer.decrypted_witness).unwrap(),
         witness
     );
-    let challenge = cms::protocol::b64::decode(&answer.challenge).unwrap();
+    let challenge = cms_api::protocol::b64::decode(&answer.challenge).unwrap();
     let response = card_key.encrypt_block(&challenge).unwrap();
     assert!(
         client
@@ -231,8 +248,8 @@ pub fn csr(key: &SoftKey) -> Vec<u8> {
 }
 
 /// The new key's signature confirming `op`.
-pub fn confirmation(key: &SoftKey, op: &cms::protocol::OperationView) -> Vec<u8> {
+pub fn confirmation(key: &SoftKey, op: &cms_api::protocol::OperationView) -> Vec<u8> {
     let challenge =
-        cms::protocol::b64::decode_url(op.confirm_challenge.as_deref().unwrap()).unwrap();
-    key.sign(&cms::protocol::confirm_message(&op.id, &challenge))
+        cms_api::protocol::b64::decode_url(op.confirm_challenge.as_deref().unwrap()).unwrap();
+    key.sign(&cms_api::protocol::confirm_message(&op.id, &challenge))
 }

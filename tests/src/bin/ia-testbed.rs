@@ -8,8 +8,8 @@ use agent_ipc::{Client, Event, SessionEndReason, SessionState, Subscription};
 use anyhow::{bail, Context as _, Result};
 use cardsim::AtrProfile;
 use clap::{Parser, Subcommand};
-use cms::client::CmsClient;
 use cms::issuance::InitialValidity;
+use cms_api::client::CmsClient;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use testbed::stack::{

@@ -9,7 +9,7 @@ use crate::session::login::SignedIn;
 use agent_ipc::{
     Call, CardDetails, ErrorCode, ErrorObject, Event, Role, Roles, SessionEndReason, Ticket,
 };
-use cms::protocol::{RoleView, SessionView, SmartcardDetails};
+use cms_api::protocol::{RoleView, SessionView, SmartcardDetails};
 
 impl SessionOwner {
     /// Answers a socket call, at once or through a task that replies later.
@@ -210,7 +210,7 @@ impl SessionOwner {
 
 /// Smartcard Details in the socket API's shape, or the service's refusal in its words.
 fn details_answer(
-    answer: Result<SmartcardDetails, cms::client::ClientError>,
+    answer: Result<SmartcardDetails, cms_api::client::ClientError>,
 ) -> Result<serde_json::Value, ErrorObject> {
     let details = answer.map_err(|e| crate::cms::error_object(&e))?;
     Ok(json(&CardDetails {

@@ -45,8 +45,8 @@ use agent_ipc::{
     ErrorCode, ErrorObject, Event, OperationStatus, PcscStatus, SessionEndReason, SessionState,
     SessionStatus, Status,
 };
-use cms::client::CmsClient;
-use cms::protocol::SessionView;
+use cms_api::client::CmsClient;
+use cms_api::protocol::SessionView;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

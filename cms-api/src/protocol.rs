@@ -1,9 +1,10 @@
-//! Every type of the JSON API (`API.md`), shared by the server and [`crate::client`], and the
-//! exact bytes a card signs to authenticate and to confirm a renewal.
+//! Every type of the JSON API (`cms/API.md`), shared by the service and the typed client, and
+//! the exact bytes a card signs to authenticate and to confirm a renewal.
 //!
 //! Binary fields (certificates, signatures, requests, witnesses) are standard base64; tokens,
 //! tickets and challenges are base64url without padding.
 
+use crate::{ErrorCode, OperationKind, OperationState};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -39,7 +40,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
     /// Stable, machine-readable (`card_expired`).
-    pub code: String,
+    pub code: ErrorCode,
     /// For people.
     pub message: String,
 }
@@ -170,7 +171,7 @@ pub struct TicketValidation {
     pub expires_at: i64,
 }
 
-/// One row of the seeds' Smartcard Details table.
+/// One row of the Smartcard Details table of a Registration Authority's card register.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SmartcardDetails {
     /// 16 hex digits.
@@ -198,8 +199,8 @@ pub struct SmartcardDetails {
     pub renewals_used: u32,
     /// Self-renewals the card takes before it is full.
     pub capacity: u32,
-    /// The row as the seeds print it: serial, format, type, issued on, certs expire,
-    /// cancelled on (or `Active`).
+    /// The row as the register prints it: serial, format, type, issued on (`21-Nov-2017`),
+    /// certs expire, cancelled on (or `Active`).
     pub row: [String; 6],
 }
 
@@ -250,7 +251,10 @@ pub struct CancelCardRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartOperationRequest {
-    /// `renew` (the holder) or `repair` (an RA with B0267).
+    /// The wire name of an [`OperationKind`]: `renew` or `restore` (the holder) or `repair`
+    /// (an RA with B0267). Text rather than the enum, so that the service answers a kind it
+    /// does not know with `invalid_field` (as `cms/API.md` says), not as a body of the wrong
+    /// shape.
     pub kind: String,
     /// The card.
     pub serial: String,
@@ -263,12 +267,12 @@ pub struct StartOperationRequest {
 pub struct OperationView {
     /// The operation's id.
     pub id: String,
-    /// `renew` or `repair`.
-    pub kind: String,
+    /// Renew, repair or restore.
+    pub kind: OperationKind,
     /// The card.
     pub serial: String,
-    /// `started`, `certificate_issued`, `completed` or `aborted`.
-    pub state: String,
+    /// Where it is.
+    pub state: OperationState,
     /// Whether this answer resumed an operation that was already open.
     pub resumed: bool,
     /// The certificate issued, DER base64, once there is one.

@@ -1,15 +1,22 @@
 //! The service's certificate authority: a P-256 key and self-signed certificate created on
 //! `init` (key file 0600), certificates for card keys, and the TLS certificate of the service.
+//! Its files are in [`files`]; certificates already checked against it are remembered in
+//! [`verified`].
+
+mod files;
+mod verified;
+
+pub use files::{pem_blocks, write_private, CaFiles};
+pub use verified::VerifiedCertificates;
 
 use crate::dates;
 use der::asn1::{GeneralizedTime, Ia5String, OctetString, SetOfVec, UtcTime, Utf8StringRef};
 use der::{Decode, DecodePem, Encode, EncodePem};
+use files::{read, write_public};
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rand::RngCore;
 use spki::ObjectIdentifier;
-use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -23,7 +30,6 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
-use zeroize::Zeroizing;
 
 /// `id-kp-serverAuth`.
 const SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
@@ -79,31 +85,6 @@ pub enum CaError {
 
 fn build_err(e: impl std::fmt::Display) -> CaError {
     CaError::Build(e.to_string())
-}
-
-/// Where the CA and TLS files live under the service's data directory.
-#[derive(Debug, Clone)]
-pub struct CaFiles {
-    /// The CA key, PKCS#8 PEM, mode 0600.
-    pub ca_key: PathBuf,
-    /// The CA certificate, PEM: what clients trust.
-    pub ca_certificate: PathBuf,
-    /// The TLS key, PKCS#8 PEM, mode 0600.
-    pub tls_key: PathBuf,
-    /// The TLS certificate, PEM, issued by the CA.
-    pub tls_certificate: PathBuf,
-}
-
-impl CaFiles {
-    /// The files under `data_dir`.
-    pub fn in_dir(data_dir: &Path) -> Self {
-        Self {
-            ca_key: data_dir.join("ca").join("ca-key.pem"),
-            ca_certificate: data_dir.join("ca").join("ca-cert.pem"),
-            tls_key: data_dir.join("tls").join("server-key.pem"),
-            tls_certificate: data_dir.join("tls").join("server-cert.pem"),
-        }
-    }
 }
 
 /// Whom a card certificate is for, as its subject names them.
@@ -169,44 +150,6 @@ impl std::fmt::Debug for CertificateAuthority {
             )
             .finish_non_exhaustive()
     }
-}
-
-/// Writes `contents` to a new file readable by its owner only.
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    let file_err = |source| CaError::File {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(file_err)?;
-    }
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(file_err)?;
-    file.write_all(contents).map_err(file_err)?;
-    file.sync_all().map_err(file_err)
-}
-
-fn write_public(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    let file_err = |source| CaError::File {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(file_err)?;
-    }
-    fs::write(path, contents).map_err(file_err)
-}
-
-fn read(path: &Path) -> Result<Zeroizing<String>, CaError> {
-    fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(|source| CaError::File {
-            path: path.to_owned(),
-            source,
-        })
 }
 
 /// A validity period; UTCTime up to 2049, GeneralizedTime after (RFC 5280).
@@ -450,30 +393,10 @@ fn ip_name(ip: IpAddr) -> Result<GeneralName, CaError> {
     ))
 }
 
-/// Reads a PEM file's DER blocks of one label (`CERTIFICATE`, `PRIVATE KEY`).
-pub fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let mut rest = pem;
-    while let Some(start) = rest.find(&begin) {
-        let after = &rest[start + begin.len()..];
-        let Some(stop) = after.find(&end) else { break };
-        let body: String = after[..stop]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        if let Ok(der) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body) {
-            out.push(der);
-        }
-        rest = &after[stop + end.len()..];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     /// A new CA in a temporary directory, and the public key (SPKI DER) of a card key.
     fn ca_and_card_key() -> (tempfile::TempDir, CertificateAuthority, Vec<u8>) {

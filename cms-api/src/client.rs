@@ -9,6 +9,7 @@ use crate::protocol::{
     StartOperationRequest, TicketRequest, TicketValidation, UserCards, WitnessAnswerView,
     WitnessRequest,
 };
+use crate::{ErrorCode, OperationKind};
 use piv::{ManagementKeyResponder, WitnessAnswer};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -26,6 +27,17 @@ pub enum ClientError {
         /// The HTTP status.
         status: u16,
         /// The stable error code.
+        code: ErrorCode,
+        /// The service's message.
+        message: String,
+    },
+    /// The service answered with an error whose code this version of the API does not know
+    /// (a newer service).
+    #[error("the Card Management Service refused ({status} {code}): {message}")]
+    UnknownCode {
+        /// The HTTP status.
+        status: u16,
+        /// The code as the service sent it.
         code: String,
         /// The service's message.
         message: String,
@@ -45,11 +57,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The service's error code, for an error answer.
-    pub fn code(&self) -> Option<&str> {
+    /// The service's error code, for an error answer with a code of this API.
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Api { code, .. } => Some(code),
-            _ => None,
+            ClientError::Api { code, .. } => Some(*code),
+            ClientError::UnknownCode { .. }
+            | ClientError::Transport(_)
+            | ClientError::Unexpected(_)
+            | ClientError::Setup(_)
+            | ClientError::NoSession => None,
         }
     }
 }
@@ -126,16 +142,7 @@ impl CmsClient {
             return serde_json::from_slice(body)
                 .map_err(|e| ClientError::Unexpected(format!("{path}: {e}")));
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(err) => Err(ClientError::Api {
-                status: status.as_u16(),
-                code: err.error.code,
-                message: err.error.message,
-            }),
-            Err(_) => Err(ClientError::Unexpected(format!(
-                "{path}: status {status} without an error body"
-            ))),
-        }
+        Err(error_answer(path, status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, session: bool) -> Result<T, ClientError> {
@@ -263,12 +270,12 @@ impl CmsClient {
     /// Starts (or resumes) a renewal or repair.
     pub async fn start_operation(
         &self,
-        kind: &str,
+        kind: OperationKind,
         serial: &str,
         agent_version: &str,
     ) -> Result<OperationView, ClientError> {
         let body = StartOperationRequest {
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             serial: serial.to_owned(),
             agent_version: agent_version.to_owned(),
         };
@@ -384,6 +391,30 @@ impl CmsClient {
     }
 }
 
+/// The error an answer with `status` and `body` is: one of the API's codes, a code of a newer
+/// service, or no error body at all.
+fn error_answer(path: &str, status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    if let Ok(err) = serde_json::from_slice::<ErrorBody>(body) {
+        return ClientError::Api {
+            status: status.as_u16(),
+            code: err.error.code,
+            message: err.error.message,
+        };
+    }
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match (
+        body["error"]["code"].as_str(),
+        body["error"]["message"].as_str(),
+    ) {
+        (Some(code), Some(message)) => ClientError::UnknownCode {
+            status: status.as_u16(),
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+        _ => ClientError::Unexpected(format!("{path}: status {status} without an error body")),
+    }
+}
+
 /// Answers a card's 9B mutual authentication through the service, for one operation.
 ///
 /// The card's methods are blocking, so this one is too: it runs each call on `runtime` and
@@ -415,7 +446,7 @@ impl RelayResponder {
 }
 
 fn relay_error(e: ClientError) -> piv::Error {
-    if e.code() == Some("management_key_rejected") {
+    if e.code() == Some(ErrorCode::ManagementKeyRejected) {
         piv::Error::ManagementKeyRejected
     } else {
         piv::Error::Responder(Box::new(e))
@@ -458,5 +489,32 @@ impl ManagementKeyResponder for RelayResponder {
             .block_on(self.client.relay_response(&self.operation_id, response))
             .map(drop)
             .map_err(relay_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_keep_their_code_known_or_not() {
+        let status = reqwest::StatusCode::FORBIDDEN;
+        let known = br#"{"error": {"code": "card_expired", "message": "expired"}}"#;
+        assert!(matches!(
+            error_answer("/v1/x", status, known),
+            ClientError::Api {
+                status: 403,
+                code: ErrorCode::CardExpired,
+                ..
+            }
+        ));
+        let newer = br#"{"error": {"code": "card_on_fire", "message": "hot"}}"#;
+        let e = error_answer("/v1/x", status, newer);
+        assert!(matches!(&e, ClientError::UnknownCode { code, .. } if code == "card_on_fire"));
+        assert_eq!(e.code(), None);
+        assert!(matches!(
+            error_answer("/v1/x", status, b"<html>"),
+            ClientError::Unexpected(_)
+        ));
     }
 }

@@ -1,5 +1,7 @@
-//! The passcode policy of the seeds' RA procedure: four to eight numeric characters, and no
-//! obvious sequences (1234, 9999, 11111 …). Checked wherever a new PIN is chosen.
+//! The passcode policy of the Registration Authority procedure: four to eight numeric
+//! characters, and no obvious sequences (1234, 9999, 11111 …). A rule of the procedure, not of
+//! any service: checked wherever a new PIN is chosen (the agent's repair, the service's
+//! issuing).
 
 use thiserror::Error;
 
@@ -39,7 +41,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seeds_examples_are_refused_and_ordinary_pins_pass() {
+    fn the_procedures_examples_are_refused_and_ordinary_pins_pass() {
         for bad in ["1234", "9999", "11111", "87654321", "7890", "0987", "123"] {
             assert!(check_pin(bad).is_err(), "{bad}");
         }

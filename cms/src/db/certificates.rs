@@ -1,0 +1,217 @@
+//! The certificates the CA issued for card keys, and where each is in its life.
+
+use super::audit::{insert_audit, AuditEvent};
+use super::{stored, Database};
+use crate::error::CmsResult;
+use rusqlite::{params, Connection, Row};
+
+/// The life of a certificate this CA issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateStatus {
+    /// The card's current certificate.
+    Active,
+    /// Issued in an open operation, not yet confirmed by the card.
+    Pending,
+    /// Was active; a confirmed renewal or repair replaced it.
+    Replaced,
+    /// Was pending; its operation issued another or ended without it.
+    Superseded,
+}
+
+impl CertificateStatus {
+    /// The status's name in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Pending => "pending",
+            Self::Replaced => "replaced",
+            Self::Superseded => "superseded",
+        }
+    }
+
+    const ALL: [CertificateStatus; 4] = [
+        Self::Active,
+        Self::Pending,
+        Self::Replaced,
+        Self::Superseded,
+    ];
+}
+
+/// A stored certificate status this service does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a certificate status")]
+pub struct UnknownCertificateStatus(pub String);
+
+impl std::str::FromStr for CertificateStatus {
+    type Err = UnknownCertificateStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownCertificateStatus(s.to_owned()))
+    }
+}
+
+/// A certificate this CA issued for a card key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// The certificate serial number, upper-case hex.
+    pub serial: String,
+    /// The card it was issued for.
+    pub card_serial: String,
+    /// The operation that asked for it, if any.
+    pub operation_id: Option<String>,
+    /// The certified key, DER SubjectPublicKeyInfo.
+    pub spki: Vec<u8>,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Start of validity (Unix seconds).
+    pub not_before: i64,
+    /// End of validity (Unix seconds).
+    pub not_after: i64,
+    /// Where it is in its life.
+    pub status: CertificateStatus,
+}
+
+const CERT_COLUMNS: &str =
+    "serial, card_serial, operation_id, spki, der, not_before, not_after, status";
+
+fn cert_from(row: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    Ok(CertificateRecord {
+        serial: row.get(0)?,
+        card_serial: row.get(1)?,
+        operation_id: row.get(2)?,
+        spki: row.get(3)?,
+        der: row.get(4)?,
+        not_before: row.get(5)?,
+        not_after: row.get(6)?,
+        status: stored(row, 7)?,
+    })
+}
+
+impl Database {
+    /// Records a certificate issued for a card at issue time (no operation): it becomes the
+    /// card's active certificate and sets the card's expiry.
+    pub fn add_issued_certificate(
+        &self,
+        cert: &CertificateRecord,
+        at: i64,
+        audit: &AuditEvent<'_>,
+    ) -> CmsResult<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE certificates SET status = 'replaced' WHERE card_serial = ?1 AND status = 'active'",
+            [&cert.card_serial],
+        )?;
+        insert_certificate(&tx, cert, at)?;
+        tx.execute(
+            "UPDATE cards SET certs_expire = ?2 WHERE serial = ?1",
+            params![cert.card_serial, cert.not_after],
+        )?;
+        insert_audit(&tx, at, audit)?;
+        Ok(tx.commit()?)
+    }
+
+    /// The certificate with serial number `serial` (upper-case hex).
+    pub fn certificate(&self, serial: &str) -> CmsResult<Option<CertificateRecord>> {
+        self.find_one(
+            &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+            serial,
+            cert_from,
+        )
+    }
+
+    /// The active certificate of a card.
+    pub fn active_certificate(&self, card_serial: &str) -> CmsResult<Option<CertificateRecord>> {
+        self.find_one(
+            &format!(
+            "SELECT {CERT_COLUMNS} FROM certificates WHERE card_serial = ?1 AND status = 'active'"
+            ),
+            card_serial,
+            cert_from,
+        )
+    }
+
+    /// Whether a certificate serial number is taken.
+    pub fn certificate_serial_taken(&self, serial: &str) -> CmsResult<bool> {
+        Ok(self.lock().query_row(
+            "SELECT EXISTS (SELECT 1 FROM certificates WHERE serial = ?1)",
+            [serial],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+pub(super) fn insert_certificate(
+    conn: &Connection,
+    cert: &CertificateRecord,
+    at: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!("INSERT INTO certificates ({CERT_COLUMNS}, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        params![
+            cert.serial,
+            cert.card_serial,
+            cert.operation_id,
+            cert.spki,
+            cert.der,
+            cert.not_before,
+            cert.not_after,
+            cert.status.as_str(),
+            at
+        ],
+    )
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::event;
+    use super::super::{CardRecord, User};
+    use super::*;
+    use piv::ManagementAlgorithm;
+
+    #[test]
+    fn an_unknown_stored_status_is_an_error_not_superseded() {
+        let db = Database::in_memory().unwrap();
+        let user = User {
+            id: "u1".into(),
+            name: "Jane".into(),
+        };
+        db.add_user(&user, 0, &event("user.add")).unwrap();
+        let card = CardRecord {
+            serial: "4082A001132F2817".into(),
+            card_type: "PIV".into(),
+            holder_id: "u1".into(),
+            issued_on: 0,
+            certs_expire: None,
+            cancelled_on: None,
+            cancel_reason: None,
+            capacity: 10,
+            renewals_used: 0,
+            puk_generation: 0,
+            management_algorithm: ManagementAlgorithm::Aes128,
+        };
+        db.add_card(&card, 0, &event("card.add")).unwrap();
+        let cert = CertificateRecord {
+            serial: "0A".into(),
+            card_serial: card.serial.clone(),
+            operation_id: None,
+            spki: vec![1],
+            der: vec![2],
+            not_before: 0,
+            not_after: 100,
+            status: CertificateStatus::Active,
+        };
+        db.add_issued_certificate(&cert, 0, &event("card.certificate"))
+            .unwrap();
+        assert_eq!(db.certificate("0A").unwrap(), Some(cert));
+        db.lock()
+            .execute("UPDATE certificates SET status = 'revoked'", [])
+            .unwrap();
+        assert!(db.certificate("0A").is_err());
+        assert!(db.active_certificate(&card.serial).unwrap().is_none());
+    }
+}

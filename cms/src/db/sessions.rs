@@ -1,0 +1,122 @@
+//! Authenticated sessions, found by the hash of their token or of their ticket.
+
+use super::audit::{insert_audit, AuditEvent};
+use super::Database;
+use crate::error::CmsResult;
+use rusqlite::{params, Row};
+
+/// An authenticated session, found by the hash of its token or of its ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the bearer token, hex.
+    pub token_hash: String,
+    /// SHA-256 of the ticket for relying applications, hex.
+    pub ticket_hash: String,
+    /// The authenticated user.
+    pub user_id: String,
+    /// The card the session was authenticated with.
+    pub card_serial: String,
+    /// The selected role profile.
+    pub selected_role: Option<i64>,
+    /// Start (Unix seconds).
+    pub created_at: i64,
+    /// End of life (Unix seconds).
+    pub expires_at: i64,
+    /// When it was logged out, if it was.
+    pub ended_at: Option<i64>,
+}
+
+const SESSION_COLUMNS: &str =
+    "token_hash, ticket_hash, user_id, card_serial, selected_role, created_at, expires_at, ended_at";
+
+fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        token_hash: row.get(0)?,
+        ticket_hash: row.get(1)?,
+        user_id: row.get(2)?,
+        card_serial: row.get(3)?,
+        selected_role: row.get(4)?,
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        ended_at: row.get(7)?,
+    })
+}
+
+impl Database {
+    /// Starts a session.
+    pub fn add_session(&self, session: &SessionRecord, audit: &AuditEvent<'_>) -> CmsResult<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?
+        .execute(params![
+            session.token_hash,
+            session.ticket_hash,
+            session.user_id,
+            session.card_serial,
+            session.selected_role,
+            session.created_at,
+            session.expires_at,
+            session.ended_at
+        ])?;
+        insert_audit(&tx, session.created_at, audit)?;
+        Ok(tx.commit()?)
+    }
+
+    /// The session whose token hashes to `token_hash`.
+    pub fn session_by_token(&self, token_hash: &str) -> CmsResult<Option<SessionRecord>> {
+        self.find_one(
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"),
+            token_hash,
+            session_from,
+        )
+    }
+
+    /// The session whose ticket hashes to `ticket_hash`.
+    pub fn session_by_ticket(&self, ticket_hash: &str) -> CmsResult<Option<SessionRecord>> {
+        self.find_one(
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE ticket_hash = ?1"),
+            ticket_hash,
+            session_from,
+        )
+    }
+
+    /// Selects a role profile for a session.
+    pub fn select_role(
+        &self,
+        token_hash: &str,
+        role: i64,
+        at: i64,
+        audit: &AuditEvent<'_>,
+    ) -> CmsResult<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE sessions SET selected_role = ?2 WHERE token_hash = ?1",
+            params![token_hash, role],
+        )?;
+        insert_audit(&tx, at, audit)?;
+        Ok(tx.commit()?)
+    }
+
+    /// Ends a session.
+    pub fn end_session(&self, token_hash: &str, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE sessions SET ended_at = ?2 WHERE token_hash = ?1 AND ended_at IS NULL",
+            params![token_hash, at],
+        )?;
+        insert_audit(&tx, at, audit)?;
+        Ok(tx.commit()?)
+    }
+
+    /// Deletes sessions that ended or expired before `before`; returns how many.
+    pub fn prune_sessions(&self, before: i64) -> CmsResult<usize> {
+        Ok(self.lock().execute(
+            "DELETE FROM sessions WHERE expires_at < ?1 OR ended_at < ?1",
+            [before],
+        )?)
+    }
+}
