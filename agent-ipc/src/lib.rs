@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod endpoint;
 pub mod framing;
 pub mod paths;
 pub mod wire;
