@@ -62,6 +62,7 @@ mod protocol_doc {
             let name = &rest[..rest.find('`').unwrap()];
             let code: ErrorCode = serde_json::from_value(serde_json::json!(name))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(code.as_str(), name);
             assert!(codes.insert(code), "{name} twice");
         }
         // ErrorCode has 31 variants.

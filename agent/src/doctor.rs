@@ -16,7 +16,7 @@ use crate::config::PinentryConfig;
 use crate::operation::{self, journal::Entry, Finished, Operations};
 use crate::pinentry::{self, PinPrompt, PinentryError};
 use crate::session::{blocking, with_card};
-use agent_ipc::{DoctorCheck, DoctorReport, ErrorCode, ErrorObject, OperationKind};
+use agent_ipc::{CheckOutcome, DoctorCheck, DoctorReport, ErrorCode, ErrorObject, OperationKind};
 use der::{DecodePem, Encode};
 use piv::consts::key;
 use piv::{Certificate, Pin, PinStatus};
@@ -276,18 +276,18 @@ struct Findings<'a> {
     healed: &'a Heal,
 }
 
-fn check(name: &str, outcome: &str, message: impl Into<String>) -> DoctorCheck {
+fn check(name: &str, outcome: CheckOutcome, message: impl Into<String>) -> DoctorCheck {
     DoctorCheck {
         name: name.into(),
-        outcome: outcome.into(),
+        outcome,
         message: message.into(),
     }
 }
 
-const OK: &str = "ok";
-const HEALED: &str = "healed";
-const WARNING: &str = "warning";
-const NEEDS_RA: &str = "needs_ra";
+const OK: CheckOutcome = CheckOutcome::Ok;
+const HEALED: CheckOutcome = CheckOutcome::Healed;
+const WARNING: CheckOutcome = CheckOutcome::Warning;
+const NEEDS_RA: CheckOutcome = CheckOutcome::NeedsRa;
 
 /// Appended to what only the Registration Authority can put right.
 const SEE_RA: &str = "— contact your Registration Authority";

@@ -259,7 +259,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
     assert_eq!(done.kind, OperationKind::Repair);
-    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
     assert_eq!(done.serial, desk.holder.serial.to_string());
     assert!(
         done.message.starts_with("Repaired until "),
@@ -276,7 +276,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
                 Event::OperationProgress { .. } | Event::OperationResult { .. }
             )
         }) {
-            Event::OperationProgress { operation } => steps.push(operation.step),
+            Event::OperationProgress { operation } => steps.push(operation.step.as_str()),
             Event::OperationResult { operation, error } => {
                 assert!(error.is_none(), "{error:?}");
                 assert_eq!(operation.id, done.id);
@@ -477,7 +477,7 @@ fn a_new_pin_breaking_the_policy_is_asked_again_with_the_rule() {
     );
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
-    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
 
     let prompts = desk.stack.pin_prompts();
     assert_eq!(prompts.len(), 4, "{prompts:?}");
@@ -531,7 +531,7 @@ fn a_pinentry_ignoring_the_repeat_has_the_agent_ask_again_until_both_match() {
     );
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
-    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
 
     // The officer's PIN; the new one, then its repeat asked by the agent, which differs; the
     // new one again with the mismatch named, and its repeat.

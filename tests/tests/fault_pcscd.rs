@@ -239,7 +239,7 @@ impl Holder {
                 });
             match event {
                 Event::OperationProgress { operation } if !saw_result => {
-                    last_step = Some(operation.step);
+                    last_step = Some(operation.step.to_string());
                 }
                 Event::OperationResult { .. } => saw_result = true,
                 Event::PcscUnavailable { .. } => saw_unavailable = true,

@@ -525,7 +525,7 @@ mod tests {
             id: "op".into(),
             kind: OperationKind::Renew,
             serial: "s".into(),
-            step: "started".into(),
+            step: agent_ipc::OperationStep::Started,
             message: "Renewal started".into(),
             done: false,
         };

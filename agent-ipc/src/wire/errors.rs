@@ -101,3 +101,42 @@ pub enum ErrorCode {
     /// Something inside the agent went wrong; its log has the details.
     Internal,
 }
+
+impl ErrorCode {
+    /// The code's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::UnknownMethod => "unknown_method",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::ProtocolMismatch => "protocol_mismatch",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::NotSupported => "not_supported",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::SubscriberOverflow => "subscriber_overflow",
+            ErrorCode::Busy => "busy",
+            ErrorCode::PcscUnavailable => "pcsc_unavailable",
+            ErrorCode::NoReader => "no_reader",
+            ErrorCode::NoCard => "no_card",
+            ErrorCode::NotPiv => "not_piv",
+            ErrorCode::CardRemoved => "card_removed",
+            ErrorCode::CardError => "card_error",
+            ErrorCode::WrongPin => "wrong_pin",
+            ErrorCode::PinBlocked => "pin_blocked",
+            ErrorCode::PinCancelled => "pin_cancelled",
+            ErrorCode::PinentryFailed => "pinentry_failed",
+            ErrorCode::PinPolicy => "pin_policy",
+            ErrorCode::CertificateExpired => "certificate_expired",
+            ErrorCode::CardCancelled => "card_cancelled",
+            ErrorCode::CmsUnreachable => "cms_unreachable",
+            ErrorCode::CmsRefused => "cms_refused",
+            ErrorCode::NoSession => "no_session",
+            ErrorCode::UnknownRole => "unknown_role",
+            ErrorCode::RoleNotPermitted => "role_not_permitted",
+            ErrorCode::UnknownOperation => "unknown_operation",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}

@@ -21,6 +21,20 @@ pub enum SessionState {
     Ended,
 }
 
+impl SessionState {
+    /// The state's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::NoCard => "no_card",
+            SessionState::CardPresent => "card_present",
+            SessionState::WaitingForPin => "waiting_for_pin",
+            SessionState::Authenticating => "authenticating",
+            SessionState::SignedIn => "signed_in",
+            SessionState::Ended => "ended",
+        }
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,6 +53,21 @@ pub enum SessionEndReason {
     CmsSessionExpired,
     /// The agent stopped.
     AgentShutdown,
+}
+
+impl SessionEndReason {
+    /// The reason's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEndReason::CardRemoved => "card_removed",
+            SessionEndReason::CardChanged => "card_changed",
+            SessionEndReason::CertificateChanged => "certificate_changed",
+            SessionEndReason::ReaderRemoved => "reader_removed",
+            SessionEndReason::Logout => "logout",
+            SessionEndReason::CmsSessionExpired => "cms_session_expired",
+            SessionEndReason::AgentShutdown => "agent_shutdown",
+        }
+    }
 }
 
 /// The session: state, card and who is signed in.
@@ -115,4 +144,40 @@ pub struct Ticket {
     pub ticket: String,
     /// When it stops being valid (Unix seconds).
     pub expires_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_wire_name() {
+        use SessionState::*;
+        for state in [
+            NoCard,
+            CardPresent,
+            WaitingForPin,
+            Authenticating,
+            SignedIn,
+            Ended,
+        ] {
+            assert_eq!(serde_json::json!(state.as_str()), serde_json::json!(state));
+        }
+        use SessionEndReason::*;
+        let reasons = [
+            CardRemoved,
+            CardChanged,
+            CertificateChanged,
+            ReaderRemoved,
+            Logout,
+            CmsSessionExpired,
+            AgentShutdown,
+        ];
+        for reason in reasons {
+            assert_eq!(
+                serde_json::json!(reason.as_str()),
+                serde_json::json!(reason)
+            );
+        }
+    }
 }

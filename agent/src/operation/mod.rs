@@ -21,7 +21,7 @@ pub(crate) use pin_choice::{ask_new_pin, ask_renewal_pin};
 use crate::card::CardCertificate;
 use crate::config::PinentryConfig;
 use crate::session::{card_error, with_card};
-use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
+use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus, OperationStep as Step};
 use cms::client::{ClientError, CmsClient, RelayResponder};
 use cms::protocol::{b64, confirm_message, OperationView};
 use journal::{Algorithm, Entry, Journal, PukRotation};
@@ -53,54 +53,26 @@ pub(crate) struct Finished {
     pub certificate: Option<CardCertificate>,
 }
 
-/// Where a run is; each becomes a progress event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Started,
-    PinSet,
-    PukRotated,
-    ManagementKey,
-    KeyGenerated,
-    CertificateIssued,
-    CertificateWritten,
-    Confirmed,
-    Cancelled,
-}
-
-impl Step {
-    fn name(self) -> &'static str {
-        match self {
-            Step::Started => "started",
-            Step::PinSet => "pin_set",
-            Step::PukRotated => "puk_rotated",
-            Step::ManagementKey => "management_key",
-            Step::KeyGenerated => "key_generated",
-            Step::CertificateIssued => "certificate_issued",
-            Step::CertificateWritten => "certificate_written",
-            Step::Confirmed => "confirmed",
-            Step::Cancelled => "cancelled",
+/// Where a run is (each step becomes a progress event), in words.
+fn step_message(step: Step, kind: OperationKind) -> &'static str {
+    match (step, kind) {
+        (Step::Starting, _) => "Waiting for the passcode",
+        (Step::Started, OperationKind::Renew) => "Renewal started",
+        (Step::Started, OperationKind::Repair) => "Repair started",
+        (Step::Started, OperationKind::Restore) => "Restoring the card's certificate",
+        (Step::CertificateWritten, OperationKind::Restore) => {
+            "The card's certificate is written back"
         }
-    }
-
-    fn message(self, kind: OperationKind) -> &'static str {
-        match (self, kind) {
-            (Step::Started, OperationKind::Renew) => "Renewal started",
-            (Step::Started, OperationKind::Repair) => "Repair started",
-            (Step::Started, OperationKind::Restore) => "Restoring the card's certificate",
-            (Step::CertificateWritten, OperationKind::Restore) => {
-                "The card's certificate is written back"
-            }
-            (Step::Confirmed, OperationKind::Restore) => "Certificate restored",
-            (Step::PinSet, _) => "The holder's new passcode is set",
-            (Step::PukRotated, _) => "The card's unblocking key is rotated",
-            (Step::ManagementKey, _) => "The service unlocked the card",
-            (Step::KeyGenerated, _) => "New key generated on the card",
-            (Step::CertificateIssued, _) => "The service issued the new certificate",
-            (Step::CertificateWritten, _) => "New certificate written to the card",
-            (Step::Confirmed, OperationKind::Renew) => "Renewed",
-            (Step::Confirmed, OperationKind::Repair) => "Repaired",
-            (Step::Cancelled, _) => "Cancelled before the card was changed; the card is as it was",
-        }
+        (Step::Confirmed, OperationKind::Restore) => "Certificate restored",
+        (Step::PinSet, _) => "The holder's new passcode is set",
+        (Step::PukRotated, _) => "The card's unblocking key is rotated",
+        (Step::ManagementKey, _) => "The service unlocked the card",
+        (Step::KeyGenerated, _) => "New key generated on the card",
+        (Step::CertificateIssued, _) => "The service issued the new certificate",
+        (Step::CertificateWritten, _) => "New certificate written to the card",
+        (Step::Confirmed, OperationKind::Renew) => "Renewed",
+        (Step::Confirmed, OperationKind::Repair) => "Repaired",
+        (Step::Cancelled, _) => "Cancelled before the card was changed; the card is as it was",
     }
 }
 
@@ -120,14 +92,14 @@ impl Run {
             id: self.operation.clone(),
             kind: self.kind,
             serial: self.serial.clone(),
-            step: step.name().into(),
-            message: step.message(self.kind).into(),
+            step,
+            message: step_message(step, self.kind).into(),
             done: matches!(step, Step::Confirmed | Step::Cancelled),
         }
     }
 
     fn step(&self, step: Step) {
-        tracing::info!(serial = %self.serial, operation = %self.operation, step = step.name(), "operation step");
+        tracing::info!(serial = %self.serial, operation = %self.operation, step = step.as_str(), "operation step");
         (self.report)(self.status(step));
     }
 }

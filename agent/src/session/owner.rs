@@ -80,7 +80,7 @@ impl OperationRun {
     fn card_touched(&self) -> bool {
         self.status
             .as_ref()
-            .is_some_and(|s| !matches!(s.step.as_str(), "started"))
+            .is_some_and(|s| s.step != agent_ipc::OperationStep::Started)
     }
 
     fn status(&self) -> OperationStatus {
@@ -88,7 +88,7 @@ impl OperationRun {
             id: String::new(),
             kind: self.kind,
             serial: self.serial.clone(),
-            step: "starting".into(),
+            step: agent_ipc::OperationStep::Starting,
             message: "Waiting for the passcode".into(),
             done: false,
         })
@@ -787,10 +787,7 @@ impl SessionOwner {
             }),
             _ => Some(AuditEvent::SignInFailed {
                 serial: serial_text.clone(),
-                code: serde_json::to_value(error.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                code: error.code.as_str().to_owned(),
             }),
         };
         if let Some(event) = event {
@@ -812,7 +809,7 @@ impl SessionOwner {
         let s = session.signed_in;
         self.audit.record(AuditEvent::SignOut {
             serial: s.serial.clone(),
-            reason: reason_name(reason),
+            reason: reason.as_str().to_owned(),
         });
         tracing::info!(serial = %s.serial, ?reason, "session ended");
         self.pending.push(Event::SessionEnded {
@@ -1263,7 +1260,7 @@ impl SessionOwner {
                     let until = certificate.expiry(now()).expires_on;
                     status.message = format!("{} until {until}", status.message);
                 }
-                status.step.clone()
+                status.step.to_string()
             }
             Err(e) => format!("failed: {}", e.message),
         };
@@ -1697,13 +1694,6 @@ fn role(view: &RoleView) -> Role {
         job_role: view.job_role.clone(),
         activities: view.activities.clone(),
     }
-}
-
-fn reason_name(reason: SessionEndReason) -> String {
-    serde_json::to_value(reason)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
