@@ -1,4 +1,4 @@
-//! The wire contract of the identity agent's local socket API (see `DESIGN.md` §4 and
+//! The wire contract of the identity agent's local socket API (see `docs/ARCHITECTURE.md` and
 //! `PROTOCOL.md`): every message type, the framing, the closed set of error codes, and the
 //! async client library that `iactl`, the tray and the tests use.
 #![warn(missing_docs)]
