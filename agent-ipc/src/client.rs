@@ -3,6 +3,7 @@
 //! its reply is matched by that id. Events that arrive while a reply is awaited are kept and
 //! handed out by [`Subscription::next_event`].
 
+use crate::endpoint::{self, Stream};
 use crate::framing::{encode_line, FrameError, LineReader};
 use crate::wire::*;
 use serde::de::DeserializeOwned;
@@ -10,9 +11,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +55,8 @@ impl From<FrameError> for ClientError {
 /// One connection, shared by [`Client`] and [`Subscription`].
 #[derive(Debug)]
 struct Connection {
-    reader: LineReader<BufReader<OwnedReadHalf>>,
-    writer: OwnedWriteHalf,
+    reader: LineReader<BufReader<ReadHalf<Stream>>>,
+    writer: WriteHalf<Stream>,
     next_id: u64,
     /// Events read while a reply was awaited, oldest first.
     events: VecDeque<Event>,
@@ -154,7 +153,7 @@ impl Client {
     ) -> Result<Self, ClientError> {
         let path = path.as_ref();
         let stream = connect_stream(path).await?;
-        let (read, writer) = stream.into_split();
+        let (read, writer) = tokio::io::split(stream);
         let mut conn = Connection {
             reader: LineReader::new(BufReader::new(read)),
             writer,
@@ -300,10 +299,10 @@ impl Client {
     }
 }
 
-async fn connect_stream(path: &Path) -> Result<UnixStream, ClientError> {
+async fn connect_stream(path: &Path) -> Result<Stream, ClientError> {
     let mut tries = 0;
     loop {
-        match UnixStream::connect(path).await {
+        match endpoint::connect(path).await {
             Ok(stream) => return Ok(stream),
             Err(e)
                 if matches!(

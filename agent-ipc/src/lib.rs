@@ -1,9 +1,10 @@
-//! The wire contract of the identity agent's local socket API (see `DESIGN.md` §4 and
+//! The wire contract of the identity agent's local socket API (see `docs/ARCHITECTURE.md` and
 //! `PROTOCOL.md`): every message type, the framing, the closed set of error codes, and the
 //! async client library that `iactl`, the tray and the tests use.
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod endpoint;
 pub mod framing;
 pub mod paths;
 pub mod wire;
@@ -61,6 +62,7 @@ mod protocol_doc {
             let name = &rest[..rest.find('`').unwrap()];
             let code: ErrorCode = serde_json::from_value(serde_json::json!(name))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(code.as_str(), name);
             assert!(codes.insert(code), "{name} twice");
         }
         // ErrorCode has 31 variants.

@@ -36,7 +36,7 @@ pub fn follow_operation_with(mut next: impl FnMut() -> Event) -> OperationReport
     let mut steps = Vec::new();
     loop {
         match next() {
-            Event::OperationProgress { operation } => steps.push(operation.step),
+            Event::OperationProgress { operation } => steps.push(operation.step.to_string()),
             Event::OperationResult { operation, error } => {
                 return OperationReport {
                     steps,

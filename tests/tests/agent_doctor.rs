@@ -77,7 +77,7 @@ fn assert_outcomes(report: &DoctorReport, expected: &[(&str, &str)]) {
             .iter()
             .find(|(name, _)| *name == c.name)
             .map_or("ok", |(_, outcome)| outcome);
-        assert_eq!(c.outcome, want, "{}: {report:#?}", c.name);
+        assert_eq!(c.outcome.as_str(), want, "{}: {report:#?}", c.name);
         assert!(!c.message.is_empty(), "{}", c.name);
     }
 }
@@ -265,7 +265,7 @@ fn a_deleted_certificate_is_written_back_from_the_service_by_healing() {
     } = stack.follow_operation(&mut events);
     assert!(error.is_none(), "{error:?}");
     assert_eq!(operation.kind, agent_ipc::OperationKind::Restore);
-    assert_eq!(operation.step, "confirmed");
+    assert_eq!(operation.step, agent_ipc::OperationStep::Confirmed);
     assert_eq!(
         steps,
         [
@@ -404,7 +404,7 @@ fn an_interrupted_renewal_is_finished_by_healing() {
         unreachable!()
     };
     assert!(error.is_none(), "{error:?}");
-    assert_eq!(operation.step, "confirmed");
+    assert_eq!(operation.step, agent_ipc::OperationStep::Confirmed);
     // The holder stays signed in with the renewed card, which agrees with the service.
     let status = stack.status();
     assert_eq!(status.session.state, SessionState::SignedIn);
@@ -459,13 +459,13 @@ fn a_restore_pulled_after_any_apdu_is_healed_by_the_next_try() {
 
         // The next try heals what is left, or finds nothing to heal.
         let again = doctor(&stack, true);
-        let outcome = check(&again, "certificate").outcome.clone();
+        let outcome = check(&again, "certificate").outcome;
         assert!(
             ["healed", "ok"].contains(&outcome.as_str()),
             "{what}: {again:#?}"
         );
         for c in again.checks.iter().filter(|c| c.name != "certificate") {
-            assert_eq!(c.outcome, "ok", "{what}: {again:#?}");
+            assert_eq!(c.outcome, agent_ipc::CheckOutcome::Ok, "{what}: {again:#?}");
         }
         if let Err(e) = stack.card_agrees_with_cms(0, &card) {
             panic!("{what}: {e:#}");

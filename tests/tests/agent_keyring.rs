@@ -81,7 +81,7 @@ impl Holder {
             .runtime
             .spawn(async move { client.renew().await });
         self.stack.wait_for_within(&mut self.events, PATIENCE, |e| {
-            matches!(e, Event::OperationProgress { operation } if operation.step == "key_generated")
+            matches!(e, Event::OperationProgress { operation } if operation.step == agent_ipc::OperationStep::KeyGenerated)
         });
         self.stack.kill_agent().unwrap();
         let _ = self.stack.block_on(renewal).unwrap();

@@ -37,7 +37,7 @@ fn a_holder_renews_and_stays_signed_in() {
 
     let done = stack.block_on(stack.client().renew()).unwrap();
     assert!(done.done, "{done:?}");
-    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
     assert_eq!(done.kind, OperationKind::Renew);
     assert!(
         done.message.starts_with("Renewed until "),

@@ -296,7 +296,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
     assert_eq!(done.kind, OperationKind::Repair);
-    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
     assert_eq!(done.serial, desk.holder.serial.to_string());
     assert!(
         done.message.starts_with("Repaired until "),
@@ -482,7 +482,7 @@ fn a_new_pin_breaking_the_policy_is_asked_again_with_the_rule() {
     );
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
-    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
 
     let prompts = desk.stack.pin_prompts();
     assert_eq!(prompts.len(), 4, "{prompts:?}");
@@ -525,7 +525,7 @@ fn a_pinentry_ignoring_the_repeat_has_the_agent_ask_again_until_both_match() {
     );
     let done = desk.repair(&desk.holder.serial).unwrap();
     assert!(done.done, "{done:?}");
-    assert_eq!(done.step, "confirmed");
+    assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
 
     // The officer's PIN; the new one, then its repeat asked by the agent, which differs; the
     // new one again with the mismatch named, and its repeat.

@@ -191,7 +191,7 @@ fn renewal_survives_the_agent_killed_at_each_step() {
         let what = format!("agent killed at {step}");
         answer_pin(&holder.stack, HOLDER_PIN);
         let renewal = holder.spawn_renewal();
-        let reached = |e: &Event| matches!(e, Event::OperationProgress { operation } if operation.step == step);
+        let reached = |e: &Event| matches!(e, Event::OperationProgress { operation } if operation.step.as_str() == step);
         wait_all(&holder.stack, &mut holder.events, PATIENCE, &[&reached])
             .unwrap_or_else(|| panic!("{what}: the step never came\n{}", log_tail(&holder.stack)));
         holder.stack.kill_agent().unwrap();

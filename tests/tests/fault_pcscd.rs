@@ -87,7 +87,7 @@ fn renew_and_stop_pcscd_after(holder: &mut Holder, k: u32, what: &str) -> Stoppe
             });
         match event {
             Event::OperationProgress { operation } if !saw_result => {
-                last_step = Some(operation.step);
+                last_step = Some(operation.step.to_string());
             }
             Event::OperationResult { .. } => saw_result = true,
             Event::PcscUnavailable { .. } => saw_unavailable = true,

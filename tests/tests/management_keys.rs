@@ -86,7 +86,7 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     stack.wait_for(&mut events, |e| matches!(e, Event::SessionStarted { .. }));
     let renewed = stack.block_on(stack.client().renew());
     let renewed = renewed.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", stack.agent_logs()));
-    assert_eq!(renewed.step, "confirmed", "{what}");
+    assert_eq!(renewed.step, agent_ipc::OperationStep::Confirmed, "{what}");
     assert_eq!(stack.status().session.state, SessionState::SignedIn);
     stack.card_agrees_with_cms(0, &holder).unwrap();
     assert_eq!(
@@ -123,7 +123,7 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
         Some(expired.serial.to_string()),
     ));
     let repaired = repaired.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", stack.agent_logs()));
-    assert_eq!(repaired.step, "confirmed", "{what}");
+    assert_eq!(repaired.step, agent_ipc::OperationStep::Confirmed, "{what}");
     stack.card_agrees_with_cms(1, &expired).unwrap();
     assert!(
         !stack

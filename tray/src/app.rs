@@ -11,7 +11,7 @@ use crate::notices::{
     self, Condition, Notice, NoticeAction, Notices, Urgency, ACTION_LATER, ACTION_RENEW,
 };
 use crate::notifier::Notifier;
-use agent_ipc::{ClientError, ErrorCode, SessionState};
+use agent_ipc::{CheckOutcome, ClientError, ErrorCode, SessionState};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -185,17 +185,7 @@ fn finished(command: &Command, outcome: Result<CommandOutcome, ClientError>) -> 
             vec![info("Smartcard details", body)]
         }
         (_, Ok(CommandOutcome::Report(report))) => {
-            let worst = report
-                .checks
-                .iter()
-                .map(|c| c.outcome.as_str())
-                .max_by_key(|o| match *o {
-                    "needs_ra" => 3,
-                    "warning" => 2,
-                    "healed" => 1,
-                    _ => 0,
-                })
-                .unwrap_or("ok");
+            let worst = report.checks.iter().map(|c| c.outcome).max();
             let body = report
                 .checks
                 .iter()
@@ -203,8 +193,8 @@ fn finished(command: &Command, outcome: Result<CommandOutcome, ClientError>) -> 
                 .collect::<Vec<_>>()
                 .join("\n");
             let summary = match worst {
-                "needs_ra" => "Card check: contact your Registration Authority",
-                "warning" => "Card check: warnings",
+                Some(CheckOutcome::NeedsRa) => "Card check: contact your Registration Authority",
+                Some(CheckOutcome::Warning) => "Card check: warnings",
                 _ => "Card check: all is well",
             };
             vec![info(summary, body)]

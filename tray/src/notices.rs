@@ -5,7 +5,9 @@
 
 use crate::dates::{display_date, first_date_in};
 use crate::model::AgentView;
-use agent_ipc::{ErrorCode, ErrorObject, Event, OperationKind, SessionEndReason, SessionState};
+use agent_ipc::{
+    ErrorCode, ErrorObject, Event, OperationKind, OperationStep, SessionEndReason, SessionState,
+};
 use std::time::{Duration, Instant};
 
 /// A condition the user is told about; each has one notification, replaced as it changes.
@@ -79,13 +81,13 @@ pub enum NoticeAction {
 pub const SNOOZE: Duration = Duration::from_secs(24 * 3600);
 
 /// The steps of a renewal, in order (`PROTOCOL.md`), for its progress.
-const RENEW_STEPS: [&str; 6] = [
-    "started",
-    "management_key",
-    "key_generated",
-    "certificate_issued",
-    "certificate_written",
-    "confirmed",
+const RENEW_STEPS: [OperationStep; 6] = [
+    OperationStep::Started,
+    OperationStep::ManagementKey,
+    OperationStep::KeyGenerated,
+    OperationStep::CertificateIssued,
+    OperationStep::CertificateWritten,
+    OperationStep::Confirmed,
 ];
 
 /// Decides the notifications; remembers the snooze and which session was already warned.
@@ -467,18 +469,18 @@ mod tests {
         let mut notices = Notices::default();
         let view = AgentView::default();
         let now = Instant::now();
-        let op = |step: &str, message: &str| OperationStatus {
+        let op = |step: OperationStep, message: &str| OperationStatus {
             id: "op".into(),
             kind: OperationKind::Renew,
             serial: "s".into(),
-            step: step.into(),
+            step,
             message: message.into(),
-            done: step == "confirmed",
+            done: step == OperationStep::Confirmed,
         };
         let out = notices.on_event(
             &view,
             &Event::OperationProgress {
-                operation: op("key_generated", "New key generated on the card"),
+                operation: op(OperationStep::KeyGenerated, "New key generated on the card"),
             },
             true,
             now,
@@ -490,7 +492,7 @@ mod tests {
         let out = notices.on_event(
             &view,
             &Event::OperationResult {
-                operation: op("confirmed", "Renewed until 2028-11-21"),
+                operation: op(OperationStep::Confirmed, "Renewed until 2028-11-21"),
                 error: None,
             },
             true,

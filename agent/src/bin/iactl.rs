@@ -158,11 +158,8 @@ fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Failure> {
         .map_err(|e| Failure::Unexpected(format!("unexpected answer from the agent: {e}")))
 }
 
-fn code_name(error: &ErrorObject) -> String {
-    serde_json::to_value(error.code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{:?}", error.code))
+fn code_name(error: &ErrorObject) -> &'static str {
+    error.code.as_str()
 }
 
 fn render_status(status: &Status) -> String {
@@ -356,10 +353,7 @@ fn render_event(event: &Event) -> String {
         },
         Event::PcscUnavailable { message } => message.clone(),
         Event::PcscAvailable => String::new(),
-        Event::SessionState { state } => serde_json::to_value(state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        Event::SessionState { state } => state.as_str().to_owned(),
         Event::LoginFailed {
             reader,
             serial,
@@ -380,10 +374,7 @@ fn render_event(event: &Event) -> String {
             serial,
         } => format!(
             "{}{}{}",
-            serde_json::to_value(reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            reason.as_str(),
             serial
                 .as_ref()
                 .map(|s| format!(", card {s}"))

@@ -5,6 +5,7 @@
 //! prompt holds up neither `status` on the same connection nor its events; replies carry the
 //! request's id, so their order does not matter.
 
+use super::endpoint::Stream;
 use super::{AgentCall, AgentLink};
 use agent_ipc::{
     encode_line, Call, ErrorCode, ErrorObject, Event, FrameError, HelloParams, HelloResult,
@@ -12,9 +13,7 @@ use agent_ipc::{
 };
 use serde_json::Value;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::UnixStream;
+use tokio::io::{AsyncWriteExt, BufReader, WriteHalf};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -114,8 +113,8 @@ struct Connection {
 }
 
 /// Serves one connection until the client closes it, it misbehaves, or `shutdown`.
-pub(super) async fn run(stream: UnixStream, link: AgentLink, shutdown: CancellationToken) {
-    let (read, write) = stream.into_split();
+pub(super) async fn run(stream: Stream, link: AgentLink, shutdown: CancellationToken) {
+    let (read, write) = tokio::io::split(stream);
     let conn = shutdown.child_token();
     let (queue, queued) = mpsc::channel(WRITER_QUEUE);
     let writer = tokio::spawn(write_loop(write, queued, conn.clone(), shutdown.clone()));
@@ -377,7 +376,7 @@ enum Written {
     Failed,
 }
 
-async fn write_line(w: &mut OwnedWriteHalf, line: &[u8], conn: &CancellationToken) -> Written {
+async fn write_line(w: &mut WriteHalf<Stream>, line: &[u8], conn: &CancellationToken) -> Written {
     let write = async {
         w.write_all(line).await?;
         w.flush().await
@@ -400,7 +399,7 @@ async fn write_line(w: &mut OwnedWriteHalf, line: &[u8], conn: &CancellationToke
 
 /// The writer: replies from the queue and, after `subscribe`, events, one line each.
 async fn write_loop(
-    mut w: OwnedWriteHalf,
+    mut w: WriteHalf<Stream>,
     mut queue: mpsc::Receiver<Outgoing>,
     conn: CancellationToken,
     shutdown: CancellationToken,
@@ -483,5 +482,6 @@ async fn write_loop(
         };
         let _ = tokio::time::timeout(FAREWELL, farewell).await;
     }
-    let _ = tokio::time::timeout(FAREWELL, w.shutdown()).await;
+    // No half-close: the socket closes as a whole when `run` drops the read half too, right
+    // after this task ends.
 }

@@ -2,17 +2,17 @@
 //! connection, a connection cap, one task per connection, events to subscribers through a
 //! bounded queue each.
 //!
-//! `listener` binds the socket, `server` accepts and admits connections, `connection` speaks
-//! the protocol on one of them.
+//! `endpoint` binds the socket and tells who a peer is (the platform's part), `server` accepts
+//! and admits connections, `connection` speaks the protocol on one of them.
 
 use agent_ipc::{Call, ErrorObject, Event, Status};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 mod connection;
-mod listener;
+mod endpoint;
 mod server;
 
-pub use listener::{bind, from_systemd, Listener};
+pub use endpoint::{bind, from_systemd, Listener};
 pub use server::serve;
 
 /// One call the server hands to the session owner, with where to send the answer.

@@ -1,11 +1,12 @@
 //! The accept loop: admits connections of our own user, up to the cap, and shuts down cleanly.
 
+use super::endpoint::{self, Peer, Stream};
 use super::{connection, AgentLink, Listener, ServerLimits};
 use agent_ipc::{encode_line, ErrorCode, ErrorObject, Outcome, Reply};
-use std::io::Write;
+use interprocess::local_socket::traits::tokio::Listener as _;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,7 +22,7 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: CancellationToken,
 ) {
-    let accepting = match listener.inner.take().map(UnixListener::from_std) {
+    let accepting = match listener.accepting() {
         Some(Ok(accepting)) => accepting,
         Some(Err(e)) => {
             tracing::error!(error = %e, "cannot serve the socket");
@@ -29,8 +30,6 @@ pub async fn serve(
         }
         None => return,
     };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let our_uid = unsafe { libc::geteuid() };
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     let mut backoff = FIRST_ACCEPT_BACKOFF;
@@ -42,7 +41,7 @@ pub async fn serve(
             accepted = accepting.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 backoff = FIRST_ACCEPT_BACKOFF;
                 stream
             }
@@ -57,20 +56,18 @@ pub async fn serve(
                 continue;
             }
         };
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == our_uid => {}
-            Ok(cred) => {
-                tracing::warn!(
-                    peer_uid = cred.uid(),
-                    "refused a connection of another user"
-                );
+        match endpoint::peer(&stream) {
+            Ok(Peer::ThisUser) => {}
+            Ok(Peer::Stranger(peer)) => {
+                tracing::warn!(%peer, "refused a connection of another user");
                 refuse(
                     stream,
                     ErrorObject::new(
                         ErrorCode::PermissionDenied,
                         "this agent serves only the user it runs for",
                     ),
-                );
+                )
+                .await;
                 continue;
             }
             Err(e) => {
@@ -81,7 +78,8 @@ pub async fn serve(
                         ErrorCode::PermissionDenied,
                         "the agent cannot tell who you are",
                     ),
-                );
+                )
+                .await;
                 continue;
             }
         }
@@ -100,7 +98,8 @@ pub async fn serve(
                     ),
                 )
                 .with_data(serde_json::json!({ "max_connections": limits.max_connections })),
-            );
+            )
+            .await;
             continue;
         };
         let link = link.clone();
@@ -120,14 +119,16 @@ pub async fn serve(
 }
 
 /// Writes one error line on a fresh connection and closes it. A fresh socket's buffer is
-/// empty, so the (non-blocking) write goes through at once; if it cannot, the line is dropped.
-fn refuse(stream: UnixStream, error: ErrorObject) {
+/// empty, so the write goes through on its first try; it is never waited for (a zero timeout
+/// polls it once): if it cannot go at once, the line is dropped.
+async fn refuse(stream: Stream, error: ErrorObject) {
     let reply = Reply {
         id: None,
         outcome: Outcome::Error(error),
     };
-    let (Ok(line), Ok(mut stream)) = (encode_line(&reply), stream.into_std()) else {
+    let Ok(line) = encode_line(&reply) else {
         return;
     };
-    let _ = stream.write_all(&line);
+    let mut stream = stream;
+    let _ = tokio::time::timeout(Duration::ZERO, stream.write_all(&line)).await;
 }

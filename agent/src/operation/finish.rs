@@ -4,10 +4,10 @@
 
 use super::failure::Failure;
 use super::journal::{Entry, Journal};
-use super::step::Step;
 use super::walk::WalkPlan;
 use super::{clear, internal, noun, CardJob, Finished, OperationEngine, Report};
 use crate::card::CardCertificate;
+use agent_ipc::OperationStep as Step;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
 use cms_api::client::CmsClient;
 use piv::{CardSerial, Pin};
@@ -44,15 +44,15 @@ impl Run {
             id: self.operation.clone(),
             kind: self.kind,
             serial: self.serial.to_string(),
-            step: step.name().into(),
-            message: step.message(self.kind).into(),
+            step,
+            message: super::step::message(step, self.kind).into(),
             done: matches!(step, Step::Confirmed | Step::Cancelled),
         }
     }
 
     /// Logs `step` and reports it.
     pub(super) fn step(&self, step: Step) {
-        tracing::info!(serial = %self.serial, operation = %self.operation, step = step.name(), "operation step");
+        tracing::info!(serial = %self.serial, operation = %self.operation, step = step.as_str(), "operation step");
         (self.report)(self.status(step));
     }
 }

@@ -1,56 +1,26 @@
 //! The steps of a run, each reported to the owner as a progress event in the holder's words.
 
-use agent_ipc::OperationKind;
+use agent_ipc::{OperationKind, OperationStep as Step};
 
-/// Where a run is; each becomes a progress event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
-    Started,
-    PinSet,
-    PukRotated,
-    ManagementKey,
-    KeyGenerated,
-    CertificateIssued,
-    CertificateWritten,
-    Confirmed,
-    Cancelled,
-}
-
-impl Step {
-    /// The step's name on the wire (`OperationStatus::step`).
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Step::Started => "started",
-            Step::PinSet => "pin_set",
-            Step::PukRotated => "puk_rotated",
-            Step::ManagementKey => "management_key",
-            Step::KeyGenerated => "key_generated",
-            Step::CertificateIssued => "certificate_issued",
-            Step::CertificateWritten => "certificate_written",
-            Step::Confirmed => "confirmed",
-            Step::Cancelled => "cancelled",
+/// What the holder reads at `step` of an operation of `kind`.
+pub(super) fn message(step: Step, kind: OperationKind) -> &'static str {
+    match (step, kind) {
+        (Step::Starting, _) => "Waiting for the passcode",
+        (Step::Started, OperationKind::Renew) => "Renewal started",
+        (Step::Started, OperationKind::Repair) => "Repair started",
+        (Step::Started, OperationKind::Restore) => "Restoring the card's certificate",
+        (Step::CertificateWritten, OperationKind::Restore) => {
+            "The card's certificate is written back"
         }
-    }
-
-    /// What the holder reads at this step of an operation of `kind`.
-    pub(super) fn message(self, kind: OperationKind) -> &'static str {
-        match (self, kind) {
-            (Step::Started, OperationKind::Renew) => "Renewal started",
-            (Step::Started, OperationKind::Repair) => "Repair started",
-            (Step::Started, OperationKind::Restore) => "Restoring the card's certificate",
-            (Step::CertificateWritten, OperationKind::Restore) => {
-                "The card's certificate is written back"
-            }
-            (Step::Confirmed, OperationKind::Restore) => "Certificate restored",
-            (Step::PinSet, _) => "The holder's new passcode is set",
-            (Step::PukRotated, _) => "The card's unblocking key is rotated",
-            (Step::ManagementKey, _) => "The service unlocked the card",
-            (Step::KeyGenerated, _) => "New key generated on the card",
-            (Step::CertificateIssued, _) => "The service issued the new certificate",
-            (Step::CertificateWritten, _) => "New certificate written to the card",
-            (Step::Confirmed, OperationKind::Renew) => "Renewed",
-            (Step::Confirmed, OperationKind::Repair) => "Repaired",
-            (Step::Cancelled, _) => "Cancelled before the card was changed; the card is as it was",
-        }
+        (Step::Confirmed, OperationKind::Restore) => "Certificate restored",
+        (Step::PinSet, _) => "The holder's new passcode is set",
+        (Step::PukRotated, _) => "The card's unblocking key is rotated",
+        (Step::ManagementKey, _) => "The service unlocked the card",
+        (Step::KeyGenerated, _) => "New key generated on the card",
+        (Step::CertificateIssued, _) => "The service issued the new certificate",
+        (Step::CertificateWritten, _) => "New certificate written to the card",
+        (Step::Confirmed, OperationKind::Renew) => "Renewed",
+        (Step::Confirmed, OperationKind::Repair) => "Repaired",
+        (Step::Cancelled, _) => "Cancelled before the card was changed; the card is as it was",
     }
 }

@@ -175,7 +175,7 @@ fn renew(stack: &Stack) -> Result<Duration> {
         .runtime
         .block_on(async { Client::connect(&socket).await?.renew().await })?;
     let elapsed = started.elapsed();
-    if !done.done || done.step != "confirmed" {
+    if !done.done || done.step != agent_ipc::OperationStep::Confirmed {
         bail!("the renewal did not finish: {done:?}");
     }
     Ok(elapsed)
@@ -231,7 +231,7 @@ fn measure(
             if let Event::OperationProgress { operation } = event {
                 let entry = steps
                     .entry(index)
-                    .or_insert_with(|| (operation.step.clone(), Vec::new()));
+                    .or_insert_with(|| (operation.step.to_string(), Vec::new()));
                 entry.1.push(at.saturating_duration_since(previous));
                 previous = at;
                 index += 1;

@@ -124,7 +124,7 @@ fn every_state_has_its_icon() {
         id: "op".into(),
         kind: OperationKind::Renew,
         serial: "s".into(),
-        step: "started".into(),
+        step: agent_ipc::OperationStep::Started,
         message: "Renewal started".into(),
         done: false,
     };

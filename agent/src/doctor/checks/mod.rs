@@ -14,7 +14,7 @@ use super::healing::{Heal, Remedy};
 use super::key_proof::KeyProof;
 use super::DoctorContext;
 use crate::operation::journal::Entry;
-use agent_ipc::{DoctorCheck, ErrorObject};
+use agent_ipc::{CheckOutcome, DoctorCheck, ErrorObject};
 use piv::Certificate;
 
 /// Everything the checks are judged from.
@@ -40,22 +40,22 @@ pub(super) struct Findings<'a> {
 }
 
 /// One check's outcome.
-pub(super) fn check(name: &str, outcome: &str, message: impl Into<String>) -> DoctorCheck {
+pub(super) fn check(name: &str, outcome: CheckOutcome, message: impl Into<String>) -> DoctorCheck {
     DoctorCheck {
         name: name.into(),
-        outcome: outcome.into(),
+        outcome,
         message: message.into(),
     }
 }
 
 /// All is well.
-pub(super) const OK: &str = "ok";
+pub(super) const OK: CheckOutcome = CheckOutcome::Ok;
 /// Healing mended it.
-pub(super) const HEALED: &str = "healed";
+pub(super) const HEALED: CheckOutcome = CheckOutcome::Healed;
 /// Worth knowing, or not checked.
-pub(super) const WARNING: &str = "warning";
+pub(super) const WARNING: CheckOutcome = CheckOutcome::Warning;
 /// Only the Registration Authority can put it right.
-pub(super) const NEEDS_RA: &str = "needs_ra";
+pub(super) const NEEDS_RA: CheckOutcome = CheckOutcome::NeedsRa;
 
 /// Appended to what only the Registration Authority can put right.
 pub(super) const SEE_RA: &str = "— contact your Registration Authority";

@@ -41,7 +41,7 @@ impl OperationRun {
     pub(super) fn card_touched(&self) -> bool {
         self.status
             .as_ref()
-            .is_some_and(|s| !matches!(s.step.as_str(), "started"))
+            .is_some_and(|s| s.step != agent_ipc::OperationStep::Started)
     }
 
     /// The last step reported, or "starting" before the first.
@@ -50,7 +50,7 @@ impl OperationRun {
             id: String::new(),
             kind: self.kind,
             serial: self.serial.to_string(),
-            step: "starting".into(),
+            step: agent_ipc::OperationStep::Starting,
             message: "Waiting for the passcode".into(),
             done: false,
         })
@@ -220,7 +220,7 @@ impl SessionOwner {
                     let until = certificate.expiry(now()).expires_on;
                     status.message = format!("{} until {until}", status.message);
                 }
-                status.step.clone()
+                status.step.to_string()
             }
             Err(e) => format!("failed: {}", e.message),
         };

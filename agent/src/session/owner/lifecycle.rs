@@ -21,7 +21,7 @@ impl SessionOwner {
         let s = session.signed_in;
         self.audit.record(AuditEvent::SignOut {
             serial: s.serial.to_string(),
-            reason: reason_name(reason),
+            reason: reason.as_str().to_owned(),
         });
         tracing::info!(serial = %s.serial, ?reason, "session ended");
         self.pending.push(Event::SessionEnded {
@@ -145,12 +145,4 @@ impl SessionOwner {
             self.schedule_certificate_check();
         }
     }
-}
-
-/// A session end reason as the audit log names it.
-fn reason_name(reason: SessionEndReason) -> String {
-    serde_json::to_value(reason)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }

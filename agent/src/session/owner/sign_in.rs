@@ -312,10 +312,7 @@ impl SessionOwner {
             }),
             _ => Some(AuditEvent::SignInFailed {
                 serial: serial_text.clone(),
-                code: serde_json::to_value(error.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                code: error.code.as_str().to_owned(),
             }),
         };
         if let Some(event) = event {

@@ -1,21 +1,30 @@
-//! Binding the socket: a private directory, no stale socket, never a live agent's socket. Or
-//! taking the one systemd passes (`identity-agent.socket`, `LISTEN_FDS`), which systemd owns.
+//! The endpoint on Unix: a socket file in a private directory (0700, ours), never a live
+//! agent's socket and never anything that is not a socket; or the listening socket systemd
+//! passes (`identity-agent.socket`, `LISTEN_FDS`), which systemd owns. The peer is told by its
+//! effective UID (`SO_PEERCRED`, through `interprocess`'s `peer_creds`).
 //!
-//! The transport is tokio's `UnixListener`. DESIGN.md names `interprocess`, but its tokio API
-//! gives no peer credentials, which the server checks on every connection; Windows named pipes
-//! will get their own listener when the agent is ported.
+//! `interprocess` binds the socket (with its mode set before `bind`) but cannot adopt an
+//! inherited descriptor through its portable API; the systemd socket is taken as an `OwnedFd`
+//! and handed to its Unix listener type (`TryFrom<OwnedFd>`), the seam this file owns.
 
+use interprocess::local_socket::tokio::{Listener as Accepting, Stream};
+use interprocess::local_socket::traits::StreamCommon;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use interprocess::os::unix::uds_local_socket;
+use std::fmt;
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::{Path, PathBuf};
 
-/// A bound socket, ready to serve. Dropping it removes the socket file (if it is still the
-/// one this listener bound).
+/// A bound socket, not yet accepting. Dropping it removes the socket file (if it is still the
+/// one this endpoint bound).
 #[derive(Debug)]
-pub struct Listener {
-    pub(super) inner: Option<StdUnixListener>,
+pub(super) struct Endpoint {
+    /// The listening socket, until the server takes it.
+    listener: Option<OwnedFd>,
     path: PathBuf,
     /// Device and inode of the socket file we bound, so we never remove another's.
     identity: (u64, u64),
@@ -23,15 +32,22 @@ pub struct Listener {
     closed: bool,
 }
 
-impl Listener {
+impl Endpoint {
     /// The socket's path.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The listening socket as `interprocess`'s tokio listener (registered with the current
+    /// runtime); `None` once taken.
+    pub(super) fn accepting(&mut self) -> Option<io::Result<Accepting>> {
+        let fd = self.listener.take()?;
+        Some(uds_local_socket::tokio::Listener::try_from(fd).map(Accepting::from))
     }
 
     /// Closes the listening socket and removes its file.
     pub(super) fn close(&mut self) {
-        self.inner = None;
+        self.listener = None;
         if std::mem::replace(&mut self.closed, true) {
             return;
         }
@@ -46,7 +62,7 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
+impl Drop for Endpoint {
     fn drop(&mut self) {
         self.close();
     }
@@ -61,7 +77,7 @@ const SD_LISTEN_FDS_START: RawFd = 3;
 /// starts the agent again on the next connection.
 ///
 /// Call before any thread is started (it changes the environment).
-pub fn from_systemd() -> io::Result<Option<Listener>> {
+pub(super) fn from_systemd() -> io::Result<Option<Endpoint>> {
     let pid = std::env::var("LISTEN_PID").ok();
     let fds = std::env::var("LISTEN_FDS").ok();
     if pid.is_none() && fds.is_none() {
@@ -94,14 +110,13 @@ pub fn from_systemd() -> io::Result<Option<Listener>> {
     let inner = unsafe { StdUnixListener::from_raw_fd(fd) };
     // SAFETY: fcntl on a valid descriptor.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    inner.set_nonblocking(true)?;
     let path = inner
         .local_addr()?
         .as_pathname()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    Ok(Some(Listener {
-        inner: Some(inner),
+    Ok(Some(Endpoint {
+        listener: Some(OwnedFd::from(inner)),
         path,
         identity: (0, 0),
         // Not ours to remove.
@@ -132,8 +147,8 @@ fn is_listening_unix_stream(fd: RawFd) -> bool {
 }
 
 /// Creates the socket's directory (0700, owned by us), removes a stale socket (not one a live
-/// agent answers on: that is an error), and binds.
-pub fn bind(path: &Path) -> io::Result<Listener> {
+/// agent answers on: that is an error), and binds (0600).
+pub(super) fn bind(path: &Path) -> io::Result<Endpoint> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => {
@@ -145,18 +160,23 @@ pub fn bind(path: &Path) -> io::Result<Listener> {
     };
     private_dir(dir)?;
     remove_stale(path)?;
-    let inner = StdUnixListener::bind(path).map_err(|e| {
+    let cannot_bind = |e: io::Error| {
         io::Error::new(
             e.kind(),
             format!("cannot bind the socket {}: {e}", path.display()),
         )
-    })?;
-    // The directory is 0700, so the moment between bind and chmod exposes nothing.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    inner.set_nonblocking(true)?;
+    };
+    // The mode is set before `bind`, and the directory is 0700 besides. The file is ours to
+    // remove (by its identity, below), not `interprocess`'s.
+    let listener: uds_local_socket::Listener = ListenerOptions::new()
+        .name(path.to_fs_name::<GenericFilePath>().map_err(cannot_bind)?)
+        .mode(0o600)
+        .reclaim_name(false)
+        .create_sync_as()
+        .map_err(cannot_bind)?;
     let meta = std::fs::symlink_metadata(path)?;
-    Ok(Listener {
-        inner: Some(inner),
+    Ok(Endpoint {
+        listener: Some(OwnedFd::from(listener)),
         path: path.to_owned(),
         identity: (meta.dev(), meta.ino()),
         closed: false,
@@ -236,4 +256,27 @@ fn remove_stale(path: &Path) -> io::Result<()> {
             ),
         )),
     }
+}
+
+/// A peer that is not us: its effective UID.
+#[derive(Debug)]
+pub(super) struct PeerId(libc::uid_t);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "uid {}", self.0)
+    }
+}
+
+/// `None` when the peer of `stream` runs as our effective UID, else who it is.
+pub(super) fn peer(stream: &Stream) -> io::Result<Option<PeerId>> {
+    let uid = stream.peer_creds()?.euid().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the peer's credentials carry no UID",
+        )
+    })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let ours = unsafe { libc::geteuid() };
+    Ok((uid != ours).then_some(PeerId(uid)))
 }
