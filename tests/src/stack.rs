@@ -39,6 +39,9 @@ pub const RA_OFFICER: RoleSpec<'static> = (
     &["B0267"],
 );
 
+/// The PIN [`Stack::nurse_card`] gives Jane Doe's card.
+pub const NURSE_PIN: &str = "246810";
+
 /// How long the agent may take to bind its socket.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -193,16 +196,26 @@ impl Stack {
         Ok((user.id, ids))
     }
 
-    /// A card for a new nurse, Jane Doe (the holder most tests need), with `pin`.
+    /// A card for a new nurse, Jane Doe (the holder most tests need), with [`NURSE_PIN`].
     pub fn nurse_card(
         &self,
         serial: CardSerial,
-        pin: &str,
         validity: InitialValidity,
         profile: AtrProfile,
     ) -> Result<StackCard> {
         let (jane, _) = self.user("Jane Doe", &[NURSE])?;
-        self.issue(&jane, serial, pin, validity, profile)
+        self.issue(&jane, serial, NURSE_PIN, validity, profile)
+    }
+
+    /// A new stack (default policy) and Jane Doe's card from [`Stack::nurse_card`].
+    pub fn with_nurse_card(
+        serial: CardSerial,
+        validity: InitialValidity,
+        profile: AtrProfile,
+    ) -> Result<(Self, StackCard)> {
+        let stack = Self::start()?;
+        let card = stack.nurse_card(serial, validity, profile)?;
+        Ok((stack, card))
     }
 
     /// Issues a new virtual card (`serial`, ATR `profile`) to `user_id` with `pin`, through

@@ -15,15 +15,8 @@ fn serial(n: u8) -> CardSerial {
 
 #[test]
 fn a_holder_renews_and_stays_signed_in() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(1),
-            "246810",
-            InitialValidity::Days(30),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(1), InitialValidity::Days(30), AtrProfile::NhsCis).unwrap();
     stack
         .pin_answers(&[&card.pin, &card.pin, &card.pin])
         .unwrap();
@@ -75,15 +68,8 @@ fn a_holder_renews_and_stays_signed_in() {
 
 #[test]
 fn renewing_needs_a_session_and_an_expired_card_cannot_get_one() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(2),
-            "246810",
-            InitialValidity::Expired,
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(2), InitialValidity::Expired, AtrProfile::NhsCis).unwrap();
     stack.pin_answers(&[&card.pin]).unwrap();
     stack.start_agent(&AgentOptions::default()).unwrap();
     let mut events = stack.subscribe();

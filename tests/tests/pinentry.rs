@@ -431,15 +431,12 @@ async fn only_allow_listed_environment_variables_reach_the_program() {
 
 #[test]
 fn a_card_pulled_while_its_prompt_is_open_has_the_pinentry_leave_by_itself() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 1]),
-            "246810",
-            InitialValidity::Days(400),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) = Stack::with_nurse_card(
+        CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 1]),
+        InitialValidity::Days(400),
+        AtrProfile::NhsCis,
+    )
+    .unwrap();
     // The sign-in's prompt nobody answers.
     stack.pin_answers(&["!hang"]).unwrap();
     let dir = stack.bed.dir().to_path_buf();
@@ -492,15 +489,12 @@ fn a_card_pulled_while_its_prompt_is_open_has_the_pinentry_leave_by_itself() {
 
 #[test]
 fn an_agent_started_before_the_desktop_gives_pinentry_the_display_from_the_user_manager() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 2]),
-            "246810",
-            InitialValidity::Days(400),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) = Stack::with_nurse_card(
+        CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 2]),
+        InitialValidity::Days(400),
+        AtrProfile::NhsCis,
+    )
+    .unwrap();
     stack.pin_answers(&[&card.pin]).unwrap();
     // A systemctl whose user manager has the display the desktop imported after the agent
     // started, and a variable pinentry must not see; it notes each time it is asked.
