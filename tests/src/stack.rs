@@ -229,33 +229,32 @@ impl Stack {
         validity: InitialValidity,
         profile: AtrProfile,
     ) -> Result<StackCard> {
-        self.issue_with(
-            user_id,
+        let mut spec = CardSpec::new(serial);
+        spec.profile = profile;
+        self.issue_spec(user_id, spec, pin, validity, KeyAlgorithm::Rsa2048)
+    }
+
+    /// A card for a new Registration Authority officer, Rita Admin, holding `roles` (usually
+    /// [`RA_OFFICER`]), with `pin`: valid for 500 days, with a Gemalto ATR.
+    pub fn officer_card(
+        &self,
+        roles: &[RoleSpec<'_>],
+        serial: CardSerial,
+        pin: &str,
+    ) -> Result<StackCard> {
+        let (rita, _) = self.user("Rita Admin", roles)?;
+        self.issue(
+            &rita,
             serial,
             pin,
-            validity,
-            profile,
-            KeyAlgorithm::Rsa2048,
+            InitialValidity::Days(500),
+            AtrProfile::Gemalto,
         )
     }
 
-    /// [`Stack::issue`] with a 9A key of `algorithm`.
-    pub fn issue_with(
-        &self,
-        user_id: &str,
-        serial: CardSerial,
-        pin: &str,
-        validity: InitialValidity,
-        profile: AtrProfile,
-        algorithm: KeyAlgorithm,
-    ) -> Result<StackCard> {
-        let mut spec = CardSpec::new(serial);
-        spec.profile = profile;
-        self.issue_spec(user_id, spec, pin, validity, algorithm)
-    }
-
     /// Issues a new virtual card made as `spec` says (its management-key algorithms and
-    /// metadata among them) to `user_id` with `pin` and a 9A key of `algorithm`; see
+    /// metadata among them) to `user_id` with `pin` and a 9A key of `algorithm` (an
+    /// `nhs-cis` card from [`CardSpec::new`] for a key other than RSA 2048); see
     /// [`Stack::issue`].
     pub fn issue_spec(
         &self,

@@ -464,17 +464,10 @@ fn an_expired_card_is_refused_with_the_ra_message() {
 #[test]
 fn two_readers_at_once_leave_the_session_with_the_first_card() {
     let stack = Stack::start().unwrap();
-    let (ra, _) = stack.user("Rita Admin", &[RA_OFFICER]).unwrap();
-    let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
     let ra_card = stack
-        .issue(
-            &ra,
-            serial(4),
-            "864209",
-            InitialValidity::Days(500),
-            AtrProfile::Gemalto,
-        )
+        .officer_card(&[RA_OFFICER], serial(4), "864209")
         .unwrap();
+    let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
     let holder_card = stack
         .issue(
             &holder,

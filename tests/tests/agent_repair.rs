@@ -57,17 +57,10 @@ impl Desk {
         answers: &[&str],
     ) -> Desk {
         let mut stack = Stack::start().unwrap();
-        let (ra, _) = stack.user("Rita Admin", officer_roles).unwrap();
-        let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
         let officer = stack
-            .issue(
-                &ra,
-                serial(1),
-                RA_PIN,
-                InitialValidity::Days(500),
-                AtrProfile::Gemalto,
-            )
+            .officer_card(officer_roles, serial(1), RA_PIN)
             .unwrap();
+        let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
         let holder = stack
             .issue(&holder, serial(2), HOLDER_PIN, validity, AtrProfile::NhsCis)
             .unwrap();

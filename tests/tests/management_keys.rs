@@ -47,16 +47,7 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     let what = format!("{algorithm} card, metadata {metadata}");
     let mut stack = Stack::start().unwrap();
     let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
-    let (rita, _) = stack.user("Rita Admin", &[RA_OFFICER]).unwrap();
-    let officer = stack
-        .issue(
-            &rita,
-            serial(1),
-            PIN,
-            InitialValidity::Days(500),
-            cardsim::AtrProfile::Gemalto,
-        )
-        .unwrap();
+    let officer = stack.officer_card(&[RA_OFFICER], serial(1), PIN).unwrap();
     let issue = |n, validity| {
         stack
             .issue_spec(
