@@ -292,13 +292,20 @@ async fn an_answered_pinentry_leaves_when_asked() {
     assert!(!process_exists(pid), "pinentry {pid} is still there");
 }
 
-#[tokio::test]
-async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
-    let scripted = Scripted::new("!hang\n");
+/// Asks for a PIN through a pinentry scripted with `script` and a 1 s timeout, asserts that
+/// the prompt timed out, and returns the pinentry and how long the prompt took.
+async fn timed_out_prompt(script: &str) -> (Scripted, Duration) {
+    let scripted = Scripted::new(script);
     let started = Instant::now();
     let result = ask_pin(&scripted.config(&[], 1), &prompt()).await;
     let took = started.elapsed();
     assert!(matches!(result, Err(PinentryError::TimedOut)), "{result:?}");
+    (scripted, took)
+}
+
+#[tokio::test]
+async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
+    let (scripted, took) = timed_out_prompt("!hang\n").await;
     assert!(took >= Duration::from_millis(900), "{took:?}");
     // Pinentry's own timeout ended the prompt, well before the agent's hard limit.
     assert!(took < Duration::from_secs(1) + HARD_LIMIT_GRACE, "{took:?}");
@@ -311,11 +318,7 @@ async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
 
 #[tokio::test]
 async fn a_pinentry_ignoring_its_timeout_meets_the_hard_limit_and_is_killed() {
-    let scripted = Scripted::new("!deaf\n");
-    let started = Instant::now();
-    let result = ask_pin(&scripted.config(&[], 1), &prompt()).await;
-    let took = started.elapsed();
-    assert!(matches!(result, Err(PinentryError::TimedOut)), "{result:?}");
+    let (scripted, took) = timed_out_prompt("!deaf\n").await;
     assert!(
         took >= Duration::from_secs(1) + HARD_LIMIT_GRACE,
         "{took:?}"

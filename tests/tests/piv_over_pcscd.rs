@@ -86,6 +86,13 @@ fn provision_and_remove(bed: &TestBed, path: &std::path::Path) -> PublicKey {
     public
 }
 
+/// Asserts that `certificate`'s key did not sign `message` with `signature`.
+fn assert_not_signed_by(certificate: &Certificate, message: &[u8], signature: &[u8]) {
+    assert_err(certificate.verify(message, signature), |e| {
+        matches!(e, Error::BadSignature)
+    });
+}
+
 fn assert_err<T: std::fmt::Debug>(result: Result<T, Error>, pattern: fn(&Error) -> bool) -> Error {
     match result {
         Ok(v) => panic!("expected an error, got Ok({v:?})"),
@@ -211,9 +218,7 @@ fn rsa_signature_verifies_against_the_certificate() {
         .unwrap();
     assert_eq!(sig.len(), 256);
     cert.verify(b"challenge", &sig).unwrap();
-    assert_err(cert.verify(b"another challenge", &sig), |e| {
-        matches!(e, Error::BadSignature)
-    });
+    assert_not_signed_by(&cert, b"another challenge", &sig);
 }
 
 #[test]
@@ -231,9 +236,7 @@ fn p256_signature_verifies_against_the_certificate() {
     public.verify(b"message", &sig).unwrap();
     let cert = tx.read_certificate(key::SIGNATURE).unwrap();
     cert.verify(b"message", &sig).unwrap();
-    assert_err(cert.verify(b"messagE", &sig), |e| {
-        matches!(e, Error::BadSignature)
-    });
+    assert_not_signed_by(&cert, b"messagE", &sig);
     // A key generated afresh signs too, and its signature is not the old key's.
     tx.authenticate_management_key(&mut factory()).unwrap();
     let fresh = tx.generate_key(key::SIGNATURE, KeyAlgorithm::P256).unwrap();
@@ -242,9 +245,7 @@ fn p256_signature_verifies_against_the_certificate() {
         .sign(key::SIGNATURE, KeyAlgorithm::P256, b"message")
         .unwrap();
     fresh.verify(b"message", &sig).unwrap();
-    assert_err(cert.verify(b"message", &sig), |e| {
-        matches!(e, Error::BadSignature)
-    });
+    assert_not_signed_by(&cert, b"message", &sig);
 }
 
 #[test]
