@@ -78,10 +78,7 @@ fn answers_atr_and_apdus_and_is_removed_cleanly() {
 #[test]
 fn a_pulled_card_has_applied_and_persisted_its_last_apdu() {
     let rig = rig(AtrProfile::NhsCis);
-    let faults = Faults {
-        pull_after_apdus: Some(2),
-        ..Faults::default()
-    };
+    let faults = Faults::pull_after_apdus(2);
     let (card, mut vpcd) = rig.insert(faults);
     assert!(exchange(&mut vpcd, SELECT).is_some());
     // The connection closes after the second answer.
@@ -229,10 +226,7 @@ fn forced_status_corruption_and_delay() {
 #[test]
 fn refusing_power_on_closes_the_connection() {
     let rig = rig(AtrProfile::Oberthur);
-    let faults = Faults {
-        refuse_power_on: true,
-        ..Faults::default()
-    };
+    let faults = Faults::refuse_power_on();
     let (card, mut vpcd) = rig.insert(faults);
     assert_eq!(exchange(&mut vpcd, &[GET_ATR]), None);
     card.wait().unwrap();

@@ -280,10 +280,7 @@ fn a_card_swapped_while_the_watcher_is_busy_shows_in_the_event_counter() {
 
     // A card that takes a second per reply keeps the watcher reading it for seconds, while
     // the card in the other reader is swapped: the watcher never sees that reader empty.
-    let sluggish = Faults {
-        reply_delay: Some(Duration::from_millis(1000)),
-        ..Faults::default()
-    };
+    let sluggish = Faults::reply_delay(Duration::from_millis(1000));
     let _in_slow = bed.insert(1, &slow, sluggish).unwrap();
     bed.remove(0, in_a).unwrap();
     let _in_c = bed.insert(0, &c, Faults::default()).unwrap();
@@ -340,10 +337,7 @@ fn a_card_that_refuses_select_is_reported_as_not_piv() {
     let bed = TestBed::start().unwrap();
     let path = blank(&bed, 8, AtrProfile::NhsCis);
     let (watcher, mut events) = start_watcher_past_first_report();
-    let faults = Faults {
-        force_status: Some((0xA4, 0x6A82)),
-        ..Faults::default()
-    };
+    let faults = Faults::force_status(0xA4, 0x6A82);
     let inserted = bed.insert(0, &path, faults).unwrap();
     let card = events.inserted();
     assert_eq!(card.reader, bed.reader_name(0));
@@ -364,10 +358,7 @@ fn cards_that_cannot_be_read_are_reported_once_with_what_is_known() {
     let (watcher, mut events) = start_watcher_past_first_report();
 
     // Garbled replies: the applet answers, nothing it sends can be read.
-    let garbled = Faults {
-        corrupt_replies: true,
-        ..Faults::default()
-    };
+    let garbled = Faults::corrupt_replies();
     let inserted = bed.insert(0, &path, garbled).unwrap();
     let card = events.inserted();
     assert_eq!(card.card_type, "Gemalto");
@@ -377,10 +368,7 @@ fn cards_that_cannot_be_read_are_reported_once_with_what_is_known() {
     events.removed();
 
     // Pulled after the SELECT: what the ATR says, not PIV, then the removal.
-    let pulled = Faults {
-        pull_after_apdus: Some(1),
-        ..Faults::default()
-    };
+    let pulled = Faults::pull_after_apdus(1);
     let _inserted = cardsim::insert(&path, bed.vpcd_addr(0), pulled).unwrap();
     let card = events.inserted();
     assert_eq!((card.card_type, card.piv), ("Gemalto", false));
@@ -394,10 +382,7 @@ fn cards_that_cannot_be_read_are_reported_once_with_what_is_known() {
 fn a_card_refusing_power_on_sets_off_no_retries() {
     let bed = TestBed::start().unwrap();
     let (watcher, mut events) = start_watcher_past_first_report();
-    let mute = Faults {
-        refuse_power_on: true,
-        ..Faults::default()
-    };
+    let mute = Faults::refuse_power_on();
     // vpcd asks for the ATR before it calls the card present, so pcscd never shows this card;
     // the watcher stays asleep rather than trying again and again.
     let refusing =

@@ -459,10 +459,7 @@ fn pulled_card_gives_card_removed_and_keeps_its_state() {
     let path = new_card(&bed, 11);
     let public = provision_and_remove(&bed, &path);
 
-    let faults = Faults {
-        pull_after_apdus: Some(3),
-        ..Faults::default()
-    };
+    let faults = Faults::pull_after_apdus(3);
     let _inserted = bed.insert(0, &path, faults).unwrap();
     let mut card = connect(&bed, 0).unwrap();
     let outcome = (|| -> Result<(), Error> {
@@ -503,10 +500,7 @@ fn slow_card_still_answers() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 12);
     let delay = Duration::from_millis(300);
-    let faults = Faults {
-        reply_delay: Some(delay),
-        ..Faults::default()
-    };
+    let faults = Faults::reply_delay(delay);
     let _inserted = bed.insert(0, &path, faults).unwrap();
     let mut card = connect(&bed, 0).unwrap();
     let started = Instant::now();
@@ -521,10 +515,7 @@ fn slow_card_still_answers() {
 fn forced_status_words_give_typed_errors() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 13);
-    let with = |ins: u8, sw: u16| Faults {
-        force_status: Some((ins, sw)),
-        ..Faults::default()
-    };
+    let with = |ins: u8, sw: u16| Faults::force_status(ins, sw);
     use piv::consts::ins;
 
     let inserted = bed.insert(0, &path, with(ins::SELECT, 0x6A82)).unwrap();
@@ -585,10 +576,7 @@ fn corrupted_replies_give_errors_not_panics() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 14);
     let public = provision_and_remove(&bed, &path);
-    let faults = Faults {
-        corrupt_replies: true,
-        ..Faults::default()
-    };
+    let faults = Faults::corrupt_replies();
     let _inserted = bed.insert(0, &path, faults).unwrap();
     let mut card = connect(&bed, 0).unwrap();
     // The card flips every data byte of its replies and keeps the status words: each reply
@@ -629,10 +617,7 @@ fn corrupted_replies_give_errors_not_panics() {
 fn refused_power_on_is_an_error_not_a_hang() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 15);
-    let faults = Faults {
-        refuse_power_on: true,
-        ..Faults::default()
-    };
+    let faults = Faults::refuse_power_on();
     let _inserted = cardsim::insert(&path, bed.vpcd_addr(0), faults).unwrap();
     // pcscd may show the reader empty or holding a mute card; either way every connection
     // attempt fails, and fails promptly.
