@@ -22,6 +22,16 @@ pub struct OperationReport {
     pub error: Option<ErrorObject>,
 }
 
+impl OperationReport {
+    /// Asserts that the operation `id` succeeded, its progress having reported exactly `steps`
+    /// in order.
+    pub fn assert_succeeded(&self, id: &str, steps: &[&str]) {
+        assert!(self.error.is_none(), "{:?}", self.error);
+        assert_eq!(self.operation.id, id);
+        assert_eq!(self.steps, steps);
+    }
+}
+
 /// Whether `event` is an operation's progress or its result.
 pub fn is_operation_event(event: &Event) -> bool {
     matches!(

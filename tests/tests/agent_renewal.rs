@@ -40,18 +40,16 @@ fn a_holder_renews_and_stays_signed_in() {
 
     // Every step was reported, in order, then the result.
     let report = stack.follow_operation(&mut events);
-    assert!(report.error.is_none(), "{:?}", report.error);
-    assert_eq!(report.operation.id, done.id);
-    assert_eq!(
-        report.steps,
-        [
+    report.assert_succeeded(
+        &done.id,
+        &[
             "started",
             "management_key",
             "key_generated",
             "certificate_issued",
             "certificate_written",
-            "confirmed"
-        ]
+            "confirmed",
+        ],
     );
 
     // Still signed in, and the status shows the new expiry.

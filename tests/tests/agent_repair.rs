@@ -158,6 +158,21 @@ impl Desk {
         self.assert_nothing_done(&before);
     }
 
+    /// Repairs the holder's card in reader 1 and asserts that the repair finished.
+    fn repair_holder_card(&self) -> OperationStatus {
+        let done = self.repair(&self.holder.serial).unwrap();
+        assert!(done.done, "{done:?}");
+        done
+    }
+
+    /// Repairs the holder's card in reader 1, and asserts that the repair finished after
+    /// `prompts` PIN prompts in all and that the card is repaired.
+    fn assert_repaired_after_prompts(&self, prompts: usize) {
+        self.repair_holder_card();
+        assert_eq!(self.stack.pin_prompts().len(), prompts);
+        self.assert_repaired();
+    }
+
     /// The holder's card in reader 1 agrees with the service and signs in with the new PIN.
     fn assert_repaired(&self) {
         self.stack.card_agrees_with_cms(1, &self.holder).unwrap();
@@ -286,8 +301,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     assert!(details.expired);
     assert!(details.cancelled_on.is_none());
 
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
+    let done = desk.repair_holder_card();
     assert_eq!(done.kind, OperationKind::Repair);
     assert_eq!(done.step, "confirmed");
     assert_eq!(done.serial, desk.holder.serial.to_string());
@@ -299,11 +313,9 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
 
     // Every step was reported, in order, then the result.
     let report = follow_operation_with(|| desk.collect_until(is_operation_event));
-    assert!(report.error.is_none(), "{:?}", report.error);
-    assert_eq!(report.operation.id, done.id);
-    assert_eq!(
-        report.steps,
-        [
+    report.assert_succeeded(
+        &done.id,
+        &[
             "started",
             "pin_set",
             "puk_rotated",
@@ -311,8 +323,8 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
             "key_generated",
             "certificate_issued",
             "certificate_written",
-            "confirmed"
-        ]
+            "confirmed",
+        ],
     );
 
     // The officer is still signed in, with no session event on the way.
@@ -473,8 +485,7 @@ fn a_new_pin_breaking_the_policy_is_asked_again_with_the_rule() {
         InitialValidity::Expired,
         &[RA_PIN, "1234", "9999", NEW_PIN],
     );
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
+    let done = desk.repair_holder_card();
     assert_eq!(done.step, "confirmed");
 
     let prompts = desk.stack.pin_prompts();
@@ -502,10 +513,7 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
     // The officer tries again: the service's open repair is taken up, the agent is not busy
     // asking the holder on its own, and the card ends up repaired.
     desk.stack.pin_answers(&[NEW_PIN]).unwrap();
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
-    assert_eq!(desk.stack.pin_prompts().len(), 5);
-    desk.assert_repaired();
+    desk.assert_repaired_after_prompts(5);
 }
 
 #[test]
@@ -516,8 +524,7 @@ fn a_pinentry_ignoring_the_repeat_has_the_agent_ask_again_until_both_match() {
         InitialValidity::Expired,
         &[RA_PIN, NEW_PIN, "918274", NEW_PIN, NEW_PIN],
     );
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
+    let done = desk.repair_holder_card();
     assert_eq!(done.step, "confirmed");
 
     // The officer's PIN; the new one, then its repeat asked by the agent, which differs; the
@@ -560,10 +567,7 @@ fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
     // The officer tries again and the holder types the same passcode twice: the service's
     // open repair is taken up and the card ends up repaired.
     desk.stack.pin_answers(&[NEW_PIN, NEW_PIN]).unwrap();
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
-    assert_eq!(desk.stack.pin_prompts().len(), 9);
-    desk.assert_repaired();
+    desk.assert_repaired_after_prompts(9);
 }
 
 #[test]
