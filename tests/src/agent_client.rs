@@ -22,6 +22,16 @@ pub struct OperationReport {
     pub error: Option<ErrorObject>,
 }
 
+/// The steps the agent reports for a renewal, in order.
+pub const RENEWAL_STEPS: [&str; 6] = [
+    "started",
+    "management_key",
+    "key_generated",
+    "certificate_issued",
+    "certificate_written",
+    "confirmed",
+];
+
 impl OperationReport {
     /// Asserts that the operation `id` succeeded, its progress having reported exactly `steps`
     /// in order.

@@ -7,6 +7,7 @@ use agent_ipc::{ErrorCode, Event, OperationKind, SessionState};
 use cardsim::AtrProfile;
 use cms::issuance::InitialValidity;
 use piv::CardSerial;
+use testbed::agent_client::RENEWAL_STEPS;
 use testbed::stack::{AgentOptions, Stack};
 
 fn serial(n: u8) -> CardSerial {
@@ -40,17 +41,7 @@ fn a_holder_renews_and_stays_signed_in() {
 
     // Every step was reported, in order, then the result.
     let report = stack.follow_operation(&mut events);
-    report.assert_succeeded(
-        &done.id,
-        &[
-            "started",
-            "management_key",
-            "key_generated",
-            "certificate_issued",
-            "certificate_written",
-            "confirmed",
-        ],
-    );
+    report.assert_succeeded(&done.id, &RENEWAL_STEPS);
 
     // Still signed in, and the status shows the new expiry.
     let after = stack.status();
