@@ -647,6 +647,13 @@ fn iactl(desk: &Desk, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs iactl with `args`, asserts that it succeeded, and returns what it printed.
+fn iactl_succeeds(desk: &Desk, args: &[&str]) -> String {
+    let output = iactl(desk, args);
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let desk = Desk::open(
@@ -657,9 +664,7 @@ fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let reader = desk.stack.bed.reader_name(1);
     let serial = desk.holder.serial.to_string();
 
-    let card = iactl(&desk, &["card", "--reader", &reader]);
-    let shown = String::from_utf8_lossy(&card.stdout);
-    assert!(card.status.success(), "{card:?}");
+    let shown = iactl_succeeds(&desk, &["card", "--reader", &reader]);
     assert!(
         shown.contains(&serial)
             && shown.contains("(expired)")
@@ -689,9 +694,7 @@ fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let db = desk.stack.cms.database();
     assert!(db.open_operation(&serial).unwrap().is_none());
 
-    let repaired = iactl(&desk, &["repair", "--reader", &reader, "--yes"]);
-    let out = String::from_utf8_lossy(&repaired.stdout);
-    assert!(repaired.status.success(), "{repaired:?}");
+    let out = iactl_succeeds(&desk, &["repair", "--reader", &reader, "--yes"]);
     assert!(
         out.contains(&serial)
             && out.contains("holder Harry Holder,")
