@@ -173,6 +173,18 @@ impl Desk {
         self.assert_repaired();
     }
 
+    /// The agent's status, asserting that the officer, Rita Admin, is still signed in.
+    fn officer_status(&self) -> agent_ipc::Status {
+        let status = self.stack.status();
+        assert_eq!(status.session.state, SessionState::SignedIn);
+        assert_eq!(
+            status.session.user.as_ref().unwrap().name,
+            "Rita Admin",
+            "{status:?}"
+        );
+        status
+    }
+
     /// The holder's card in reader 1 agrees with the service and signs in with the new PIN.
     fn assert_repaired(&self) {
         self.stack.card_agrees_with_cms(1, &self.holder).unwrap();
@@ -246,13 +258,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     let before = desk.holder_record();
 
     // The second card leaves the officer's session alone.
-    let status = desk.stack.status();
-    assert_eq!(status.session.state, SessionState::SignedIn);
-    assert_eq!(
-        status.session.user.as_ref().unwrap().name,
-        "Rita Admin",
-        "{status:?}"
-    );
+    let status = desk.officer_status();
     assert_eq!(
         status.session.reader.as_deref(),
         Some(desk.stack.bed.reader_name(0).as_str())
@@ -333,13 +339,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
         "{:?}",
         desk.session_events()
     );
-    let status = desk.stack.status();
-    assert_eq!(status.session.state, SessionState::SignedIn);
-    assert_eq!(
-        status.session.user.as_ref().unwrap().name,
-        "Rita Admin",
-        "{status:?}"
-    );
+    desk.officer_status();
 
     // The new PIN was asked once, with its repeat (which pinentry confirmed), after the
     // officer's.
