@@ -48,6 +48,19 @@ fn personalised_card(profile: AtrProfile, algorithm: u8) -> PersonalisedCard {
     }
 }
 
+/// One test per ATR profile: `check { name: Profile; … }` makes a test `name` that runs
+/// `check(AtrProfile::Profile)`.
+macro_rules! tests_per_profile {
+    ($check:ident { $($name:ident: $profile:ident;)* }) => {
+        $(
+            #[test]
+            fn $name() {
+                $check(AtrProfile::$profile);
+            }
+        )*
+    };
+}
+
 fn run(bed: &TestBed, program: &str, args: &[&str]) -> Output {
     bed.run_tool(program, args)
 }
@@ -83,15 +96,10 @@ fn pkcs11_tool_logged_in(bed: &TestBed, args: &[&str]) -> Output {
     run(bed, "pkcs11-tool", &all)
 }
 
-#[test]
-fn opensc_lists_and_reads_the_9a_certificate_on_a_piv_profile() {
-    opensc_lists_and_reads_the_9a_certificate(AtrProfile::Piv);
-}
-
-#[test]
-fn opensc_lists_and_reads_the_9a_certificate_on_an_nhs_cis_profile() {
-    opensc_lists_and_reads_the_9a_certificate(AtrProfile::NhsCis);
-}
+tests_per_profile!(opensc_lists_and_reads_the_9a_certificate {
+    opensc_lists_and_reads_the_9a_certificate_on_a_piv_profile: Piv;
+    opensc_lists_and_reads_the_9a_certificate_on_an_nhs_cis_profile: NhsCis;
+});
 
 fn opensc_lists_and_reads_the_9a_certificate(profile: AtrProfile) {
     let card = personalised_card(profile, alg::RSA_2048);
@@ -120,15 +128,10 @@ fn opensc_lists_and_reads_the_9a_certificate(profile: AtrProfile) {
     assert_eq!(read.to_der().unwrap(), card.certificate);
 }
 
-#[test]
-fn pkcs11_tool_self_test_passes_on_a_piv_profile() {
-    pkcs11_self_test(AtrProfile::Piv);
-}
-
-#[test]
-fn pkcs11_tool_self_test_passes_on_a_yubikey_profile() {
-    pkcs11_self_test(AtrProfile::YubiKey);
-}
+tests_per_profile!(pkcs11_self_test {
+    pkcs11_tool_self_test_passes_on_a_piv_profile: Piv;
+    pkcs11_tool_self_test_passes_on_a_yubikey_profile: YubiKey;
+});
 
 fn pkcs11_self_test(profile: AtrProfile) {
     let card = personalised_card(profile, alg::RSA_2048);
@@ -217,15 +220,10 @@ fn yubico_piv_tool_status_and_pin(profile: AtrProfile) {
     assert_eq!(CardFile::open(&card.path).unwrap().pin_tries_left(), 2);
 }
 
-#[test]
-fn yubico_piv_tool_reads_status_and_verifies_the_pin_on_a_yubikey_profile() {
-    yubico_piv_tool_status_and_pin(AtrProfile::YubiKey);
-}
-
-#[test]
-fn yubico_piv_tool_reads_status_and_verifies_the_pin_on_a_piv_profile() {
-    yubico_piv_tool_status_and_pin(AtrProfile::Piv);
-}
+tests_per_profile!(yubico_piv_tool_status_and_pin {
+    yubico_piv_tool_reads_status_and_verifies_the_pin_on_a_yubikey_profile: YubiKey;
+    yubico_piv_tool_reads_status_and_verifies_the_pin_on_a_piv_profile: Piv;
+});
 
 #[test]
 fn yubico_piv_tool_generates_a_key_with_the_factory_management_key() {
