@@ -19,6 +19,46 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// A card pulled once it has answered `apdus` APDUs, the last one fully applied.
+    pub fn pull_after_apdus(apdus: u32) -> Self {
+        Self {
+            pull_after_apdus: Some(apdus),
+            ..Self::default()
+        }
+    }
+
+    /// A card that waits `delay` before each reply.
+    pub fn reply_delay(delay: Duration) -> Self {
+        Self {
+            reply_delay: Some(delay),
+            ..Self::default()
+        }
+    }
+
+    /// A card that answers every APDU with INS `ins` with just `sw`.
+    pub fn force_status(ins: u8, sw: u16) -> Self {
+        Self {
+            force_status: Some((ins, sw)),
+            ..Self::default()
+        }
+    }
+
+    /// A card whose reply data is flipped (XOR FF), its status words kept.
+    pub fn corrupt_replies() -> Self {
+        Self {
+            corrupt_replies: true,
+            ..Self::default()
+        }
+    }
+
+    /// A card that refuses to power on.
+    pub fn refuse_power_on() -> Self {
+        Self {
+            refuse_power_on: true,
+            ..Self::default()
+        }
+    }
+
     /// The forced reply for `apdu`, if its INS is the one to force.
     pub fn forced_reply(&self, apdu: &[u8]) -> Option<Vec<u8>> {
         let (ins, sw) = self.force_status?;
@@ -48,10 +88,7 @@ mod tests {
 
     #[test]
     fn corrupts_data_but_keeps_the_status_word() {
-        let f = Faults {
-            corrupt_replies: true,
-            ..Faults::default()
-        };
+        let f = Faults::corrupt_replies();
         let mut reply = vec![0x53, 0x01, 0x00, 0x90, 0x00];
         f.corrupt(&mut reply);
         assert_eq!(reply, [0xAC, 0xFE, 0xFF, 0x90, 0x00]);
@@ -62,17 +99,11 @@ mod tests {
 
     #[test]
     fn forces_only_the_chosen_instruction() {
-        let f = Faults {
-            force_status: Some((0x20, 0x6983)),
-            ..Faults::default()
-        };
+        let f = Faults::force_status(0x20, 0x6983);
         assert_eq!(f.forced_reply(&[0, 0x20, 0, 0x80]), Some(vec![0x69, 0x83]));
         assert_eq!(f.forced_reply(&[0, 0xCB, 0x3F, 0xFF]), None);
         assert!(!Faults::default().should_pull(1000));
-        let pull = Faults {
-            pull_after_apdus: Some(2),
-            ..Faults::default()
-        };
+        let pull = Faults::pull_after_apdus(2);
         assert!(!pull.should_pull(1));
         assert!(pull.should_pull(2));
     }

@@ -20,6 +20,11 @@ fn authenticated_host() -> Host {
 }
 
 /// PKCS#1 v1.5 signature padding of a SHA-256 digest to 256 bytes.
+/// GET DATA for the object with the 3-byte `tag`, built by hand so a test can set its Le.
+fn get_data_command(tag: &[u8; 3]) -> Command {
+    Command::new(ins::GET_DATA, 0x3F, 0xFF, tlv::encode(0x5C, tag))
+}
+
 fn pkcs1_sha256_block(digest: &[u8]) -> Vec<u8> {
     const PREFIX: [u8; 19] = [
         0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
@@ -245,12 +250,7 @@ fn a_2kb_certificate_goes_in_chained_and_comes_back_through_get_response() {
     assert!(host.applet.take_changed());
 
     // A short GET DATA answers 256 bytes at a time with 61xx.
-    let first = host.raw(&Command::new(
-        ins::GET_DATA,
-        0x3F,
-        0xFF,
-        vec![0x5C, 0x03, 0x5F, 0xC1, 0x05],
-    ));
+    let first = host.raw(&get_data_command(&[0x5F, 0xC1, 0x05]));
     assert_eq!((first.sw.sw1(), first.data.len()), (0x61, 256));
     let r = host.get_data(object::CERT_9A);
     assert_eq!(r.sw, StatusWord::OK);
@@ -264,12 +264,7 @@ fn a_2kb_certificate_goes_in_chained_and_comes_back_through_get_response() {
     );
 
     // An extended-length GET DATA gets it all at once.
-    let mut long = Command::new(
-        ins::GET_DATA,
-        0x3F,
-        0xFF,
-        vec![0x5C, 0x03, 0x5F, 0xC1, 0x05],
-    );
+    let mut long = get_data_command(&[0x5F, 0xC1, 0x05]);
     long.le = Some(4096);
     let r = host.raw(&long);
     assert_eq!(r.sw, StatusWord::OK);
@@ -291,12 +286,7 @@ fn a_2kb_certificate_goes_in_chained_and_comes_back_through_get_response() {
 fn a_reset_forgets_pin_management_key_and_pending_data() {
     let mut host = authenticated_host();
     assert_eq!(host.verify_pin("123456"), StatusWord::OK);
-    let mut short = Command::new(
-        ins::GET_DATA,
-        0x3F,
-        0xFF,
-        vec![0x5C, 0x03, 0x5F, 0xC1, 0x02],
-    );
+    let mut short = get_data_command(&[0x5F, 0xC1, 0x02]);
     short.le = Some(16);
     let first = host.raw(&short);
     assert_eq!(first.sw.sw1(), 0x61);

@@ -2,10 +2,10 @@
 //! sensible status word, and the serving loop answers or disconnects cleanly, never panics.
 
 use cardsim::vpcd::{read_frame, write_frame};
-use cardsim::{insert, Applet, AtrProfile, CardFile, CardSpec, CardState, Faults};
+use cardsim::{insert, Applet, AtrProfile, CardFile, CardSpec, CardState, Faults, InsertedCard};
 use piv::consts::{alg, key};
 use proptest::prelude::*;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -116,17 +116,24 @@ proptest! {
     }
 }
 
+/// A new card stored in `dir`, inserted into a reader this test plays vpcd for; the card and
+/// the connection to it.
+fn served_card(dir: &tempfile::TempDir) -> (InsertedCard, TcpStream) {
+    let path = dir.path().join("card.json");
+    CardFile::create(&path, &CardSpec::new("4082A001132F2817".parse().unwrap())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let card = insert(&path, listener.local_addr().unwrap(), Faults::default()).unwrap();
+    let (vpcd, _) = listener.accept().unwrap();
+    (card, vpcd)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn the_serving_loop_answers_or_disconnects(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 1..12)) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("card.json");
-        CardFile::create(&path, &CardSpec::new("4082A001132F2817".parse().unwrap())).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let card = insert(&path, listener.local_addr().unwrap(), Faults::default()).unwrap();
-        let (mut vpcd, _) = listener.accept().unwrap();
+        let (card, mut vpcd) = served_card(&dir);
         vpcd.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         for frame in frames {
             write_frame(&mut vpcd, &frame).unwrap();
@@ -157,11 +164,7 @@ proptest! {
 #[test]
 fn a_truncated_frame_ends_the_connection_without_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("card.json");
-    CardFile::create(&path, &CardSpec::new("4082A001132F2817".parse().unwrap())).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let card = insert(&path, listener.local_addr().unwrap(), Faults::default()).unwrap();
-    let (mut vpcd, _) = listener.accept().unwrap();
+    let (card, mut vpcd) = served_card(&dir);
     use std::io::Write;
     // A length of 300 followed by 3 bytes, then the connection closes.
     vpcd.write_all(&[0x01, 0x2C, 0x00, 0xA4, 0x04]).unwrap();

@@ -78,20 +78,11 @@ fn answers_atr_and_apdus_and_is_removed_cleanly() {
 #[test]
 fn a_pulled_card_has_applied_and_persisted_its_last_apdu() {
     let rig = rig(AtrProfile::NhsCis);
-    let faults = Faults {
-        pull_after_apdus: Some(2),
-        ..Faults::default()
-    };
+    let faults = Faults::pull_after_apdus(2);
     let (card, mut vpcd) = rig.insert(faults);
     assert!(exchange(&mut vpcd, SELECT).is_some());
-    let r = exchange(&mut vpcd, WRONG_PIN).unwrap();
-    assert_eq!(r, [0x63, 0xC2]);
     // The connection closes after the second answer.
-    assert_eq!(exchange(&mut vpcd, SELECT), None);
-    wait_gone(&card);
-    assert_eq!(card.apdus_answered(), 2);
-    card.wait().unwrap();
-    assert_eq!(CardFile::open(&rig.card).unwrap().pin_tries_left(), 2);
+    wrong_pin_then_gone(&rig, card, &mut vpcd);
 
     // Inserted again, the card remembers.
     let (card, mut vpcd) = rig.insert(Faults::default());
@@ -102,6 +93,18 @@ fn a_pulled_card_has_applied_and_persisted_its_last_apdu() {
     );
     drop(card);
     assert_eq!(read_frame(&mut vpcd).ok().flatten(), None);
+}
+
+/// Sends a wrong PIN as the card's second APDU and asserts it was answered (a try spent), that
+/// the card then left the reader on its own, and that its file keeps the spent try.
+fn wrong_pin_then_gone(rig: &Rig, card: cardsim::InsertedCard, vpcd: &mut TcpStream) {
+    let r = exchange(vpcd, WRONG_PIN).unwrap();
+    assert_eq!(r, [0x63, 0xC2]);
+    assert_eq!(exchange(vpcd, SELECT), None);
+    wait_gone(&card);
+    assert_eq!(card.apdus_answered(), 2);
+    card.wait().unwrap();
+    assert_eq!(CardFile::open(&rig.card).unwrap().pin_tries_left(), 2);
 }
 
 /// Waits until the card has left the reader on its own.
@@ -121,13 +124,7 @@ fn a_pull_armed_at_run_time_comes_after_the_counted_answer() {
     // Armed for one more APDU than answered so far; the count is since insertion.
     card.pull_after(card.apdus_answered() + 1);
     assert!(card.is_connected());
-    let r = exchange(&mut vpcd, WRONG_PIN).unwrap();
-    assert_eq!(r, [0x63, 0xC2]);
-    assert_eq!(exchange(&mut vpcd, SELECT), None);
-    wait_gone(&card);
-    assert_eq!(card.apdus_answered(), 2);
-    card.wait().unwrap();
-    assert_eq!(CardFile::open(&rig.card).unwrap().pin_tries_left(), 2);
+    wrong_pin_then_gone(&rig, card, &mut vpcd);
 
     // Disarmed again, the card keeps answering.
     let (card, mut vpcd) = rig.insert(Faults::default());
@@ -229,10 +226,7 @@ fn forced_status_corruption_and_delay() {
 #[test]
 fn refusing_power_on_closes_the_connection() {
     let rig = rig(AtrProfile::Oberthur);
-    let faults = Faults {
-        refuse_power_on: true,
-        ..Faults::default()
-    };
+    let faults = Faults::refuse_power_on();
     let (card, mut vpcd) = rig.insert(faults);
     assert_eq!(exchange(&mut vpcd, &[GET_ATR]), None);
     card.wait().unwrap();

@@ -22,6 +22,26 @@ pub struct OperationReport {
     pub error: Option<ErrorObject>,
 }
 
+/// The steps the agent reports for a renewal, in order.
+pub const RENEWAL_STEPS: [&str; 6] = [
+    "started",
+    "management_key",
+    "key_generated",
+    "certificate_issued",
+    "certificate_written",
+    "confirmed",
+];
+
+impl OperationReport {
+    /// Asserts that the operation `id` succeeded, its progress having reported exactly `steps`
+    /// in order.
+    pub fn assert_succeeded(&self, id: &str, steps: &[&str]) {
+        assert!(self.error.is_none(), "{:?}", self.error);
+        assert_eq!(self.operation.id, id);
+        assert_eq!(self.steps, steps);
+    }
+}
+
 /// Whether `event` is an operation's progress or its result.
 pub fn is_operation_event(event: &Event) -> bool {
     matches!(

@@ -2,7 +2,7 @@
 //! while something fails underneath it (the card pulled, pcscd stopped, the agent killed, the
 //! service unreachable), and the checks that the card recovered.
 
-use crate::stack::{AgentOptions, Stack, StackCard};
+use crate::stack::{AgentOptions, Stack, StackCard, NURSE_PIN};
 use agent_ipc::{ClientError, ErrorObject, Event, OperationStatus, Subscription};
 use cardsim::{AtrProfile, InsertedCard};
 use cms::issuance::InitialValidity;
@@ -17,8 +17,8 @@ use std::time::Duration;
 /// take (an RSA key is generated).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// The holder's PIN.
-pub const HOLDER_PIN: &str = "246810";
+/// The holder's PIN: the nurse's card [`Holder::start`] signs in with has it.
+pub const HOLDER_PIN: &str = NURSE_PIN;
 
 /// The agent as the fault tests run it: no periodic certificate check adding card or service
 /// traffic of its own to what they count.
@@ -123,12 +123,7 @@ impl Holder {
     pub fn start(serial: CardSerial) -> Self {
         let mut stack = Stack::start_with(roomy_policy()).unwrap();
         let card = stack
-            .nurse_card(
-                serial,
-                HOLDER_PIN,
-                InitialValidity::Days(30),
-                AtrProfile::NhsCis,
-            )
+            .nurse_card(serial, InitialValidity::Days(30), AtrProfile::NhsCis)
             .unwrap();
         stack.pin_answers(&[HOLDER_PIN; 32]).unwrap();
         stack.start_agent(&agent_options()).unwrap();

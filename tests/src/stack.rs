@@ -39,6 +39,9 @@ pub const RA_OFFICER: RoleSpec<'static> = (
     &["B0267"],
 );
 
+/// The PIN [`Stack::nurse_card`] gives Jane Doe's card.
+pub const NURSE_PIN: &str = "246810";
+
 /// How long the agent may take to bind its socket.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -193,16 +196,26 @@ impl Stack {
         Ok((user.id, ids))
     }
 
-    /// A card for a new nurse, Jane Doe (the holder most tests need), with `pin`.
+    /// A card for a new nurse, Jane Doe (the holder most tests need), with [`NURSE_PIN`].
     pub fn nurse_card(
         &self,
         serial: CardSerial,
-        pin: &str,
         validity: InitialValidity,
         profile: AtrProfile,
     ) -> Result<StackCard> {
         let (jane, _) = self.user("Jane Doe", &[NURSE])?;
-        self.issue(&jane, serial, pin, validity, profile)
+        self.issue(&jane, serial, NURSE_PIN, validity, profile)
+    }
+
+    /// A new stack (default policy) and Jane Doe's card from [`Stack::nurse_card`].
+    pub fn with_nurse_card(
+        serial: CardSerial,
+        validity: InitialValidity,
+        profile: AtrProfile,
+    ) -> Result<(Self, StackCard)> {
+        let stack = Self::start()?;
+        let card = stack.nurse_card(serial, validity, profile)?;
+        Ok((stack, card))
     }
 
     /// Issues a new virtual card (`serial`, ATR `profile`) to `user_id` with `pin`, through
@@ -216,33 +229,32 @@ impl Stack {
         validity: InitialValidity,
         profile: AtrProfile,
     ) -> Result<StackCard> {
-        self.issue_with(
-            user_id,
+        let mut spec = CardSpec::new(serial);
+        spec.profile = profile;
+        self.issue_spec(user_id, spec, pin, validity, KeyAlgorithm::Rsa2048)
+    }
+
+    /// A card for a new Registration Authority officer, Rita Admin, holding `roles` (usually
+    /// [`RA_OFFICER`]), with `pin`: valid for 500 days, with a Gemalto ATR.
+    pub fn officer_card(
+        &self,
+        roles: &[RoleSpec<'_>],
+        serial: CardSerial,
+        pin: &str,
+    ) -> Result<StackCard> {
+        let (rita, _) = self.user("Rita Admin", roles)?;
+        self.issue(
+            &rita,
             serial,
             pin,
-            validity,
-            profile,
-            KeyAlgorithm::Rsa2048,
+            InitialValidity::Days(500),
+            AtrProfile::Gemalto,
         )
     }
 
-    /// [`Stack::issue`] with a 9A key of `algorithm`.
-    pub fn issue_with(
-        &self,
-        user_id: &str,
-        serial: CardSerial,
-        pin: &str,
-        validity: InitialValidity,
-        profile: AtrProfile,
-        algorithm: KeyAlgorithm,
-    ) -> Result<StackCard> {
-        let mut spec = CardSpec::new(serial);
-        spec.profile = profile;
-        self.issue_spec(user_id, spec, pin, validity, algorithm)
-    }
-
     /// Issues a new virtual card made as `spec` says (its management-key algorithms and
-    /// metadata among them) to `user_id` with `pin` and a 9A key of `algorithm`; see
+    /// metadata among them) to `user_id` with `pin` and a 9A key of `algorithm` (an
+    /// `nhs-cis` card from [`CardSpec::new`] for a key other than RSA 2048); see
     /// [`Stack::issue`].
     pub fn issue_spec(
         &self,

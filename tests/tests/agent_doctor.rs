@@ -36,10 +36,8 @@ fn stack_with_card(
     validity: InitialValidity,
     pin_answers: &[&str],
 ) -> (Stack, StackCard, cardsim::InsertedCard) {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(serial(n), "246810", validity, AtrProfile::NhsCis)
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(n), validity, AtrProfile::NhsCis).unwrap();
     stack.pin_answers(pin_answers).unwrap();
     stack
         .start_agent(&AgentOptions {
@@ -337,15 +335,8 @@ fn a_certificate_lost_with_the_key_replaced_needs_the_ra_and_nothing_is_written(
 
 #[test]
 fn an_interrupted_renewal_is_finished_by_healing() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(6),
-            "246810",
-            InitialValidity::Days(30),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(6), InitialValidity::Days(30), AtrProfile::NhsCis).unwrap();
     // Sign-in, renewal, doctor, healing doctor, sign-in again.
     stack.pin_answers(&[card.pin.as_str(); 5]).unwrap();
     stack.start_agent(&AgentOptions::default()).unwrap();
@@ -479,15 +470,8 @@ fn a_restore_pulled_after_any_apdu_is_healed_by_the_next_try() {
 
 #[test]
 fn while_the_doctor_runs_other_card_work_is_busy_and_status_still_answers() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(9),
-            "246810",
-            InitialValidity::Days(30),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(9), InitialValidity::Days(30), AtrProfile::NhsCis).unwrap();
     // The sign-in's passcode, then a doctor's prompt nobody answers.
     stack.pin_answers(&["246810", "!hang"]).unwrap();
     stack.start_agent(&AgentOptions::default()).unwrap();

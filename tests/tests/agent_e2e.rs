@@ -43,9 +43,7 @@ fn nurse_stack(
     profile: AtrProfile,
 ) -> (Stack, StackCard) {
     let stack = Stack::start_with(policy).unwrap();
-    let card = stack
-        .nurse_card(serial(n), "246810", validity, profile)
-        .unwrap();
+    let card = stack.nurse_card(serial(n), validity, profile).unwrap();
     (stack, card)
 }
 
@@ -268,15 +266,8 @@ fn insert_pin_role_ticket_then_pull_ends_the_session() {
 
 #[test]
 fn a_certificate_naming_only_the_user_id_shows_no_id_and_the_session_gives_the_name() {
-    let stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(8),
-            "246810",
-            InitialValidity::Days(400),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (stack, card) =
+        Stack::with_nurse_card(serial(8), InitialValidity::Days(400), AtrProfile::NhsCis).unwrap();
     give_certificate_naming_the_user_id(&stack, &card);
     let mut stack = stack;
     let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin], &card);
@@ -473,17 +464,10 @@ fn an_expired_card_is_refused_with_the_ra_message() {
 #[test]
 fn two_readers_at_once_leave_the_session_with_the_first_card() {
     let stack = Stack::start().unwrap();
-    let (ra, _) = stack.user("Rita Admin", &[RA_OFFICER]).unwrap();
-    let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
     let ra_card = stack
-        .issue(
-            &ra,
-            serial(4),
-            "864209",
-            InitialValidity::Days(500),
-            AtrProfile::Gemalto,
-        )
+        .officer_card(&[RA_OFFICER], serial(4), "864209")
         .unwrap();
+    let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
     let holder_card = stack
         .issue(
             &holder,

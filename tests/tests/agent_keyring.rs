@@ -35,15 +35,9 @@ struct Holder {
 
 impl Holder {
     fn start(n: u8, env: Vec<(String, String)>) -> Self {
-        let mut stack = Stack::start().unwrap();
-        let card = stack
-            .nurse_card(
-                serial(n),
-                "246810",
-                InitialValidity::Days(30),
-                AtrProfile::NhsCis,
-            )
-            .unwrap();
+        let (mut stack, card) =
+            Stack::with_nurse_card(serial(n), InitialValidity::Days(30), AtrProfile::NhsCis)
+                .unwrap();
         stack.pin_answers(&["246810"; 8]).unwrap();
         let options = AgentOptions {
             certificate_check_secs: 3600,

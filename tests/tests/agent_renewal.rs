@@ -7,6 +7,7 @@ use agent_ipc::{ErrorCode, Event, OperationKind, SessionState};
 use cardsim::AtrProfile;
 use cms::issuance::InitialValidity;
 use piv::CardSerial;
+use testbed::agent_client::RENEWAL_STEPS;
 use testbed::stack::{AgentOptions, Stack};
 
 fn serial(n: u8) -> CardSerial {
@@ -15,15 +16,8 @@ fn serial(n: u8) -> CardSerial {
 
 #[test]
 fn a_holder_renews_and_stays_signed_in() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(1),
-            "246810",
-            InitialValidity::Days(30),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(1), InitialValidity::Days(30), AtrProfile::NhsCis).unwrap();
     stack
         .pin_answers(&[&card.pin, &card.pin, &card.pin])
         .unwrap();
@@ -47,19 +41,7 @@ fn a_holder_renews_and_stays_signed_in() {
 
     // Every step was reported, in order, then the result.
     let report = stack.follow_operation(&mut events);
-    assert!(report.error.is_none(), "{:?}", report.error);
-    assert_eq!(report.operation.id, done.id);
-    assert_eq!(
-        report.steps,
-        [
-            "started",
-            "management_key",
-            "key_generated",
-            "certificate_issued",
-            "certificate_written",
-            "confirmed"
-        ]
-    );
+    report.assert_succeeded(&done.id, &RENEWAL_STEPS);
 
     // Still signed in, and the status shows the new expiry.
     let after = stack.status();
@@ -75,15 +57,8 @@ fn a_holder_renews_and_stays_signed_in() {
 
 #[test]
 fn renewing_needs_a_session_and_an_expired_card_cannot_get_one() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(2),
-            "246810",
-            InitialValidity::Expired,
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(2), InitialValidity::Expired, AtrProfile::NhsCis).unwrap();
     stack.pin_answers(&[&card.pin]).unwrap();
     stack.start_agent(&AgentOptions::default()).unwrap();
     let mut events = stack.subscribe();

@@ -57,17 +57,10 @@ impl Desk {
         answers: &[&str],
     ) -> Desk {
         let mut stack = Stack::start().unwrap();
-        let (ra, _) = stack.user("Rita Admin", officer_roles).unwrap();
-        let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
         let officer = stack
-            .issue(
-                &ra,
-                serial(1),
-                RA_PIN,
-                InitialValidity::Days(500),
-                AtrProfile::Gemalto,
-            )
+            .officer_card(officer_roles, serial(1), RA_PIN)
             .unwrap();
+        let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
         let holder = stack
             .issue(&holder, serial(2), HOLDER_PIN, validity, AtrProfile::NhsCis)
             .unwrap();
@@ -165,6 +158,33 @@ impl Desk {
         self.assert_nothing_done(&before);
     }
 
+    /// Repairs the holder's card in reader 1 and asserts that the repair finished.
+    fn repair_holder_card(&self) -> OperationStatus {
+        let done = self.repair(&self.holder.serial).unwrap();
+        assert!(done.done, "{done:?}");
+        done
+    }
+
+    /// Repairs the holder's card in reader 1, and asserts that the repair finished after
+    /// `prompts` PIN prompts in all and that the card is repaired.
+    fn assert_repaired_after_prompts(&self, prompts: usize) {
+        self.repair_holder_card();
+        assert_eq!(self.stack.pin_prompts().len(), prompts);
+        self.assert_repaired();
+    }
+
+    /// The agent's status, asserting that the officer, Rita Admin, is still signed in.
+    fn officer_status(&self) -> agent_ipc::Status {
+        let status = self.stack.status();
+        assert_eq!(status.session.state, SessionState::SignedIn);
+        assert_eq!(
+            status.session.user.as_ref().unwrap().name,
+            "Rita Admin",
+            "{status:?}"
+        );
+        status
+    }
+
     /// The holder's card in reader 1 agrees with the service and signs in with the new PIN.
     fn assert_repaired(&self) {
         self.stack.card_agrees_with_cms(1, &self.holder).unwrap();
@@ -238,13 +258,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     let before = desk.holder_record();
 
     // The second card leaves the officer's session alone.
-    let status = desk.stack.status();
-    assert_eq!(status.session.state, SessionState::SignedIn);
-    assert_eq!(
-        status.session.user.as_ref().unwrap().name,
-        "Rita Admin",
-        "{status:?}"
-    );
+    let status = desk.officer_status();
     assert_eq!(
         status.session.reader.as_deref(),
         Some(desk.stack.bed.reader_name(0).as_str())
@@ -293,8 +307,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
     assert!(details.expired);
     assert!(details.cancelled_on.is_none());
 
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
+    let done = desk.repair_holder_card();
     assert_eq!(done.kind, OperationKind::Repair);
     assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
     assert_eq!(done.serial, desk.holder.serial.to_string());
@@ -306,11 +319,9 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
 
     // Every step was reported, in order, then the result.
     let report = follow_operation_with(|| desk.collect_until(is_operation_event));
-    assert!(report.error.is_none(), "{:?}", report.error);
-    assert_eq!(report.operation.id, done.id);
-    assert_eq!(
-        report.steps,
-        [
+    report.assert_succeeded(
+        &done.id,
+        &[
             "started",
             "pin_set",
             "puk_rotated",
@@ -318,8 +329,8 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
             "key_generated",
             "certificate_issued",
             "certificate_written",
-            "confirmed"
-        ]
+            "confirmed",
+        ],
     );
 
     // The officer is still signed in, with no session event on the way.
@@ -328,13 +339,7 @@ fn an_officer_repairs_an_expired_card_and_the_holder_signs_in_with_the_new_pin()
         "{:?}",
         desk.session_events()
     );
-    let status = desk.stack.status();
-    assert_eq!(status.session.state, SessionState::SignedIn);
-    assert_eq!(
-        status.session.user.as_ref().unwrap().name,
-        "Rita Admin",
-        "{status:?}"
-    );
+    desk.officer_status();
 
     // The new PIN was asked once, with its repeat (which pinentry confirmed), after the
     // officer's.
@@ -480,8 +485,7 @@ fn a_new_pin_breaking_the_policy_is_asked_again_with_the_rule() {
         InitialValidity::Expired,
         &[RA_PIN, "1234", "9999", NEW_PIN],
     );
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
+    let done = desk.repair_holder_card();
     assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
 
     let prompts = desk.stack.pin_prompts();
@@ -509,10 +513,7 @@ fn three_new_pins_breaking_the_policy_stop_the_repair_before_the_card_is_touched
     // The officer tries again: the service's open repair is taken up, the agent is not busy
     // asking the holder on its own, and the card ends up repaired.
     desk.stack.pin_answers(&[NEW_PIN]).unwrap();
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
-    assert_eq!(desk.stack.pin_prompts().len(), 5);
-    desk.assert_repaired();
+    desk.assert_repaired_after_prompts(5);
 }
 
 #[test]
@@ -523,8 +524,7 @@ fn a_pinentry_ignoring_the_repeat_has_the_agent_ask_again_until_both_match() {
         InitialValidity::Expired,
         &[RA_PIN, NEW_PIN, "918274", NEW_PIN, NEW_PIN],
     );
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
+    let done = desk.repair_holder_card();
     assert_eq!(done.step, agent_ipc::OperationStep::Confirmed);
 
     // The officer's PIN; the new one, then its repeat asked by the agent, which differs; the
@@ -567,10 +567,7 @@ fn three_mismatched_repeats_stop_the_repair_before_the_card_is_touched() {
     // The officer tries again and the holder types the same passcode twice: the service's
     // open repair is taken up and the card ends up repaired.
     desk.stack.pin_answers(&[NEW_PIN, NEW_PIN]).unwrap();
-    let done = desk.repair(&desk.holder.serial).unwrap();
-    assert!(done.done, "{done:?}");
-    assert_eq!(desk.stack.pin_prompts().len(), 9);
-    desk.assert_repaired();
+    desk.assert_repaired_after_prompts(9);
 }
 
 #[test]
@@ -652,6 +649,13 @@ fn iactl(desk: &Desk, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs iactl with `args`, asserts that it succeeded, and returns what it printed.
+fn iactl_succeeds(desk: &Desk, args: &[&str]) -> String {
+    let output = iactl(desk, args);
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let desk = Desk::open(
@@ -662,9 +666,7 @@ fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let reader = desk.stack.bed.reader_name(1);
     let serial = desk.holder.serial.to_string();
 
-    let card = iactl(&desk, &["card", "--reader", &reader]);
-    let shown = String::from_utf8_lossy(&card.stdout);
-    assert!(card.status.success(), "{card:?}");
+    let shown = iactl_succeeds(&desk, &["card", "--reader", &reader]);
     assert!(
         shown.contains(&serial)
             && shown.contains("(expired)")
@@ -694,9 +696,7 @@ fn iactl_shows_the_details_asks_to_confirm_and_repairs() {
     let db = desk.stack.cms.database();
     assert!(db.open_operation(&serial).unwrap().is_none());
 
-    let repaired = iactl(&desk, &["repair", "--reader", &reader, "--yes"]);
-    let out = String::from_utf8_lossy(&repaired.stdout);
-    assert!(repaired.status.success(), "{repaired:?}");
+    let out = iactl_succeeds(&desk, &["repair", "--reader", &reader, "--yes"]);
     assert!(
         out.contains(&serial)
             && out.contains("holder Harry Holder,")

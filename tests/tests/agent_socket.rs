@@ -42,15 +42,8 @@ fn error_code(value: &serde_json::Value) -> ErrorCode {
 
 #[test]
 fn hostile_clients_get_errors_while_others_are_served() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(1),
-            "246810",
-            InitialValidity::Days(90),
-            AtrProfile::Piv,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(1), InitialValidity::Days(90), AtrProfile::Piv).unwrap();
     let options = AgentOptions {
         login_on_insert: false,
         ..AgentOptions::default()
@@ -234,15 +227,8 @@ fn in_the_background_the_agent_is_ready_when_its_starter_returns() {
 
 #[test]
 fn sigterm_ends_the_session_tells_subscribers_and_removes_the_socket() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(2),
-            "246810",
-            InitialValidity::Days(90),
-            AtrProfile::Piv,
-        )
-        .unwrap();
+    let (mut stack, card) =
+        Stack::with_nurse_card(serial(2), InitialValidity::Days(90), AtrProfile::Piv).unwrap();
     stack.pin_answers(&[&card.pin]).unwrap();
     stack.start_agent(&AgentOptions::default()).unwrap();
     let socket = stack.socket().unwrap();

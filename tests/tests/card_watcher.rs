@@ -93,6 +93,13 @@ fn start_watcher() -> (CardWatcher, Events) {
     (watcher, Events { rx, rt })
 }
 
+/// [`start_watcher`], with its first report of the readers taken.
+fn start_watcher_past_first_report() -> (CardWatcher, Events) {
+    let (watcher, mut events) = start_watcher();
+    events.available(EVENT_TIMEOUT);
+    (watcher, events)
+}
+
 /// A card issued with a 9A key and certificate (valid `days`), then taken out again.
 fn issued(
     bed: &TestBed,
@@ -264,8 +271,7 @@ fn cards_in_both_readers_and_another_card_swapped_in() {
 #[test]
 fn a_card_swapped_while_the_watcher_is_busy_shows_in_the_event_counter() {
     let bed = TestBed::start().unwrap();
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
+    let (watcher, mut events) = start_watcher_past_first_report();
     let a = blank(&bed, 15, AtrProfile::NhsCis);
     let c = blank(&bed, 16, AtrProfile::Oberthur);
     let slow = blank(&bed, 17, AtrProfile::Piv);
@@ -274,10 +280,7 @@ fn a_card_swapped_while_the_watcher_is_busy_shows_in_the_event_counter() {
 
     // A card that takes a second per reply keeps the watcher reading it for seconds, while
     // the card in the other reader is swapped: the watcher never sees that reader empty.
-    let sluggish = Faults {
-        reply_delay: Some(Duration::from_millis(1000)),
-        ..Faults::default()
-    };
+    let sluggish = Faults::reply_delay(Duration::from_millis(1000));
     let _in_slow = bed.insert(1, &slow, sluggish).unwrap();
     bed.remove(0, in_a).unwrap();
     let _in_c = bed.insert(0, &c, Faults::default()).unwrap();
@@ -333,12 +336,8 @@ fn pcscd_stopping_and_coming_back_is_reported_once_each() {
 fn a_card_that_refuses_select_is_reported_as_not_piv() {
     let bed = TestBed::start().unwrap();
     let path = blank(&bed, 8, AtrProfile::NhsCis);
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
-    let faults = Faults {
-        force_status: Some((0xA4, 0x6A82)),
-        ..Faults::default()
-    };
+    let (watcher, mut events) = start_watcher_past_first_report();
+    let faults = Faults::force_status(0xA4, 0x6A82);
     let inserted = bed.insert(0, &path, faults).unwrap();
     let card = events.inserted();
     assert_eq!(card.reader, bed.reader_name(0));
@@ -356,14 +355,10 @@ fn a_card_that_refuses_select_is_reported_as_not_piv() {
 fn cards_that_cannot_be_read_are_reported_once_with_what_is_known() {
     let bed = TestBed::start().unwrap();
     let path = blank(&bed, 9, AtrProfile::Gemalto);
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
+    let (watcher, mut events) = start_watcher_past_first_report();
 
     // Garbled replies: the applet answers, nothing it sends can be read.
-    let garbled = Faults {
-        corrupt_replies: true,
-        ..Faults::default()
-    };
+    let garbled = Faults::corrupt_replies();
     let inserted = bed.insert(0, &path, garbled).unwrap();
     let card = events.inserted();
     assert_eq!(card.card_type, "Gemalto");
@@ -373,10 +368,7 @@ fn cards_that_cannot_be_read_are_reported_once_with_what_is_known() {
     events.removed();
 
     // Pulled after the SELECT: what the ATR says, not PIV, then the removal.
-    let pulled = Faults {
-        pull_after_apdus: Some(1),
-        ..Faults::default()
-    };
+    let pulled = Faults::pull_after_apdus(1);
     let _inserted = cardsim::insert(&path, bed.vpcd_addr(0), pulled).unwrap();
     let card = events.inserted();
     assert_eq!((card.card_type, card.piv), ("Gemalto", false));
@@ -389,12 +381,8 @@ fn cards_that_cannot_be_read_are_reported_once_with_what_is_known() {
 #[test]
 fn a_card_refusing_power_on_sets_off_no_retries() {
     let bed = TestBed::start().unwrap();
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
-    let mute = Faults {
-        refuse_power_on: true,
-        ..Faults::default()
-    };
+    let (watcher, mut events) = start_watcher_past_first_report();
+    let mute = Faults::refuse_power_on();
     // vpcd asks for the ATR before it calls the card present, so pcscd never shows this card;
     // the watcher stays asleep rather than trying again and again.
     let refusing =
@@ -449,8 +437,7 @@ fn an_idle_watcher_sleeps() {
     let _card = bed
         .insert(1, &blank(&bed, 12, AtrProfile::NhsCis), Faults::default())
         .unwrap();
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
+    let (watcher, mut events) = start_watcher_past_first_report();
     // Let the reading of the card settle.
     events.none_for(Duration::from_millis(500));
     let tid = watcher_tid();
@@ -469,8 +456,7 @@ fn an_idle_watcher_sleeps() {
 #[test]
 fn stop_returns_promptly_when_idle_and_while_pcscd_is_away() {
     let mut bed = TestBed::start().unwrap();
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
+    let (watcher, _events) = start_watcher_past_first_report();
     let started = Instant::now();
     watcher.stop();
     let idle_stop = started.elapsed();
@@ -478,8 +464,7 @@ fn stop_returns_promptly_when_idle_and_while_pcscd_is_away() {
     assert!(idle_stop < Duration::from_secs(1), "{idle_stop:?}");
 
     // Pausing between reconnects, with the pause grown to seconds.
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
+    let (watcher, mut events) = start_watcher_past_first_report();
     bed.stop_pcscd();
     assert!(matches!(
         events.next(EVENT_TIMEOUT),
@@ -506,8 +491,7 @@ fn stop_returns_promptly_when_idle_and_while_pcscd_is_away() {
 #[test]
 fn the_thread_ends_when_nobody_listens() {
     let bed = TestBed::start().unwrap();
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
+    let (watcher, events) = start_watcher_past_first_report();
     drop(events);
     assert!(watcher.is_running());
     // The next thing it has to say finds nobody to say it to.
@@ -550,8 +534,7 @@ fn insertion_to_identified_against_a_bare_watcher() {
     let issuance = Issuance::new(serial(14), "Jane Doe");
     let card = issue_card(&bed, 0, &mut ca, &issuance).unwrap();
     bed.remove(0, card.inserted).unwrap();
-    let (watcher, mut events) = start_watcher();
-    events.available(EVENT_TIMEOUT);
+    let (watcher, mut events) = start_watcher_past_first_report();
 
     let mut lags = Vec::new();
     for _ in 0..5 {

@@ -17,15 +17,8 @@ fn serial(n: u8) -> CardSerial {
 
 #[test]
 fn a_card_pulled_at_run_time_and_a_service_made_unreachable() {
-    let stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            serial(1),
-            "246810",
-            InitialValidity::Days(400),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (stack, card) =
+        Stack::with_nurse_card(serial(1), InitialValidity::Days(400), AtrProfile::NhsCis).unwrap();
     let inserted = stack.insert_with(0, &card, Faults::default()).unwrap();
     stack.card_agrees_with_cms(0, &card).unwrap();
     let created = stack.sign_in_directly(0, &card.pin).unwrap();

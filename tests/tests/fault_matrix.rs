@@ -12,21 +12,12 @@ use cardsim::{AtrProfile, InsertedCard};
 use cms::issuance::InitialValidity;
 use piv::{CardSerial, KeyAlgorithm};
 use std::time::{Duration, Instant};
+use testbed::agent_client::RENEWAL_STEPS;
 use testbed::fault::{
     agent_options, journal_file, key_algorithm, log_tail, outcome_name, wait_signed_in, Holder,
     HOLDER_PIN, PATIENCE,
 };
 use testbed::stack::{Stack, StackCard, NURSE, RA_OFFICER};
-
-/// The steps the agent reports for a renewal, in order.
-const RENEWAL_STEPS: [&str; 6] = [
-    "started",
-    "management_key",
-    "key_generated",
-    "certificate_issued",
-    "certificate_written",
-    "confirmed",
-];
 
 /// The officer's PIN.
 const OFFICER_PIN: &str = "192837";

@@ -47,16 +47,7 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     let what = format!("{algorithm} card, metadata {metadata}");
     let mut stack = Stack::start().unwrap();
     let (jane, _) = stack.user("Jane Doe", &[NURSE]).unwrap();
-    let (rita, _) = stack.user("Rita Admin", &[RA_OFFICER]).unwrap();
-    let officer = stack
-        .issue(
-            &rita,
-            serial(1),
-            PIN,
-            InitialValidity::Days(500),
-            cardsim::AtrProfile::Gemalto,
-        )
-        .unwrap();
+    let officer = stack.officer_card(&[RA_OFFICER], serial(1), PIN).unwrap();
     let issue = |n, validity| {
         stack
             .issue_spec(
@@ -145,44 +136,28 @@ fn field_card_lifecycle(algorithm: ManagementAlgorithm, metadata: bool) {
     );
 }
 
-#[test]
-fn a_3des_card_with_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Tdes, true);
+/// One test per kind of field card: `name: algorithm, metadata;` runs [`field_card_lifecycle`]
+/// with that card's 9B algorithm, answering GET METADATA or not.
+macro_rules! field_card_tests {
+    ($($name:ident: $algorithm:ident, $metadata:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                field_card_lifecycle(ManagementAlgorithm::$algorithm, $metadata);
+            }
+        )*
+    };
 }
 
-#[test]
-fn a_3des_card_without_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Tdes, false);
-}
-
-#[test]
-fn an_aes128_card_with_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Aes128, true);
-}
-
-#[test]
-fn an_aes128_card_without_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Aes128, false);
-}
-
-#[test]
-fn an_aes192_card_with_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Aes192, true);
-}
-
-#[test]
-fn an_aes192_card_without_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Aes192, false);
-}
-
-#[test]
-fn an_aes256_card_with_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Aes256, true);
-}
-
-#[test]
-fn an_aes256_card_without_metadata() {
-    field_card_lifecycle(ManagementAlgorithm::Aes256, false);
+field_card_tests! {
+    a_3des_card_with_metadata: Tdes, true;
+    a_3des_card_without_metadata: Tdes, false;
+    an_aes128_card_with_metadata: Aes128, true;
+    an_aes128_card_without_metadata: Aes128, false;
+    an_aes192_card_with_metadata: Aes192, true;
+    an_aes192_card_without_metadata: Aes192, false;
+    an_aes256_card_with_metadata: Aes256, true;
+    an_aes256_card_without_metadata: Aes256, false;
 }
 
 /// A blank card made as `spec` in reader 0, and a PC/SC connection to it.

@@ -292,13 +292,20 @@ async fn an_answered_pinentry_leaves_when_asked() {
     assert!(!process_exists(pid), "pinentry {pid} is still there");
 }
 
-#[tokio::test]
-async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
-    let scripted = Scripted::new("!hang\n");
+/// Asks for a PIN through a pinentry scripted with `script` and a 1 s timeout, asserts that
+/// the prompt timed out, and returns the pinentry and how long the prompt took.
+async fn timed_out_prompt(script: &str) -> (Scripted, Duration) {
+    let scripted = Scripted::new(script);
     let started = Instant::now();
     let result = ask_pin(&scripted.config(&[], 1), &prompt()).await;
     let took = started.elapsed();
     assert!(matches!(result, Err(PinentryError::TimedOut)), "{result:?}");
+    (scripted, took)
+}
+
+#[tokio::test]
+async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
+    let (scripted, took) = timed_out_prompt("!hang\n").await;
     assert!(took >= Duration::from_millis(900), "{took:?}");
     // Pinentry's own timeout ended the prompt, well before the agent's hard limit.
     assert!(took < Duration::from_secs(1) + HARD_LIMIT_GRACE, "{took:?}");
@@ -311,11 +318,7 @@ async fn a_hanging_pinentry_times_out_by_itself_and_leaves_when_asked() {
 
 #[tokio::test]
 async fn a_pinentry_ignoring_its_timeout_meets_the_hard_limit_and_is_killed() {
-    let scripted = Scripted::new("!deaf\n");
-    let started = Instant::now();
-    let result = ask_pin(&scripted.config(&[], 1), &prompt()).await;
-    let took = started.elapsed();
-    assert!(matches!(result, Err(PinentryError::TimedOut)), "{result:?}");
+    let (scripted, took) = timed_out_prompt("!deaf\n").await;
     assert!(
         took >= Duration::from_secs(1) + HARD_LIMIT_GRACE,
         "{took:?}"
@@ -431,15 +434,12 @@ async fn only_allow_listed_environment_variables_reach_the_program() {
 
 #[test]
 fn a_card_pulled_while_its_prompt_is_open_has_the_pinentry_leave_by_itself() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 1]),
-            "246810",
-            InitialValidity::Days(400),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) = Stack::with_nurse_card(
+        CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 1]),
+        InitialValidity::Days(400),
+        AtrProfile::NhsCis,
+    )
+    .unwrap();
     // The sign-in's prompt nobody answers.
     stack.pin_answers(&["!hang"]).unwrap();
     let dir = stack.bed.dir().to_path_buf();
@@ -492,15 +492,12 @@ fn a_card_pulled_while_its_prompt_is_open_has_the_pinentry_leave_by_itself() {
 
 #[test]
 fn an_agent_started_before_the_desktop_gives_pinentry_the_display_from_the_user_manager() {
-    let mut stack = Stack::start().unwrap();
-    let card = stack
-        .nurse_card(
-            CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 2]),
-            "246810",
-            InitialValidity::Days(400),
-            AtrProfile::NhsCis,
-        )
-        .unwrap();
+    let (mut stack, card) = Stack::with_nurse_card(
+        CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x5E, 2]),
+        InitialValidity::Days(400),
+        AtrProfile::NhsCis,
+    )
+    .unwrap();
     stack.pin_answers(&[&card.pin]).unwrap();
     // A systemctl whose user manager has the display the desktop imported after the agent
     // started, and a variable pinentry must not see; it notes each time it is asked.

@@ -86,6 +86,13 @@ fn provision_and_remove(bed: &TestBed, path: &std::path::Path) -> PublicKey {
     public
 }
 
+/// Asserts that `certificate`'s key did not sign `message` with `signature`.
+fn assert_not_signed_by(certificate: &Certificate, message: &[u8], signature: &[u8]) {
+    assert_err(certificate.verify(message, signature), |e| {
+        matches!(e, Error::BadSignature)
+    });
+}
+
 fn assert_err<T: std::fmt::Debug>(result: Result<T, Error>, pattern: fn(&Error) -> bool) -> Error {
     match result {
         Ok(v) => panic!("expected an error, got Ok({v:?})"),
@@ -211,9 +218,7 @@ fn rsa_signature_verifies_against_the_certificate() {
         .unwrap();
     assert_eq!(sig.len(), 256);
     cert.verify(b"challenge", &sig).unwrap();
-    assert_err(cert.verify(b"another challenge", &sig), |e| {
-        matches!(e, Error::BadSignature)
-    });
+    assert_not_signed_by(&cert, b"another challenge", &sig);
 }
 
 #[test]
@@ -231,9 +236,7 @@ fn p256_signature_verifies_against_the_certificate() {
     public.verify(b"message", &sig).unwrap();
     let cert = tx.read_certificate(key::SIGNATURE).unwrap();
     cert.verify(b"message", &sig).unwrap();
-    assert_err(cert.verify(b"messagE", &sig), |e| {
-        matches!(e, Error::BadSignature)
-    });
+    assert_not_signed_by(&cert, b"messagE", &sig);
     // A key generated afresh signs too, and its signature is not the old key's.
     tx.authenticate_management_key(&mut factory()).unwrap();
     let fresh = tx.generate_key(key::SIGNATURE, KeyAlgorithm::P256).unwrap();
@@ -242,9 +245,7 @@ fn p256_signature_verifies_against_the_certificate() {
         .sign(key::SIGNATURE, KeyAlgorithm::P256, b"message")
         .unwrap();
     fresh.verify(b"message", &sig).unwrap();
-    assert_err(cert.verify(b"message", &sig), |e| {
-        matches!(e, Error::BadSignature)
-    });
+    assert_not_signed_by(&cert, b"message", &sig);
 }
 
 #[test]
@@ -458,10 +459,7 @@ fn pulled_card_gives_card_removed_and_keeps_its_state() {
     let path = new_card(&bed, 11);
     let public = provision_and_remove(&bed, &path);
 
-    let faults = Faults {
-        pull_after_apdus: Some(3),
-        ..Faults::default()
-    };
+    let faults = Faults::pull_after_apdus(3);
     let _inserted = bed.insert(0, &path, faults).unwrap();
     let mut card = connect(&bed, 0).unwrap();
     let outcome = (|| -> Result<(), Error> {
@@ -502,10 +500,7 @@ fn slow_card_still_answers() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 12);
     let delay = Duration::from_millis(300);
-    let faults = Faults {
-        reply_delay: Some(delay),
-        ..Faults::default()
-    };
+    let faults = Faults::reply_delay(delay);
     let _inserted = bed.insert(0, &path, faults).unwrap();
     let mut card = connect(&bed, 0).unwrap();
     let started = Instant::now();
@@ -520,10 +515,7 @@ fn slow_card_still_answers() {
 fn forced_status_words_give_typed_errors() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 13);
-    let with = |ins: u8, sw: u16| Faults {
-        force_status: Some((ins, sw)),
-        ..Faults::default()
-    };
+    let with = |ins: u8, sw: u16| Faults::force_status(ins, sw);
     use piv::consts::ins;
 
     let inserted = bed.insert(0, &path, with(ins::SELECT, 0x6A82)).unwrap();
@@ -584,10 +576,7 @@ fn corrupted_replies_give_errors_not_panics() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 14);
     let public = provision_and_remove(&bed, &path);
-    let faults = Faults {
-        corrupt_replies: true,
-        ..Faults::default()
-    };
+    let faults = Faults::corrupt_replies();
     let _inserted = bed.insert(0, &path, faults).unwrap();
     let mut card = connect(&bed, 0).unwrap();
     // The card flips every data byte of its replies and keeps the status words: each reply
@@ -628,10 +617,7 @@ fn corrupted_replies_give_errors_not_panics() {
 fn refused_power_on_is_an_error_not_a_hang() {
     let bed = TestBed::start().unwrap();
     let path = new_card(&bed, 15);
-    let faults = Faults {
-        refuse_power_on: true,
-        ..Faults::default()
-    };
+    let faults = Faults::refuse_power_on();
     let _inserted = cardsim::insert(&path, bed.vpcd_addr(0), faults).unwrap();
     // pcscd may show the reader empty or holding a mute card; either way every connection
     // attempt fails, and fails promptly.

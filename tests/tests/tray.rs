@@ -12,7 +12,7 @@ use cms::issuance::InitialValidity;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use testbed::desktop::{Desktop, DesktopProcess};
+use testbed::desktop::{Desktop, DesktopProcess, HistoryEntry};
 use testbed::sni::{self, ItemAddress, ItemProperties, MenuNode};
 use testbed::stack::{workspace_binary, AgentOptions, Stack, NURSE, WARD_MANAGER};
 use tray::icons::IconKind;
@@ -129,6 +129,14 @@ impl Tray<'_> {
         let entry = self.wait_entry(label, |e| e.enabled);
         sni::click(&self.bus, &self.item, &self.props().menu, entry.id).expect("clicking");
     }
+}
+
+/// The notification in `history` whose summary starts with `prefix`.
+fn notification_starting<'a>(history: &'a [HistoryEntry], prefix: &str) -> &'a HistoryEntry {
+    history
+        .iter()
+        .find(|n| n.summary.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{history:#?}"))
 }
 
 fn wait_until(desktop: &Desktop, what: &str, mut done: impl FnMut() -> bool) {
@@ -305,23 +313,14 @@ fn the_tray_follows_the_agent_and_renews_from_the_expiry_notification() {
     desktop.screenshot(&out.join("renewed.png")).unwrap();
     desktop.dunstctl(&["close-all"]).unwrap();
     let history = desktop.notification_history().unwrap();
-    let warning = history
-        .iter()
-        .find(|n| {
-            n.summary
-                .starts_with("The security certificate for your smartcard expires on ")
-        })
-        .unwrap_or_else(|| panic!("{history:#?}"));
+    let warning = notification_starting(
+        &history,
+        "The security certificate for your smartcard expires on ",
+    );
     assert!(warning.summary.ends_with(". Renew now?"), "{warning:?}");
     assert_eq!(warning.category, "x-identity-agent.expiry");
     assert_eq!(warning.appname, "Identity Agent");
-    let renewed = history
-        .iter()
-        .find(|n| {
-            n.summary
-                .starts_with("Your smartcard has been renewed — valid until ")
-        })
-        .unwrap_or_else(|| panic!("{history:#?}"));
+    let renewed = notification_starting(&history, "Your smartcard has been renewed — valid until ");
     assert_eq!(renewed.category, "transfer.complete");
     // One notification per condition: progress and result replaced one another.
     assert_eq!(

@@ -17,6 +17,20 @@ enum Reference {
 }
 
 /// The value of an FF-padded 8-byte block, if it is well formed.
+/// The two 8-byte blocks of a CHANGE REFERENCE DATA or RESET RETRY COUNTER with P1 00: the
+/// secret that allows the change as sent, and the new value unpadded.
+fn current_and_new(cmd: &Command) -> Result<(&[u8], Zeroizing<Vec<u8>>), StatusWord> {
+    if cmd.p1 != 0 {
+        return Err(StatusWord::WRONG_P1P2);
+    }
+    if cmd.data.len() != 2 * BLOCK {
+        return Err(StatusWord::WRONG_DATA);
+    }
+    let (current, new) = cmd.data.split_at(BLOCK);
+    let new = unpad(new).ok_or(StatusWord::WRONG_DATA)?;
+    Ok((current, new))
+}
+
 fn unpad(block: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let end = block.iter().position(|&b| b == 0xFF).unwrap_or(block.len());
     if block[end..].iter().any(|&b| b != 0xFF) {
@@ -125,14 +139,7 @@ impl Applet {
             key::PUK => Reference::Puk,
             _ => return Err(StatusWord::REFERENCE_NOT_FOUND),
         };
-        if cmd.p1 != 0 {
-            return Err(StatusWord::WRONG_P1P2);
-        }
-        if cmd.data.len() != 2 * BLOCK {
-            return Err(StatusWord::WRONG_DATA);
-        }
-        let (old, new) = cmd.data.split_at(BLOCK);
-        let new = unpad(new).ok_or(StatusWord::WRONG_DATA)?;
+        let (old, new) = current_and_new(cmd)?;
         self.check(r, old)?;
         self.set_secret(r, &new)?;
         Ok(Vec::new())
@@ -143,14 +150,7 @@ impl Applet {
         if cmd.p2 != key::PIN {
             return Err(StatusWord::REFERENCE_NOT_FOUND);
         }
-        if cmd.p1 != 0 {
-            return Err(StatusWord::WRONG_P1P2);
-        }
-        if cmd.data.len() != 2 * BLOCK {
-            return Err(StatusWord::WRONG_DATA);
-        }
-        let (puk, new_pin) = cmd.data.split_at(BLOCK);
-        let new_pin = unpad(new_pin).ok_or(StatusWord::WRONG_DATA)?;
+        let (puk, new_pin) = current_and_new(cmd)?;
         self.check(Reference::Puk, puk)?;
         self.set_secret(Reference::Pin, &new_pin)?;
         self.set_tries_left(Reference::Pin, MAX_TRIES);

@@ -45,10 +45,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut stack = Stack::start()?;
-    let card = stack.nurse_card(
+    let (mut stack, card) = Stack::with_nurse_card(
         "4082A001132F2A01".parse()?,
-        "246810",
         InitialValidity::Days(400),
         AtrProfile::NhsCis,
     )?;

@@ -13,7 +13,7 @@
 
 use agent_ipc::{Client, Event};
 use anyhow::{bail, Context as _, Result};
-use cardsim::{AtrProfile, InsertedCard};
+use cardsim::{CardSpec, InsertedCard};
 use clap::{Parser, Subcommand};
 use cms::issuance::InitialValidity;
 use cms::Policy;
@@ -126,14 +126,8 @@ fn main() -> Result<()> {
 
 /// Issues a card for `user_id` with a key of `algorithm`, valid for 400 days.
 fn issue(stack: &Stack, user_id: &str, serial: &str, algorithm: KeyAlgorithm) -> Result<StackCard> {
-    stack.issue_with(
-        user_id,
-        serial.parse()?,
-        PIN,
-        InitialValidity::Days(400),
-        AtrProfile::NhsCis,
-        algorithm,
-    )
+    let spec = CardSpec::new(serial.parse()?);
+    stack.issue_spec(user_id, spec, PIN, InitialValidity::Days(400), algorithm)
 }
 
 /// The agent's events as they arrive, each with when it was received.

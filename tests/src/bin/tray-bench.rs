@@ -56,10 +56,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut stack = Stack::start()?;
-    let card = stack.nurse_card(
+    let (mut stack, card) = Stack::with_nurse_card(
         "4082A001132F2817".parse()?,
-        "246810",
         InitialValidity::Days(400),
         AtrProfile::NhsCis,
     )?;
