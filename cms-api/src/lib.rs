@@ -11,4 +11,9 @@ pub mod pin_policy;
 pub mod protocol;
 
 pub use error_code::ErrorCode;
+
+/// The activity code of Registration Authority card work: "re-issue certificates / repair
+/// smartcard" (B0267). A role must hold it to repair or cancel a card, register a new card or
+/// read another user's cards; the agent offers repair only to a role that holds it.
+pub const RA_ACTIVITY: &str = "B0267";
 pub use operation::{OperationKind, OperationState};

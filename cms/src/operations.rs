@@ -15,12 +15,12 @@ use crate::db::{CardRecord, CertificateRecord, CertificateStatus, OperationRecor
 use crate::error::{CmsError, CmsResult};
 use crate::fields::parse_serial;
 use crate::policy::AgentVersion;
-use crate::registry::RA_ACTIVITY;
 use crate::service::{Caller, Cms};
 use cms_api::protocol::{
     self, b64, ChallengeAnswerRequest, ConfirmRequest, CsrRequest, OperationView, PukRelease,
     RelayResult, StartOperationRequest, WitnessAnswerView, WitnessRequest,
 };
+use cms_api::RA_ACTIVITY;
 use cms_api::{OperationKind, OperationState};
 use piv::CardSerial;
 use rand::RngCore;

@@ -8,13 +8,9 @@ use crate::fields::parse_serial;
 use crate::service::{Caller, Cms};
 use crate::views::{smartcard_details, user_view};
 use cms_api::protocol::{b64, CardCertificate, NewCardRequest, SmartcardDetails, UserCards};
+use cms_api::RA_ACTIVITY;
 use piv::ManagementAlgorithm;
 use std::collections::hash_map::{Entry, HashMap};
-
-/// The activity code of Registration Authority card work: "re-issue certificates / repair
-/// smartcard" (B0267). The reference service asks it for every RA card operation: repair,
-/// cancelling a card, registering a new card, and reading other users' cards.
-pub const RA_ACTIVITY: &str = "B0267";
 
 /// The actor name of the admin CLI in the audit log.
 pub const ADMIN: &str = "admin";

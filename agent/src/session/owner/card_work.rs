@@ -16,13 +16,10 @@ use crate::session::now;
 use agent_ipc::{ErrorCode, ErrorObject, Event, OperationKind, OperationStatus};
 use cms_api::client::CmsClient;
 use cms_api::protocol::RoleView;
+use cms_api::RA_ACTIVITY;
 use piv::CardSerial;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// The activity a role needs to repair and cancel cards ("repair smartcard"): the agent's one
-/// spelling of the code the service checks.
-pub(crate) const RA_ACTIVITY: &str = "B0267";
 
 /// A renewal or repair running in its own task.
 #[derive(Debug)]
