@@ -1,5 +1,5 @@
 //! Instants as Unix seconds, and the two ways dates are shown: ISO (`2019-11-21`) on the wire
-//! and the seeds' `21-Nov-2019` in the Smartcard Details table.
+//! and the portal's `21-Nov-2019` in the Smartcard Details table.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,5 +1,5 @@
 //! The service's policy: lifetimes of challenges, sessions and certificates, card capacity,
-//! and which identity agent versions may self-renew (the seeds block incompatible agents).
+//! and which identity agent versions may self-renew (the national service blocks incompatible agents).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -72,7 +72,7 @@ pub struct Policy {
     pub challenge_ttl: Duration,
     /// How long a session lasts.
     pub session_ttl: Duration,
-    /// How long a card certificate is valid, in days (two years by default, as in the seeds).
+    /// How long a card certificate is valid, in days (two years by default, as the national service issues them).
     pub certificate_days: i64,
     /// How many self-renewals a card takes before it is full and needs an RA repair.
     pub card_capacity: u32,

@@ -296,7 +296,7 @@ fn render_operation(op: &OperationStatus) -> String {
     )
 }
 
-/// The seeds' Smartcard Details table, one card, naming the holder (by user id only when
+/// The portal's Smartcard Details table, one card, naming the holder (by user id only when
 /// the service gives no name).
 fn render_details(card: &CardDetails) -> String {
     format!(

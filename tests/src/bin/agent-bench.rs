@@ -1,4 +1,4 @@
-//! The agent's performance targets (`DESIGN.md` §8), measured on the real stack and printed:
+//! The agent's performance targets (`docs/ARCHITECTURE.md`), measured on the real stack and printed:
 //!
 //! - card pulled → `session_ended` at a subscriber, after a bare PC/SC watcher sees the removal;
 //! - insertion → card identified with expiry, after a bare watcher sees the insertion;
@@ -59,7 +59,7 @@ fn main() -> Result<()> {
         }),
         ..AgentOptions::default()
     };
-    println!("identity agent benchmark (targets from DESIGN.md §8)");
+    println!("identity agent benchmark (targets from docs/ARCHITECTURE.md)");
 
     startup(&stack, &options, args.starts)?;
     stack.start_agent(&options)?;
