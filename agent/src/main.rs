@@ -98,6 +98,10 @@ async fn run(
     activated: Option<ipc::Listener>,
     readiness: daemon::Readiness,
 ) -> Result<()> {
+    // Before anything can answer: a client that sees the socket may stop the agent at once, and
+    // SIGTERM's default action would kill it without the session's end being told.
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     let state_dir = config.state_dir();
     let audit = Arc::new(
         AuditLog::open(&state_dir.join("audit.log"))
@@ -136,8 +140,6 @@ async fn run(
     tracing::info!(socket = %socket.display(), "identity agent ready");
     readiness.ready();
 
-    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
