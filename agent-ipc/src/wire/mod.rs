@@ -72,17 +72,7 @@ mod tests {
 
     #[test]
     fn holders_are_named_for_people_and_identified_for_programs() {
-        let card = CardStatus {
-            serial: Some("0123456789ABCDEF".into()),
-            card_type: "NHS CIS".into(),
-            atr: "3B".into(),
-            piv: true,
-            holder: Some("Alex Example".into()),
-            holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
-            expires_on: None,
-            days_left: None,
-            expired: false,
-        };
+        let card = crate::fixtures::card();
         let text = serde_json::to_string(&card).unwrap();
         assert!(
             text.contains(r#""holder":"Alex Example","holder_id":"8c6f4f38-"#),

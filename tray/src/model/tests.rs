@@ -2,7 +2,7 @@
 
 use super::*;
 use agent_ipc::{
-    OperationKind, PcscStatus, ReaderStatus, Role, SessionEndReason, SessionStatus, User,
+    fixtures, OperationKind, ReaderStatus, Role, SessionEndReason, SessionStatus, User,
 };
 
 fn hello() -> HelloResult {
@@ -39,18 +39,13 @@ fn status(card: Option<CardStatus>, state: SessionState) -> Status {
         });
         session.role = Some(nurse());
     }
-    Status {
-        agent_version: "0.1.0".into(),
-        pcsc: PcscStatus {
-            available: true,
-            message: None,
-        },
-        readers: vec![ReaderStatus {
-            name: "Virtual PCD 00 00".into(),
+    fixtures::status(
+        vec![ReaderStatus {
+            name: fixtures::READER.into(),
             card,
         }],
         session,
-    }
+    )
 }
 
 fn nurse() -> Role {
