@@ -5,6 +5,8 @@
 
 pub mod client;
 pub mod endpoint;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod framing;
 pub mod paths;
 pub mod wire;

@@ -30,6 +30,21 @@ async fn scripted(
     (dir, path)
 }
 
+/// Like [`scripted`], with `hello` answered for protocol 1; `script` gets every other request's
+/// method and id.
+async fn scripted_after_hello(
+    script: impl Fn(&str, Value) -> Vec<Value> + Send + 'static,
+) -> (tempfile::TempDir, PathBuf) {
+    scripted(move |req| {
+        let id = req["id"].clone();
+        match req["method"].as_str() {
+            Some("hello") => vec![hello_reply(&id, 1)],
+            method => script(method.unwrap_or_default(), id),
+        }
+    })
+    .await
+}
+
 fn hello_reply(id: &Value, protocol: u32) -> Value {
     json!({"id": id, "result": {"protocol": protocol, "agent_version": "9.9.9", "capabilities": ["status"]}})
 }
@@ -67,19 +82,15 @@ async fn another_protocol_version_is_a_clear_error() {
 
 #[tokio::test]
 async fn events_that_arrive_before_a_reply_are_kept_in_order() {
-    let (_dir, path) = scripted(|req| {
-        let id = req["id"].clone();
-        match req["method"].as_str() {
-            Some("hello") => vec![hello_reply(&id, 1)],
-            Some("subscribe") => vec![json!({"id": id, "result": {"subscribed": true}})],
-            // Two events arrive before the reply, one after.
-            _ => vec![
-                json!({"event":"reader_added","data":{"reader":"A"}}),
-                json!({"event":"reader_added","data":{"reader":"B"}}),
-                json!({"id": id, "result": []}),
-                json!({"event":"reader_added","data":{"reader":"C"}}),
-            ],
-        }
+    let (_dir, path) = scripted_after_hello(|method, id| match method {
+        "subscribe" => vec![json!({"id": id, "result": {"subscribed": true}})],
+        // Two events arrive before the reply, one after.
+        _ => vec![
+            json!({"event":"reader_added","data":{"reader":"A"}}),
+            json!({"event":"reader_added","data":{"reader":"B"}}),
+            json!({"id": id, "result": []}),
+            json!({"event":"reader_added","data":{"reader":"C"}}),
+        ],
     })
     .await;
     let client = Client::connect(&path).await.unwrap();
@@ -99,14 +110,10 @@ async fn events_that_arrive_before_a_reply_are_kept_in_order() {
 
 #[tokio::test]
 async fn agent_errors_keep_code_and_data_and_ids_are_matched() {
-    let (_dir, path) = scripted(|req| {
-        let id = req["id"].clone();
-        match req["method"].as_str() {
-            Some("hello") => vec![hello_reply(&id, 1)],
-            Some("login") => vec![json!({"id": id, "error": {"code":"wrong_pin","message":"Wrong PIN: 2 tries left","data":{"tries_left":2}}})],
-            // A reply to some other id is a protocol error.
-            _ => vec![json!({"id": 999, "result": null})],
-        }
+    let (_dir, path) = scripted_after_hello(|method, id| match method {
+        "login" => vec![json!({"id": id, "error": {"code":"wrong_pin","message":"Wrong PIN: 2 tries left","data":{"tries_left":2}}})],
+        // A reply to some other id is a protocol error.
+        _ => vec![json!({"id": 999, "result": null})],
     })
     .await;
     let mut client = Client::connect(&path).await.unwrap();

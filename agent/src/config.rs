@@ -362,6 +362,15 @@ mod tests {
         assert_eq!(config.ipc.max_connections, 256);
     }
 
+    /// Asserts that the error `err` starts with `file:line:`.
+    #[track_caller]
+    fn assert_error_at(err: &str, file: &Path, line: u32) {
+        assert!(
+            err.starts_with(&format!("{}:{line}:", file.display())),
+            "{err}"
+        );
+    }
+
     #[test]
     fn errors_name_the_file_and_the_line() {
         let dir = tempfile::tempdir().unwrap();
@@ -378,10 +387,7 @@ mod tests {
         let err = Config::load_layers(&system, Some(&unknown))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.starts_with(&format!("{}:4:", unknown.display())),
-            "{err}"
-        );
+        assert_error_at(&err, &unknown, 4);
         assert!(err.contains("removal"), "{err}");
 
         let bad_type = write(
@@ -390,19 +396,13 @@ mod tests {
             "[ipc]\n\nmax_connections = \"many\"\n",
         );
         let err = Config::load(Some(&bad_type)).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("{}:3:", bad_type.display())),
-            "{err}"
-        );
+        assert_error_at(&err, &bad_type, 3);
 
         let bad_syntax = write(dir.path(), "syntax.toml", "[pinentry]\nprogram = \n");
         let err = Config::load_layers(&bad_syntax, None)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.starts_with(&format!("{}:2:", bad_syntax.display())),
-            "{err}"
-        );
+        assert_error_at(&err, &bad_syntax, 2);
 
         let bad_action = write(
             dir.path(),
@@ -410,14 +410,11 @@ mod tests {
             "[session]\nremoval_action = \"explode\"\n",
         );
         let err = Config::load(Some(&bad_action)).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("{}:2:", bad_action.display())),
-            "{err}"
-        );
+        assert_error_at(&err, &bad_action, 2);
 
         let top = write(dir.path(), "top.toml", "colour = \"blue\"\n");
         let err = Config::load(Some(&top)).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}:1:", top.display())), "{err}");
+        assert_error_at(&err, &top, 1);
     }
 
     #[test]

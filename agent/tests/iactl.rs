@@ -2,8 +2,7 @@
 
 use agent::ipc::{self, AgentCall, AgentLink, ServerLimits};
 use agent_ipc::{
-    CardStatus, ErrorCode, ErrorObject, PcscStatus, ReaderStatus, SessionState, SessionStatus,
-    Status,
+    fixtures, ErrorCode, ErrorObject, ReaderStatus, SessionState, SessionStatus, Status,
 };
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -12,34 +11,19 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 fn status() -> Status {
-    Status {
-        agent_version: "0.1.0".into(),
-        pcsc: PcscStatus {
-            available: true,
-            message: None,
-        },
-        readers: vec![
+    fixtures::status(
+        vec![
             ReaderStatus {
-                name: "Virtual PCD 00 00".into(),
-                card: Some(CardStatus {
-                    serial: Some("0123456789ABCDEF".into()),
-                    card_type: "NHS CIS".into(),
-                    atr: "3B00".into(),
-                    piv: true,
-                    holder: Some("Alex Example".into()),
-                    holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
-                    expires_on: Some("2027-01-01".into()),
-                    days_left: Some(40),
-                    expired: false,
-                }),
+                name: fixtures::READER.into(),
+                card: Some(fixtures::card()),
             },
             ReaderStatus {
                 name: "Virtual PCD 00 01".into(),
                 card: None,
             },
         ],
-        session: SessionStatus::idle(SessionState::CardPresent),
-    }
+        SessionStatus::idle(SessionState::CardPresent),
+    )
 }
 
 /// Serves a socket whose owner answers every call with `no_session`.

@@ -3,8 +3,8 @@
 
 use agent::ipc::{self, AgentCall, AgentLink, ServerLimits};
 use agent_ipc::{
-    CardStatus, Client, ClientError, ErrorCode, ErrorObject, Event, LineReader, PcscStatus,
-    ReaderStatus, SessionState, SessionStatus, Status, User,
+    fixtures, Client, ClientError, ErrorCode, ErrorObject, Event, LineReader, ReaderStatus,
+    SessionState, SessionStatus, Status, User,
 };
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -20,28 +20,13 @@ use tokio_util::sync::CancellationToken;
 const PATIENCE: Duration = Duration::from_secs(5);
 
 fn status() -> Status {
-    Status {
-        agent_version: "0.1.0".into(),
-        pcsc: PcscStatus {
-            available: true,
-            message: None,
-        },
-        readers: vec![ReaderStatus {
-            name: "Virtual PCD 00 00".into(),
-            card: Some(CardStatus {
-                serial: Some("0123456789ABCDEF".into()),
-                card_type: "NHS CIS".into(),
-                atr: "3B00".into(),
-                piv: true,
-                holder: Some("Alex Example".into()),
-                holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
-                expires_on: Some("2027-01-01".into()),
-                days_left: Some(40),
-                expired: false,
-            }),
+    fixtures::status(
+        vec![ReaderStatus {
+            name: fixtures::READER.into(),
+            card: Some(fixtures::card()),
         }],
-        session: SessionStatus::idle(SessionState::CardPresent),
-    }
+        SessionStatus::idle(SessionState::CardPresent),
+    )
 }
 
 fn signed_in() -> SessionStatus {
@@ -125,6 +110,13 @@ impl Agent {
 
     async fn raw(&self) -> Raw {
         Raw::connect(&self.path).await
+    }
+
+    /// A raw connection that has said `hello`.
+    async fn greeted(&self) -> Raw {
+        let mut c = self.raw().await;
+        c.hello().await;
+        c
     }
 }
 
@@ -220,8 +212,7 @@ async fn another_protocol_version_is_refused() {
 #[tokio::test]
 async fn an_unknown_method_is_answered_and_serving_goes_on() {
     let agent = Agent::start(8, 16).await;
-    let mut c = agent.raw().await;
-    c.hello().await;
+    let mut c = agent.greeted().await;
     c.send(r#"{"id":2,"method":"fly_to_the_moon"}"#).await;
     let reply = c.expect_error(json!(2), "unknown_method").await;
     assert!(reply["error"]["data"]["methods"]
@@ -233,8 +224,7 @@ async fn an_unknown_method_is_answered_and_serving_goes_on() {
 #[tokio::test]
 async fn malformed_requests_get_bad_request_with_the_id_when_readable() {
     let agent = Agent::start(8, 16).await;
-    let mut c = agent.raw().await;
-    c.hello().await;
+    let mut c = agent.greeted().await;
     c.send(r#"{"id":2,"method":"#).await;
     c.expect_error(Value::Null, "bad_request").await;
     c.send(r#"[1,2,3]"#).await;
@@ -255,8 +245,7 @@ async fn malformed_requests_get_bad_request_with_the_id_when_readable() {
 #[tokio::test]
 async fn an_oversized_line_is_refused_and_the_next_request_served() {
     let agent = Agent::start(8, 16).await;
-    let mut c = agent.raw().await;
-    c.hello().await;
+    let mut c = agent.greeted().await;
     let mut big = br#"{"id":2,"method":"status","params":{"pad":""#.to_vec();
     big.resize(100 * 1024, b'x');
     big.extend_from_slice(b"\"}}\n{\"id\":3,\"method\":\"status\"}\n");
@@ -273,8 +262,7 @@ async fn an_oversized_line_is_refused_and_the_next_request_served() {
 #[tokio::test]
 async fn garbage_and_non_utf8_are_answered_and_serving_goes_on() {
     let agent = Agent::start(8, 16).await;
-    let mut c = agent.raw().await;
-    c.hello().await;
+    let mut c = agent.greeted().await;
     c.send_bytes(b"\xff\xfe\x00\x01garbage\n").await;
     c.expect_error(Value::Null, "bad_request").await;
     c.send_bytes(b"\x1b[2J not json at all\r\n").await;
@@ -283,8 +271,7 @@ async fn garbage_and_non_utf8_are_answered_and_serving_goes_on() {
     c.send_bytes(b"\n\n").await;
     c.expect_status(2).await;
     // Another client was never disturbed.
-    let mut other = agent.raw().await;
-    other.hello().await;
+    let mut other = agent.greeted().await;
     other.expect_status(2).await;
 }
 
@@ -394,8 +381,7 @@ async fn a_client_of_another_user_is_refused() {
     // Only that one line: no hello was answered.
     assert_eq!(text.lines().count(), 1, "{text}");
     // Our own user is still served.
-    let mut c = agent.raw().await;
-    c.hello().await;
+    agent.greeted().await;
 }
 
 #[tokio::test]
@@ -497,8 +483,7 @@ async fn a_subscriber_that_never_reads_is_dropped_while_another_keeps_receiving(
     };
 
     // The slow one subscribes, then reads nothing.
-    let mut slow = agent.raw().await;
-    slow.hello().await;
+    let mut slow = agent.greeted().await;
     slow.send(r#"{"id":2,"method":"subscribe"}"#).await;
     assert_eq!(slow.recv().await["result"]["subscribed"], true);
 
@@ -555,8 +540,7 @@ async fn a_subscriber_that_never_reads_is_dropped_while_another_keeps_receiving(
 #[tokio::test]
 async fn a_slow_login_does_not_hold_up_status_on_the_same_connection() {
     let agent = Agent::start(8, 16).await;
-    let mut c = agent.raw().await;
-    c.hello().await;
+    let mut c = agent.greeted().await;
     c.send(r#"{"id":2,"method":"login","params":{"reader":"Virtual PCD 00 00"}}"#)
         .await;
     let started = tokio::time::Instant::now();
@@ -595,8 +579,7 @@ async fn shutdown_closes_connections_and_removes_the_socket() {
         .subscribe()
         .await
         .unwrap();
-    let mut idle = agent.raw().await;
-    idle.hello().await;
+    let mut idle = agent.greeted().await;
     agent.shutdown.cancel();
     tokio::time::timeout(PATIENCE, agent.server)
         .await
@@ -648,8 +631,7 @@ async fn a_live_socket_is_not_stolen() {
         )),
         "{err}"
     );
-    let mut c = agent.raw().await;
-    c.hello().await;
+    let _still_greeted = agent.greeted().await;
     // Not a socket at all: left alone too.
     let file = agent.path.with_file_name("file");
     std::fs::write(&file, b"keep me").unwrap();

@@ -510,60 +510,34 @@ mod tests {
     #[test]
     fn failures_that_need_the_ra_are_critical() {
         let mut notices = Notices::default();
+        let view = AgentView::default();
+        let now = Instant::now();
+        let mut on_event = |event: Event| notices.on_event(&view, &event, true, now);
         let failed = |code, message: &str| Event::LoginFailed {
             reader: "r".into(),
             serial: None,
             error: ErrorObject::new(code, message),
         };
-        let view = AgentView::default();
-        let now = Instant::now();
+        let ended = |reason| Event::SessionEnded {
+            reason,
+            reader: None,
+            serial: None,
+        };
         for (code, condition) in [
             (ErrorCode::CertificateExpired, Condition::CardExpired),
             (ErrorCode::PinBlocked, Condition::PinBlocked),
         ] {
-            let out = notices.on_event(&view, &failed(code, "refused"), true, now);
+            let out = on_event(failed(code, "refused"));
             let notice = shown(&out)[0];
             assert_eq!(notice.condition, condition);
             assert_eq!(notice.urgency, Urgency::Critical);
             assert!(notice.summary.contains("Registration Authority"));
         }
-        let out = notices.on_event(
-            &view,
-            &failed(ErrorCode::CmsUnreachable, "down."),
-            true,
-            now,
-        );
+        let out = on_event(failed(ErrorCode::CmsUnreachable, "down."));
         assert_eq!(shown(&out)[0].category, "network.error");
-        assert!(notices
-            .on_event(
-                &view,
-                &failed(ErrorCode::PinCancelled, "cancelled"),
-                true,
-                now
-            )
-            .is_empty());
-        let out = notices.on_event(
-            &view,
-            &Event::SessionEnded {
-                reason: SessionEndReason::CardRemoved,
-                reader: None,
-                serial: None,
-            },
-            true,
-            now,
-        );
+        assert!(on_event(failed(ErrorCode::PinCancelled, "cancelled")).is_empty());
+        let out = on_event(ended(SessionEndReason::CardRemoved));
         assert_eq!(shown(&out)[0].category, "device.removed");
-        assert!(notices
-            .on_event(
-                &view,
-                &Event::SessionEnded {
-                    reason: SessionEndReason::Logout,
-                    reader: None,
-                    serial: None,
-                },
-                true,
-                now,
-            )
-            .is_empty());
+        assert!(on_event(ended(SessionEndReason::Logout)).is_empty());
     }
 }

@@ -3,7 +3,6 @@
 
 use super::CardStatus;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A card's Smartcard Details, as the Card Management Service records them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,37 +52,19 @@ pub struct DoctorCheck {
     pub message: String,
 }
 
-/// What one check of `doctor` came to, from best to worst (so the worst of a report is its
-/// `max()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckOutcome {
-    /// All is well.
-    Ok,
-    /// It was wrong and the agent put it right (`heal`).
-    Healed,
-    /// Worth knowing; the card still works (or the agent can heal it).
-    Warning,
-    /// Only the Registration Authority can put it right.
-    NeedsRa,
-}
-
-impl CheckOutcome {
-    /// The outcome's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckOutcome::Ok => "ok",
-            CheckOutcome::Healed => "healed",
-            CheckOutcome::Warning => "warning",
-            CheckOutcome::NeedsRa => "needs_ra",
-        }
-    }
-}
-
-impl fmt::Display for CheckOutcome {
-    /// The wire name.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+wire_enum! {
+    /// What one check of `doctor` came to, from best to worst (so the worst of a report is its
+    /// `max()`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    pub enum CheckOutcome {
+        /// All is well.
+        Ok = "ok",
+        /// It was wrong and the agent put it right (`heal`).
+        Healed = "healed",
+        /// Worth knowing; the card still works (or the agent can heal it).
+        Warning = "warning",
+        /// Only the Registration Authority can put it right.
+        NeedsRa = "needs_ra",
     }
 }
 
@@ -94,7 +75,7 @@ mod tests {
     #[test]
     fn as_str_is_the_wire_name() {
         use CheckOutcome::*;
-        for outcome in [Ok, Healed, Warning, NeedsRa] {
+        for &outcome in CheckOutcome::ALL {
             assert_eq!(
                 serde_json::json!(outcome.as_str()),
                 serde_json::json!(outcome)

@@ -11,6 +11,43 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest line either side may send, newline excluded.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Declares a fieldless enum that crosses the socket by name, each variant written once with its
+/// wire name (`Renew = "renew"`): serde reads and writes that name, `as_str` and `Display` give
+/// it, and `ALL` lists the variants in order. The caller's attributes (docs, derives, which must
+/// include `Serialize` and `Deserialize`) are kept.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $wire:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$variant_meta])* #[serde(rename = $wire)] $variant, )+
+        }
+
+        impl $name {
+            /// Every variant, in the order declared.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $wire,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            /// The wire name.
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod cards;
 mod errors;
 mod events;
@@ -35,17 +72,7 @@ mod tests {
 
     #[test]
     fn holders_are_named_for_people_and_identified_for_programs() {
-        let card = CardStatus {
-            serial: Some("0123456789ABCDEF".into()),
-            card_type: "NHS CIS".into(),
-            atr: "3B".into(),
-            piv: true,
-            holder: Some("Alex Example".into()),
-            holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
-            expires_on: None,
-            days_left: None,
-            expired: false,
-        };
+        let card = crate::fixtures::card();
         let text = serde_json::to_string(&card).unwrap();
         assert!(
             text.contains(r#""holder":"Alex Example","holder_id":"8c6f4f38-"#),

@@ -3,70 +3,43 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where the session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    /// No card to sign in with.
-    NoCard,
-    /// A card is present; not signed in.
-    CardPresent,
-    /// The agent is asking for the PIN.
-    WaitingForPin,
-    /// The agent is proving the card to the Card Management Service.
-    Authenticating,
-    /// Signed in.
-    SignedIn,
-    /// The session ended while the card stayed in; `login` starts a new one.
-    Ended,
-}
-
-impl SessionState {
-    /// The state's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionState::NoCard => "no_card",
-            SessionState::CardPresent => "card_present",
-            SessionState::WaitingForPin => "waiting_for_pin",
-            SessionState::Authenticating => "authenticating",
-            SessionState::SignedIn => "signed_in",
-            SessionState::Ended => "ended",
-        }
+wire_enum! {
+    /// Where the session is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum SessionState {
+        /// No card to sign in with.
+        NoCard = "no_card",
+        /// A card is present; not signed in.
+        CardPresent = "card_present",
+        /// The agent is asking for the PIN.
+        WaitingForPin = "waiting_for_pin",
+        /// The agent is proving the card to the Card Management Service.
+        Authenticating = "authenticating",
+        /// Signed in.
+        SignedIn = "signed_in",
+        /// The session ended while the card stayed in; `login` starts a new one.
+        Ended = "ended",
     }
 }
 
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionEndReason {
-    /// The card was removed.
-    CardRemoved,
-    /// Another card appeared in the session's reader.
-    CardChanged,
-    /// The certificate on the card was changed by someone other than this agent.
-    CertificateChanged,
-    /// The reader was unplugged.
-    ReaderRemoved,
-    /// The user logged out.
-    Logout,
-    /// The Card Management Service's session expired.
-    CmsSessionExpired,
-    /// The agent stopped.
-    AgentShutdown,
-}
-
-impl SessionEndReason {
-    /// The reason's name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionEndReason::CardRemoved => "card_removed",
-            SessionEndReason::CardChanged => "card_changed",
-            SessionEndReason::CertificateChanged => "certificate_changed",
-            SessionEndReason::ReaderRemoved => "reader_removed",
-            SessionEndReason::Logout => "logout",
-            SessionEndReason::CmsSessionExpired => "cms_session_expired",
-            SessionEndReason::AgentShutdown => "agent_shutdown",
-        }
+wire_enum! {
+    /// Why a session ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub enum SessionEndReason {
+        /// The card was removed.
+        CardRemoved = "card_removed",
+        /// Another card appeared in the session's reader.
+        CardChanged = "card_changed",
+        /// The certificate on the card was changed by someone other than this agent.
+        CertificateChanged = "certificate_changed",
+        /// The reader was unplugged.
+        ReaderRemoved = "reader_removed",
+        /// The user logged out.
+        Logout = "logout",
+        /// The Card Management Service's session expired.
+        CmsSessionExpired = "cms_session_expired",
+        /// The agent stopped.
+        AgentShutdown = "agent_shutdown",
     }
 }
 
@@ -152,28 +125,10 @@ mod tests {
 
     #[test]
     fn as_str_is_the_wire_name() {
-        use SessionState::*;
-        for state in [
-            NoCard,
-            CardPresent,
-            WaitingForPin,
-            Authenticating,
-            SignedIn,
-            Ended,
-        ] {
+        for &state in SessionState::ALL {
             assert_eq!(serde_json::json!(state.as_str()), serde_json::json!(state));
         }
-        use SessionEndReason::*;
-        let reasons = [
-            CardRemoved,
-            CardChanged,
-            CertificateChanged,
-            ReaderRemoved,
-            Logout,
-            CmsSessionExpired,
-            AgentShutdown,
-        ];
-        for reason in reasons {
+        for &reason in SessionEndReason::ALL {
             assert_eq!(
                 serde_json::json!(reason.as_str()),
                 serde_json::json!(reason)

@@ -428,17 +428,7 @@ mod tests {
 
     #[test]
     fn cards_read_well() {
-        let mut card = CardStatus {
-            serial: Some("0123456789ABCDEF".into()),
-            card_type: "NHS CIS".into(),
-            atr: "3B".into(),
-            piv: true,
-            holder: Some("Alex Example".into()),
-            holder_id: Some("8c6f4f38-3d0e-4b59-9a52-2b1f0f0c6a11".into()),
-            expires_on: Some("2027-01-01".into()),
-            days_left: Some(40),
-            expired: false,
-        };
+        let mut card = agent_ipc::fixtures::card();
         assert_eq!(
             render_card(&card),
             "NHS CIS card 0123456789ABCDEF, Alex Example, expires 2027-01-01 (40 days)"

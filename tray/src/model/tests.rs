@@ -2,7 +2,7 @@
 
 use super::*;
 use agent_ipc::{
-    OperationKind, PcscStatus, ReaderStatus, Role, SessionEndReason, SessionStatus, User,
+    fixtures, OperationKind, ReaderStatus, Role, SessionEndReason, SessionStatus, User,
 };
 
 fn hello() -> HelloResult {
@@ -39,18 +39,13 @@ fn status(card: Option<CardStatus>, state: SessionState) -> Status {
         });
         session.role = Some(nurse());
     }
-    Status {
-        agent_version: "0.1.0".into(),
-        pcsc: PcscStatus {
-            available: true,
-            message: None,
-        },
-        readers: vec![ReaderStatus {
-            name: "Virtual PCD 00 00".into(),
+    fixtures::status(
+        vec![ReaderStatus {
+            name: fixtures::READER.into(),
             card,
         }],
         session,
-    }
+    )
 }
 
 fn nurse() -> Role {
@@ -81,26 +76,19 @@ fn every_state_has_its_icon() {
         connected(status(None, SessionState::NoCard)).icon(90),
         IconKind::NoCard
     );
-    assert_eq!(
-        connected(status(Some(card(400)), SessionState::CardPresent)).icon(90),
-        IconKind::CardInserted
-    );
-    assert_eq!(
-        connected(status(Some(card(400)), SessionState::WaitingForPin)).icon(90),
-        IconKind::SigningIn
-    );
-    assert_eq!(
-        connected(status(Some(card(400)), SessionState::SignedIn)).icon(90),
-        IconKind::SignedIn
-    );
-    assert_eq!(
-        connected(status(Some(card(30)), SessionState::SignedIn)).icon(90),
-        IconKind::ExpiringSoon
-    );
-    assert_eq!(
-        connected(status(Some(card(-3)), SessionState::CardPresent)).icon(90),
-        IconKind::NeedsRa
-    );
+    for (days_left, state, icon) in [
+        (400, SessionState::CardPresent, IconKind::CardInserted),
+        (400, SessionState::WaitingForPin, IconKind::SigningIn),
+        (400, SessionState::SignedIn, IconKind::SignedIn),
+        (30, SessionState::SignedIn, IconKind::ExpiringSoon),
+        (-3, SessionState::CardPresent, IconKind::NeedsRa),
+    ] {
+        assert_eq!(
+            connected(status(Some(card(days_left)), state)).icon(90),
+            icon,
+            "{days_left} days, {state:?}"
+        );
+    }
 
     let mut blocked = connected(status(Some(card(400)), SessionState::CardPresent));
     blocked.apply(&Event::LoginFailed {
