@@ -20,6 +20,7 @@ pub use sessions::SessionRecord;
 pub use users::{RoleProfile, User};
 
 use crate::error::{CmsError, CmsResult};
+use audit::insert_audit;
 use rusqlite::{Connection, OptionalExtension, Row};
 use schema::MIGRATIONS;
 use std::path::Path;
@@ -42,6 +43,46 @@ where
     text.parse().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+/// Builds a record from a row whose columns are the record's fields, in the same order. A field
+/// written `field via reader` is read by `reader(row, column)` (such as [`stored`]), every other
+/// field by `Row::get`.
+macro_rules! record_from_row {
+    ($row:expr, $record:ident { $($field:ident $(via $read:path)?),+ $(,)? }) => {{
+        let row: &rusqlite::Row<'_> = $row;
+        let mut columns = 0usize..;
+        Ok($record {
+            $($field: record_from_row!(@read row, columns.next().unwrap_or_default() $(, $read)?)?,)+
+        })
+    }};
+    (@read $row:ident, $column:expr) => { $row.get($column) };
+    (@read $row:ident, $column:expr, $read:path) => { $read($row, $column) };
+}
+use record_from_row;
+
+/// What a change made in [`Database::audited`] returns: whether it went ahead. A change that
+/// did not is rolled back and writes no audit line.
+trait ChangeOutcome {
+    fn went_ahead(&self) -> bool;
+}
+
+impl ChangeOutcome for () {
+    fn went_ahead(&self) -> bool {
+        true
+    }
+}
+
+impl ChangeOutcome for i64 {
+    fn went_ahead(&self) -> bool {
+        true
+    }
+}
+
+impl ChangeOutcome for bool {
+    fn went_ahead(&self) -> bool {
+        *self
+    }
 }
 
 impl Database {
@@ -88,6 +129,24 @@ impl Database {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(sql)?;
         Ok(stmt.query_row([key], map).optional()?)
+    }
+
+    /// Makes `change` and writes `audit` at `at` in one transaction: both or, when `change`
+    /// fails or does not go ahead, neither.
+    fn audited<T: ChangeOutcome>(
+        &self,
+        at: i64,
+        audit: &AuditEvent<'_>,
+        change: impl FnOnce(&Connection) -> CmsResult<T>,
+    ) -> CmsResult<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let outcome = change(&tx)?;
+        if outcome.went_ahead() {
+            insert_audit(&tx, at, audit)?;
+            tx.commit()?;
+        }
+        Ok(outcome)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
