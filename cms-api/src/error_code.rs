@@ -3,7 +3,6 @@
 //! a client matches on them, exhaustively.
 
 crate::wire_enum! {
-    serde;
     /// A stable, machine-readable error code of the API; on the wire as its snake-case name
     /// ([`ErrorCode::as_str`]). Declared in the order of `cms/API.md`'s table, which is the
     /// order of [`ErrorCode::ALL`].

@@ -2,7 +2,6 @@
 //! `started → certificate_issued → completed`, or `aborted`.
 
 crate::wire_enum! {
-    serde;
     /// Renewal or restoration by the holder, or repair by a Registration Authority.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum OperationKind {
@@ -18,7 +17,6 @@ crate::wire_enum! {
 }
 
 crate::wire_enum! {
-    serde;
     /// Where an operation is. `Started → CertificateIssued → Completed`, or `Aborted`.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum OperationState {

@@ -5,15 +5,12 @@
 /// Declares a fieldless enum with each variant's name (`Renew = "renew"`), and with it:
 /// `ALL` (every variant, in declaration order), `as_str`, `Display` (the name), `FromStr` (the
 /// name back, or the declared error type holding what was not a name) and that error type,
-/// whose message is the rejected text (debug-quoted) followed by the declared phrase.
-///
-/// Starting the declaration with `serde;` also derives `Serialize` and `Deserialize` with the
-/// same names; the calling crate then depends on `serde`. The enum's own attributes must derive
-/// at least `Clone` and `Copy`.
+/// whose message is the rejected text (debug-quoted) followed by the declared phrase; and
+/// `Serialize` and `Deserialize` by the same names (the calling crate depends on `serde`). The
+/// enum's own attributes must derive at least `Clone` and `Copy`.
 #[macro_export]
 macro_rules! wire_enum {
     (
-        serde;
         $(#[$meta:meta])*
         $vis:vis enum $name:ident {
             $( $(#[$vmeta:meta])* $variant:ident = $wire:literal, )+
@@ -26,26 +23,6 @@ macro_rules! wire_enum {
         $vis enum $name {
             $( $(#[$vmeta])* #[serde(rename = $wire)] $variant, )+
         }
-        $crate::wire_enum!(@names $name { $( $variant = $wire, )+ } $(#[$umeta])* $uvis $unknown $what);
-    };
-    (
-        $(#[$meta:meta])*
-        $vis:vis enum $name:ident {
-            $( $(#[$vmeta:meta])* $variant:ident = $wire:literal, )+
-        }
-        $(#[$umeta:meta])*
-        $uvis:vis struct $unknown:ident($what:literal);
-    ) => {
-        $(#[$meta])*
-        $vis enum $name {
-            $( $(#[$vmeta])* $variant, )+
-        }
-        $crate::wire_enum!(@names $name { $( $variant = $wire, )+ } $(#[$umeta])* $uvis $unknown $what);
-    };
-    (
-        @names $name:ident { $( $variant:ident = $wire:literal, )+ }
-        $(#[$umeta:meta])* $uvis:vis $unknown:ident $what:literal
-    ) => {
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: [$name; [$($wire),+].len()] = [$(Self::$variant),+];

@@ -149,6 +149,19 @@ impl Database {
         Ok(outcome)
     }
 
+    /// Runs one statement as an audited change ([`Database::audited`]).
+    fn audited_statement(
+        &self,
+        at: i64,
+        audit: &AuditEvent<'_>,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> CmsResult<()> {
+        self.audited(at, audit, |tx| {
+            tx.execute(sql, params).map(drop).map_err(Into::into)
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())

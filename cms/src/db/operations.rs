@@ -226,13 +226,12 @@ impl Database {
 
     /// Marks the PUK released in an operation.
     pub fn release_puk(&self, op_id: &str, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        self.audited(at, audit, |tx| {
-            tx.execute(
-                "UPDATE operations SET puk_released = 1, updated_at = ?2 WHERE id = ?1",
-                params![op_id, at],
-            )?;
-            Ok(())
-        })
+        self.audited_statement(
+            at,
+            audit,
+            "UPDATE operations SET puk_released = 1, updated_at = ?2 WHERE id = ?1",
+            params![op_id, at],
+        )
     }
 }
 

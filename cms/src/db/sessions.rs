@@ -92,24 +92,22 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<()> {
-        self.audited(at, audit, |tx| {
-            tx.execute(
-                "UPDATE sessions SET selected_role = ?2 WHERE token_hash = ?1",
-                params![token_hash, role],
-            )?;
-            Ok(())
-        })
+        self.audited_statement(
+            at,
+            audit,
+            "UPDATE sessions SET selected_role = ?2 WHERE token_hash = ?1",
+            params![token_hash, role],
+        )
     }
 
     /// Ends a session.
     pub fn end_session(&self, token_hash: &str, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        self.audited(at, audit, |tx| {
-            tx.execute(
-                "UPDATE sessions SET ended_at = ?2 WHERE token_hash = ?1 AND ended_at IS NULL",
-                params![token_hash, at],
-            )?;
-            Ok(())
-        })
+        self.audited_statement(
+            at,
+            audit,
+            "UPDATE sessions SET ended_at = ?2 WHERE token_hash = ?1 AND ended_at IS NULL",
+            params![token_hash, at],
+        )
     }
 
     /// Deletes sessions that ended or expired before `before`; returns how many.

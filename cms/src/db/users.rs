@@ -58,13 +58,12 @@ fn role_from(row: &Row<'_>) -> rusqlite::Result<RoleProfile> {
 impl Database {
     /// Adds a user.
     pub fn add_user(&self, user: &User, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        self.audited(at, audit, |tx| {
-            tx.execute(
-                "INSERT INTO users (id, name, created_at) VALUES (?1, ?2, ?3)",
-                params![user.id, user.name, at],
-            )?;
-            Ok(())
-        })
+        self.audited_statement(
+            at,
+            audit,
+            "INSERT INTO users (id, name, created_at) VALUES (?1, ?2, ?3)",
+            params![user.id, user.name, at],
+        )
     }
 
     /// The user with `id`.
