@@ -416,11 +416,7 @@ impl Cms {
                 ),
             ),
         )?;
-        let op = self.reread(&op)?;
-        if !completed && op.state != OperationState::Completed {
-            return Err(wrong_state(&op, "confirmation"));
-        }
-        self.view(&op, !completed)
+        self.finished(&op, completed, OperationState::Completed, "confirmation")
     }
 
     /// Aborts an operation the agent gave up before it changed the card (it is still
@@ -441,11 +437,7 @@ impl Cms {
                 format!("operation {} given up before the card changed", op.id),
             ),
         )?;
-        let op = self.reread(&op)?;
-        if !aborted && op.state != OperationState::Aborted {
-            return Err(wrong_state(&op, "abort"));
-        }
-        self.view(&op, !aborted)
+        self.finished(&op, aborted, OperationState::Aborted, "abort")
     }
 
     /// Releases the card's PUK to an open repair, so the holder can set a new PIN, with the
@@ -485,6 +477,23 @@ impl Cms {
     }
 
     /// `op` as the database holds it now.
+    /// The view of `op` after a step meant to end it in `end`. A step that did not go ahead
+    /// found the operation already there (a repeated request), answered as resumed; any other
+    /// state refuses the step.
+    fn finished(
+        &self,
+        op: &OperationRecord,
+        went_ahead: bool,
+        end: OperationState,
+        step: &'static str,
+    ) -> CmsResult<OperationView> {
+        let op = self.reread(op)?;
+        if !went_ahead && op.state != end {
+            return Err(wrong_state(&op, step));
+        }
+        self.view(&op, !went_ahead)
+    }
+
     fn reread(&self, op: &OperationRecord) -> CmsResult<OperationRecord> {
         self.db
             .operation(&op.id)?
