@@ -129,33 +129,13 @@ pub(super) fn insert_certificate(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::event;
-    use super::super::{CardRecord, User};
+    use super::super::testing::{event, with_card};
     use super::*;
     use piv::ManagementAlgorithm;
 
     #[test]
     fn an_unknown_stored_status_is_an_error_not_superseded() {
-        let db = Database::in_memory().unwrap();
-        let user = User {
-            id: "u1".into(),
-            name: "Jane".into(),
-        };
-        db.add_user(&user, 0, &event("user.add")).unwrap();
-        let card = CardRecord {
-            serial: "4082A001132F2817".into(),
-            card_type: "PIV".into(),
-            holder_id: "u1".into(),
-            issued_on: 0,
-            certs_expire: None,
-            cancelled_on: None,
-            cancel_reason: None,
-            capacity: 10,
-            renewals_used: 0,
-            puk_generation: 0,
-            management_algorithm: ManagementAlgorithm::Aes128,
-        };
-        db.add_card(&card, 0, &event("card.add")).unwrap();
+        let (db, card) = with_card(ManagementAlgorithm::Aes128);
         let cert = CertificateRecord {
             serial: "0A".into(),
             card_serial: card.serial.clone(),

@@ -177,7 +177,34 @@ impl Database {
 
 #[cfg(test)]
 mod testing {
-    use super::AuditEvent;
+    use super::{AuditEvent, CardRecord, Database, User};
+    use piv::ManagementAlgorithm;
+
+    /// A database in memory with user `u1` (Jane) and her card `4082A001132F2817`, whose
+    /// management key is of `algorithm`; and that card's record.
+    pub fn with_card(algorithm: ManagementAlgorithm) -> (Database, CardRecord) {
+        let db = Database::in_memory().unwrap();
+        let user = User {
+            id: "u1".into(),
+            name: "Jane".into(),
+        };
+        db.add_user(&user, 0, &event("user.add")).unwrap();
+        let card = CardRecord {
+            serial: "4082A001132F2817".into(),
+            card_type: "PIV".into(),
+            holder_id: "u1".into(),
+            issued_on: 0,
+            certs_expire: None,
+            cancelled_on: None,
+            cancel_reason: None,
+            capacity: 10,
+            renewals_used: 0,
+            puk_generation: 0,
+            management_algorithm: algorithm,
+        };
+        db.add_card(&card, 0, &event("card.add")).unwrap();
+        (db, card)
+    }
 
     /// An audit event by the admin, for tests.
     pub fn event(action: &str) -> AuditEvent<'_> {

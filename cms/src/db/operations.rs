@@ -249,33 +249,13 @@ fn abort_operation(conn: &Connection, id: &str, at: i64) -> rusqlite::Result<()>
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::event;
-    use super::super::{CardRecord, User};
+    use super::super::testing::{event, with_card};
     use super::*;
     use piv::ManagementAlgorithm;
 
     #[test]
     fn a_card_has_one_open_operation_at_most() {
-        let db = Database::in_memory().unwrap();
-        let user = User {
-            id: "u1".into(),
-            name: "Jane".into(),
-        };
-        db.add_user(&user, 0, &event("user.add")).unwrap();
-        let card = CardRecord {
-            serial: "4082A001132F2817".into(),
-            card_type: "PIV".into(),
-            holder_id: "u1".into(),
-            issued_on: 0,
-            certs_expire: None,
-            cancelled_on: None,
-            cancel_reason: None,
-            capacity: 10,
-            renewals_used: 0,
-            puk_generation: 0,
-            management_algorithm: ManagementAlgorithm::Aes192,
-        };
-        db.add_card(&card, 0, &event("card.add")).unwrap();
+        let (db, card) = with_card(ManagementAlgorithm::Aes192);
         assert_eq!(db.card(&card.serial).unwrap(), Some(card.clone()));
         let op = |id: &str| OperationRecord {
             id: id.into(),
