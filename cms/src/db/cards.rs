@@ -162,12 +162,12 @@ impl Database {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::database_file;
     use super::*;
 
     #[test]
     fn a_database_from_before_management_algorithms_keeps_its_cards_as_aes128() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cms.sqlite");
+        let (_dir, path) = database_file();
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
             for step in &super::super::schema::MIGRATIONS[..2] {

@@ -180,6 +180,14 @@ mod testing {
     use super::{AuditEvent, CardRecord, Database, User};
     use piv::ManagementAlgorithm;
 
+    /// A temporary directory for a database file, and the file's path in it (the file is
+    /// removed with the directory).
+    pub fn database_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cms.sqlite");
+        (dir, path)
+    }
+
     /// A database in memory with user `u1` (Jane) and her card `4082A001132F2817`, whose
     /// management key is of `algorithm`; and that card's record.
     pub fn with_card(algorithm: ManagementAlgorithm) -> (Database, CardRecord) {
@@ -219,13 +227,12 @@ mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::event;
+    use super::testing::{database_file, event};
     use super::*;
 
     #[test]
     fn migrations_run_once_and_data_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cms.sqlite");
+        let (_dir, path) = database_file();
         {
             let db = Database::open(&path).unwrap();
             assert_eq!(db.schema_version().unwrap() as usize, MIGRATIONS.len());
@@ -255,8 +262,7 @@ mod tests {
 
     #[test]
     fn a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cms.sqlite");
+        let (_dir, path) = database_file();
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
