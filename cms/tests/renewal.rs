@@ -10,8 +10,8 @@ use cms::Policy;
 use cms_api::protocol::b64;
 use cms_api::{ErrorCode, OperationKind, OperationState};
 use common::{
-    card_key, confirmation, csr, expect_error, relay_as_card, start, Fixture, SoftCard, SoftKey,
-    AGENT, NURSE, SERIAL_A, SERIAL_B,
+    card_key, confirmation, csr, expect_error, issue_and_confirm, relay_as_card, start, Fixture,
+    SoftCard, SoftKey, AGENT, NURSE, SERIAL_A, SERIAL_B,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -453,10 +453,7 @@ async fn a_card_at_full_capacity_cannot_self_renew() {
     let (_, _, s) = fx.jane_logged_in(SERIAL_A, 20).await;
     let op = start(&s, OperationKind::Renew, SERIAL_A).await;
     let new_key = SoftKey::p256();
-    let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
-    s.confirm(&op.id, &confirmation(&new_key, &issued))
-        .await
-        .unwrap();
+    issue_and_confirm(&s, &op.id, &new_key).await;
     let details = s.card(SERIAL_A).await.unwrap();
     assert_eq!((details.renewals_used, details.capacity), (1, 1));
     let message = expect_error(

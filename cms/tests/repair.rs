@@ -8,8 +8,8 @@ use cms::Policy;
 use cms_api::protocol::b64;
 use cms_api::{ErrorCode, OperationKind, OperationState};
 use common::{
-    confirmation, csr, expect_error, relay_as_card, start, Fixture, SoftCard, SoftKey, AGENT,
-    NURSE, RA,
+    confirmation, csr, expect_error, issue_and_confirm, relay_as_card, start, Fixture, SoftCard,
+    SoftKey, AGENT, NURSE, RA,
 };
 use piv::CardSerial;
 use std::time::Duration;
@@ -161,11 +161,7 @@ async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_auth
     // Full after one self-renewal: now an RA can repair it, and nobody else can see the repair.
     let op = start(&holder, OperationKind::Renew, HOLDER).await;
     let key = SoftKey::p256();
-    let issued = holder.submit_csr(&op.id, &csr(&key)).await.unwrap();
-    holder
-        .confirm(&op.id, &confirmation(&key, &issued))
-        .await
-        .unwrap();
+    issue_and_confirm(&holder, &op.id, &key).await;
     let repair = start(&ra, OperationKind::Repair, HOLDER).await;
     expect_error(
         holder.operation(&repair.id).await,
@@ -191,10 +187,7 @@ async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_auth
         ErrorCode::CardFull,
     );
     let key = SoftKey::rsa();
-    let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
-    ra.confirm(&repair.id, &confirmation(&key, &issued))
-        .await
-        .unwrap();
+    issue_and_confirm(&ra, &repair.id, &key).await;
     // A repair gives the card its capacity back, without a PUK released: same generation.
     let card = fx.cms.database().card(HOLDER).unwrap().unwrap();
     assert_eq!((card.renewals_used, card.puk_generation), (0, 0));
@@ -288,10 +281,7 @@ async fn a_card_whose_renewal_stalled_can_be_repaired_though_not_expired() {
         OperationState::Aborted
     );
     let key = SoftKey::p256();
-    let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
-    ra.confirm(&repair.id, &confirmation(&key, &issued))
-        .await
-        .unwrap();
+    issue_and_confirm(&ra, &repair.id, &key).await;
     // Once repaired, a valid card with nothing open is not repairable.
     expect_error(
         ra.start_operation(OperationKind::Repair, HOLDER, AGENT)

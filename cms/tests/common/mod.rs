@@ -273,6 +273,20 @@ pub async fn start(
     client.start_operation(kind, serial, AGENT).await.unwrap()
 }
 
+/// Has a certificate issued in operation `op_id` for `key` and confirms it with `key`'s
+/// signature; returns the confirmed operation.
+pub async fn issue_and_confirm(
+    client: &CmsClient,
+    op_id: &str,
+    key: &SoftKey,
+) -> cms_api::protocol::OperationView {
+    let issued = client.submit_csr(op_id, &csr(key)).await.unwrap();
+    client
+        .confirm(op_id, &confirmation(key, &issued))
+        .await
+        .unwrap()
+}
+
 /// A certificate request for `key`, signed by it.
 pub fn csr(key: &SoftKey) -> Vec<u8> {
     piv::csr::build_request(&key.public_key(), "CN=renewal", |info| Ok(key.sign(info))).unwrap()
