@@ -158,6 +158,11 @@ impl CmsClient {
         self.call(Method::POST, path, Some(body), session).await
     }
 
+    /// A POST without a body, in the session.
+    async fn post_in_session<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::POST, path, None, true).await
+    }
+
     /// `GET /v1/health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.get("/v1/health", false).await
@@ -218,8 +223,7 @@ impl CmsClient {
 
     /// Ends the session.
     pub async fn logout(&self) -> Result<(), ClientError> {
-        self.call::<(), ()>(Method::POST, "/v1/session/logout", None, true)
-            .await
+        self.post_in_session("/v1/session/logout").await
     }
 
     /// Validates a ticket, as a relying application does.
@@ -334,25 +338,15 @@ impl CmsClient {
 
     /// Asks for the card's PUK (repair only).
     pub async fn release_puk(&self, id: &str) -> Result<PukRelease, ClientError> {
-        self.call::<(), PukRelease>(
-            Method::POST,
-            &format!("/v1/operations/{id}/puk"),
-            None,
-            true,
-        )
-        .await
+        self.post_in_session(&format!("/v1/operations/{id}/puk"))
+            .await
     }
 
     /// Aborts an operation that has not changed the card (still `started`); aborting an
     /// aborted one again answers with it.
     pub async fn abort_operation(&self, id: &str) -> Result<OperationView, ClientError> {
-        self.call::<(), OperationView>(
-            Method::POST,
-            &format!("/v1/operations/{id}/abort"),
-            None,
-            true,
-        )
-        .await
+        self.post_in_session(&format!("/v1/operations/{id}/abort"))
+            .await
     }
 
     /// Confirms the operation with the new key's signature over

@@ -9,6 +9,7 @@ pub mod error_code;
 pub mod operation;
 pub mod pin_policy;
 pub mod protocol;
+mod wire_enum;
 
 pub use error_code::ErrorCode;
 

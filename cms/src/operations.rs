@@ -13,7 +13,7 @@ use crate::custody::RelayError;
 use crate::dates;
 use crate::db::{CardRecord, CertificateRecord, CertificateStatus, OperationRecord};
 use crate::error::{CmsError, CmsResult};
-use crate::fields::parse_serial;
+use crate::fields::{decode_base64, parse_serial};
 use crate::policy::AgentVersion;
 use crate::service::{Caller, Cms};
 use cms_api::protocol::{
@@ -252,8 +252,7 @@ impl Cms {
         request: &WitnessRequest,
     ) -> CmsResult<WitnessAnswerView> {
         let (op, card) = self.open_operation(caller, id, "management-key relay")?;
-        let witness = b64::decode(&request.witness)
-            .ok_or_else(|| CmsError::InvalidField("witness is not base64".into()))?;
+        let witness = decode_base64("witness", &request.witness)?;
         if op.relay_count >= self.policy.max_relays_per_operation {
             return Err(CmsError::RelayLimit(self.policy.max_relays_per_operation));
         }
@@ -291,8 +290,7 @@ impl Cms {
         request: &ChallengeAnswerRequest,
     ) -> CmsResult<RelayResult> {
         let (op, _) = self.open_operation(caller, id, "management-key relay")?;
-        let response = b64::decode(&request.response)
-            .ok_or_else(|| CmsError::InvalidField("response is not base64".into()))?;
+        let response = decode_base64("response", &request.response)?;
         match self.relays.check_response(&op.id, &response) {
             Ok(()) => Ok(RelayResult {
                 authenticated: true,
@@ -317,8 +315,7 @@ impl Cms {
                 "a restore writes the card's current certificate back: it issues none".into(),
             ));
         }
-        let der = b64::decode(&request.csr)
-            .ok_or_else(|| CmsError::InvalidField("csr is not base64".into()))?;
+        let der = decode_base64("csr", &request.csr)?;
         let verified =
             piv::csr::verify_request(&der).map_err(|e| CmsError::BadCsr(e.to_string()))?;
         if let Some(pending) = self.pending_certificate(&op)? {
@@ -391,8 +388,7 @@ impl Cms {
         if op.state != OperationState::CertificateIssued {
             return Err(wrong_state(&op, "confirmation"));
         }
-        let signature = b64::decode(&request.signature)
-            .ok_or_else(|| CmsError::InvalidField("signature is not base64".into()))?;
+        let signature = decode_base64("signature", &request.signature)?;
         let pending = self
             .pending_certificate(&op)?
             .ok_or_else(|| wrong_state(&op, "confirmation"))?;
@@ -416,11 +412,7 @@ impl Cms {
                 ),
             ),
         )?;
-        let op = self.reread(&op)?;
-        if !completed && op.state != OperationState::Completed {
-            return Err(wrong_state(&op, "confirmation"));
-        }
-        self.view(&op, !completed)
+        self.finished(&op, completed, OperationState::Completed, "confirmation")
     }
 
     /// Aborts an operation the agent gave up before it changed the card (it is still
@@ -441,11 +433,7 @@ impl Cms {
                 format!("operation {} given up before the card changed", op.id),
             ),
         )?;
-        let op = self.reread(&op)?;
-        if !aborted && op.state != OperationState::Aborted {
-            return Err(wrong_state(&op, "abort"));
-        }
-        self.view(&op, !aborted)
+        self.finished(&op, aborted, OperationState::Aborted, "abort")
     }
 
     /// Releases the card's PUK to an open repair, so the holder can set a new PIN, with the
@@ -485,6 +473,23 @@ impl Cms {
     }
 
     /// `op` as the database holds it now.
+    /// The view of `op` after a step meant to end it in `end`. A step that did not go ahead
+    /// found the operation already there (a repeated request), answered as resumed; any other
+    /// state refuses the step.
+    fn finished(
+        &self,
+        op: &OperationRecord,
+        went_ahead: bool,
+        end: OperationState,
+        step: &'static str,
+    ) -> CmsResult<OperationView> {
+        let op = self.reread(op)?;
+        if !went_ahead && op.state != end {
+            return Err(wrong_state(&op, step));
+        }
+        self.view(&op, !went_ahead)
+    }
+
     fn reread(&self, op: &OperationRecord) -> CmsResult<OperationRecord> {
         self.db
             .operation(&op.id)?

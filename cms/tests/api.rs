@@ -441,9 +441,7 @@ async fn raw_error(
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_json_errors_with_stable_codes() {
     let fx = Fixture::start().await;
-    let (user, _) = fx.user("Jane Doe", &[NURSE]);
-    let card = fx.card(&user, SERIAL_A, 365);
-    let (_, session) = fx.login(&card).await;
+    let (_, _, session) = fx.jane_logged_in(SERIAL_A, 365).await;
     let before = fx.audit_len();
     let c = &fx.client;
     let cases: Vec<(Method, &str, Vec<u8>, u16, &str)> = vec![

@@ -10,32 +10,16 @@ use cms::Policy;
 use cms_api::protocol::b64;
 use cms_api::{ErrorCode, OperationKind, OperationState};
 use common::{
-    card_key, confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey, AGENT,
-    NURSE, SERIAL_A, SERIAL_B,
+    card_key, confirmation, csr, expect_error, issue_and_confirm, relay_as_card, start, Fixture,
+    SoftCard, SoftKey, AGENT, NURSE, SERIAL_A, SERIAL_B,
 };
-
-/// Logs in with `card` and expects the card's certificate to be refused.
-async fn refused(fx: &Fixture, card: &SoftCard, code: ErrorCode) {
-    let result = fx
-        .client
-        .authenticate(&card.serial, &card.certificate, |m| {
-            Ok::<_, std::convert::Infallible>(card.key.sign(m))
-        })
-        .await;
-    assert_eq!(result.unwrap_err().code(), Some(code));
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
     let fx = Fixture::start().await;
-    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let old = fx.card(&jane, SERIAL_A, 20);
-    let (_, s) = fx.login(&old).await;
+    let (jane, old, s) = fx.jane_logged_in(SERIAL_A, 20).await;
 
-    let op = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let op = start(&s, OperationKind::Renew, SERIAL_A).await;
     assert_eq!(
         (op.kind.as_str(), op.state.as_str(), op.resumed),
         ("renew", "started", false)
@@ -88,7 +72,8 @@ async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
         certificate: der,
     };
     fx.login(&renewed).await;
-    refused(&fx, &old, ErrorCode::CertificateNotOfCard).await;
+    fx.login_refused(&old, ErrorCode::CertificateNotOfCard)
+        .await;
     let actions: Vec<String> = fx
         .cms
         .database()
@@ -115,15 +100,9 @@ async fn every_step_can_be_repeated_after_an_interruption() {
     let old = fx.card_with_key(&jane, SERIAL_A, 20, SoftKey::rsa());
     let (_, s) = fx.login(&old).await;
 
-    let op = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let op = start(&s, OperationKind::Renew, SERIAL_A).await;
     // Start again (the agent restarted): the same operation, resumed.
-    let again = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let again = start(&s, OperationKind::Renew, SERIAL_A).await;
     assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
     // Confirming before there is a certificate is out of order.
     expect_error(
@@ -151,7 +130,8 @@ async fn every_step_can_be_repeated_after_an_interruption() {
         key: first_key.clone(),
         certificate: b64::decode(first.certificate.as_deref().unwrap()).unwrap(),
     };
-    refused(&fx, &first_card, ErrorCode::CertificateNotOfCard).await;
+    fx.login_refused(&first_card, ErrorCode::CertificateNotOfCard)
+        .await;
     // The first key cannot confirm the second certificate.
     expect_error(
         s.confirm(&op.id, &confirmation(&first_key, &second)).await,
@@ -195,12 +175,10 @@ async fn every_step_can_be_repeated_after_an_interruption() {
         ErrorCode::WrongOperationState,
     );
     // A new renewal is a new operation.
-    let next = s2
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let next = start(&s2, OperationKind::Renew, SERIAL_A).await;
     assert_ne!(next.id, op.id);
-    refused(&fx, &old, ErrorCode::CertificateNotOfCard).await;
+    fx.login_refused(&old, ErrorCode::CertificateNotOfCard)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,13 +318,8 @@ async fn bad_relays_requests_and_confirmations_are_refused() {
         ..Policy::default()
     })
     .await;
-    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let card = fx.card(&jane, SERIAL_A, 20);
-    let (_, s) = fx.login(&card).await;
-    let op = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let (_, card, s) = fx.jane_logged_in(SERIAL_A, 20).await;
+    let op = start(&s, OperationKind::Renew, SERIAL_A).await;
     let key = card_key(&fx, SERIAL_A);
 
     // An answer with no witness relayed first.
@@ -477,18 +450,10 @@ async fn a_card_at_full_capacity_cannot_self_renew() {
         ..Policy::default()
     })
     .await;
-    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let card = fx.card(&jane, SERIAL_A, 20);
-    let (_, s) = fx.login(&card).await;
-    let op = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let (_, _, s) = fx.jane_logged_in(SERIAL_A, 20).await;
+    let op = start(&s, OperationKind::Renew, SERIAL_A).await;
     let new_key = SoftKey::p256();
-    let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
-    s.confirm(&op.id, &confirmation(&new_key, &issued))
-        .await
-        .unwrap();
+    issue_and_confirm(&s, &op.id, &new_key).await;
     let details = s.card(SERIAL_A).await.unwrap();
     assert_eq!((details.renewals_used, details.capacity), (1, 1));
     let message = expect_error(
@@ -506,20 +471,14 @@ async fn a_renewal_goes_on_after_the_service_restarts() {
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
     let card = fx.card(&jane, SERIAL_A, 20);
     let (created, s) = fx.login(&card).await;
-    let op = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let op = start(&s, OperationKind::Renew, SERIAL_A).await;
     let new_key = SoftKey::p256();
     let issued = s.submit_csr(&op.id, &csr(&new_key)).await.unwrap();
 
     fx.restart().await;
     // The agent kept its session token through the interruption.
     let s = fx.client.with_session(&created.session_token);
-    let resumed = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let resumed = start(&s, OperationKind::Renew, SERIAL_A).await;
     assert_eq!(
         (resumed.id.as_str(), resumed.state.as_str(), resumed.resumed),
         (op.id.as_str(), "certificate_issued", true)
@@ -537,9 +496,7 @@ async fn a_renewal_goes_on_after_the_service_restarts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn racing_starts_open_one_operation() {
     let fx = Fixture::start().await;
-    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let card = fx.card(&jane, SERIAL_A, 20);
-    let (_, s) = fx.login(&card).await;
+    let (_, _, s) = fx.jane_logged_in(SERIAL_A, 20).await;
     let starts: Vec<_> = (0..10)
         .map(|_| {
             let s = s.clone();
@@ -568,10 +525,7 @@ async fn a_renewal_given_up_before_the_card_changed_is_aborted_by_its_holder_onl
     let (_, s) = fx.login(&card).await;
     let (_, raj_s) = fx.login(&raj_card).await;
 
-    let op = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let op = start(&s, OperationKind::Renew, SERIAL_A).await;
     // The operation names the card's management-key algorithm, for the agent's relay.
     assert_eq!(op.management_algorithm, piv::consts::alg::AES_192);
     expect_error(
@@ -589,10 +543,7 @@ async fn a_renewal_given_up_before_the_card_changed_is_aborted_by_its_holder_onl
     let log = fx.cms.database().audit_log(Some(SERIAL_A), 100).unwrap();
     assert!(log.iter().any(|e| e.action == "renew.abort"), "{log:?}");
     // Nothing is left open: the next renewal is a new one.
-    let next = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let next = start(&s, OperationKind::Renew, SERIAL_A).await;
     assert_ne!(next.id, op.id);
 
     // Once the service has issued the new key's certificate the card may be between two keys:

@@ -8,7 +8,8 @@ use cms::Policy;
 use cms_api::protocol::b64;
 use cms_api::{ErrorCode, OperationKind, OperationState};
 use common::{
-    confirmation, csr, expect_error, relay_as_card, Fixture, SoftCard, SoftKey, AGENT, NURSE, RA,
+    confirmation, csr, expect_error, issue_and_confirm, relay_as_card, start, Fixture, SoftCard,
+    SoftKey, AGENT, NURSE, RA,
 };
 use piv::CardSerial;
 use std::time::Duration;
@@ -49,15 +50,9 @@ async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
         ErrorCode::OwnCard,
     );
 
-    let op = ra
-        .start_operation(OperationKind::Repair, HOLDER, AGENT)
-        .await
-        .unwrap();
+    let op = start(&ra, OperationKind::Repair, HOLDER).await;
     assert_eq!((op.kind.as_str(), op.state.as_str()), ("repair", "started"));
-    let again = ra
-        .start_operation(OperationKind::Repair, HOLDER, AGENT)
-        .await
-        .unwrap();
+    let again = start(&ra, OperationKind::Repair, HOLDER).await;
     assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
     relay_as_card(&ra, &op.id, &fx.cms.card_management_key(HOLDER).unwrap()).await;
 
@@ -97,16 +92,8 @@ async fn an_officer_with_b0267_repairs_an_expired_card_and_the_puk_rotates() {
         certificate: der,
     })
     .await;
-    let old = fx
-        .client
-        .authenticate(HOLDER, &expired.certificate, |m| {
-            Ok::<_, std::convert::Infallible>(expired.key.sign(m))
-        })
+    fx.login_refused(&expired, ErrorCode::CertificateNotOfCard)
         .await;
-    assert_eq!(
-        old.unwrap_err().code(),
-        Some(ErrorCode::CertificateNotOfCard)
-    );
 
     // The released PUK is no longer the card's: the next repair releases the next one.
     let card = fx.cms.database().card(HOLDER).unwrap().unwrap();
@@ -172,20 +159,10 @@ async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_auth
     assert_eq!(fx.audit_len(), before);
 
     // Full after one self-renewal: now an RA can repair it, and nobody else can see the repair.
-    let op = holder
-        .start_operation(OperationKind::Renew, HOLDER, AGENT)
-        .await
-        .unwrap();
+    let op = start(&holder, OperationKind::Renew, HOLDER).await;
     let key = SoftKey::p256();
-    let issued = holder.submit_csr(&op.id, &csr(&key)).await.unwrap();
-    holder
-        .confirm(&op.id, &confirmation(&key, &issued))
-        .await
-        .unwrap();
-    let repair = ra
-        .start_operation(OperationKind::Repair, HOLDER, AGENT)
-        .await
-        .unwrap();
+    issue_and_confirm(&holder, &op.id, &key).await;
+    let repair = start(&ra, OperationKind::Repair, HOLDER).await;
     expect_error(
         holder.operation(&repair.id).await,
         403,
@@ -210,10 +187,7 @@ async fn repair_is_only_for_expired_or_full_cards_and_only_for_registration_auth
         ErrorCode::CardFull,
     );
     let key = SoftKey::rsa();
-    let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
-    ra.confirm(&repair.id, &confirmation(&key, &issued))
-        .await
-        .unwrap();
+    issue_and_confirm(&ra, &repair.id, &key).await;
     // A repair gives the card its capacity back, without a PUK released: same generation.
     let card = fx.cms.database().card(HOLDER).unwrap().unwrap();
     assert_eq!((card.renewals_used, card.puk_generation), (0, 0));
@@ -258,10 +232,7 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
         certificate: record.der,
     };
     let (_, holder) = fx.login(&card).await;
-    let renew = holder
-        .start_operation(OperationKind::Renew, HOLDER, AGENT)
-        .await
-        .unwrap();
+    let renew = start(&holder, OperationKind::Renew, HOLDER).await;
     let pending_key = SoftKey::p256();
     holder
         .submit_csr(&renew.id, &csr(&pending_key))
@@ -271,10 +242,7 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
 
     let officer_card = fx.card(&olu, OFFICER, 365);
     let (_, ra) = fx.login(&officer_card).await;
-    let repair = ra
-        .start_operation(OperationKind::Repair, HOLDER, AGENT)
-        .await
-        .unwrap();
+    let repair = start(&ra, OperationKind::Repair, HOLDER).await;
     assert_ne!(repair.id, renew.id);
     assert_eq!(
         holder.operation(&renew.id).await.unwrap().state,
@@ -292,16 +260,8 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
         key: pending_key,
         certificate: b64::decode(renew_view.certificate.as_deref().unwrap()).unwrap(),
     };
-    let result = fx
-        .client
-        .authenticate(HOLDER, &pending.certificate, |m| {
-            Ok::<_, std::convert::Infallible>(pending.key.sign(m))
-        })
+    fx.login_refused(&pending, ErrorCode::CertificateNotOfCard)
         .await;
-    assert_eq!(
-        result.unwrap_err().code(),
-        Some(ErrorCode::CertificateNotOfCard)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,25 +272,16 @@ async fn a_card_whose_renewal_stalled_can_be_repaired_though_not_expired() {
     let card = fx.card(&jane, HOLDER, 200);
     let (_, holder) = fx.login(&card).await;
     // The renewal started, and the card lost its old key before it got a certificate.
-    let renew = holder
-        .start_operation(OperationKind::Renew, HOLDER, AGENT)
-        .await
-        .unwrap();
+    let renew = start(&holder, OperationKind::Renew, HOLDER).await;
     let officer_card = fx.card(&olu, OFFICER, 365);
     let (_, ra) = fx.login(&officer_card).await;
-    let repair = ra
-        .start_operation(OperationKind::Repair, HOLDER, AGENT)
-        .await
-        .unwrap();
+    let repair = start(&ra, OperationKind::Repair, HOLDER).await;
     assert_eq!(
         holder.operation(&renew.id).await.unwrap().state,
         OperationState::Aborted
     );
     let key = SoftKey::p256();
-    let issued = ra.submit_csr(&repair.id, &csr(&key)).await.unwrap();
-    ra.confirm(&repair.id, &confirmation(&key, &issued))
-        .await
-        .unwrap();
+    issue_and_confirm(&ra, &repair.id, &key).await;
     // Once repaired, a valid card with nothing open is not repairable.
     expect_error(
         ra.start_operation(OperationKind::Repair, HOLDER, AGENT)

@@ -7,8 +7,8 @@ mod common;
 use cms_api::protocol::b64;
 use cms_api::{ErrorCode, OperationKind, OperationState};
 use common::{
-    card_key, confirmation, csr, expect_error, relay_as_card, Fixture, SoftKey, AGENT, NURSE, RA,
-    SERIAL_A, SERIAL_B,
+    card_key, confirmation, csr, expect_error, relay_as_card, start, Fixture, SoftKey, AGENT,
+    NURSE, RA, SERIAL_A, SERIAL_B,
 };
 
 fn actions(fx: &Fixture, serial: &str) -> Vec<String> {
@@ -34,10 +34,7 @@ async fn the_holder_restores_the_current_certificate_and_nothing_else_changes() 
     let (_, s) = fx.login(&card).await;
     let details_before = s.card(SERIAL_A).await.unwrap();
 
-    let op = s
-        .start_operation(OperationKind::Restore, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let op = start(&s, OperationKind::Restore, SERIAL_A).await;
     assert_eq!(
         (op.kind.as_str(), op.state.as_str(), op.resumed),
         ("restore", "certificate_issued", false)
@@ -47,10 +44,7 @@ async fn the_holder_restores_the_current_certificate_and_nothing_else_changes() 
         card.certificate
     );
     // Asking again resumes it.
-    let again = s
-        .start_operation(OperationKind::Restore, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let again = start(&s, OperationKind::Restore, SERIAL_A).await;
     assert_eq!((again.id.as_str(), again.resumed), (op.id.as_str(), true));
 
     relay_as_card(&s, &op.id, &card_key(&fx, SERIAL_A)).await;
@@ -153,18 +147,10 @@ async fn an_expired_card_is_the_registration_authoritys() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_left_open_gives_way_to_a_renewal_but_not_the_other_way() {
     let fx = Fixture::start().await;
-    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
-    let card = fx.card(&jane, SERIAL_A, 20);
-    let (_, s) = fx.login(&card).await;
+    let (_, card, s) = fx.jane_logged_in(SERIAL_A, 20).await;
 
-    let restore = s
-        .start_operation(OperationKind::Restore, SERIAL_A, AGENT)
-        .await
-        .unwrap();
-    let renew = s
-        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
-        .await
-        .unwrap();
+    let restore = start(&s, OperationKind::Restore, SERIAL_A).await;
+    let renew = start(&s, OperationKind::Renew, SERIAL_A).await;
     assert_eq!((renew.kind.as_str(), renew.resumed), ("renew", false));
     assert_eq!(
         s.operation(&restore.id).await.unwrap().state,

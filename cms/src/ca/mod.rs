@@ -87,6 +87,23 @@ fn build_err(e: impl std::fmt::Display) -> CaError {
     CaError::Build(e.to_string())
 }
 
+/// Signs the certificate `builder` holds and writes it to `certificate_path`, and its
+/// subject's `key` to `key_path` (readable by the service alone).
+fn sign_to_files(
+    builder: CertificateBuilder<'_, SigningKey>,
+    key: &SigningKey,
+    key_path: &Path,
+    certificate_path: &Path,
+) -> Result<(), CaError> {
+    let cert = builder.build::<DerSignature>().map_err(build_err)?;
+    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(build_err)?;
+    write_private(key_path, pem.as_bytes())?;
+    write_public(
+        certificate_path,
+        cert.to_pem(LineEnding::LF).map_err(build_err)?.as_bytes(),
+    )
+}
+
 /// Whom a card certificate is for, as its subject names them.
 #[derive(Debug, Clone, Copy)]
 pub struct CertificateHolder<'a> {
@@ -197,13 +214,7 @@ impl CertificateAuthority {
                 &key,
             )
             .map_err(build_err)?;
-            let cert = builder.build::<DerSignature>().map_err(build_err)?;
-            let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(build_err)?;
-            write_private(&files.ca_key, pem.as_bytes())?;
-            write_public(
-                &files.ca_certificate,
-                cert.to_pem(LineEnding::LF).map_err(build_err)?.as_bytes(),
-            )?;
+            sign_to_files(builder, &key, &files.ca_key, &files.ca_certificate)?;
         }
         let ca = Self::load(files)?;
         if !files.tls_key.exists() {
@@ -296,13 +307,7 @@ impl CertificateAuthority {
         builder
             .add_extension(&ExtendedKeyUsage(vec![SERVER_AUTH]))
             .map_err(build_err)?;
-        let cert = builder.build::<DerSignature>().map_err(build_err)?;
-        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(build_err)?;
-        write_private(&files.tls_key, pem.as_bytes())?;
-        write_public(
-            &files.tls_certificate,
-            cert.to_pem(LineEnding::LF).map_err(build_err)?.as_bytes(),
-        )
+        sign_to_files(builder, &key, &files.tls_key, &files.tls_certificate)
     }
 
     /// Issues a certificate for a card key `spki_der` (RSA-2048 or P-256): subject

@@ -1,6 +1,6 @@
 //! The audit log: every change writes its line in the change's own transaction.
 
-use super::Database;
+use super::{record_from_row, Database};
 use crate::error::CmsResult;
 use rusqlite::{params, Connection};
 
@@ -68,14 +68,17 @@ impl Database {
              ) ORDER BY id",
         )?;
         let rows = stmt.query_map(params![card_serial, limit], |row| {
-            Ok(AuditEntry {
-                id: row.get(0)?,
-                at: row.get(1)?,
-                actor: row.get(2)?,
-                action: row.get(3)?,
-                card_serial: row.get(4)?,
-                detail: row.get(5)?,
-            })
+            record_from_row!(
+                row,
+                AuditEntry {
+                    id,
+                    at,
+                    actor,
+                    action,
+                    card_serial,
+                    detail
+                }
+            )
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

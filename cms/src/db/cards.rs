@@ -1,8 +1,8 @@
 //! The card registry: a card's record, and its cancellation (which ends its sessions and its
 //! open operations with it).
 
-use super::audit::{insert_audit, AuditEvent};
-use super::Database;
+use super::audit::AuditEvent;
+use super::{record_from_row, Database};
 use crate::error::{CmsError, CmsResult};
 use piv::ManagementAlgorithm;
 use rusqlite::{params, Row};
@@ -55,64 +55,58 @@ pub(super) const CARD_COLUMNS: &str =
      cancel_reason, capacity, renewals_used, puk_generation, management_algorithm";
 
 fn card_from(row: &Row<'_>) -> rusqlite::Result<CardRecord> {
-    Ok(CardRecord {
-        serial: row.get(0)?,
-        card_type: row.get(1)?,
-        holder_id: row.get(2)?,
-        issued_on: row.get(3)?,
-        certs_expire: row.get(4)?,
-        cancelled_on: row.get(5)?,
-        cancel_reason: row.get(6)?,
-        capacity: row.get(7)?,
-        renewals_used: row.get(8)?,
-        puk_generation: row.get(9)?,
-        management_algorithm: {
-            let id: u8 = row.get(10)?;
-            ManagementAlgorithm::from_id(id).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    10,
-                    rusqlite::types::Type::Integer,
-                    format!("{id} is not a management key algorithm").into(),
-                )
-            })?
-        },
+    record_from_row!(row, CardRecord {
+        serial, card_type, holder_id, issued_on, certs_expire, cancelled_on, cancel_reason,
+        capacity, renewals_used, puk_generation, management_algorithm via management_algorithm,
+    })
+}
+
+/// The management key algorithm stored in column `idx` by its id: an id no algorithm has is an
+/// error, never a guess.
+fn management_algorithm(row: &Row<'_>, idx: usize) -> rusqlite::Result<ManagementAlgorithm> {
+    let id: u8 = row.get(idx)?;
+    ManagementAlgorithm::from_id(id).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Integer,
+            format!("{id} is not a management key algorithm").into(),
+        )
     })
 }
 
 impl Database {
     /// Adds a card record.
     pub fn add_card(&self, card: &CardRecord, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM cards WHERE serial = ?1)",
-            [&card.serial],
-            |r| r.get(0),
-        )?;
-        if exists {
-            return Err(CmsError::CardExists(card.serial.clone()));
-        }
-        tx.execute(
-            &format!(
-                "INSERT INTO cards ({CARD_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ),
-            params![
-                card.serial,
-                card.card_type,
-                card.holder_id,
-                card.issued_on,
-                card.certs_expire,
-                card.cancelled_on,
-                card.cancel_reason,
-                card.capacity,
-                card.renewals_used,
-                card.puk_generation,
-                card.management_algorithm.id()
-            ],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        Ok(tx.commit()?)
+        self.audited(at, audit, |tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM cards WHERE serial = ?1)",
+                [&card.serial],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Err(CmsError::CardExists(card.serial.clone()));
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO cards ({CARD_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
+                params![
+                    card.serial,
+                    card.card_type,
+                    card.holder_id,
+                    card.issued_on,
+                    card.certs_expire,
+                    card.cancelled_on,
+                    card.cancel_reason,
+                    card.capacity,
+                    card.renewals_used,
+                    card.puk_generation,
+                    card.management_algorithm.id()
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// The card with `serial`.
@@ -143,38 +137,37 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE cards SET cancelled_on = ?2, cancel_reason = ?3 WHERE serial = ?1",
-            params![serial, at, reason],
-        )?;
-        tx.execute(
-            "UPDATE sessions SET ended_at = ?2 WHERE card_serial = ?1 AND ended_at IS NULL",
-            params![serial, at],
-        )?;
-        tx.execute(
-            "UPDATE certificates SET status = 'superseded' WHERE card_serial = ?1 AND status = 'pending'",
-            [serial],
-        )?;
-        tx.execute(
-            "UPDATE operations SET state = 'aborted', updated_at = ?2
-             WHERE card_serial = ?1 AND state IN ('started', 'certificate_issued')",
-            params![serial, at],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        Ok(tx.commit()?)
+        self.audited(at, audit, |tx| {
+            tx.execute(
+                "UPDATE cards SET cancelled_on = ?2, cancel_reason = ?3 WHERE serial = ?1",
+                params![serial, at, reason],
+            )?;
+            tx.execute(
+                "UPDATE sessions SET ended_at = ?2 WHERE card_serial = ?1 AND ended_at IS NULL",
+                params![serial, at],
+            )?;
+            tx.execute(
+                "UPDATE certificates SET status = 'superseded' WHERE card_serial = ?1 AND status = 'pending'",
+                [serial],
+            )?;
+            tx.execute(
+                "UPDATE operations SET state = 'aborted', updated_at = ?2
+                 WHERE card_serial = ?1 AND state IN ('started', 'certificate_issued')",
+                params![serial, at],
+            )?;
+            Ok(())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::database_file;
     use super::*;
 
     #[test]
     fn a_database_from_before_management_algorithms_keeps_its_cards_as_aes128() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cms.sqlite");
+        let (_dir, path) = database_file();
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
             for step in &super::super::schema::MIGRATIONS[..2] {

@@ -1,56 +1,25 @@
 //! The certificates the CA issued for card keys, and where each is in its life.
 
-use super::audit::{insert_audit, AuditEvent};
-use super::{stored, Database};
+use super::audit::AuditEvent;
+use super::{record_from_row, stored, Database};
 use crate::error::CmsResult;
 use rusqlite::{params, Connection, Row};
 
-/// The life of a certificate this CA issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertificateStatus {
-    /// The card's current certificate.
-    Active,
-    /// Issued in an open operation, not yet confirmed by the card.
-    Pending,
-    /// Was active; a confirmed renewal or repair replaced it.
-    Replaced,
-    /// Was pending; its operation issued another or ended without it.
-    Superseded,
-}
-
-impl CertificateStatus {
-    /// The status's name in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Pending => "pending",
-            Self::Replaced => "replaced",
-            Self::Superseded => "superseded",
-        }
+cms_api::wire_enum! {
+    /// The life of a certificate this CA issued; stored by name ([`CertificateStatus::as_str`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum CertificateStatus {
+        /// The card's current certificate.
+        Active = "active",
+        /// Issued in an open operation, not yet confirmed by the card.
+        Pending = "pending",
+        /// Was active; a confirmed renewal or repair replaced it.
+        Replaced = "replaced",
+        /// Was pending; its operation issued another or ended without it.
+        Superseded = "superseded",
     }
-
-    const ALL: [CertificateStatus; 4] = [
-        Self::Active,
-        Self::Pending,
-        Self::Replaced,
-        Self::Superseded,
-    ];
-}
-
-/// A stored certificate status this service does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a certificate status")]
-pub struct UnknownCertificateStatus(pub String);
-
-impl std::str::FromStr for CertificateStatus {
-    type Err = UnknownCertificateStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownCertificateStatus(s.to_owned()))
-    }
+    /// A stored certificate status this service does not know.
+    pub struct UnknownCertificateStatus("is not a certificate status");
 }
 
 /// A certificate this CA issued for a card key.
@@ -78,15 +47,8 @@ const CERT_COLUMNS: &str =
     "serial, card_serial, operation_id, spki, der, not_before, not_after, status";
 
 fn cert_from(row: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
-    Ok(CertificateRecord {
-        serial: row.get(0)?,
-        card_serial: row.get(1)?,
-        operation_id: row.get(2)?,
-        spki: row.get(3)?,
-        der: row.get(4)?,
-        not_before: row.get(5)?,
-        not_after: row.get(6)?,
-        status: stored(row, 7)?,
+    record_from_row!(row, CertificateRecord {
+        serial, card_serial, operation_id, spki, der, not_before, not_after, status via stored,
     })
 }
 
@@ -99,19 +61,18 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE certificates SET status = 'replaced' WHERE card_serial = ?1 AND status = 'active'",
-            [&cert.card_serial],
-        )?;
-        insert_certificate(&tx, cert, at)?;
-        tx.execute(
-            "UPDATE cards SET certs_expire = ?2 WHERE serial = ?1",
-            params![cert.card_serial, cert.not_after],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        Ok(tx.commit()?)
+        self.audited(at, audit, |tx| {
+            tx.execute(
+                "UPDATE certificates SET status = 'replaced' WHERE card_serial = ?1 AND status = 'active'",
+                [&cert.card_serial],
+            )?;
+            insert_certificate(tx, cert, at)?;
+            tx.execute(
+                "UPDATE cards SET certs_expire = ?2 WHERE serial = ?1",
+                params![cert.card_serial, cert.not_after],
+            )?;
+            Ok(())
+        })
     }
 
     /// The certificate with serial number `serial` (upper-case hex).
@@ -168,33 +129,13 @@ pub(super) fn insert_certificate(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::event;
-    use super::super::{CardRecord, User};
+    use super::super::testing::{event, with_card};
     use super::*;
     use piv::ManagementAlgorithm;
 
     #[test]
     fn an_unknown_stored_status_is_an_error_not_superseded() {
-        let db = Database::in_memory().unwrap();
-        let user = User {
-            id: "u1".into(),
-            name: "Jane".into(),
-        };
-        db.add_user(&user, 0, &event("user.add")).unwrap();
-        let card = CardRecord {
-            serial: "4082A001132F2817".into(),
-            card_type: "PIV".into(),
-            holder_id: "u1".into(),
-            issued_on: 0,
-            certs_expire: None,
-            cancelled_on: None,
-            cancel_reason: None,
-            capacity: 10,
-            renewals_used: 0,
-            puk_generation: 0,
-            management_algorithm: ManagementAlgorithm::Aes128,
-        };
-        db.add_card(&card, 0, &event("card.add")).unwrap();
+        let (db, card) = with_card(ManagementAlgorithm::Aes128);
         let cert = CertificateRecord {
             serial: "0A".into(),
             card_serial: card.serial.clone(),

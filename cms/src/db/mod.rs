@@ -20,6 +20,7 @@ pub use sessions::SessionRecord;
 pub use users::{RoleProfile, User};
 
 use crate::error::{CmsError, CmsResult};
+use audit::insert_audit;
 use rusqlite::{Connection, OptionalExtension, Row};
 use schema::MIGRATIONS;
 use std::path::Path;
@@ -42,6 +43,46 @@ where
     text.parse().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
     })
+}
+
+/// Builds a record from a row whose columns are the record's fields, in the same order. A field
+/// written `field via reader` is read by `reader(row, column)` (such as [`stored`]), every other
+/// field by `Row::get`.
+macro_rules! record_from_row {
+    ($row:expr, $record:ident { $($field:ident $(via $read:path)?),+ $(,)? }) => {{
+        let row: &rusqlite::Row<'_> = $row;
+        let mut columns = 0usize..;
+        Ok($record {
+            $($field: record_from_row!(@read row, columns.next().unwrap_or_default() $(, $read)?)?,)+
+        })
+    }};
+    (@read $row:ident, $column:expr) => { $row.get($column) };
+    (@read $row:ident, $column:expr, $read:path) => { $read($row, $column) };
+}
+use record_from_row;
+
+/// What a change made in [`Database::audited`] returns: whether it went ahead. A change that
+/// did not is rolled back and writes no audit line.
+trait ChangeOutcome {
+    fn went_ahead(&self) -> bool;
+}
+
+impl ChangeOutcome for () {
+    fn went_ahead(&self) -> bool {
+        true
+    }
+}
+
+impl ChangeOutcome for i64 {
+    fn went_ahead(&self) -> bool {
+        true
+    }
+}
+
+impl ChangeOutcome for bool {
+    fn went_ahead(&self) -> bool {
+        *self
+    }
 }
 
 impl Database {
@@ -90,6 +131,37 @@ impl Database {
         Ok(stmt.query_row([key], map).optional()?)
     }
 
+    /// Makes `change` and writes `audit` at `at` in one transaction: both or, when `change`
+    /// fails or does not go ahead, neither.
+    fn audited<T: ChangeOutcome>(
+        &self,
+        at: i64,
+        audit: &AuditEvent<'_>,
+        change: impl FnOnce(&Connection) -> CmsResult<T>,
+    ) -> CmsResult<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let outcome = change(&tx)?;
+        if outcome.went_ahead() {
+            insert_audit(&tx, at, audit)?;
+            tx.commit()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Runs one statement as an audited change ([`Database::audited`]).
+    fn audited_statement(
+        &self,
+        at: i64,
+        audit: &AuditEvent<'_>,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> CmsResult<()> {
+        self.audited(at, audit, |tx| {
+            tx.execute(sql, params).map(drop).map_err(Into::into)
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -105,7 +177,42 @@ impl Database {
 
 #[cfg(test)]
 mod testing {
-    use super::AuditEvent;
+    use super::{AuditEvent, CardRecord, Database, User};
+    use piv::ManagementAlgorithm;
+
+    /// A temporary directory for a database file, and the file's path in it (the file is
+    /// removed with the directory).
+    pub fn database_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cms.sqlite");
+        (dir, path)
+    }
+
+    /// A database in memory with user `u1` (Jane) and her card `4082A001132F2817`, whose
+    /// management key is of `algorithm`; and that card's record.
+    pub fn with_card(algorithm: ManagementAlgorithm) -> (Database, CardRecord) {
+        let db = Database::in_memory().unwrap();
+        let user = User {
+            id: "u1".into(),
+            name: "Jane".into(),
+        };
+        db.add_user(&user, 0, &event("user.add")).unwrap();
+        let card = CardRecord {
+            serial: "4082A001132F2817".into(),
+            card_type: "PIV".into(),
+            holder_id: "u1".into(),
+            issued_on: 0,
+            certs_expire: None,
+            cancelled_on: None,
+            cancel_reason: None,
+            capacity: 10,
+            renewals_used: 0,
+            puk_generation: 0,
+            management_algorithm: algorithm,
+        };
+        db.add_card(&card, 0, &event("card.add")).unwrap();
+        (db, card)
+    }
 
     /// An audit event by the admin, for tests.
     pub fn event(action: &str) -> AuditEvent<'_> {
@@ -120,13 +227,12 @@ mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::event;
+    use super::testing::{database_file, event};
     use super::*;
 
     #[test]
     fn migrations_run_once_and_data_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cms.sqlite");
+        let (_dir, path) = database_file();
         {
             let db = Database::open(&path).unwrap();
             assert_eq!(db.schema_version().unwrap() as usize, MIGRATIONS.len());
@@ -156,8 +262,7 @@ mod tests {
 
     #[test]
     fn a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cms.sqlite");
+        let (_dir, path) = database_file();
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);

@@ -1,9 +1,9 @@
 //! Renewals, repairs and restores: one open at most per card, each step one transaction with
 //! the certificate and card changes it implies.
 
-use super::audit::{insert_audit, AuditEvent};
+use super::audit::AuditEvent;
 use super::certificates::{insert_certificate, CertificateRecord};
-use super::{stored, Database};
+use super::{record_from_row, stored, Database};
 use crate::error::{CmsError, CmsResult};
 use cms_api::{OperationKind, OperationState};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -41,19 +41,9 @@ const OPERATION_COLUMNS: &str = "id, kind, card_serial, actor_id, state, agent_v
      created_at, updated_at, pending_certificate, confirm_challenge, relay_count, puk_released";
 
 fn operation_from(row: &Row<'_>) -> rusqlite::Result<OperationRecord> {
-    Ok(OperationRecord {
-        id: row.get(0)?,
-        kind: stored(row, 1)?,
-        card_serial: row.get(2)?,
-        actor_id: row.get(3)?,
-        state: stored(row, 4)?,
-        agent_version: row.get(5)?,
-        created_at: row.get(6)?,
-        updated_at: row.get(7)?,
-        pending_certificate: row.get(8)?,
-        confirm_challenge: row.get(9)?,
-        relay_count: row.get(10)?,
-        puk_released: row.get(11)?,
+    record_from_row!(row, OperationRecord {
+        id, kind via stored, card_serial, actor_id, state via stored, agent_version, created_at,
+        updated_at, pending_certificate, confirm_challenge, relay_count, puk_released,
     })
 }
 
@@ -65,33 +55,32 @@ impl Database {
         abort: Option<&str>,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        if let Some(old) = abort {
-            abort_operation(&tx, old, op.created_at)?;
-        }
-        tx.execute(
-            &format!(
-                "INSERT INTO operations ({OPERATION_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ),
-            params![
-                op.id,
-                op.kind.as_str(),
-                op.card_serial,
-                op.actor_id,
-                op.state.as_str(),
-                op.agent_version,
-                op.created_at,
-                op.updated_at,
-                op.pending_certificate,
-                op.confirm_challenge,
-                op.relay_count,
-                op.puk_released
-            ],
-        )?;
-        insert_audit(&tx, op.created_at, audit)?;
-        Ok(tx.commit()?)
+        self.audited(op.created_at, audit, |tx| {
+            if let Some(old) = abort {
+                abort_operation(tx, old, op.created_at)?;
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO operations ({OPERATION_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
+                params![
+                    op.id,
+                    op.kind.as_str(),
+                    op.card_serial,
+                    op.actor_id,
+                    op.state.as_str(),
+                    op.agent_version,
+                    op.created_at,
+                    op.updated_at,
+                    op.pending_certificate,
+                    op.confirm_challenge,
+                    op.relay_count,
+                    op.puk_released
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// Whether `error` is the database refusing a second open operation for a card.
@@ -145,26 +134,24 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<bool> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE certificates SET status = 'superseded' WHERE operation_id = ?1 AND status = 'pending'",
-            [op_id],
-        )?;
-        insert_certificate(&tx, cert, at)?;
-        let changed = tx.execute(
-            "UPDATE operations SET state = 'certificate_issued', pending_certificate = ?2,
-                 confirm_challenge = ?3, updated_at = ?4
-             WHERE id = ?1 AND state IN ('started', 'certificate_issued')",
-            params![op_id, cert.serial, confirm_challenge, at],
-        )?;
-        if changed == 0 {
-            // The operation ended meanwhile: drop the certificate with the transaction.
-            return Ok(false);
-        }
-        insert_audit(&tx, at, audit)?;
-        tx.commit()?;
-        Ok(true)
+        self.audited(at, audit, |tx| {
+            tx.execute(
+                "UPDATE certificates SET status = 'superseded' WHERE operation_id = ?1 AND status = 'pending'",
+                [op_id],
+            )?;
+            insert_certificate(tx, cert, at)?;
+            let changed = tx.execute(
+                "UPDATE operations SET state = 'certificate_issued', pending_certificate = ?2,
+                     confirm_challenge = ?3, updated_at = ?4
+                 WHERE id = ?1 AND state IN ('started', 'certificate_issued')",
+                params![op_id, cert.serial, confirm_challenge, at],
+            )?;
+            if changed == 0 {
+                // The operation ended meanwhile: drop the certificate with the transaction.
+                return Ok(false);
+            }
+            Ok(true)
+        })
     }
 
     /// Aborts an operation that is still `started` (it has changed nothing on the card);
@@ -175,20 +162,18 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<bool> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let state: Option<String> = tx
-            .query_row("SELECT state FROM operations WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if state.as_deref() != Some(OperationState::Started.as_str()) {
-            return Ok(false);
-        }
-        abort_operation(&tx, id, at)?;
-        insert_audit(&tx, at, audit)?;
-        tx.commit()?;
-        Ok(true)
+        self.audited(at, audit, |tx| {
+            let state: Option<String> = tx
+                .query_row("SELECT state FROM operations WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if state.as_deref() != Some(OperationState::Started.as_str()) {
+                return Ok(false);
+            }
+            abort_operation(tx, id, at)?;
+            Ok(true)
+        })
     }
 
     /// Completes an operation: its pending certificate becomes the card's active one, the
@@ -201,56 +186,52 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<bool> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
-            "UPDATE operations SET state = 'completed', updated_at = ?2
-             WHERE id = ?1 AND state = 'certificate_issued' AND pending_certificate = ?3",
-            params![op.id, at, cert.serial],
-        )?;
-        if changed == 0 {
-            return Ok(false);
-        }
-        tx.execute(
-            "UPDATE certificates SET status = 'replaced' WHERE card_serial = ?1 AND status = 'active'",
-            [&op.card_serial],
-        )?;
-        tx.execute(
-            "UPDATE certificates SET status = 'active' WHERE serial = ?1",
-            [&cert.serial],
-        )?;
-        let renewals = match op.kind {
-            OperationKind::Renew => "renewals_used + 1",
-            OperationKind::Repair => "0",
-            OperationKind::Restore => "renewals_used",
-        };
-        let puk = if op.puk_released {
-            "puk_generation + 1"
-        } else {
-            "puk_generation"
-        };
-        tx.execute(
-            &format!(
-                "UPDATE cards SET certs_expire = ?2, renewals_used = {renewals},
-                     puk_generation = {puk} WHERE serial = ?1"
-            ),
-            params![op.card_serial, cert.not_after],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        tx.commit()?;
-        Ok(true)
+        self.audited(at, audit, |tx| {
+            let changed = tx.execute(
+                "UPDATE operations SET state = 'completed', updated_at = ?2
+                 WHERE id = ?1 AND state = 'certificate_issued' AND pending_certificate = ?3",
+                params![op.id, at, cert.serial],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE certificates SET status = 'replaced' WHERE card_serial = ?1 AND status = 'active'",
+                [&op.card_serial],
+            )?;
+            tx.execute(
+                "UPDATE certificates SET status = 'active' WHERE serial = ?1",
+                [&cert.serial],
+            )?;
+            let renewals = match op.kind {
+                OperationKind::Renew => "renewals_used + 1",
+                OperationKind::Repair => "0",
+                OperationKind::Restore => "renewals_used",
+            };
+            let puk = if op.puk_released {
+                "puk_generation + 1"
+            } else {
+                "puk_generation"
+            };
+            tx.execute(
+                &format!(
+                    "UPDATE cards SET certs_expire = ?2, renewals_used = {renewals},
+                         puk_generation = {puk} WHERE serial = ?1"
+                ),
+                params![op.card_serial, cert.not_after],
+            )?;
+            Ok(true)
+        })
     }
 
     /// Marks the PUK released in an operation.
     pub fn release_puk(&self, op_id: &str, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
+        self.audited_statement(
+            at,
+            audit,
             "UPDATE operations SET puk_released = 1, updated_at = ?2 WHERE id = ?1",
             params![op_id, at],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        Ok(tx.commit()?)
+        )
     }
 }
 
@@ -268,33 +249,13 @@ fn abort_operation(conn: &Connection, id: &str, at: i64) -> rusqlite::Result<()>
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::event;
-    use super::super::{CardRecord, User};
+    use super::super::testing::{event, with_card};
     use super::*;
     use piv::ManagementAlgorithm;
 
     #[test]
     fn a_card_has_one_open_operation_at_most() {
-        let db = Database::in_memory().unwrap();
-        let user = User {
-            id: "u1".into(),
-            name: "Jane".into(),
-        };
-        db.add_user(&user, 0, &event("user.add")).unwrap();
-        let card = CardRecord {
-            serial: "4082A001132F2817".into(),
-            card_type: "PIV".into(),
-            holder_id: "u1".into(),
-            issued_on: 0,
-            certs_expire: None,
-            cancelled_on: None,
-            cancel_reason: None,
-            capacity: 10,
-            renewals_used: 0,
-            puk_generation: 0,
-            management_algorithm: ManagementAlgorithm::Aes192,
-        };
-        db.add_card(&card, 0, &event("card.add")).unwrap();
+        let (db, card) = with_card(ManagementAlgorithm::Aes192);
         assert_eq!(db.card(&card.serial).unwrap(), Some(card.clone()));
         let op = |id: &str| OperationRecord {
             id: id.into(),

@@ -1,7 +1,7 @@
 //! Authenticated sessions, found by the hash of their token or of their ticket.
 
-use super::audit::{insert_audit, AuditEvent};
-use super::Database;
+use super::audit::AuditEvent;
+use super::{record_from_row, Database};
 use crate::error::CmsResult;
 use rusqlite::{params, Row};
 
@@ -30,38 +30,40 @@ const SESSION_COLUMNS: &str =
     "token_hash, ticket_hash, user_id, card_serial, selected_role, created_at, expires_at, ended_at";
 
 fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    Ok(SessionRecord {
-        token_hash: row.get(0)?,
-        ticket_hash: row.get(1)?,
-        user_id: row.get(2)?,
-        card_serial: row.get(3)?,
-        selected_role: row.get(4)?,
-        created_at: row.get(5)?,
-        expires_at: row.get(6)?,
-        ended_at: row.get(7)?,
-    })
+    record_from_row!(
+        row,
+        SessionRecord {
+            token_hash,
+            ticket_hash,
+            user_id,
+            card_serial,
+            selected_role,
+            created_at,
+            expires_at,
+            ended_at,
+        }
+    )
 }
 
 impl Database {
     /// Starts a session.
     pub fn add_session(&self, session: &SessionRecord, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.prepare_cached(&format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ))?
-        .execute(params![
-            session.token_hash,
-            session.ticket_hash,
-            session.user_id,
-            session.card_serial,
-            session.selected_role,
-            session.created_at,
-            session.expires_at,
-            session.ended_at
-        ])?;
-        insert_audit(&tx, session.created_at, audit)?;
-        Ok(tx.commit()?)
+        self.audited(session.created_at, audit, |tx| {
+            tx.prepare_cached(&format!(
+                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                session.token_hash,
+                session.ticket_hash,
+                session.user_id,
+                session.card_serial,
+                session.selected_role,
+                session.created_at,
+                session.expires_at,
+                session.ended_at
+            ])?;
+            Ok(())
+        })
     }
 
     /// The session whose token hashes to `token_hash`.
@@ -90,26 +92,22 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
+        self.audited_statement(
+            at,
+            audit,
             "UPDATE sessions SET selected_role = ?2 WHERE token_hash = ?1",
             params![token_hash, role],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        Ok(tx.commit()?)
+        )
     }
 
     /// Ends a session.
     pub fn end_session(&self, token_hash: &str, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
+        self.audited_statement(
+            at,
+            audit,
             "UPDATE sessions SET ended_at = ?2 WHERE token_hash = ?1 AND ended_at IS NULL",
             params![token_hash, at],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        Ok(tx.commit()?)
+        )
     }
 
     /// Deletes sessions that ended or expired before `before`; returns how many.

@@ -1,7 +1,7 @@
 //! Users, organisations and role profiles.
 
-use super::audit::{insert_audit, AuditEvent};
-use super::Database;
+use super::audit::AuditEvent;
+use super::{record_from_row, Database};
 use crate::error::CmsResult;
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -37,10 +37,7 @@ impl RoleProfile {
 }
 
 fn user_from(row: &Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(0)?,
-        name: row.get(1)?,
-    })
+    record_from_row!(row, User { id, name })
 }
 
 fn role_from(row: &Row<'_>) -> rusqlite::Result<RoleProfile> {
@@ -61,14 +58,12 @@ fn role_from(row: &Row<'_>) -> rusqlite::Result<RoleProfile> {
 impl Database {
     /// Adds a user.
     pub fn add_user(&self, user: &User, at: i64, audit: &AuditEvent<'_>) -> CmsResult<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
+        self.audited_statement(
+            at,
+            audit,
             "INSERT INTO users (id, name, created_at) VALUES (?1, ?2, ?3)",
             params![user.id, user.name, at],
-        )?;
-        insert_audit(&tx, at, audit)?;
-        Ok(tx.commit()?)
+        )
     }
 
     /// The user with `id`.
@@ -89,26 +84,23 @@ impl Database {
         at: i64,
         audit: &AuditEvent<'_>,
     ) -> CmsResult<i64> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT OR IGNORE INTO organisations (name) VALUES (?1)",
-            [organisation],
-        )?;
-        let org: i64 = tx.query_row(
-            "SELECT id FROM organisations WHERE name = ?1",
-            [organisation],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO role_profiles (user_id, organisation_id, job_role, activities)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![user_id, org, job_role, activities.join(",")],
-        )?;
-        let id = tx.last_insert_rowid();
-        insert_audit(&tx, at, audit)?;
-        tx.commit()?;
-        Ok(id)
+        self.audited(at, audit, |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO organisations (name) VALUES (?1)",
+                [organisation],
+            )?;
+            let org: i64 = tx.query_row(
+                "SELECT id FROM organisations WHERE name = ?1",
+                [organisation],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO role_profiles (user_id, organisation_id, job_role, activities)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![user_id, org, job_role, activities.join(",")],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
     }
 
     /// The role profiles of `user_id`, in the order they were added.

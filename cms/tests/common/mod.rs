@@ -182,12 +182,34 @@ impl Fixture {
 
     /// Authenticates `card` and returns the session and a client carrying it.
     pub async fn login(&self, card: &SoftCard) -> (SessionCreated, CmsClient) {
+        self.try_login(card).await.unwrap()
+    }
+
+    /// Tries to authenticate with `card`.
+    pub async fn try_login(
+        &self,
+        card: &SoftCard,
+    ) -> Result<(SessionCreated, CmsClient), cms_api::client::ClientError> {
         self.client
             .authenticate(&card.serial, &card.certificate, |m| {
                 Ok::<_, std::convert::Infallible>(card.key.sign(m))
             })
             .await
-            .unwrap()
+    }
+
+    /// Logs in with `card` and expects the card's certificate to be refused with `code`.
+    pub async fn login_refused(&self, card: &SoftCard, code: cms_api::ErrorCode) {
+        let result = self.try_login(card).await;
+        assert_eq!(result.unwrap_err().code(), Some(code));
+    }
+
+    /// Jane Doe, a nurse, with card `serial` whose certificate expires in `days` days, logged
+    /// in with it: her user id, the card and a client carrying her session.
+    pub async fn jane_logged_in(&self, serial: &str, days: i64) -> (String, SoftCard, CmsClient) {
+        let (jane, _) = self.user("Jane Doe", &[NURSE]);
+        let card = self.card(&jane, serial, days);
+        let (_, client) = self.login(&card).await;
+        (jane, card, client)
     }
 
     /// How many audit entries there are: every change writes one.
@@ -240,6 +262,29 @@ pub async fn relay_as_card(client: &CmsClient, op_id: &str, card_key: &piv::Mana
             .unwrap()
             .authenticated
     );
+}
+
+/// Starts an operation of `kind` on card `serial` as agent version [`AGENT`].
+pub async fn start(
+    client: &CmsClient,
+    kind: cms_api::OperationKind,
+    serial: &str,
+) -> cms_api::protocol::OperationView {
+    client.start_operation(kind, serial, AGENT).await.unwrap()
+}
+
+/// Has a certificate issued in operation `op_id` for `key` and confirms it with `key`'s
+/// signature; returns the confirmed operation.
+pub async fn issue_and_confirm(
+    client: &CmsClient,
+    op_id: &str,
+    key: &SoftKey,
+) -> cms_api::protocol::OperationView {
+    let issued = client.submit_csr(op_id, &csr(key)).await.unwrap();
+    client
+        .confirm(op_id, &confirmation(key, &issued))
+        .await
+        .unwrap()
 }
 
 /// A certificate request for `key`, signed by it.
