@@ -9,9 +9,9 @@ pub mod error_code;
 pub mod operation;
 pub mod pin_policy;
 pub mod protocol;
-mod wire_enum;
 
 pub use error_code::ErrorCode;
+pub use wire_enum::wire_enum;
 
 /// The activity code of Registration Authority card work: "re-issue certificates / repair
 /// smartcard" (B0267). A role must hold it to repair or cancel a card, register a new card or

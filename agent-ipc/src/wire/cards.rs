@@ -52,10 +52,10 @@ pub struct DoctorCheck {
     pub message: String,
 }
 
-wire_enum! {
+wire_enum::wire_enum! {
     /// What one check of `doctor` came to, from best to worst (so the worst of a report is its
     /// `max()`).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
     pub enum CheckOutcome {
         /// All is well.
         Ok = "ok",
@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn as_str_is_the_wire_name() {
         use CheckOutcome::*;
-        for &outcome in CheckOutcome::ALL {
+        for outcome in CheckOutcome::ALL {
             assert_eq!(
                 serde_json::json!(outcome.as_str()),
                 serde_json::json!(outcome)

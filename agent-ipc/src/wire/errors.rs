@@ -34,9 +34,9 @@ impl ErrorObject {
     }
 }
 
-wire_enum! {
+wire_enum::wire_enum! {
     /// The closed set of error codes (documented in `PROTOCOL.md`).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum ErrorCode {
         /// The message is not valid JSON or not a valid request (bad params, missing id).
         BadRequest = "bad_request",

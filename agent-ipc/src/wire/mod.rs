@@ -11,43 +11,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest line either side may send, newline excluded.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// Declares a fieldless enum that crosses the socket by name, each variant written once with its
-/// wire name (`Renew = "renew"`): serde reads and writes that name, `as_str` and `Display` give
-/// it, and `ALL` lists the variants in order. The caller's attributes (docs, derives, which must
-/// include `Serialize` and `Deserialize`) are kept.
-macro_rules! wire_enum {
-    (
-        $(#[$meta:meta])*
-        $vis:vis enum $name:ident {
-            $( $(#[$variant_meta:meta])* $variant:ident = $wire:literal, )+
-        }
-    ) => {
-        $(#[$meta])*
-        $vis enum $name {
-            $( $(#[$variant_meta])* #[serde(rename = $wire)] $variant, )+
-        }
-
-        impl $name {
-            /// Every variant, in the order declared.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name on the wire.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $wire,)+
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            /// The wire name.
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 mod cards;
 mod errors;
 mod events;

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-wire_enum! {
+wire_enum::wire_enum! {
     /// Which operation.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum OperationKind {
         /// Self-renewal of the signed-in card.
         Renew = "renew",
@@ -15,12 +15,12 @@ wire_enum! {
     }
 }
 
-wire_enum! {
+wire_enum::wire_enum! {
     /// Where a renew, repair or restore is. A renewal goes `started`, `management_key`,
     /// `key_generated`, `certificate_issued`, `certificate_written`, `confirmed`; a repair also
     /// `pin_set` and `puk_rotated`; a restore `started`, `management_key`, `certificate_written`,
     /// `confirmed`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum OperationStep {
         /// Not started yet: the agent waits for the passcode.
         Starting = "starting",
@@ -68,10 +68,10 @@ mod tests {
 
     #[test]
     fn as_str_is_the_wire_name() {
-        for &step in OperationStep::ALL {
+        for step in OperationStep::ALL {
             assert_eq!(serde_json::json!(step.as_str()), serde_json::json!(step));
         }
-        for &kind in OperationKind::ALL {
+        for kind in OperationKind::ALL {
             assert_eq!(serde_json::json!(kind.as_str()), serde_json::json!(kind));
         }
     }

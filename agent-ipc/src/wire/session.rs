@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-wire_enum! {
+wire_enum::wire_enum! {
     /// Where the session is.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum SessionState {
         /// No card to sign in with.
         NoCard = "no_card",
@@ -22,9 +22,9 @@ wire_enum! {
     }
 }
 
-wire_enum! {
+wire_enum::wire_enum! {
     /// Why a session ended.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum SessionEndReason {
         /// The card was removed.
         CardRemoved = "card_removed",
@@ -125,10 +125,10 @@ mod tests {
 
     #[test]
     fn as_str_is_the_wire_name() {
-        for &state in SessionState::ALL {
+        for state in SessionState::ALL {
             assert_eq!(serde_json::json!(state.as_str()), serde_json::json!(state));
         }
-        for &reason in SessionEndReason::ALL {
+        for reason in SessionEndReason::ALL {
             assert_eq!(
                 serde_json::json!(reason.as_str()),
                 serde_json::json!(reason)
