@@ -12,6 +12,7 @@ use std::process::Command;
 const PRODUCT_CRATES: &[&str] = &[
     "piv",
     "cardsim",
+    "wire-enum",
     "cms-api",
     "cms",
     "agent",
