@@ -132,10 +132,15 @@ impl Cms {
             }
             OperationKind::Repair => {
                 // A renewal left open may have replaced the card's key without the card ever
-                // getting its certificate: such a card is repairable too, not a dead end.
-                let stalled_renewal = open
-                    .as_ref()
-                    .is_some_and(|op| op.kind == OperationKind::Renew);
+                // getting its certificate: such a card is repairable too, not a dead end. Only
+                // one left alone for the policy's age: a renewal under way is not a way to a
+                // healthy card's PUK.
+                let stalled_age =
+                    i64::try_from(self.policy.stalled_renewal_age.as_secs()).unwrap_or(i64::MAX);
+                let stalled_renewal = open.as_ref().is_some_and(|op| {
+                    op.kind == OperationKind::Renew
+                        && now.saturating_sub(op.updated_at) >= stalled_age
+                });
                 if !card.is_expired(now) && !card.is_full() && !stalled_renewal {
                     return Err(CmsError::CardNotRepairable {
                         serial,

@@ -84,6 +84,10 @@ pub struct Policy {
     pub max_relays_per_operation: u32,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// How long a renewal must have gone without a step before it counts as left open, which
+    /// makes a card that is neither expired nor full repairable (10 minutes by default): a
+    /// renewal the holder has just started does not open the card to a repair and its PUK.
+    pub stalled_renewal_age: Duration,
 }
 
 impl Default for Policy {
@@ -97,6 +101,7 @@ impl Default for Policy {
             blocked_agent_versions: Vec::new(),
             max_relays_per_operation: 32,
             max_body_bytes: 64 * 1024,
+            stalled_renewal_age: Duration::from_secs(10 * 60),
         }
     }
 }

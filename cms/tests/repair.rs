@@ -265,8 +265,36 @@ async fn a_repair_takes_over_a_renewal_left_open_when_the_card_expired() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_card_whose_renewal_stalled_can_be_repaired_though_not_expired() {
+async fn a_renewal_just_started_does_not_make_a_healthy_card_repairable() {
     let fx = Fixture::start().await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let (olu, _) = fx.user("Olu Officer", &[RA]);
+    let card = fx.card(&jane, HOLDER, 200);
+    let (_, holder) = fx.login(&card).await;
+    let renew = start(&holder, OperationKind::Renew, HOLDER).await;
+    let officer_card = fx.card(&olu, OFFICER, 365);
+    let (_, ra) = fx.login(&officer_card).await;
+    // Refused as a healthy card is, and the renewal goes on untouched.
+    expect_error(
+        ra.start_operation(OperationKind::Repair, HOLDER, AGENT)
+            .await,
+        409,
+        ErrorCode::CardNotRepairable,
+    );
+    assert_eq!(
+        holder.operation(&renew.id).await.unwrap().state,
+        OperationState::Started
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_whose_renewal_stalled_can_be_repaired_though_not_expired() {
+    // Every renewal counts as left open at once, as one untouched for the default ten minutes.
+    let fx = Fixture::with_policy(Policy {
+        stalled_renewal_age: Duration::ZERO,
+        ..Policy::default()
+    })
+    .await;
     let (jane, _) = fx.user("Jane Doe", &[NURSE]);
     let (olu, _) = fx.user("Olu Officer", &[RA]);
     let card = fx.card(&jane, HOLDER, 200);
