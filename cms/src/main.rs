@@ -38,6 +38,13 @@ fn init_logging() {
 }
 
 fn main() -> Result<()> {
+    // Whatever the service writes is its user's alone, even a file some library creates; the
+    // data directory's files are also created with their modes, and checked at start.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     init_logging();
     let data_dir = DataDir::new(&cli.data_dir);

@@ -1,7 +1,7 @@
 //! The service itself: the registry, the CA, card custody, the challenge store and the policy,
 //! opened from a data directory. The API calls into it; the admin CLI too.
 
-use crate::ca::{CaFiles, CertificateAuthority, VerifiedCertificates};
+use crate::ca::{create_private_dir, CaFiles, CertificateAuthority, VerifiedCertificates};
 use crate::challenges::ChallengeStore;
 use crate::custody::{Custody, RelayExchanges};
 use crate::db::{AuditEvent, Database, RoleProfile, SessionRecord, User};
@@ -46,6 +46,76 @@ impl DataDir {
     pub fn ca_files(&self) -> CaFiles {
         CaFiles::in_dir(&self.root)
     }
+
+    /// Makes an empty data directory (one just made for the service, say by `mktemp -d` or
+    /// under another umask) 0700: with nothing in it yet, nothing has been exposed.
+    fn take_if_empty(&self) -> CmsResult<()> {
+        let io_err =
+            |e: std::io::Error| CmsError::Internal(format!("{}: {e}", self.root.display()));
+        if std::fs::read_dir(&self.root)
+            .map_err(io_err)?
+            .next()
+            .is_none()
+        {
+            #[cfg(unix)]
+            std::fs::set_permissions(
+                &self.root,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a data directory that another local user could read or write: the directory
+    /// and every directory under it must be 0700 (or stricter), every file 0600 (or
+    /// stricter). The error names the first path found otherwise and its mode.
+    pub fn check_private(&self) -> CmsResult<()> {
+        if !self.root.exists() {
+            // Nothing to expose; opening says the service is not initialised.
+            return Ok(());
+        }
+        check_private_tree(&self.root)
+    }
+}
+
+/// Checks `path` and, for a directory, everything under it: nothing readable, writable or
+/// searchable by group or others. Symbolic links are not followed (their own mode means
+/// nothing); what they point to is not the data directory's.
+#[cfg(unix)]
+fn check_private_tree(path: &Path) -> CmsResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let io_err = |e: std::io::Error| CmsError::Internal(format!("{}: {e}", path.display()));
+    let metadata = std::fs::symlink_metadata(path).map_err(io_err)?;
+    if metadata.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        let (kind, wanted) = if metadata.is_dir() {
+            ("directory", "0700")
+        } else {
+            ("file", "0600")
+        };
+        return Err(CmsError::Internal(format!(
+            "{} is a {kind} of the data directory with mode {mode:04o}, open to other users: \
+             it holds the service's keys, users, sessions and audit trail, so the service \
+             refuses to start until it is {wanted} (chmod go-rwx {})",
+            path.display(),
+            path.display()
+        )));
+    }
+    if metadata.is_dir() {
+        for entry in std::fs::read_dir(path).map_err(io_err)? {
+            check_private_tree(&entry.map_err(io_err)?.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private_tree(_path: &Path) -> CmsResult<()> {
+    Ok(())
 }
 
 /// Who is calling: a live session, its user and their role profiles.
@@ -120,9 +190,11 @@ impl Cms {
     /// Creates what is missing in `data_dir` (CA, TLS certificate for `hostnames`, master
     /// secret, database) and opens the service.
     pub fn init(data_dir: &DataDir, hostnames: &[String], policy: Policy) -> CmsResult<Self> {
-        std::fs::create_dir_all(data_dir.root()).map_err(|e| {
+        create_private_dir(data_dir.root()).map_err(|e| {
             CmsError::Internal(format!("creating {}: {e}", data_dir.root().display()))
         })?;
+        data_dir.take_if_empty()?;
+        data_dir.check_private()?;
         let ca = CertificateAuthority::init(&data_dir.ca_files(), CA_NAME, hostnames)
             .map_err(|e| CmsError::Internal(e.to_string()))?;
         Self::assemble(data_dir, ca, policy)
@@ -130,6 +202,8 @@ impl Cms {
 
     /// Opens an initialised service.
     pub fn open(data_dir: &DataDir, policy: Policy) -> CmsResult<Self> {
+        data_dir.take_if_empty()?;
+        data_dir.check_private()?;
         let ca = CertificateAuthority::load(&data_dir.ca_files())
             .map_err(|e| CmsError::Internal(e.to_string()))?;
         Self::assemble(data_dir, ca, policy)

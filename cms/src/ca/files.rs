@@ -1,5 +1,6 @@
-//! The CA's files under the service's data directory: where they are, written once with the
-//! right modes (keys 0600), read back, and PEM blocks decoded.
+//! The CA's files under the service's data directory: where they are, written once for the
+//! service's user alone (directories 0700, files 0600 whatever the umask), read back, and PEM
+//! blocks decoded.
 
 use super::CaError;
 use std::fs;
@@ -32,14 +33,23 @@ impl CaFiles {
     }
 }
 
-/// Writes `contents` to a new file readable by its owner only.
+/// Creates `dir` and any missing parent for the service's user alone (0700 whatever the umask).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes `contents` to a new file readable by its owner only (0600 whatever the umask).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
     let file_err = |source| CaError::File {
         path: path.to_owned(),
         source,
     };
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(file_err)?;
+        create_private_dir(dir).map_err(file_err)?;
     }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -48,17 +58,6 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
     let mut file = options.open(path).map_err(file_err)?;
     file.write_all(contents).map_err(file_err)?;
     file.sync_all().map_err(file_err)
-}
-
-pub(super) fn write_public(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    let file_err = |source| CaError::File {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(file_err)?;
-    }
-    fs::write(path, contents).map_err(file_err)
 }
 
 pub(super) fn read(path: &Path) -> Result<Zeroizing<String>, CaError> {

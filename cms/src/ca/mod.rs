@@ -6,13 +6,13 @@
 mod files;
 mod verified;
 
-pub use files::{pem_blocks, write_private, CaFiles};
+pub use files::{create_private_dir, pem_blocks, write_private, CaFiles};
 pub use verified::VerifiedCertificates;
 
 use crate::dates;
 use der::asn1::{GeneralizedTime, Ia5String, OctetString, SetOfVec, UtcTime, Utf8StringRef};
 use der::{Decode, DecodePem, Encode, EncodePem};
-use files::{read, write_public};
+use files::read;
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rand::RngCore;
@@ -98,7 +98,9 @@ fn sign_to_files(
     let cert = builder.build::<DerSignature>().map_err(build_err)?;
     let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(build_err)?;
     write_private(key_path, pem.as_bytes())?;
-    write_public(
+    // The certificate is no secret, but everything in the data directory is the service's
+    // alone: clients get the CA certificate from whoever runs the service.
+    write_private(
         certificate_path,
         cert.to_pem(LineEnding::LF).map_err(build_err)?.as_bytes(),
     )

@@ -87,7 +87,16 @@ impl ChangeOutcome for bool {
 
 impl Database {
     /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
+    /// A new file is made 0600 whatever the umask; SQLite gives its `-wal` and `-shm` files the
+    /// database file's mode.
     pub fn open(path: &Path) -> CmsResult<Self> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(path)
+            .map_err(|e| CmsError::Internal(format!("creating {}: {e}", path.display())))?;
         Self::migrate(Connection::open(path)?)
     }
 
