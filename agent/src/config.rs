@@ -20,6 +20,8 @@ pub struct Config {
     pub ipc: IpcConfig,
     /// Expiry warnings.
     pub expiry: ExpiryConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
     /// Where state (default roles, journal, audit log) lives; default
     /// `$XDG_STATE_HOME/identity-agent`.
     pub state_dir: Option<PathBuf>,
@@ -109,18 +111,43 @@ impl Default for SessionConfig {
 pub struct IpcConfig {
     /// The socket path (default `$XDG_RUNTIME_DIR/identity-agent/agent.sock`).
     pub socket: Option<PathBuf>,
-    /// At most this many connections at once.
+    /// At most this many connections at once (default 64: a user's agent serves a tray, an
+    /// `iactl` and a few applications; the cap bounds what one runaway client can hold).
     pub max_connections: usize,
     /// Events a subscriber may fall behind by before it is dropped.
     pub subscriber_queue: usize,
+    /// A connection has this many seconds to say `hello` (0: no deadline).
+    pub hello_timeout_secs: u64,
+    /// A connection that is not subscribed, has no call running and sends nothing for this
+    /// many seconds is closed (0: never).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for IpcConfig {
     fn default() -> Self {
         Self {
             socket: None,
-            max_connections: 256,
+            max_connections: 64,
             subscriber_queue: 256,
+            hello_timeout_secs: 10,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Past this many bytes the log is renamed `audit.log.1` (replacing an older one) and a
+    /// new one started (0: never rotated).
+    pub max_bytes: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1024 * 1024,
         }
     }
 }
@@ -307,8 +334,11 @@ mod tests {
         assert!(config.session.login_on_insert);
         assert_eq!(config.session.certificate_check_secs, 30);
         assert_eq!(config.ipc.socket, None);
-        assert_eq!(config.ipc.max_connections, 256);
+        assert_eq!(config.ipc.max_connections, 64);
         assert_eq!(config.ipc.subscriber_queue, 256);
+        assert_eq!(config.ipc.hello_timeout_secs, 10);
+        assert_eq!(config.ipc.idle_timeout_secs, 300);
+        assert_eq!(config.audit.max_bytes, 1024 * 1024);
         assert_eq!(config.expiry.warning_days, 90);
         // An empty file is the defaults.
         assert_eq!(toml::from_str::<Config>("").unwrap(), config);
@@ -359,7 +389,7 @@ mod tests {
         let file = write(dir.path(), "c.toml", "[ipc]\nsocket = \"/run/x.sock\"\n");
         let config = Config::load(Some(&file)).unwrap();
         assert_eq!(config.socket_path(), PathBuf::from("/run/x.sock"));
-        assert_eq!(config.ipc.max_connections, 256);
+        assert_eq!(config.ipc.max_connections, 64);
     }
 
     /// Asserts that the error `err` starts with `file:line:`.
