@@ -111,8 +111,8 @@ impl Default for SessionConfig {
 pub struct IpcConfig {
     /// The socket path (default `$XDG_RUNTIME_DIR/identity-agent/agent.sock`).
     pub socket: Option<PathBuf>,
-    /// At most this many connections at once (default 64: a user's agent serves a tray, an
-    /// `iactl` and a few applications; the cap bounds what one runaway client can hold).
+    /// At most this many connections at once (default 256: room for many clinical
+    /// applications at once; a stuck client is closed by the hello and idle timeouts).
     pub max_connections: usize,
     /// Events a subscriber may fall behind by before it is dropped.
     pub subscriber_queue: usize,
@@ -127,7 +127,7 @@ impl Default for IpcConfig {
     fn default() -> Self {
         Self {
             socket: None,
-            max_connections: 64,
+            max_connections: 256,
             subscriber_queue: 256,
             hello_timeout_secs: 10,
             idle_timeout_secs: 300,
@@ -334,7 +334,7 @@ mod tests {
         assert!(config.session.login_on_insert);
         assert_eq!(config.session.certificate_check_secs, 30);
         assert_eq!(config.ipc.socket, None);
-        assert_eq!(config.ipc.max_connections, 64);
+        assert_eq!(config.ipc.max_connections, 256);
         assert_eq!(config.ipc.subscriber_queue, 256);
         assert_eq!(config.ipc.hello_timeout_secs, 10);
         assert_eq!(config.ipc.idle_timeout_secs, 300);
@@ -389,7 +389,7 @@ mod tests {
         let file = write(dir.path(), "c.toml", "[ipc]\nsocket = \"/run/x.sock\"\n");
         let config = Config::load(Some(&file)).unwrap();
         assert_eq!(config.socket_path(), PathBuf::from("/run/x.sock"));
-        assert_eq!(config.ipc.max_connections, 64);
+        assert_eq!(config.ipc.max_connections, 256);
     }
 
     /// Asserts that the error `err` starts with `file:line:`.

@@ -53,10 +53,10 @@ pub struct ServerLimits {
 }
 
 impl Default for ServerLimits {
-    /// 64 connections, 10 s to say `hello`, 5 min idle.
+    /// 256 connections, 10 s to say `hello`, 5 min idle.
     fn default() -> Self {
         Self {
-            max_connections: 64,
+            max_connections: 256,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
         }
