@@ -1,10 +1,12 @@
 //! The audit log of security events: one JSON line each, in a 0600 file in the state
-//! directory, and at `info` under the `audit` tracing target.
+//! directory, and at `info` under the `audit` tracing target. Past a size the file is renamed
+//! `audit.log.1` (replacing an older one) and a new one started.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 /// A security event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -88,32 +90,56 @@ impl AuditEvent {
 /// The audit log.
 #[derive(Debug)]
 pub struct AuditLog {
-    file: File,
+    /// The file written now; swapped for a new one on rotation.
+    file: Mutex<File>,
     path: PathBuf,
+    /// Rotate once the file holds this many bytes (0: never).
+    max_bytes: u64,
+}
+
+/// Opens (creates 0600) `path` for appending, narrowing an existing file to 0600.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open: narrow it.
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 impl AuditLog {
-    /// Opens (creates 0600) `path` for appending.
-    pub fn open(path: &Path) -> std::io::Result<AuditLog> {
+    /// Opens (creates 0600) `path` for appending; it is rotated once it holds `max_bytes`
+    /// (0: never).
+    pub fn open(path: &Path, max_bytes: u64) -> std::io::Result<AuditLog> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(parent)?;
         }
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)?;
-        // An existing file keeps its mode on open: narrow it.
-        if file.metadata()?.permissions().mode() & 0o077 != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
         Ok(AuditLog {
-            file,
+            file: Mutex::new(open_private(path)?),
             path: path.to_owned(),
+            max_bytes,
         })
+    }
+
+    /// `audit.log.1` next to the log.
+    fn rotated_path(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".1");
+        PathBuf::from(name)
+    }
+
+    /// Renames the full log to `.1` (replacing an older one) and starts a new file.
+    fn rotate(&self, file: &mut File) -> std::io::Result<()> {
+        std::fs::rename(&self.path, self.rotated_path())?;
+        *file = open_private(&self.path)?;
+        Ok(())
     }
 
     /// Appends `event` with a timestamp; a write failure is logged, never fatal.
@@ -135,8 +161,9 @@ impl AuditLog {
             "audit event"
         );
         bytes.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         // One write() per line: with O_APPEND, lines of concurrent writers never interleave.
-        match (&self.file).write(&bytes) {
+        match file.write(&bytes) {
             Ok(n) if n == bytes.len() => {}
             Ok(n) => tracing::error!(
                 path = %self.path.display(),
@@ -149,6 +176,22 @@ impl AuditLog {
                 error = %e,
                 "cannot write to the audit log"
             ),
+        }
+        if self.max_bytes == 0 {
+            return;
+        }
+        let full = match file.metadata() {
+            Ok(metadata) => metadata.len() >= self.max_bytes,
+            Err(_) => false,
+        };
+        if full {
+            if let Err(e) = self.rotate(&mut file) {
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "cannot rotate the audit log; it goes on growing"
+                );
+            }
         }
     }
 }
@@ -169,7 +212,7 @@ mod tests {
     fn events_are_appended_as_json_lines_in_a_private_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/audit/audit.log");
-        let log = AuditLog::open(&path).unwrap();
+        let log = AuditLog::open(&path, 0).unwrap();
         log.record(AuditEvent::SignIn {
             serial: "4082A001132F2817".into(),
             user: "u-100".into(),
@@ -180,10 +223,12 @@ mod tests {
         });
         drop(log);
         // Reopening appends.
-        AuditLog::open(&path).unwrap().record(AuditEvent::WrongPin {
-            serial: "4082A001132F2817".into(),
-            tries_left: 2,
-        });
+        AuditLog::open(&path, 0)
+            .unwrap()
+            .record(AuditEvent::WrongPin {
+                serial: "4082A001132F2817".into(),
+                tries_left: 2,
+            });
 
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
@@ -208,12 +253,57 @@ mod tests {
     }
 
     #[test]
+    fn the_log_rotates_at_its_size_keeping_one_older_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let rotated = dir.path().join("audit.log.1");
+        let event = |n: u8| AuditEvent::WrongPin {
+            serial: "4082A001132F2817".into(),
+            tries_left: n,
+        };
+        let log = AuditLog::open(&path, 300).unwrap();
+        let mut written = Vec::new();
+        for n in 0..20 {
+            log.record(event(n));
+            written.push(n);
+            if rotated.exists() {
+                break;
+            }
+        }
+        assert!(rotated.exists(), "no rotation after {written:?}");
+        let first = std::fs::read_to_string(&rotated).unwrap();
+        assert!(first.len() as u64 >= 300, "{}", first.len());
+        assert_eq!(first.lines().count(), written.len());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&rotated), 0o600);
+
+        // The next event goes to the new file; the next rotation replaces the older one.
+        log.record(event(99));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\"tries_left\":99"));
+        for _ in 0..20 {
+            if std::fs::read_to_string(&path).unwrap().is_empty() {
+                break;
+            }
+            log.record(event(98));
+        }
+        let second = std::fs::read_to_string(&rotated).unwrap();
+        assert!(second.contains("\"tries_left\":99"), "{second}");
+        assert!(!second.contains("\"tries_left\":0,"), "{second}");
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 2, "only the log and one older file");
+    }
+
+    #[test]
     fn an_existing_file_is_narrowed_to_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        AuditLog::open(&path).unwrap();
+        AuditLog::open(&path, 0).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

@@ -20,6 +20,8 @@ pub struct Config {
     pub ipc: IpcConfig,
     /// Expiry warnings.
     pub expiry: ExpiryConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
     /// Where state (default roles, journal, audit log) lives; default
     /// `$XDG_STATE_HOME/identity-agent`.
     pub state_dir: Option<PathBuf>,
@@ -109,10 +111,16 @@ impl Default for SessionConfig {
 pub struct IpcConfig {
     /// The socket path (default `$XDG_RUNTIME_DIR/identity-agent/agent.sock`).
     pub socket: Option<PathBuf>,
-    /// At most this many connections at once.
+    /// At most this many connections at once (default 256: room for many clinical
+    /// applications at once; a stuck client is closed by the hello and idle timeouts).
     pub max_connections: usize,
     /// Events a subscriber may fall behind by before it is dropped.
     pub subscriber_queue: usize,
+    /// A connection has this many seconds to say `hello` (0: no deadline).
+    pub hello_timeout_secs: u64,
+    /// A connection that is not subscribed, has no call running and sends nothing for this
+    /// many seconds is closed (0: never).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for IpcConfig {
@@ -121,6 +129,25 @@ impl Default for IpcConfig {
             socket: None,
             max_connections: 256,
             subscriber_queue: 256,
+            hello_timeout_secs: 10,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Past this many bytes the log is renamed `audit.log.1` (replacing an older one) and a
+    /// new one started (0: never rotated).
+    pub max_bytes: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1024 * 1024,
         }
     }
 }
@@ -309,6 +336,9 @@ mod tests {
         assert_eq!(config.ipc.socket, None);
         assert_eq!(config.ipc.max_connections, 256);
         assert_eq!(config.ipc.subscriber_queue, 256);
+        assert_eq!(config.ipc.hello_timeout_secs, 10);
+        assert_eq!(config.ipc.idle_timeout_secs, 300);
+        assert_eq!(config.audit.max_bytes, 1024 * 1024);
         assert_eq!(config.expiry.warning_days, 90);
         // An empty file is the defaults.
         assert_eq!(toml::from_str::<Config>("").unwrap(), config);

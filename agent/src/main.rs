@@ -104,7 +104,7 @@ async fn run(
     let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     let state_dir = config.state_dir();
     let audit = Arc::new(
-        AuditLog::open(&state_dir.join("audit.log"))
+        AuditLog::open(&state_dir.join("audit.log"), config.audit.max_bytes)
             .with_context(|| format!("opening the audit log in {}", state_dir.display()))?,
     );
     let cms = agent::cms::connect(&config.cms)?;
@@ -135,6 +135,8 @@ async fn run(
     let owner = tokio::spawn(owner.run(card_rx, stop_owner.clone()));
     let limits = ServerLimits {
         max_connections: config.ipc.max_connections,
+        hello_timeout: std::time::Duration::from_secs(config.ipc.hello_timeout_secs),
+        idle_timeout: std::time::Duration::from_secs(config.ipc.idle_timeout_secs),
     };
     let server = tokio::spawn(ipc::serve(listener, link, limits, shutdown.clone()));
     tracing::info!(socket = %socket.display(), "identity agent ready");

@@ -78,6 +78,14 @@ struct Agent {
 
 impl Agent {
     async fn start(max_connections: usize, event_capacity: usize) -> Agent {
+        let limits = ServerLimits {
+            max_connections,
+            ..ServerLimits::default()
+        };
+        Agent::start_with(limits, event_capacity).await
+    }
+
+    async fn start_with(limits: ServerLimits, event_capacity: usize) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run").join("agent.sock");
         let listener = ipc::bind(&path).unwrap();
@@ -92,12 +100,7 @@ impl Agent {
             capabilities: agent_ipc::METHODS.iter().map(|m| m.to_string()).collect(),
         };
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(ipc::serve(
-            listener,
-            link,
-            ServerLimits { max_connections },
-            shutdown.clone(),
-        ));
+        let server = tokio::spawn(ipc::serve(listener, link, limits, shutdown.clone()));
         Agent {
             dir,
             path,
@@ -193,6 +196,102 @@ async fn hello_is_required_first_and_the_connection_stays_open() {
     c.expect_error(json!(5), "hello_required").await;
     c.hello().await;
     c.expect_status(6).await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_says_hello_is_closed_after_the_deadline_while_another_is_served() {
+    let agent = Agent::start_with(
+        ServerLimits {
+            hello_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        },
+        16,
+    )
+    .await;
+    let mut silent = agent.raw().await;
+    let mut chatty = agent.raw().await;
+    // Requests before hello do not extend the deadline.
+    chatty.send(r#"{"id":5,"method":"status"}"#).await;
+    chatty.expect_error(json!(5), "hello_required").await;
+    let mut served = agent.greeted().await;
+    let started = tokio::time::Instant::now();
+    let last = silent.expect_error(Value::Null, "hello_required").await;
+    assert!(started.elapsed() < Duration::from_secs(2), "{last}");
+    assert_eq!(silent.recv_or_end().await, None);
+    chatty.expect_error(Value::Null, "hello_required").await;
+    assert_eq!(chatty.recv_or_end().await, None);
+    // The greeted connection is past the deadline and still served.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    served.expect_status(2).await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_but_a_subscriber_is_kept() {
+    let agent = Agent::start_with(
+        ServerLimits {
+            idle_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        },
+        16,
+    )
+    .await;
+    let mut idle = agent.greeted().await;
+    let mut subscriber = agent.greeted().await;
+    subscriber.send(r#"{"id":2,"method":"subscribe"}"#).await;
+    assert_eq!(subscriber.recv().await["result"]["subscribed"], true);
+    let mut busy = agent.greeted().await;
+    // A login running (2 s) keeps its connection open past the idle time.
+    busy.send(r#"{"id":2,"method":"login","params":{}}"#).await;
+    assert_eq!(idle.recv_or_end().await, None);
+    let login = busy.recv().await;
+    assert_eq!(login["id"], 2, "{login}");
+    assert!(login["result"].is_object(), "{login}");
+    subscriber.expect_status(3).await;
+}
+
+#[tokio::test]
+async fn a_pipelined_burst_gets_every_reply_and_exactly_16_calls_run() {
+    let agent = Agent::start(8, 16).await;
+    let mut c = agent.greeted().await;
+    // 40 logins (2 s each) written before reading anything: 16 run, 24 are busy.
+    let mut burst = String::new();
+    for id in 100..140 {
+        burst.push_str(&format!(
+            "{{\"id\":{id},\"method\":\"login\",\"params\":{{}}}}\n"
+        ));
+    }
+    c.send_bytes(burst.as_bytes()).await;
+    let (mut results, mut busy) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        let reply = c.recv().await;
+        let id = reply["id"].as_u64().unwrap();
+        if reply["error"]["code"] == "busy" {
+            busy.push(id);
+        } else {
+            assert!(reply["result"].is_object(), "{reply}");
+            results.push(id);
+        }
+    }
+    results.sort_unstable();
+    busy.sort_unstable();
+    assert_eq!(results, (100..116).collect::<Vec<_>>());
+    assert_eq!(busy, (116..140).collect::<Vec<_>>());
+
+    // Far more requests than the writer's queue holds (256), written before reading: none is
+    // lost.
+    let mut burst = String::new();
+    for id in 1000..1600 {
+        burst.push_str(&format!("{{\"id\":{id},\"method\":\"status\"}}\n"));
+    }
+    // The whole burst goes out before a single reply is read.
+    c.send_bytes(burst.as_bytes()).await;
+    let mut ids = Vec::new();
+    for _ in 0..600 {
+        let reply = c.recv().await;
+        assert!(reply["result"]["readers"].is_array(), "{reply}");
+        ids.push(reply["id"].as_u64().unwrap());
+    }
+    assert_eq!(ids, (1000..1600).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! request's id, so their order does not matter.
 
 use super::endpoint::Stream;
-use super::{AgentCall, AgentLink};
+use super::{AgentCall, AgentLink, ServerLimits};
 use agent_ipc::{
     encode_line, Call, ErrorCode, ErrorObject, Event, FrameError, HelloParams, HelloResult,
     LineReader, Outcome, Reply, Request, Subscribed, METHODS, PROTOCOL_VERSION,
@@ -17,11 +17,14 @@ use tokio::io::{AsyncWriteExt, BufReader, WriteHalf};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Lines waiting for the writer. A client that stops reading fills it and is dropped.
+/// Lines waiting for the writer. When it is full, the reader stops reading until the client
+/// reads its replies; a client that stops reading altogether is dropped after [`WRITE_STALL`].
 const WRITER_QUEUE: usize = 256;
-/// Calls of one connection waiting for the session owner at once; more are answered `busy`.
+/// Calls of one connection running at once (the 17th is answered `busy`); `status` and the
+/// other calls the server answers itself never count.
 const MAX_IN_FLIGHT: usize = 16;
 /// A write that makes no progress for this long drops the connection.
 const WRITE_STALL: Duration = Duration::from_secs(10);
@@ -40,8 +43,8 @@ enum Outgoing {
     },
 }
 
-/// Where replies go: the writer's queue, and the token that drops the connection when a reply
-/// does not fit.
+/// Where replies go: the writer's queue, and the token of the connection (a reply waiting for
+/// room gives up when the connection is dropped).
 #[derive(Debug, Clone)]
 struct ReplySink {
     queue: mpsc::Sender<Outgoing>,
@@ -49,19 +52,17 @@ struct ReplySink {
 }
 
 impl ReplySink {
-    fn send(&self, message: Outgoing) {
-        match self.queue.try_send(message) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!("a client does not read its replies; dropping it");
-                self.conn.cancel();
-            }
-            // The writer has ended; so will this connection.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+    /// Queues `message`, waiting for room: a burst of requests is answered in full, and the
+    /// writer's stall limit drops a client that never reads.
+    async fn send(&self, message: Outgoing) {
+        tokio::select! {
+            _ = self.conn.cancelled() => {}
+            // An error means the writer has ended; so will this connection.
+            _ = self.queue.send(message) => {}
         }
     }
 
-    fn reply(&self, id: Option<u64>, outcome: Result<Value, ErrorObject>) {
+    async fn reply(&self, id: Option<u64>, outcome: Result<Value, ErrorObject>) {
         let reply = Reply {
             id,
             outcome: match outcome {
@@ -69,11 +70,11 @@ impl ReplySink {
                 Err(error) => Outcome::Error(error),
             },
         };
-        self.send(Outgoing::Line(encode_reply(&reply)));
+        self.send(Outgoing::Line(encode_reply(&reply))).await;
     }
 
-    fn error(&self, id: Option<u64>, code: ErrorCode, message: impl Into<String>) {
-        self.reply(id, Err(ErrorObject::new(code, message)));
+    async fn error(&self, id: Option<u64>, code: ErrorCode, message: impl Into<String>) {
+        self.reply(id, Err(ErrorObject::new(code, message))).await;
     }
 }
 
@@ -113,7 +114,12 @@ struct Connection {
 }
 
 /// Serves one connection until the client closes it, it misbehaves, or `shutdown`.
-pub(super) async fn run(stream: Stream, link: AgentLink, shutdown: CancellationToken) {
+pub(super) async fn run(
+    stream: Stream,
+    link: AgentLink,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) {
     let (read, write) = tokio::io::split(stream);
     let conn = shutdown.child_token();
     let (queue, queued) = mpsc::channel(WRITER_QUEUE);
@@ -130,20 +136,50 @@ pub(super) async fn run(stream: Stream, link: AgentLink, shutdown: CancellationT
     };
     let mut reader = LineReader::new(BufReader::new(read));
     let mut input_open = true;
+    let accepted = Instant::now();
+    let mut last_active = accepted;
     loop {
+        // Before hello: a fixed deadline from the accept. After: idle time, counted only while
+        // the connection is not subscribed and has no call running.
+        let deadline = if !state.hello_done {
+            (!limits.hello_timeout.is_zero()).then(|| accepted + limits.hello_timeout)
+        } else if !state.subscribed && state.in_flight.is_empty() && !limits.idle_timeout.is_zero()
+        {
+            Some(last_active + limits.idle_timeout)
+        } else {
+            None
+        };
         tokio::select! {
             _ = conn.cancelled() => break,
-            Some(_) = state.in_flight.join_next(), if !state.in_flight.is_empty() => {}
+            _ = sleep_until(deadline), if input_open => {
+                if state.hello_done {
+                    // Idle: closed without a line (the client has nothing waiting).
+                    tracing::debug!("closing an idle connection");
+                } else {
+                    tracing::debug!("closing a connection that did not say hello");
+                    state.sink.error(None, ErrorCode::HelloRequired, format!(
+                        "no hello within {} s of connecting; the connection is closed",
+                        limits.hello_timeout.as_secs()
+                    )).await;
+                }
+                break;
+            }
+            Some(_) = state.in_flight.join_next(), if !state.in_flight.is_empty() => {
+                last_active = Instant::now();
+            }
             line = reader.next_line(), if input_open => match line {
-                Ok(Some(line)) => state.handle_line(&line),
+                Ok(Some(line)) => {
+                    last_active = Instant::now();
+                    state.handle_line(&line).await
+                }
                 Ok(None) => input_open = false,
                 Err(FrameError::TooLarge { limit }) => state.sink.error(
                     None,
                     ErrorCode::MessageTooLarge,
                     format!("message longer than {limit} bytes; it was skipped"),
-                ),
+                ).await,
                 Err(FrameError::NotUtf8) => {
-                    state.sink.error(None, ErrorCode::BadRequest, "message is not valid UTF-8")
+                    state.sink.error(None, ErrorCode::BadRequest, "message is not valid UTF-8").await
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "connection read failed");
@@ -163,39 +199,57 @@ pub(super) async fn run(stream: Stream, link: AgentLink, shutdown: CancellationT
     }
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Connection {
-    fn handle_line(&mut self, line: &str) {
+    async fn handle_line(&mut self, line: &str) {
         if line.trim().is_empty() {
             return;
         }
         let value: Value = match serde_json::from_str(line) {
             Ok(value) => value,
             Err(e) => {
-                return self.sink.error(
-                    None,
-                    ErrorCode::BadRequest,
-                    format!("message is not valid JSON: {e}"),
-                )
+                return self
+                    .sink
+                    .error(
+                        None,
+                        ErrorCode::BadRequest,
+                        format!("message is not valid JSON: {e}"),
+                    )
+                    .await
             }
         };
         let Some(object) = value.as_object() else {
             return self
                 .sink
-                .error(None, ErrorCode::BadRequest, "a request is a JSON object");
+                .error(None, ErrorCode::BadRequest, "a request is a JSON object")
+                .await;
         };
         let Some(id) = object.get("id").and_then(Value::as_u64) else {
-            return self.sink.error(
-                None,
-                ErrorCode::BadRequest,
-                "a request needs an \"id\" (an unsigned integer)",
-            );
+            return self
+                .sink
+                .error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "a request needs an \"id\" (an unsigned integer)",
+                )
+                .await;
         };
         let Some(method) = object.get("method").and_then(Value::as_str) else {
-            return self.sink.error(
-                Some(id),
-                ErrorCode::BadRequest,
-                "a request needs a \"method\" (a string)",
-            );
+            return self
+                .sink
+                .error(
+                    Some(id),
+                    ErrorCode::BadRequest,
+                    "a request needs a \"method\" (a string)",
+                )
+                .await;
         };
         if !self.hello_done && method != "hello" {
             return self.sink.error(
@@ -205,56 +259,61 @@ impl Connection {
                     "the first request on a connection must be hello, e.g. \
                      {{\"id\":1,\"method\":\"hello\",\"params\":{{\"protocol\":{PROTOCOL_VERSION}}}}}"
                 ),
-            );
+            ).await;
         }
         let Some(&method) = METHODS.iter().find(|&&m| m == method) else {
             let mut shown: String = method.chars().take(64).collect();
             if shown.len() < method.len() {
                 shown.push('…');
             }
-            return self.reply(
-                Some(id),
-                Err(
-                    ErrorObject::new(ErrorCode::UnknownMethod, format!("no method {shown:?}"))
-                        .with_data(serde_json::json!({ "methods": METHODS })),
-                ),
-            );
+            return self
+                .reply(
+                    Some(id),
+                    Err(
+                        ErrorObject::new(ErrorCode::UnknownMethod, format!("no method {shown:?}"))
+                            .with_data(serde_json::json!({ "methods": METHODS })),
+                    ),
+                )
+                .await;
         };
         let request: Request = match serde_json::from_value(without_empty_params(value)) {
             Ok(request) => request,
             Err(e) => {
-                return self.sink.error(
-                    Some(id),
-                    ErrorCode::BadRequest,
-                    format!("bad params for {method}: {e}"),
-                )
+                return self
+                    .sink
+                    .error(
+                        Some(id),
+                        ErrorCode::BadRequest,
+                        format!("bad params for {method}: {e}"),
+                    )
+                    .await
             }
         };
-        self.dispatch(id, request.call);
+        self.dispatch(id, request.call).await;
     }
 
-    fn reply(&self, id: Option<u64>, outcome: Result<Value, ErrorObject>) {
-        self.sink.reply(id, outcome);
+    async fn reply(&self, id: Option<u64>, outcome: Result<Value, ErrorObject>) {
+        self.sink.reply(id, outcome).await;
     }
 
-    fn dispatch(&mut self, id: u64, call: Call) {
+    async fn dispatch(&mut self, id: u64, call: Call) {
         match call {
             Call::Hello(params) => {
                 let outcome = self.hello(params);
-                self.reply(Some(id), outcome);
+                self.reply(Some(id), outcome).await;
             }
             Call::Status => {
                 let status = self.link.status.borrow().clone();
-                self.reply(Some(id), to_json(&status));
+                self.reply(Some(id), to_json(&status)).await;
             }
             Call::Readers => {
                 let readers = self.link.status.borrow().readers.clone();
-                self.reply(Some(id), to_json(&readers));
+                self.reply(Some(id), to_json(&readers)).await;
             }
             Call::Subscribe => {
                 let outcome = to_json(&Subscribed { subscribed: true });
                 if self.subscribed {
-                    return self.reply(Some(id), outcome);
+                    return self.reply(Some(id), outcome).await;
                 }
                 let reply = Reply {
                     id: Some(id),
@@ -264,12 +323,14 @@ impl Connection {
                     },
                 };
                 self.subscribed = true;
-                self.sink.send(Outgoing::Subscribe {
-                    line: encode_reply(&reply),
-                    events: self.link.events.subscribe(),
-                });
+                self.sink
+                    .send(Outgoing::Subscribe {
+                        line: encode_reply(&reply),
+                        events: self.link.events.subscribe(),
+                    })
+                    .await;
             }
-            call => self.forward(id, call),
+            call => self.forward(id, call).await,
         }
     }
 
@@ -299,21 +360,29 @@ impl Connection {
     }
 
     /// Hands `call` to the session owner in a task of its own and sends the answer back.
-    fn forward(&mut self, id: u64, call: Call) {
+    async fn forward(&mut self, id: u64, call: Call) {
         let method = call.method();
         if !self.link.capabilities.iter().any(|c| c == method) {
-            return self.sink.error(
-                Some(id),
-                ErrorCode::NotSupported,
-                format!("this agent does not serve {method} yet"),
-            );
+            return self
+                .sink
+                .error(
+                    Some(id),
+                    ErrorCode::NotSupported,
+                    format!("this agent does not serve {method} yet"),
+                )
+                .await;
         }
+        // Calls that have answered but are not reaped yet do not count as pending.
+        while self.in_flight.try_join_next().is_some() {}
         if self.in_flight.len() >= MAX_IN_FLIGHT {
-            return self.sink.error(
-                Some(id),
-                ErrorCode::Busy,
-                format!("{MAX_IN_FLIGHT} requests of this connection are still running"),
-            );
+            return self
+                .sink
+                .error(
+                    Some(id),
+                    ErrorCode::Busy,
+                    format!("{MAX_IN_FLIGHT} requests of this connection are still running"),
+                )
+                .await;
         }
         let calls = self.link.calls.clone();
         let sink = self.sink.clone();
@@ -323,7 +392,7 @@ impl Connection {
                 Ok(()) => answer.await.unwrap_or_else(|_| Err(shutting_down())),
                 Err(_) => Err(shutting_down()),
             };
-            sink.reply(Some(id), outcome);
+            sink.reply(Some(id), outcome).await;
         });
     }
 }

@@ -6,6 +6,7 @@
 //! and admits connections, `connection` speaks the protocol on one of them.
 
 use agent_ipc::{Call, ErrorObject, Event, Status};
+use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 mod connection;
@@ -43,13 +44,21 @@ pub struct AgentLink {
 pub struct ServerLimits {
     /// At most this many connections at once.
     pub max_connections: usize,
+    /// A connection that has not said `hello` this long after it was accepted is closed
+    /// (zero: no deadline).
+    pub hello_timeout: Duration,
+    /// A connection that is not subscribed, has no request running and has sent nothing for
+    /// this long is closed (zero: never).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerLimits {
-    /// 64 connections.
+    /// 256 connections, 10 s to say `hello`, 5 min idle.
     fn default() -> Self {
         Self {
-            max_connections: 64,
+            max_connections: 256,
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }

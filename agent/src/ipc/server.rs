@@ -104,8 +104,9 @@ pub async fn serve(
         };
         let link = link.clone();
         let shutdown = shutdown.clone();
+        let limits = limits.clone();
         tracker.spawn(async move {
-            connection::run(stream, link, shutdown).await;
+            connection::run(stream, link, &limits, shutdown).await;
             drop(permit);
         });
     }
