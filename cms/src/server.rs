@@ -249,7 +249,7 @@ async fn serve(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(conn) => {
                 backoff = Duration::from_millis(5);
                 conn
@@ -272,7 +272,9 @@ async fn serve(
         let app = TowerToHyperService::new(app.clone());
         let gate = gate.clone();
         // A refused request fails the service, and hyper closes its connection unanswered.
-        let service = hyper::service::service_fn(move |request| {
+        let client = crate::api::ClientAddr(peer.ip());
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(client);
             let admitted = gate.admit();
             let answer = admitted.then(|| app.call(request));
             async move {

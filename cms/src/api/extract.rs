@@ -1,5 +1,5 @@
 //! Request extractors that answer bad input with the service's JSON errors: a size-limited
-//! JSON body and the bearer session.
+//! JSON body, the bearer session, and the client's address.
 
 use crate::error::CmsError;
 use crate::service::{Caller, Cms};
@@ -78,5 +78,23 @@ impl FromRequestParts<Arc<Cms>> for Session {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         state.caller(token).map(Session)
+    }
+}
+
+/// The address of the client that sent a request, as the server saw it on the connection (the
+/// server puts it in each request's extensions; a request without one, from a router used
+/// without the server, counts as the unspecified address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .unwrap_or(ClientAddr(std::net::Ipv4Addr::UNSPECIFIED.into())))
     }
 }

@@ -3,6 +3,8 @@
 
 mod extract;
 
+pub use extract::ClientAddr;
+
 use crate::error::CmsError;
 use crate::service::Cms;
 use axum::extract::{Path, State};
