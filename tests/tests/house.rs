@@ -1,7 +1,8 @@
 //! The house rules that can be checked by reading the tree (docs/ARCHITECTURE.md): the agent and
 //! its clients depend on the CMS contract, not on the reference server; no product crate has a
 //! cycle between its top-level modules; no product source file grows past the size a newcomer can
-//! read without a reason written at its top.
+//! read without a reason written at its top; RSA private keys are used only by the virtual card
+//! and the benchmark's simulated cards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -93,6 +94,41 @@ fn long_files_say_why() {
     assert!(
         unexplained.is_empty(),
         "over {MAX_LINES} lines with no `{LONG_FILE_MARK}` reason at the top: {unexplained:#?}"
+    );
+}
+
+/// The only product files that may use an RSA private key: `rsa` 0.9 leaks timing in private-key
+/// operations (RUSTSEC-2023-0071, the Marvin attack, no fixed release), which is harmless for a
+/// simulated card but not for anything that guards a real key. Verifying with a public key is
+/// not affected and is used everywhere.
+const RSA_PRIVATE_KEY_USERS: &[&str] = &["cardsim/src", "cms/src/bin/cms-bench.rs"];
+
+#[test]
+fn rsa_private_keys_live_only_in_simulated_cards() {
+    let mut users = Vec::new();
+    for krate in PRODUCT_CRATES {
+        for file in rust_files(&workspace().join(krate).join("src")) {
+            let relative = file.strip_prefix(workspace()).unwrap().to_path_buf();
+            if RSA_PRIVATE_KEY_USERS
+                .iter()
+                .any(|allowed| relative.starts_with(allowed))
+            {
+                continue;
+            }
+            let text = fs::read_to_string(&file).unwrap();
+            // Unit tests (the module after `#[cfg(test)]`) may sign with throwaway keys.
+            let shipped = text.split("#[cfg(test)]").next().unwrap_or_default();
+            if ["RsaPrivateKey", "pkcs1v15::SigningKey", "DecryptingKey"]
+                .iter()
+                .any(|name| shipped.contains(name))
+            {
+                users.push(relative.display().to_string());
+            }
+        }
+    }
+    assert!(
+        users.is_empty(),
+        "RSA private keys outside the simulated cards: {users:#?}"
     );
 }
 
