@@ -130,7 +130,8 @@ impl ClientSlots {
             let warn = counts
                 .warned
                 .get(&client)
-                .map_or(true, |at| now.duration_since(*at) >= WARN_INTERVAL);
+                .filter(|at| now.duration_since(**at) < WARN_INTERVAL)
+                .is_none();
             if warn {
                 // Forget old warnings so the map stays as small as the set of noisy clients.
                 counts
