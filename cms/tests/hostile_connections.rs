@@ -292,3 +292,33 @@ async fn an_http2_preface_is_refused_promptly_even_with_long_deadlines() {
     );
     served.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_that_ends_within_its_deadline_is_answered() {
+    let limits = ServerLimits {
+        body_timeout: Duration::from_secs(4),
+        ..ServerLimits::default()
+    };
+    let served = serve(limits).await;
+    let mut stream = hostile::tls_from(&served.tls, FRESH, served.server.addr)
+        .await
+        .unwrap();
+    let body = br#"{"serial": "4082A001132F2817"}"#;
+    let head = format!(
+        "POST /v1/auth/challenge HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Half the body, a pause well inside the deadline, then the rest.
+    stream.write_all(&body[..10]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stream.write_all(&body[10..]).await.unwrap();
+    stream.flush().await.unwrap();
+    let answer = String::from_utf8(hostile::until_closed(&mut stream).await).unwrap();
+    // No such card: the service's own refusal, so the body was read in full and parsed.
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    assert!(answer.contains(r#""code":"unknown_card""#), "{answer}");
+    served.server.stop().await;
+}
