@@ -269,6 +269,8 @@ async fn one_address_holds_at_most_its_cap_while_other_addresses_are_served() {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+    // (Closed first: a graceful stop would wait for their headers.)
+    drop(held);
     served.server.stop().await;
 }
 
