@@ -179,6 +179,11 @@ pub struct LimitArgs {
     #[arg(long, default_value_t = ServerLimits::default().body_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_secs: u64,
+    /// Seconds a write to a client may stay blocked because the client does not read its
+    /// answers; then its connection is closed.
+    #[arg(long, default_value_t = ServerLimits::default().write_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_timeout_secs: u64,
 }
 
 impl LimitArgs {
@@ -190,6 +195,7 @@ impl LimitArgs {
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             body_timeout: Duration::from_secs(self.body_timeout_secs),
+            write_timeout: Duration::from_secs(self.write_timeout_secs),
         }
     }
 }

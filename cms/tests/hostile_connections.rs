@@ -101,6 +101,7 @@ async fn a_fresh_client_is_served_while_stalled_connections_are_held_and_each_is
         handshake_timeout: deadline,
         header_timeout: deadline,
         body_timeout: deadline,
+        write_timeout: deadline,
     };
     let served = serve(limits).await;
     // Four attacker addresses, each holding its cap of one kind of stalled connection: 16 of
@@ -322,5 +323,51 @@ async fn a_slow_body_that_ends_within_its_deadline_is_answered() {
     // No such card: the service's own refusal, so the body was read in full and parsed.
     assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
     assert!(answer.contains(r#""code":"unknown_card""#), "{answer}");
+    served.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_cut_at_the_write_deadline() {
+    let deadline = Duration::from_secs(2);
+    let limits = ServerLimits {
+        header_timeout: Duration::from_secs(60),
+        write_timeout: deadline,
+        ..ServerLimits::default()
+    };
+    let served = serve(limits).await;
+    // A small receive window, so that the server's answers back up quickly.
+    let tcp = hostile::tcp_with_receive_buffer(attacker(2), served.server.addr, 4096)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = served.tls.connect(name, tcp).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Many pipelined requests, answers never read: far more answers than the buffers hold.
+    const REQUESTS: usize = 20_000;
+    let pipelined = tokio::spawn(async move {
+        let request = b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        for _ in 0..REQUESTS / 100 {
+            if writer.write_all(&request.repeat(100)).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.flush().await;
+        writer
+    });
+    tokio::time::sleep(deadline + MARGIN).await;
+    // Reading now drains what was sent before the server gave up; without a write deadline
+    // every answer would arrive and the kept-alive connection would stay open.
+    let received = tokio::time::timeout(MARGIN, hostile::until_closed(&mut reader))
+        .await
+        .expect("the connection of a client that reads nothing was held");
+    let answers = received
+        .windows(b"HTTP/1.1 200".len())
+        .filter(|w| *w == b"HTTP/1.1 200")
+        .count();
+    assert!(
+        answers < REQUESTS,
+        "all {answers} answers were written to a client that read nothing"
+    );
+    pipelined.abort();
     served.server.stop().await;
 }

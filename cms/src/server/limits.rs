@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 ///   the moment a connection goes idle, so an idle connection and a slow header are one phase
 ///   with one clock, and a longer idle deadline would let a header trickle for as long;
 /// - the request body: [`ServerLimits::body_timeout`], for the whole body, counted from the end
-///   of the headers, however the bytes are spread out.
+///   of the headers, however the bytes are spread out;
+/// - the answer: [`ServerLimits::write_timeout`], for each write the client leaves blocked by
+///   not reading (a client that pipelines requests and never reads the answers).
 ///
 /// Only HTTP/1.1 is served (it is all the server advertises in ALPN), so there are no HTTP/2
 /// streams or pings to bound: an HTTP/2 preface is refused and its connection closed at once.
@@ -44,11 +46,14 @@ pub struct ServerLimits {
     pub header_timeout: Duration,
     /// How long a request's whole body may take to arrive after its headers.
     pub body_timeout: Duration,
+    /// How long a write to the client may stay blocked (the client not reading its answers).
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerLimits {
     /// 1,024 connections, 32 per client, 10 s for the handshake, 10 s for the idle wait and
-    /// headers, 20 s for a body (bodies are at most 64 KiB: 20 s is slower than 4 KiB/s).
+    /// headers, 20 s for a body (bodies are at most 64 KiB: 20 s is slower than 4 KiB/s), 10 s
+    /// for a blocked write.
     fn default() -> Self {
         Self {
             max_connections: 1024,
@@ -56,6 +61,7 @@ impl Default for ServerLimits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }

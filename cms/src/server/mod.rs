@@ -3,6 +3,7 @@
 //! a graceful shutdown that lets requests in flight finish. The limits are [`ServerLimits`].
 
 mod body;
+mod io;
 mod limits;
 
 pub use limits::ServerLimits;
@@ -13,6 +14,7 @@ use body::DeadlineBody;
 use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use io::WriteDeadline;
 use limits::ClientSlots;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
@@ -333,6 +335,7 @@ async fn serve(
         let shutdown = shutdown.clone();
         let handshake_timeout = limits.handshake_timeout;
         let header_timeout = limits.header_timeout;
+        let write_timeout = limits.write_timeout;
         tracker.spawn(async move {
             let _permit = permit;
             let _client_slot = client_slot;
@@ -349,11 +352,15 @@ async fn serve(
             };
             // HTTP/1.1 only, as ALPN says: an HTTP/2 preface is refused at once. hyper starts
             // the header timer as soon as the connection is ready for a request, so it bounds
-            // the idle keep-alive wait and a trickled header alike.
+            // the idle keep-alive wait and a trickled header alike; a client that leaves its
+            // answers unread is cut off by the write deadline.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tls), service);
+                .serve_connection(
+                    TokioIo::new(WriteDeadline::new(tls, write_timeout)),
+                    service,
+                );
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {

@@ -71,6 +71,22 @@ pub async fn tcp_from(local: IpAddr, server: SocketAddr) -> io::Result<TcpStream
     Ok(stream)
 }
 
+/// A TCP connection to `server` from `local` whose receive buffer is `bytes` (as the kernel
+/// rounds it): a client whose window fills quickly when it stops reading.
+pub async fn tcp_with_receive_buffer(
+    local: IpAddr,
+    server: SocketAddr,
+    bytes: u32,
+) -> io::Result<TcpStream> {
+    let socket = match local {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_recv_buffer_size(bytes)?;
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(server).await
+}
+
 /// A TLS connection to `server` from `local`.
 pub async fn tls_from(
     tls: &TlsConnector,
