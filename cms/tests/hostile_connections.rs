@@ -371,3 +371,28 @@ async fn a_client_that_never_reads_its_answers_is_cut_at_the_write_deadline() {
     pipelined.abort();
     served.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_64_kib_is_refused_not_buffered() {
+    let served = serve(ServerLimits::default()).await;
+    let mut stream = hostile::tls_from(&served.tls, FRESH, served.server.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    // The server may close before reading all of it: a failed write is fine.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.flush().await;
+    let received = tokio::time::timeout(MARGIN, hostile::until_closed(&mut stream))
+        .await
+        .expect("an oversized head's connection was held");
+    let answer = String::from_utf8_lossy(&received);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431 "),
+        "{answer}"
+    );
+    assert!(!answer.contains("200 OK"), "{answer}");
+    served.server.stop().await;
+}

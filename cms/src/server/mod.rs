@@ -29,6 +29,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The largest buffer a connection reads into or writes from, so the largest request head: the
+/// API's heads are well under 8 KiB, and hyper's default (about 400 KiB) would let 1,024 slow
+/// connections hold 400 MiB. Longer heads are answered `431`.
+const MAX_BUFFER_BYTES: usize = 64 * 1024;
 /// How long a graceful shutdown waits for connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -357,6 +361,7 @@ async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_BUFFER_BYTES)
                 .serve_connection(
                     TokioIo::new(WriteDeadline::new(tls, write_timeout)),
                     service,
