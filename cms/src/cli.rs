@@ -2,10 +2,13 @@
 //! completions are generated from the definitions `--help` prints.
 
 use crate::policy::AgentVersion;
+use crate::server::ServerLimits;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use piv::{CardSerial, ManagementAlgorithm};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What `cms --help` prints after the options (the man page renders each part as a section).
 pub const CMS_NOTES: &str = "\
@@ -143,6 +146,58 @@ pub struct ServeArgs {
     /// The PKCS#8 PEM key of --tls-certificate.
     #[arg(long, requires = "tls_certificate")]
     pub tls_key: Option<PathBuf>,
+    /// The limits on connections (each phase of a connection has a deadline).
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `cms serve`'s connection limits: the flags of [`crate::server::ServerLimits`], with its
+/// defaults.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// The most connections served at once; more wait in the listen queue.
+    #[arg(long, default_value_t = ServerLimits::default().max_connections,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections: usize,
+    /// The most connections one client address (an IPv6 client's /64) holds at once; more are
+    /// closed as soon as they are accepted.
+    #[arg(long, default_value_t = ServerLimits::default().max_connections_per_client,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections_per_client: usize,
+    /// Seconds a client may take to finish the TLS handshake.
+    #[arg(long, default_value_t = ServerLimits::default().handshake_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection may wait, from when it is ready for a request (after the handshake
+    /// or the previous answer), until the request's headers have all arrived: the idle
+    /// keep-alive deadline too.
+    #[arg(long, default_value_t = ServerLimits::default().header_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a request's whole body may take to arrive after its headers; a late one's
+    /// connection is closed unanswered.
+    #[arg(long, default_value_t = ServerLimits::default().body_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Seconds a write to a client may stay blocked because the client does not read its
+    /// answers; then its connection is closed.
+    #[arg(long, default_value_t = ServerLimits::default().write_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_timeout_secs: u64,
+}
+
+impl LimitArgs {
+    /// The server limits these flags give.
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            write_timeout: Duration::from_secs(self.write_timeout_secs),
+        }
+    }
 }
 
 /// The algorithm of a card's key.

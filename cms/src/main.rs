@@ -150,9 +150,10 @@ fn serve(data_dir: &DataDir, args: ServeArgs) -> Result<()> {
         },
         _ => server::TlsFiles::own(&ca_files),
     };
+    let limits = args.limits.limits();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let running = server::start_with_tls(Arc::new(cms), args.listen, &tls)
+        let running = server::start_with_tls(Arc::new(cms), args.listen, &tls, &limits)
             .await
             .context("starting the HTTPS server")?;
         println!("CA certificate: {}", ca_path.display());

@@ -869,9 +869,14 @@ async fn the_service_can_present_an_organisations_own_tls_certificate() {
         key: org_files.tls_key.clone(),
         issuer: None,
     };
-    let running = cms::server::start_with_tls(cms.clone(), "127.0.0.1:0".parse().unwrap(), &tls)
-        .await
-        .unwrap();
+    let running = cms::server::start_with_tls(
+        cms.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        &tls,
+        &cms::server::ServerLimits::default(),
+    )
+    .await
+    .unwrap();
     let trusting_org =
         cms_api::client::CmsClient::new(&running.url(), org.ca().certificate_pem()).unwrap();
     assert_eq!(trusting_org.health().await.unwrap().status, "ok");
@@ -888,7 +893,13 @@ async fn the_service_can_present_an_organisations_own_tls_certificate() {
         key: dir.path().join("nope.key"),
         issuer: None,
     };
-    let refused = cms::server::start_with_tls(cms, "127.0.0.1:0".parse().unwrap(), &missing).await;
+    let refused = cms::server::start_with_tls(
+        cms,
+        "127.0.0.1:0".parse().unwrap(),
+        &missing,
+        &cms::server::ServerLimits::default(),
+    )
+    .await;
     assert!(refused.unwrap_err().to_string().contains("nope.pem"));
 }
 

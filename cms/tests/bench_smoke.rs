@@ -22,3 +22,23 @@ fn the_benchmark_prints_throughput_and_latency() {
         "{text}"
     );
 }
+
+#[test]
+fn the_benchmark_holds_stalled_connections_and_times_a_fresh_client() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cms-bench"))
+        .args(["--hold", "40", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("40 stalled connections wanted from 2 addresses"),
+        "{text}"
+    );
+    assert!(text.contains(", 0 errors"), "{text}");
+    assert!(text.contains("p50") && text.contains("max"), "{text}");
+}

@@ -22,6 +22,19 @@ async fn drain(mut body: axum::body::Body) {
     }
 }
 
+/// Whether a body read failed because the body is longer than its limit (rather than because
+/// it stopped arriving).
+fn is_over_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A JSON body of at most the policy's size, parsed into `T`.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
@@ -46,7 +59,15 @@ impl<T: DeserializeOwned> FromRequest<Arc<Cms>> for Body<T> {
         }
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
-            .map_err(|_| CmsError::PayloadTooLarge { limit })?;
+            .map_err(|e| {
+                if is_over_limit(&e) {
+                    CmsError::PayloadTooLarge { limit }
+                } else {
+                    // The body stopped: the client went away, or (behind the server) it was
+                    // late and the server closes the connection without this answer.
+                    CmsError::InvalidRequest("the body did not arrive in full".into())
+                }
+            })?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| CmsError::MalformedJson(e.to_string()))?;
         if !value.is_object() {

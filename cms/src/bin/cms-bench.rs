@@ -3,6 +3,19 @@
 //! card is not what is measured). Prints its figures; it is not a test.
 //!
 //! `cargo run --release -p cms --bin cms-bench -- --clients 50 --seconds 10`
+//!
+//! With `--hold N` it measures something else: N stalled connections (slow bodies, slow headers,
+//! idle kept-alive connections, reopened as the server closes them) are held from attacker
+//! loopback addresses, each address within the per-client cap, while a fresh client from
+//! 127.0.0.1 asks `GET /v1/health` on a new connection in a loop; it prints how many were held
+//! and the fresh client's latency.
+//!
+//! `cargo run --release -p cms --bin cms-bench -- --hold 992 --seconds 20`
+
+#[path = "cms-bench/hold.rs"]
+mod hold;
+#[path = "../../tests/common/hostile.rs"]
+mod hostile;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, ValueEnum};
@@ -25,6 +38,10 @@ struct Args {
     /// The algorithm of the software card keys.
     #[arg(long, value_enum, default_value = "p256")]
     algorithm: Algorithm,
+    /// Instead of authentications: hold this many stalled connections and measure a fresh
+    /// client's `GET /v1/health` meanwhile.
+    #[arg(long)]
+    hold: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -88,6 +105,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(count) = args.hold {
+        return hold::run(count, Duration::from_secs(args.seconds));
+    }
     let dir = tempfile::tempdir().context("temporary data directory")?;
     let cms = Arc::new(Cms::init(
         &DataDir::new(dir.path()),

@@ -1,15 +1,25 @@
-//! HTTPS serving: rustls over a TCP listener, a cap on connections, accept errors that back
-//! off, and a graceful shutdown that lets requests in flight finish.
+//! HTTPS serving: rustls over a TCP listener, HTTP/1.1 only, a cap on connections (and a lower
+//! one per client), a deadline on every phase of a connection, accept errors that back off, and
+//! a graceful shutdown that lets requests in flight finish. The limits are [`ServerLimits`].
+
+mod body;
+mod io;
+mod limits;
+
+pub use limits::ServerLimits;
 
 use crate::ca::{pem_blocks, CaFiles};
 use crate::service::Cms;
+use body::DeadlineBody;
 use hyper::service::Service as _;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use io::WriteDeadline;
+use limits::ClientSlots;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -19,12 +29,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The most connections served at once; more wait in the listen queue.
-const MAX_CONNECTIONS: usize = 1024;
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest buffer a connection reads into or writes from, so the largest request head: the
+/// API's heads are well under 8 KiB, and hyper's default (about 400 KiB) would let 1,024 slow
+/// connections hold 400 MiB. Longer heads are answered `431`.
+const MAX_BUFFER_BYTES: usize = 64 * 1024;
 /// How long a graceful shutdown waits for connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -142,10 +150,17 @@ impl Gate {
     }
 }
 
-/// A request the gate refused: hyper drops its connection without an answer.
+/// Why a request's connection is closed without an answer (hyper closes the connection of a
+/// request whose service fails).
 #[derive(Debug, Error)]
-#[error("request refused: the server is set to refuse requests")]
-struct RefusedRequest;
+enum Unanswered {
+    /// The gate refused the request.
+    #[error("request refused: the server is set to refuse requests")]
+    Refused,
+    /// The request's body did not arrive in full before its deadline.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimedOut(Duration),
+}
 
 /// A server running in the background.
 #[derive(Debug)]
@@ -186,17 +201,19 @@ impl RunningServer {
 }
 
 /// Binds `addr` and serves the API of `cms` over HTTPS, with the TLS certificate the service
-/// issued itself, until [`RunningServer::stop`].
+/// issued itself and the default [`ServerLimits`], until [`RunningServer::stop`].
 pub async fn start(cms: Arc<Cms>, addr: SocketAddr) -> Result<RunningServer, ServerError> {
     let files = TlsFiles::own(&cms.data_dir().ca_files());
-    start_with_tls(cms, addr, &files).await
+    start_with_tls(cms, addr, &files, &ServerLimits::default()).await
 }
 
-/// As [`start`], presenting the certificate and key in `files` (an organisation's own).
+/// As [`start`], presenting the certificate and key in `files` (an organisation's own) and
+/// holding connections to `limits`.
 pub async fn start_with_tls(
     cms: Arc<Cms>,
     addr: SocketAddr,
     files: &TlsFiles,
+    limits: &ServerLimits,
 ) -> Result<RunningServer, ServerError> {
     let tls = tls_config(files)?;
     let listener = TcpListener::bind(addr)
@@ -207,7 +224,14 @@ pub async fn start_with_tls(
         .map_err(|source| ServerError::Bind { addr, source })?;
     let shutdown = CancellationToken::new();
     let gate = Arc::new(Gate::default());
-    let task = tokio::spawn(serve(listener, tls, cms, shutdown.clone(), gate.clone()));
+    let task = tokio::spawn(serve(
+        listener,
+        tls,
+        cms,
+        *limits,
+        shutdown.clone(),
+        gate.clone(),
+    ));
     Ok(RunningServer {
         addr,
         shutdown,
@@ -216,14 +240,24 @@ pub async fn start_with_tls(
     })
 }
 
-/// Serves connections from `listener` until `shutdown` is cancelled, then drains them.
+/// Serves connections from `listener`, held to `limits`, until `shutdown` is cancelled, then
+/// drains them.
 pub async fn run(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     cms: Arc<Cms>,
+    limits: &ServerLimits,
     shutdown: CancellationToken,
 ) {
-    serve(listener, tls, cms, shutdown, Arc::new(Gate::default())).await;
+    serve(
+        listener,
+        tls,
+        cms,
+        *limits,
+        shutdown,
+        Arc::new(Gate::default()),
+    )
+    .await;
 }
 
 /// [`run`], letting requests through `gate`.
@@ -231,13 +265,15 @@ async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     cms: Arc<Cms>,
+    limits: ServerLimits,
     shutdown: CancellationToken,
     gate: Arc<Gate>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let app = crate::api::router(cms);
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let client_slots = ClientSlots::new(limits.max_connections_per_client.max(1));
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -267,41 +303,69 @@ async fn serve(
             drop(stream);
             continue;
         }
+        // Over its client's cap, a connection is closed before the handshake costs anything.
+        let Some(client_slot) = client_slots.take(peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = TowerToHyperService::new(app.clone());
         let gate = gate.clone();
-        // A refused request fails the service, and hyper closes its connection unanswered.
+        // A refused request, or one whose body is late, fails the service, and hyper closes
+        // its connection unanswered.
         let client = crate::api::ClientAddr(peer.ip());
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
-            request.extensions_mut().insert(client);
-            let admitted = gate.admit();
-            let answer = admitted.then(|| app.call(request));
-            async move {
-                match answer {
-                    Some(answer) => answer.await.map_err(|never| match never {}),
-                    None => Err(RefusedRequest),
+        let body_timeout = limits.body_timeout;
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let timed_out = Arc::new(AtomicBool::new(false));
+                let mut request =
+                    request.map(|body| DeadlineBody::new(body, body_timeout, timed_out.clone()));
+                request.extensions_mut().insert(client);
+                let admitted = gate.admit();
+                let answer = admitted.then(|| app.call(request));
+                async move {
+                    let Some(answer) = answer else {
+                        return Err(Unanswered::Refused);
+                    };
+                    let response = answer.await.map_err(|never| match never {})?;
+                    if timed_out.load(Ordering::SeqCst) {
+                        tracing::debug!(client = %client.0, "request body late: connection closed");
+                        return Err(Unanswered::BodyTimedOut(body_timeout));
+                    }
+                    Ok(response)
                 }
-            }
-        });
+            });
         let shutdown = shutdown.clone();
+        let handshake_timeout = limits.handshake_timeout;
+        let header_timeout = limits.header_timeout;
+        let write_timeout = limits.write_timeout;
         tracker.spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let _client_slot = client_slot;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    tracing::debug!(client = %client.0, "TLS handshake late: connection closed");
+                    return;
+                }
             };
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            // A client that trickles its headers is cut off rather than holding a slot.
-            builder
-                .http1()
+            // HTTP/1.1 only, as ALPN says: an HTTP/2 preface is refused at once. hyper starts
+            // the header timer as soon as the connection is ready for a request, so it bounds
+            // the idle keep-alive wait and a trickled header alike; a client that leaves its
+            // answers unread is cut off by the write deadline.
+            let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_BUFFER_BYTES)
+                .serve_connection(
+                    TokioIo::new(WriteDeadline::new(tls, write_timeout)),
+                    service,
+                );
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
