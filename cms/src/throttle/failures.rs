@@ -13,7 +13,8 @@
 //!   which has not failed, signs in as usual;
 //! - attempts refused during a backoff are not failures and do not lengthen it, and no backoff
 //!   is longer than [`Throttling::backoff_cap`]: a holder sharing an attacker's address (one
-//!   NAT) waits at most that long after the attacker's last verified failure.
+//!   NAT) waits at most that long after the attacker's last verified failure;
+//! - a success ends the runs of its card and of its address.
 
 use super::{Bucket, ClientKey, MAX_TRACKED, SWEEP_INTERVAL};
 use crate::policy::Throttling;
@@ -228,12 +229,15 @@ impl SignInFailures {
         }
     }
 
-    /// A sign-in of `card` from `client` succeeded: the runs of this card end (the address's
-    /// own run across cards is left to age, so one success does not wipe out a spray).
+    /// A sign-in of `card` from `client` succeeded: the runs of this card and of this address
+    /// end. Ending the address's run too keeps the occasional honest failure of many holders
+    /// behind one NAT address (a stale challenge, an old certificate) from adding up to a
+    /// backoff of them all; an attacker behind the same address is still held back per card.
     pub fn succeeded(&self, card: CardSerial, client: ClientKey) {
         let mut t = self.tables();
         t.pairs.runs.remove(&(card, client));
         t.cards.runs.remove(&card);
+        t.clients.runs.remove(&client);
     }
 }
 
