@@ -267,3 +267,43 @@ async fn a_backoff_runs_out_and_the_same_address_signs_in_again() {
         ErrorCode::BadSignature,
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_addresses_against_one_card_back_off_together_but_not_the_holder() {
+    let fx = Fixture::with_policy(Policy {
+        throttling: Throttling {
+            card_failures: 6,
+            ..failing_policy().throttling
+        },
+        ..Policy::default()
+    })
+    .await;
+    let (jane, _) = fx.user("Jane Doe", &[NURSE]);
+    let card = fx.card(&jane, SERIAL_A, 365);
+    let url = fx.server.as_ref().unwrap().url();
+    let from = |last: u8| {
+        let local = IpAddr::from([127, 0, 0, last]);
+        CmsClient::from_address(&url, fx.cms.ca().certificate_pem(), Some(local)).unwrap()
+    };
+
+    // Six addresses fail once each: the card's count is reached.
+    for last in 10..16 {
+        expect_error(
+            forged_sign_in(&from(last), &card).await,
+            401,
+            ErrorCode::BadSignature,
+        );
+    }
+    // Those addresses now wait, though none has reached its own limit of 5…
+    expect_rate_limited(forged_sign_in(&from(10), &card).await);
+    // …a new address gets its one try before it waits too…
+    let newcomer = from(16);
+    expect_error(
+        forged_sign_in(&newcomer, &card).await,
+        401,
+        ErrorCode::BadSignature,
+    );
+    expect_rate_limited(forged_sign_in(&newcomer, &card).await);
+    // …and the holder, whose address has not failed, signs in.
+    sign_in(&fx.client, &card).await.unwrap();
+}
