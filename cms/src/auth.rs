@@ -92,16 +92,21 @@ impl Cms {
             }
             Err(e) => {
                 if is_wrong_answer(&e) {
-                    self.sign_in_failed(serial, key, &e);
+                    self.sign_in_failed(serial, client, &e);
                 }
                 Err(e)
             }
         }
     }
 
-    /// Audits and logs a wrong answer for `serial` from `client`, within the budget of rows.
-    fn sign_in_failed(&self, serial: CardSerial, client: ClientKey, error: &CmsError) {
-        let failure = self.sign_in_failures.failed(serial, client);
+    /// Counts a wrong answer for `serial` from `client`, and audits and logs it within the
+    /// budget of rows (with the client's whole address; the count is by [`ClientKey`]).
+    fn sign_in_failed(&self, serial: CardSerial, client: IpAddr, error: &CmsError) {
+        // An IPv4 client of a dual-stack listener reads as its IPv4 address.
+        let client = client.to_canonical();
+        let failure = self
+            .sign_in_failures
+            .failed(serial, ClientKey::of(client));
         if !failure.audited {
             return;
         }
