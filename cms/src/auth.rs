@@ -104,9 +104,7 @@ impl Cms {
     fn sign_in_failed(&self, serial: CardSerial, client: IpAddr, error: &CmsError) {
         // An IPv4 client of a dual-stack listener reads as its IPv4 address.
         let client = client.to_canonical();
-        let failure = self
-            .sign_in_failures
-            .failed(serial, ClientKey::of(client));
+        let failure = self.sign_in_failures.failed(serial, ClientKey::of(client));
         if !failure.audited {
             return;
         }
