@@ -47,8 +47,14 @@ pub fn operation_kind(kind: agent_ipc::OperationKind) -> cms_api::OperationKind 
 /// A failed call to the service, in the socket API's words.
 pub fn error_object(e: &ClientError) -> ErrorObject {
     match e {
-        ClientError::Api { code, message, .. } => {
+        ClientError::Api {
+            code,
+            message,
+            retry_after,
+            ..
+        } => {
             let (code_out, text) = match code {
+                CmsCode::RateLimited => (ErrorCode::CmsRefused, slow_down(*retry_after)),
                 CmsCode::CardCancelled => (
                     ErrorCode::CardCancelled,
                     "This smartcard has been cancelled — contact your Registration Authority"
@@ -108,6 +114,16 @@ pub fn error_object(e: &ClientError) -> ErrorObject {
     }
 }
 
+/// What the holder is told when the service asks the agent to slow down.
+fn slow_down(retry_after: Option<u64>) -> String {
+    match retry_after {
+        Some(secs) => format!(
+            "the Card Management Service is asking to slow down; try again in {secs} seconds"
+        ),
+        None => "the Card Management Service is asking to slow down; try again shortly".into(),
+    }
+}
+
 /// A refusal the socket API has no code of its own for.
 fn refused(message: &str) -> (ErrorCode, String) {
     (
@@ -125,6 +141,7 @@ mod tests {
             status: code.status(),
             code,
             message: "no".into(),
+            retry_after: None,
         }
     }
 
@@ -144,6 +161,13 @@ mod tests {
         let other = error_object(&api(CmsCode::BadSignature));
         assert_eq!(other.code, ErrorCode::CmsRefused);
         assert_eq!(other.data.unwrap()["cms_code"], "bad_signature");
+        let slow = error_object(&ClientError::Api {
+            status: 429,
+            code: CmsCode::RateLimited,
+            message: "no".into(),
+            retry_after: Some(7),
+        });
+        assert!(slow.message.contains("slow down; try again in 7 seconds"));
         assert_eq!(
             error_object(&ClientError::NoSession).code,
             ErrorCode::NoSession

@@ -30,6 +30,9 @@ pub enum ClientError {
         code: ErrorCode,
         /// The service's message.
         message: String,
+        /// With `rate_limited`: the seconds to wait before trying again, from the answer's
+        /// `Retry-After` header (or its body's `retry_after`).
+        retry_after: Option<u64>,
     },
     /// The service answered with an error whose code this version of the API does not know
     /// (a newer service).
@@ -68,6 +71,14 @@ impl ClientError {
             | ClientError::NoSession => None,
         }
     }
+
+    /// For a `rate_limited` answer, how many seconds the service asks to wait.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ClientError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// A client of one service, optionally carrying a session token.
@@ -91,9 +102,20 @@ impl CmsClient {
     /// A client of the service at `base_url` (`https://host:port`) trusting only the CA in
     /// `ca_pem`.
     pub fn new(base_url: &str, ca_pem: &str) -> Result<Self, ClientError> {
+        Self::from_address(base_url, ca_pem, None)
+    }
+
+    /// As [`CmsClient::new`], connecting from `local` (one of this host's addresses) when
+    /// given: a host with several addresses picks the one the service sees.
+    pub fn from_address(
+        base_url: &str,
+        ca_pem: &str,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Self, ClientError> {
         let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())
             .map_err(|e| ClientError::Setup(format!("CA certificate: {e}")))?;
         let http = reqwest::Client::builder()
+            .local_address(local)
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
@@ -135,6 +157,11 @@ impl CmsClient {
         }
         let resp = req.send().await.map_err(ClientError::Transport)?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let bytes = resp.bytes().await.map_err(ClientError::Transport)?;
         if status.is_success() {
             // An empty answer (204) reads as JSON null.
@@ -142,7 +169,20 @@ impl CmsClient {
             return serde_json::from_slice(body)
                 .map_err(|e| ClientError::Unexpected(format!("{path}: {e}")));
         }
-        Err(error_answer(path, status, &bytes))
+        Err(match error_answer(path, status, &bytes) {
+            ClientError::Api {
+                status,
+                code,
+                message,
+                retry_after: in_body,
+            } => ClientError::Api {
+                status,
+                code,
+                message,
+                retry_after: retry_after.or(in_body),
+            },
+            other => other,
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, session: bool) -> Result<T, ClientError> {
@@ -393,6 +433,7 @@ fn error_answer(path: &str, status: reqwest::StatusCode, body: &[u8]) -> ClientE
             status: status.as_u16(),
             code: err.error.code,
             message: err.error.message,
+            retry_after: err.error.retry_after,
         };
     }
     let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
@@ -506,6 +547,10 @@ mod tests {
         let e = error_answer("/v1/x", status, newer);
         assert!(matches!(&e, ClientError::UnknownCode { code, .. } if code == "card_on_fire"));
         assert_eq!(e.code(), None);
+        let slow = br#"{"error": {"code": "rate_limited", "message": "slow", "retry_after": 3}}"#;
+        let e = error_answer("/v1/x", reqwest::StatusCode::TOO_MANY_REQUESTS, slow);
+        assert_eq!(e.code(), Some(ErrorCode::RateLimited));
+        assert_eq!(e.retry_after(), Some(3));
         assert!(matches!(
             error_answer("/v1/x", status, b"<html>"),
             ClientError::Unexpected(_)

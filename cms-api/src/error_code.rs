@@ -80,6 +80,9 @@ crate::wire_enum! {
         PayloadTooLarge = "payload_too_large",
         /// The operation used all its relayed 9B exchanges.
         RelayLimit = "relay_limit",
+        /// The client asked too often (challenges) or failed to sign in too often: it may try
+        /// again after the answer's `retry_after` seconds.
+        RateLimited = "rate_limited",
         /// The service failed.
         Internal = "internal",
         /// The service is busy.
@@ -128,7 +131,7 @@ impl ErrorCode {
             | Self::NoRelayInProgress
             | Self::CardExists => 409,
             Self::PayloadTooLarge => 413,
-            Self::RelayLimit => 429,
+            Self::RelayLimit | Self::RateLimited => 429,
             Self::Internal => 500,
             Self::Busy => 503,
         }

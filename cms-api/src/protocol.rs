@@ -43,6 +43,10 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// For people.
     pub message: String,
+    /// With `rate_limited`: how many seconds to wait before trying again (the same as the
+    /// answer's `Retry-After` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// `POST /v1/auth/challenge`.

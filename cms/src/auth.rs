@@ -4,21 +4,42 @@
 
 use crate::ca::{CaError, CertificateAuthority};
 use crate::dates;
-use crate::db::{CertificateStatus, SessionRecord};
+use crate::db::{AuditEvent, CardRecord, CertificateStatus, SessionRecord};
 use crate::error::{CmsError, CmsResult};
 use crate::fields::{decode_base64, parse_serial};
 use crate::service::{Caller, Cms};
+use crate::throttle::ClientKey;
 use crate::views::{role_view, session_view, user_view};
 use cms_api::protocol::{
     self, b64, Challenge, SessionCreated, SessionRequest, SessionView, TicketValidation,
 };
+use piv::CardSerial;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 /// The SHA-256 of a token or ticket, hex: what the database keeps instead of the secret.
 pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Whether a failed sign-in is a wrong or forged answer, which counts towards the backoff and
+/// is audited: a challenge that is unknown, used, expired or another card's, a certificate that
+/// is not this CA's, not usable or not the card's, a signature that does not verify. The card's
+/// own state (expired, cancelled) and the service's failures do not count: they are no attempt
+/// to get in with a wrong answer.
+fn is_wrong_answer(error: &CmsError) -> bool {
+    matches!(
+        error,
+        CmsError::UnknownChallenge
+            | CmsError::ChallengeExpired
+            | CmsError::ChallengeMismatch { .. }
+            | CmsError::UntrustedCertificate
+            | CmsError::InvalidField(_)
+            | CmsError::CertificateNotOfCard(_)
+            | CmsError::BadSignature
+    )
 }
 
 fn random_secret() -> Zeroizing<String> {
@@ -28,11 +49,17 @@ fn random_secret() -> Zeroizing<String> {
 }
 
 impl Cms {
-    /// A challenge for a registered, active card.
-    pub fn issue_challenge(&self, serial: &str) -> CmsResult<Challenge> {
+    /// A challenge for a registered, active card, asked by the client at `client`. The
+    /// client's challenge rate is checked first, before the database is read: a flood is
+    /// refused for the price of a lock.
+    pub fn issue_challenge(&self, serial: &str, client: IpAddr) -> CmsResult<Challenge> {
+        let client = ClientKey::of(client);
+        self.challenge_rate
+            .take(client)
+            .map_err(CmsError::rate_limited)?;
         let serial = parse_serial(serial)?;
         let card = self.active_card(&serial.to_string())?;
-        let challenge = self.challenges.issue(serial)?;
+        let challenge = self.challenges.issue(serial, client)?;
         Ok(Challenge {
             serial: card.serial,
             challenge: b64::encode_url(&challenge),
@@ -40,20 +67,101 @@ impl Cms {
         })
     }
 
-    /// Checks the card's answer to a challenge and opens a session.
-    pub fn create_session(&self, request: &SessionRequest) -> CmsResult<SessionCreated> {
+    /// Checks the card's answer to a challenge, sent by the client at `client`, and opens a
+    /// session. A wrong answer is audited and counted towards the backoff of the card and the
+    /// client ([`crate::throttle::failures`]); a client backing off is refused before anything
+    /// is checked.
+    pub fn create_session(
+        &self,
+        request: &SessionRequest,
+        client: IpAddr,
+    ) -> CmsResult<SessionCreated> {
         let serial = parse_serial(&request.serial)?;
-        let serial_text = serial.to_string();
+        let key = ClientKey::of(client);
+        self.sign_in_failures
+            .check(serial, key)
+            .map_err(CmsError::rate_limited)?;
         let challenge = b64::decode_url(&request.challenge)
             .ok_or_else(|| CmsError::InvalidField("challenge is not base64url".into()))?;
         let signature = decode_base64("signature", &request.signature)?;
         let cert_der = decode_base64("certificate", &request.certificate)?;
-        self.challenges.redeem(&challenge, serial)?;
+        match self.check_answer(serial, &challenge, &signature, &cert_der) {
+            Ok((card, certificate)) => {
+                self.sign_in_failures.succeeded(serial, key);
+                self.open_session(card, &certificate)
+            }
+            Err(e) => {
+                if is_wrong_answer(&e) {
+                    self.sign_in_failed(serial, client, &e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts a wrong answer for `serial` from `client`, and audits and logs it within the
+    /// budget of rows (with the client's whole address; the count is by [`ClientKey`]).
+    fn sign_in_failed(&self, serial: CardSerial, client: IpAddr, error: &CmsError) {
+        // An IPv4 client of a dual-stack listener reads as its IPv4 address.
+        let client = client.to_canonical();
+        let failure = self.sign_in_failures.failed(serial, ClientKey::of(client));
+        if !failure.audited {
+            return;
+        }
+        let reason = error.code().as_str();
+        let backoff = failure
+            .backoff
+            .map(|b| format!("; backing off {} s", b.as_secs_f64().ceil()))
+            .unwrap_or_default();
+        let unaudited = match failure.unaudited {
+            0 => String::new(),
+            n => format!("; {n} earlier failed sign-ins not audited one by one"),
+        };
+        let serial_text = serial.to_string();
+        let detail = format!(
+            "{reason} from {client}: failure {} in a row of this card from this address, {} \
+             from this address, {} of this card{backoff}{unaudited}",
+            failure.in_a_row, failure.from_client, failure.of_card
+        );
+        tracing::warn!(
+            card = %serial_text,
+            client = %client,
+            reason,
+            in_a_row = failure.in_a_row,
+            backoff_secs = failure.backoff.map(|b| b.as_secs()),
+            unaudited = failure.unaudited,
+            "failed sign-in"
+        );
+        let event = AuditEvent {
+            actor: "anonymous",
+            action: "authenticate.failed",
+            card_serial: Some(&serial_text),
+            detail,
+        };
+        if let Err(e) = self
+            .db
+            .audit_client(dates::now(), &event, &client.to_string())
+        {
+            tracing::error!(error = %e, "writing a failed sign-in to the audit log");
+        }
+    }
+
+    /// Redeems the challenge and checks the card, its certificate and the signature; returns the
+    /// card and the certificate's serial.
+    fn check_answer(
+        &self,
+        serial: CardSerial,
+        challenge: &[u8],
+        signature: &[u8],
+        cert_der: &[u8],
+    ) -> CmsResult<(CardRecord, String)> {
+        let serial_text = serial.to_string();
+        self.challenges.redeem(challenge, serial)?;
 
         let card = self.active_card(&serial_text)?;
         let cert = self
             .verified
-            .check(&self.ca, &cert_der)
+            .check(&self.ca, cert_der)
             .map_err(|e| match e {
                 CaError::NotIssuedHere => CmsError::UntrustedCertificate,
                 other => CmsError::InvalidField(other.to_string()),
@@ -87,12 +195,15 @@ impl Cms {
                 expired_on: dates::iso_date(not_after),
             });
         }
-        cert.verify(
-            &protocol::auth_message(&serial_text, &challenge),
-            &signature,
-        )
-        .map_err(|_| CmsError::BadSignature)?;
+        cert.verify(&protocol::auth_message(&serial_text, challenge), signature)
+            .map_err(|_| CmsError::BadSignature)?;
+        Ok((card, record.serial))
+    }
 
+    /// Opens a session for the holder of `card`, who signed in with certificate `certificate`.
+    fn open_session(&self, card: CardRecord, certificate: &str) -> CmsResult<SessionCreated> {
+        let serial_text = card.serial.clone();
+        let now = dates::now();
         let user = self
             .db
             .user(&card.holder_id)?
@@ -123,7 +234,7 @@ impl Cms {
             &caller.audit(
                 "authenticate",
                 Some(&serial_text),
-                format!("certificate {}", record.serial),
+                format!("certificate {certificate}"),
             ),
         )?;
         Ok(SessionCreated {

@@ -166,6 +166,14 @@ pub enum CmsError {
     /// The repairing officer's own card.
     #[error("a Registration Authority cannot repair their own card")]
     OwnCard,
+    /// The client asked too many challenges, or failed to sign in too often: it waits.
+    #[error(
+        "too many requests or failed sign-ins from this address: try again in {retry_after} s"
+    )]
+    RateLimited {
+        /// Whole seconds to wait (at least 1).
+        retry_after: u64,
+    },
     /// Too many outstanding challenges: the service is under load.
     #[error("the service is busy: try again shortly")]
     Busy,
@@ -218,8 +226,25 @@ impl CmsError {
             BadCsr(_) => ErrorCode::BadCsr,
             CardExists(_) => ErrorCode::CardExists,
             OwnCard => ErrorCode::OwnCard,
+            RateLimited { .. } => ErrorCode::RateLimited,
             Busy => ErrorCode::Busy,
             Database(_) | Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// A refusal to wait `wait` (rounded up to whole seconds, at least one).
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        CmsError::RateLimited {
+            retry_after: secs.max(1),
+        }
+    }
+
+    /// For [`CmsError::RateLimited`], the seconds to wait.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            CmsError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 

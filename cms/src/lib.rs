@@ -19,6 +19,7 @@ pub mod policy;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod throttle;
 pub mod views;
 
 pub use error::{CmsError, CmsResult};

@@ -109,13 +109,18 @@ fn main() -> Result<()> {
                 .audit_log(card.as_deref(), limit)
                 .context("reading the audit log")?;
             for e in entries {
+                // An anonymous line (a failed sign-in) names the client's address.
+                let actor = match &e.client {
+                    Some(client) => format!("{}@{client}", e.actor),
+                    None => e.actor,
+                };
                 println!(
                     "{} {} {:<20} {:<16} {:<36} {}",
                     e.id,
                     dates::iso_date(e.at),
                     e.action,
                     e.card_serial.unwrap_or_else(|| "-".into()),
-                    e.actor,
+                    actor,
                     e.detail
                 );
             }

@@ -1,5 +1,5 @@
 //! The service's policy: lifetimes of challenges, sessions and certificates, card capacity,
-//! and which identity agent versions may self-renew (the national service blocks incompatible agents).
+//! the limits on challenges and failed sign-ins, and which identity agent versions may self-renew (the national service blocks incompatible agents).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -88,6 +88,73 @@ pub struct Policy {
     /// makes a card that is neither expired nor full repairable (10 minutes by default): a
     /// renewal the holder has just started does not open the card to a repair and its PUK.
     pub stalled_renewal_age: Duration,
+    /// How hard the service pushes back on clients that ask too many challenges or fail to
+    /// sign in (`cms/API.md`, "Limits").
+    pub throttling: Throttling,
+}
+
+/// A token bucket's shape: `burst` requests at once, then `per_second` on average.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// How many requests a client that has been quiet may make at once.
+    pub burst: u32,
+    /// How many requests a second the bucket refills.
+    pub per_second: f64,
+}
+
+/// The limits on challenges and failed sign-ins. The defaults let a holder sign in as often as a
+/// person can while one client cannot fill the service's memory, block another card, or try
+/// forged answers faster than once per backoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Throttling {
+    /// Challenges one client address (an IPv6 /64) may ask, whatever the card; `None` for no
+    /// limit (benchmarks). 30 at once, then 10 a second, by default: an office behind one NAT
+    /// address signs in many holders a second, a flood is answered `rate_limited` before the
+    /// database is read.
+    pub challenge_rate: Option<Rate>,
+    /// Challenges outstanding for one card (4 by default; a card needs one or two at a time).
+    /// Past it a new challenge replaces the oldest outstanding one that the same client asked
+    /// for this card, or else the card's oldest: a card is never refused a challenge.
+    pub challenges_per_card: usize,
+    /// Failed sign-ins of one card from one client address before that pair backs off (5).
+    pub pair_failures: u32,
+    /// Failed sign-ins from one client address, whatever the card, before it backs off (20).
+    pub client_failures: u32,
+    /// Failed sign-ins of one card, whatever the address, before the card backs off (10). The
+    /// card's backoff holds back only addresses that have themselves failed for this card, so
+    /// an attacker cannot lock out the holder's own address with it.
+    pub card_failures: u32,
+    /// The first backoff; each further failure doubles it (1 s).
+    pub backoff: Duration,
+    /// The longest backoff (5 minutes): no failure blocks anyone for longer than this.
+    pub backoff_cap: Duration,
+    /// How long a run of failures is remembered after the last one (15 minutes).
+    pub failure_memory: Duration,
+    /// Audit rows (and warning log lines) for failed sign-ins, across all clients: 60 at once,
+    /// then one a second. Failures past it are counted into the next row written.
+    pub failure_rows: Rate,
+}
+
+impl Default for Throttling {
+    fn default() -> Self {
+        Self {
+            challenge_rate: Some(Rate {
+                burst: 30,
+                per_second: 10.0,
+            }),
+            challenges_per_card: 4,
+            pair_failures: 5,
+            client_failures: 20,
+            card_failures: 10,
+            backoff: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(5 * 60),
+            failure_memory: Duration::from_secs(15 * 60),
+            failure_rows: Rate {
+                burst: 60,
+                per_second: 1.0,
+            },
+        }
+    }
 }
 
 impl Default for Policy {
@@ -102,6 +169,7 @@ impl Default for Policy {
             max_relays_per_operation: 32,
             max_body_bytes: 64 * 1024,
             stalled_renewal_age: Duration::from_secs(10 * 60),
+            throttling: Throttling::default(),
         }
     }
 }

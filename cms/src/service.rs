@@ -7,6 +7,7 @@ use crate::custody::{Custody, RelayExchanges};
 use crate::db::{AuditEvent, Database, RoleProfile, SessionRecord, User};
 use crate::error::{CmsError, CmsResult};
 use crate::policy::Policy;
+use crate::throttle::{ChallengeRate, SignInFailures};
 use std::path::{Path, PathBuf};
 
 /// How long ended and expired sessions are kept before the service deletes them.
@@ -180,6 +181,8 @@ pub struct Cms {
     pub(crate) ca: CertificateAuthority,
     pub(crate) custody: Custody,
     pub(crate) challenges: ChallengeStore,
+    pub(crate) challenge_rate: ChallengeRate,
+    pub(crate) sign_in_failures: SignInFailures,
     pub(crate) verified: VerifiedCertificates,
     pub(crate) relays: RelayExchanges,
     pub(crate) policy: Policy,
@@ -219,7 +222,12 @@ impl Cms {
             db,
             ca,
             custody,
-            challenges: ChallengeStore::new(policy.challenge_ttl),
+            challenges: ChallengeStore::new(
+                policy.challenge_ttl,
+                policy.throttling.challenges_per_card,
+            ),
+            challenge_rate: ChallengeRate::new(policy.throttling.challenge_rate),
+            sign_in_failures: SignInFailures::new(policy.throttling.clone()),
             verified: VerifiedCertificates::default(),
             relays: RelayExchanges::default(),
             policy,

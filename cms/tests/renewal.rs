@@ -87,7 +87,9 @@ async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
             "renew.start".into(),
             "renew.certificate".into(),
             "renew.confirm".into(),
-            "authenticate".into()
+            "authenticate".into(),
+            // The old certificate's refused sign-in.
+            "authenticate.failed".into()
         ]),
         "{actions:?}"
     );

@@ -35,13 +35,21 @@ impl IntoResponse for CmsError {
                 "request refused"
             );
         }
+        let retry_after = self.retry_after();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.to_string(),
+                retry_after,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -103,16 +111,18 @@ async fn health(State(cms): State<Arc<Cms>>) -> Answer<Health> {
 
 async fn challenge(
     State(cms): State<Arc<Cms>>,
+    ClientAddr(client): ClientAddr,
     Body(req): Body<ChallengeRequest>,
 ) -> Answer<cms_api::protocol::Challenge> {
-    ok(cms.issue_challenge(&req.serial)?)
+    ok(cms.issue_challenge(&req.serial, client)?)
 }
 
 async fn create_session(
     State(cms): State<Arc<Cms>>,
+    ClientAddr(client): ClientAddr,
     Body(req): Body<SessionRequest>,
 ) -> Answer<cms_api::protocol::SessionCreated> {
-    ok(cms.create_session(&req)?)
+    ok(cms.create_session(&req, client)?)
 }
 
 async fn session(

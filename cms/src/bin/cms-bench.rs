@@ -4,6 +4,14 @@
 //!
 //! `cargo run --release -p cms --bin cms-bench -- --clients 50 --seconds 10`
 //!
+//! With `--flood`, it measures a challenge flood instead: `--clients` connections from one
+//! address (127.0.0.2) ask challenges for one card as fast as they can, under the default
+//! limits, while another card's holder asks a challenge from 127.0.0.1 five times a second; it
+//! prints the challenges the flooder gets answered and refused per second, and the other card's
+//! latency before and during the flood.
+//!
+//! `cargo run --release -p cms --bin cms-bench -- --flood --clients 50 --seconds 10`
+//!
 //! With `--hold N` it measures something else: N stalled connections (slow bodies, slow headers,
 //! idle kept-alive connections, reopened as the server closes them) are held from attacker
 //! loopback addresses, each address within the per-client cap, while a fresh client from
@@ -11,11 +19,6 @@
 //! and the fresh client's latency.
 //!
 //! `cargo run --release -p cms --bin cms-bench -- --hold 992 --seconds 20`
-
-#[path = "cms-bench/hold.rs"]
-mod hold;
-#[path = "../../tests/common/hostile.rs"]
-mod hostile;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, ValueEnum};
@@ -25,6 +28,13 @@ use p256::ecdsa::signature::Signer;
 use spki::EncodePublicKey;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "cms-bench/flood.rs"]
+mod flood;
+#[path = "cms-bench/hold.rs"]
+mod hold;
+#[path = "../../tests/common/hostile.rs"]
+mod hostile;
 
 /// Measures authentications per second and latency percentiles.
 #[derive(Debug, Parser)]
@@ -38,6 +48,9 @@ struct Args {
     /// The algorithm of the software card keys.
     #[arg(long, value_enum, default_value = "p256")]
     algorithm: Algorithm,
+    /// Measure a challenge flood from one address instead of authentications.
+    #[arg(long)]
+    flood: bool,
     /// Instead of authentications: hold this many stalled connections and measure a fresh
     /// client's `GET /v1/health` meanwhile.
     #[arg(long)]
@@ -103,20 +116,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    if let Some(count) = args.hold {
-        return hold::run(count, Duration::from_secs(args.seconds));
-    }
-    let dir = tempfile::tempdir().context("temporary data directory")?;
-    let cms = Arc::new(Cms::init(
-        &DataDir::new(dir.path()),
-        &[],
-        Policy::default(),
-    )?);
-    let mut cards = Vec::with_capacity(args.clients);
+/// Registers `count` cards with software keys of `algorithm`, each with its own holder.
+fn bench_cards(cms: &Cms, count: usize, algorithm: Algorithm) -> Result<Vec<ClientCard>> {
+    let mut cards = Vec::with_capacity(count);
     let now = dates::now();
-    for i in 0..args.clients {
+    for i in 0..count {
         let user = cms.add_user(&format!("Bench User {i}"), None)?;
         cms.add_role_profile(&user.id, "Bench Trust", "Staff Nurse", &["B0360".into()])?;
         let serial = format!("BE0C000000{i:06X}");
@@ -134,7 +138,7 @@ fn main() -> Result<()> {
             piv::ManagementAlgorithm::Aes128,
             &event,
         )?;
-        let key = CardKey::new(args.algorithm)?;
+        let key = CardKey::new(algorithm)?;
         let record = cms.certify_card(&serial, &key.spki()?, now - 60, now + 730 * dates::DAY)?;
         cards.push(ClientCard {
             serial,
@@ -142,10 +146,34 @@ fn main() -> Result<()> {
             certificate: record.der,
         });
     }
+    Ok(cards)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(count) = args.hold {
+        return hold::run(count, Duration::from_secs(args.seconds));
+    }
+    let dir = tempfile::tempdir().context("temporary data directory")?;
+    if args.flood {
+        return flood::run(dir.path(), args.clients, args.seconds);
+    }
+    // All the clients share one address: the per-address challenge rate and connection cap
+    // would measure themselves, not the service.
+    let mut policy = Policy::default();
+    policy.throttling.challenge_rate = None;
+    let cms = Arc::new(Cms::init(&DataDir::new(dir.path()), &[], policy)?);
+    let cards = bench_cards(&cms, args.clients, args.algorithm)?;
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let running = server::start(cms.clone(), "127.0.0.1:0".parse()?).await?;
+        let files = server::TlsFiles::own(&cms.data_dir().ca_files());
+        let limits = server::ServerLimits {
+            max_connections_per_client: usize::MAX,
+            ..server::ServerLimits::default()
+        };
+        let running =
+            server::start_with_tls(cms.clone(), "127.0.0.1:0".parse()?, &files, &limits).await?;
         let url = running.url();
         let ca = cms.ca().certificate_pem().to_owned();
         let warm_up = Instant::now() + Duration::from_secs(1);

@@ -84,4 +84,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 3: the algorithm of each card's management key (the identifier of GENERAL
     // AUTHENTICATE); the cards issued before it all hold AES-128 keys.
     "ALTER TABLE cards ADD COLUMN management_algorithm INTEGER NOT NULL DEFAULT 8;",
+    // 4: the client address of what was done without a session (failed sign-ins); the lines
+    // written before it have none.
+    "ALTER TABLE audit ADD COLUMN client TEXT;",
 ];

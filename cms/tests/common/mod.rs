@@ -233,6 +233,7 @@ pub fn expect_error<T: std::fmt::Debug>(
             status: s,
             code: c,
             message,
+            ..
         }) if s == status && c == code => {
             assert!(!message.is_empty());
             message
