@@ -29,10 +29,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The largest buffer a connection reads into or writes from, so the largest request head: the
-/// API's heads are well under 8 KiB, and hyper's default (about 400 KiB) would let 1,024 slow
-/// connections hold 400 MiB. Longer heads are answered `431`.
+/// The largest buffer a connection reads into or writes from: the API's heads are well under
+/// 8 KiB, and hyper's default (about 400 KiB) would let 1,024 slow connections hold 400 MiB.
+/// hyper checks it between reads, so one read can carry a head a little past it.
 const MAX_BUFFER_BYTES: usize = 64 * 1024;
+/// The longest request head (request line and headers) answered; longer heads get `431` and
+/// the connection is closed, however the bytes arrived.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long a graceful shutdown waits for connections to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -148,6 +151,28 @@ impl Gate {
             })
             .is_ok()
     }
+}
+
+/// The size of a request's head as sent: request line and header lines.
+fn head_bytes<B>(request: &hyper::Request<B>) -> usize {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + line
+}
+
+/// The answer to a head over [`MAX_HEAD_BYTES`]: `431`, and the connection closed.
+fn head_too_large() -> axum::response::Response {
+    let mut response = axum::response::Response::new(axum::body::Body::empty());
+    *response.status_mut() = hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Why a request's connection is closed without an answer (hyper closes the connection of a
@@ -318,13 +343,17 @@ async fn serve(
         let body_timeout = limits.body_timeout;
         let service =
             hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let oversized = (head_bytes(&request) > MAX_HEAD_BYTES).then(head_too_large);
                 let timed_out = Arc::new(AtomicBool::new(false));
                 let mut request =
                     request.map(|body| DeadlineBody::new(body, body_timeout, timed_out.clone()));
                 request.extensions_mut().insert(client);
-                let admitted = gate.admit();
+                let admitted = oversized.is_none() && gate.admit();
                 let answer = admitted.then(|| app.call(request));
                 async move {
+                    if let Some(refusal) = oversized {
+                        return Ok(refusal);
+                    }
                     let Some(answer) = answer else {
                         return Err(Unanswered::Refused);
                     };
