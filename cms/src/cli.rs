@@ -1,7 +1,7 @@
 //! The `cms` command line (server and admin CLI), in the library so the man page and shell
 //! completions are generated from the definitions `--help` prints.
 
-use crate::policy::AgentVersion;
+use crate::policy::{AgentVersion, Rate, Throttling};
 use crate::server::ServerLimits;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -149,6 +149,9 @@ pub struct ServeArgs {
     /// The limits on connections (each phase of a connection has a deadline).
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// The limits on challenges and failed sign-ins.
+    #[command(flatten)]
+    pub throttling: ThrottleArgs,
 }
 
 /// `cms serve`'s connection limits: the flags of [`crate::server::ServerLimits`], with its
@@ -196,6 +199,50 @@ impl LimitArgs {
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             body_timeout: Duration::from_secs(self.body_timeout_secs),
             write_timeout: Duration::from_secs(self.write_timeout_secs),
+        }
+    }
+}
+
+/// `cms serve`'s limits on challenges and failed sign-ins: the flags of
+/// [`crate::policy::Throttling`] a site may need to change (an office whose holders all come
+/// from one NAT address signs in more often), with its defaults.
+#[derive(Debug, Args)]
+pub struct ThrottleArgs {
+    /// Challenges one client address may ask at once after a quiet spell.
+    #[arg(long, default_value_t = challenge_rate().burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub challenge_burst: u32,
+    /// Challenges a second one client address may ask after its burst.
+    #[arg(long, default_value_t = challenge_rate().per_second as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub challenges_per_second: u32,
+    /// Failed sign-ins of one card from one address before that pair waits (then 1 s, doubling).
+    #[arg(long, default_value_t = Throttling::default().pair_failures,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub failures_before_backoff: u32,
+    /// The longest wait after failed sign-ins, in seconds: no failure blocks anyone longer.
+    #[arg(long, default_value_t = Throttling::default().backoff_cap.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_backoff_secs: u64,
+}
+
+fn challenge_rate() -> Rate {
+    Throttling::default()
+        .challenge_rate
+        .expect("the default policy limits challenges")
+}
+
+impl ThrottleArgs {
+    /// The default throttling with these flags applied.
+    pub fn throttling(&self) -> Throttling {
+        Throttling {
+            challenge_rate: Some(Rate {
+                burst: self.challenge_burst,
+                per_second: f64::from(self.challenges_per_second),
+            }),
+            pair_failures: self.failures_before_backoff,
+            backoff_cap: Duration::from_secs(self.max_backoff_secs),
+            ..Throttling::default()
         }
     }
 }
@@ -252,4 +299,49 @@ pub struct IssueArgs {
     /// The card's current PUK.
     #[arg(long, default_value = "12345678", hide_default_value = true)]
     pub current_puk: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["cms", "serve"].iter().chain(flags)).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_flags_default_to_the_policy_and_the_server_limits() {
+        let args = serve_args(&[]);
+        assert_eq!(args.throttling.throttling(), Throttling::default());
+        assert_eq!(args.limits.limits(), ServerLimits::default());
+    }
+
+    #[test]
+    fn throttle_flags_reach_the_policy() {
+        let args = serve_args(&[
+            "--challenge-burst",
+            "200",
+            "--challenges-per-second",
+            "50",
+            "--failures-before-backoff",
+            "8",
+            "--max-backoff-secs",
+            "60",
+        ]);
+        let throttling = args.throttling.throttling();
+        assert_eq!(
+            throttling.challenge_rate,
+            Some(Rate {
+                burst: 200,
+                per_second: 50.0
+            })
+        );
+        assert_eq!(throttling.pair_failures, 8);
+        assert_eq!(throttling.backoff_cap, Duration::from_secs(60));
+        assert!(Cli::try_parse_from(["cms", "serve", "--challenge-burst", "0"]).is_err());
+    }
 }

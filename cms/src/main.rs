@@ -141,6 +141,7 @@ fn serve(data_dir: &DataDir, args: ServeArgs) -> Result<()> {
         card_capacity: args.card_capacity,
         minimum_agent_version: args.min_agent_version,
         blocked_agent_versions: args.blocked_agent_versions,
+        throttling: args.throttling.throttling(),
         ..Policy::default()
     };
     let cms = Cms::init(data_dir, &args.hostnames, policy)
