@@ -3,13 +3,17 @@
 //! - card pulled → `session_ended` at a subscriber, after a bare PC/SC watcher sees the removal;
 //! - insertion → card identified with expiry, after a bare watcher sees the insertion;
 //! - insertion + PIN → signed in (local CMS), after a bare watcher sees the insertion;
-//! - `status` with 100 concurrent clients (p50, p99, throughput);
+//! - `status` with 100 concurrent clients (p50, p99, throughput), each beside the same load on a
+//!   floor: a minimal Unix-socket server answering the agent's own bytes, in the same run;
 //! - the idle agent over 30 s (RSS, wake-ups per second);
 //! - start to socket ready (systemd readiness, `READY=1`).
 //!
 //! pcscd polls the virtual reader about every 400 ms, so card timings start when a bare
 //! `SCardGetStatusChange` watcher in this process sees the event: what is left is the agent's
 //! own share. Run: `cargo run --release -p tests --bin agent-bench`.
+
+#[path = "agent-bench/floor.rs"]
+mod floor;
 
 use agent_ipc::{Client, Event};
 use anyhow::{bail, Context as _, Result};
@@ -210,39 +214,45 @@ fn drain<T>(rx: &mpsc::Receiver<T>) {
 
 /// `status` from `clients` concurrent connections for `seconds`: first each client asks every
 /// `pace` (the latency a client sees while the others are busy too), then as fast as each
-/// can (the throughput).
+/// can (the throughput); each against the agent, then against the floor, so the agent's cost
+/// is read as a ratio to what any Unix-socket server costs on this machine right now.
 fn status_load(stack: &Stack, clients: usize, seconds: u64) -> Result<()> {
+    let socket = stack.socket()?;
+    let floor = floor::Floor::start(floor::Replies::capture(&socket)?)?;
     let pace = Duration::from_millis(20);
-    let mut paced = status_clients(stack, clients, seconds, Some(pace))?;
-    report(
-        &format!(
-            "status, {clients} clients each asking every {} ms",
-            pace.as_millis()
+    for (load, pace, target) in [
+        (
+            format!("every {} ms", pace.as_millis()),
+            Some(pace),
+            "p99 ≤ 1 ms",
         ),
-        &mut paced,
-        "p99 ≤ 1 ms",
-    );
-    let mut flat_out = status_clients(stack, clients, seconds, None)?;
-    let count = flat_out.len();
-    report(
-        &format!("status, {clients} clients asking flat out"),
-        &mut flat_out,
-        "(throughput)",
-    );
-    println!(
-        "    throughput {:.0} status/s",
-        count as f64 / seconds as f64
-    );
+        ("flat out".to_owned(), None, "(throughput)"),
+    ] {
+        let what = format!("status, {clients} clients each asking {load}");
+        let mut agent = status_clients(stack, &socket, clients, seconds, pace)?;
+        let mut bare = status_clients(stack, &floor.socket, clients, seconds, pace)?;
+        let (agent_count, bare_count) = (agent.len(), bare.len());
+        let agent = report(&what, &mut agent, target);
+        let bare = report(&format!("{what}, floor"), &mut bare, "");
+        println!(
+            "    agent/floor: p50 ×{:.2}, p99 ×{:.2}; throughput {:.0}/s vs {:.0}/s",
+            agent.p50 / bare.p50,
+            agent.p99 / bare.p99,
+            agent_count as f64 / seconds as f64,
+            bare_count as f64 / seconds as f64,
+        );
+    }
     Ok(())
 }
 
 fn status_clients(
     stack: &Stack,
+    socket: &std::path::Path,
     clients: usize,
     seconds: u64,
     pace: Option<Duration>,
 ) -> Result<Vec<Duration>> {
-    let socket = stack.socket()?;
+    let socket = socket.to_path_buf();
     stack.runtime.block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
@@ -332,7 +342,14 @@ fn wake_ups(
         .sum()
 }
 
-fn report(what: &str, times: &mut [Duration], target: &str) {
+/// A measure's percentiles, in milliseconds.
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+}
+
+/// Prints a measure's count, p50, p99 and max (and its target, if any) and returns them.
+fn report(what: &str, times: &mut [Duration], target: &str) -> Percentiles {
     times.sort();
     let pick = |q: f64| {
         times
@@ -340,13 +357,23 @@ fn report(what: &str, times: &mut [Duration], target: &str) {
             .copied()
             .unwrap_or_default()
     };
+    let figures = Percentiles {
+        p50: ms(pick(0.5)),
+        p99: ms(pick(0.99)),
+    };
+    let target = if target.is_empty() {
+        String::new()
+    } else {
+        format!(" — target {target}")
+    };
     println!(
-        "  {what}: n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms — target {target}",
+        "  {what}: n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{target}",
         times.len(),
-        ms(pick(0.5)),
-        ms(pick(0.99)),
+        figures.p50,
+        figures.p99,
         ms(times.last().copied().unwrap_or_default()),
     );
+    figures
 }
 
 fn ms(d: Duration) -> f64 {
