@@ -64,6 +64,7 @@ fn main() -> Result<()> {
         ..AgentOptions::default()
     };
     println!("identity agent benchmark (targets from docs/ARCHITECTURE.md)");
+    println!("  machine load before: {}", load_average());
 
     startup(&stack, &options, args.starts)?;
     stack.start_agent(&options)?;
@@ -71,7 +72,16 @@ fn main() -> Result<()> {
     status_load(&stack, args.clients, args.status_seconds)?;
     idle(&stack, args.idle_seconds)?;
     stack.stop_agent()?;
+    println!("  machine load after: {}", load_average());
     Ok(())
+}
+
+/// The load averages over 1, 5 and 15 minutes, and the CPUs: the figures above are read with it.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let averages: Vec<&str> = load.split_whitespace().take(3).collect();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("{} on {cpus} CPUs", averages.join(" "))
 }
 
 /// Start to socket ready, as systemd sees it: spawn → `READY=1` on `NOTIFY_SOCKET`.
