@@ -105,8 +105,9 @@ impl Certificate {
     }
 }
 
-/// The content of a certificate object holding `der`.
-pub(crate) fn object_content(der: &[u8]) -> Vec<u8> {
+/// The content of a certificate object holding `der` (`70` certificate, `71 00` not
+/// compressed, `FE` error detection).
+pub fn object_content(der: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(der.len() + 10);
     tlv::push(&mut out, 0x70, der);
     tlv::push(&mut out, 0x71, &[0x00]);
@@ -114,8 +115,9 @@ pub(crate) fn object_content(der: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The certificate in a certificate object's content.
-pub(crate) fn from_object_content(content: &[u8]) -> Result<Certificate, Error> {
+/// The certificate in a certificate object's content (the value inside tag `53`), as
+/// [`Transaction::read_certificate`] reads it. A compressed certificate is refused.
+pub fn from_object_content(content: &[u8]) -> Result<Certificate, Error> {
     let malformed = |what: String| Error::Malformed(format!("certificate object: {what}"));
     let der = tlv::find(content, 0x70)
         .map_err(|e| malformed(e.to_string()))?

@@ -37,8 +37,9 @@ pub(crate) fn put_data_command(object: u32, content: &[u8]) -> Command {
     Command::new(ins::PUT_DATA, 0x3F, 0xFF, data).without_le()
 }
 
-/// The content of `object` from a GET DATA response.
-pub(crate) fn parse_get_data(object: u32, response: &[u8]) -> Result<Vec<u8>, Error> {
+/// The content of `object` from a GET DATA response: the value of its wrapper tag (`53`, or
+/// `7E` for the discovery object).
+pub fn parse_get_data(object: u32, response: &[u8]) -> Result<Vec<u8>, Error> {
     let (outer, _) =
         tlv::parse(response).map_err(|e| Error::Malformed(format!("GET DATA response: {e}")))?;
     let expected = wrapper_tag(object);

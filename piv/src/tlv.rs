@@ -50,12 +50,17 @@ pub fn push_tag(out: &mut Vec<u8>, tag: u32) {
     out.push(tag as u8);
 }
 
-/// Appends a definite length in its shortest form.
+/// Appends a definite length in its shortest form (at most three length bytes, as [`parse`]
+/// reads: a length over `0xFFFFFF` is a bug of the caller and panics).
 pub fn push_len(out: &mut Vec<u8>, len: usize) {
     match len {
         0..=0x7F => out.push(len as u8),
         0x80..=0xFF => out.extend_from_slice(&[0x81, len as u8]),
-        _ => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
+        0x100..=0xFFFF => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
+        0x1_0000..=0xFF_FFFF => {
+            out.extend_from_slice(&[0x83, (len >> 16) as u8, (len >> 8) as u8, len as u8])
+        }
+        _ => panic!("a TLV value of {len} bytes is longer than three length bytes can say"),
     }
 }
 
@@ -147,6 +152,17 @@ mod tests {
         let (tlv, rest) = parse(&e).unwrap();
         assert_eq!((tlv.tag, tlv.value.len(), rest.len()), (0x5FC105, 300, 0));
         assert_eq!(encode(0x7F49, &[0; 0x80])[..4], [0x7F, 0x49, 0x81, 0x80]);
+    }
+
+    #[test]
+    fn values_of_64_kib_or_more_take_three_length_bytes() {
+        // The encoder wrote two length bytes here, dropping the top one (the fuzz target `tlv`
+        // checks the encoder against the parser for values as long as its input).
+        let v = vec![0x5A; 0x1_0001];
+        let e = encode(0x53, &v);
+        assert_eq!(&e[..5], &[0x53, 0x83, 0x01, 0x00, 0x01]);
+        let (tlv, rest) = parse(&e).unwrap();
+        assert_eq!((tlv.tag, tlv.value.len(), rest.len()), (0x53, 0x1_0001, 0));
     }
 
     #[test]

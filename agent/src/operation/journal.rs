@@ -62,13 +62,38 @@ fn may_have_changed() -> bool {
 }
 
 /// An entry as its file holds it: the token either inline or named in the keyring.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Stored {
     #[serde(flatten)]
     entry: Entry,
     /// Where the keyring keeps the session token ([`SecretStore::reference`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     session_token_ref: Option<String>,
+}
+
+/// [`Stored`] as it is written, borrowing its parts.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    #[serde(flatten)]
+    entry: &'a Entry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_token_ref: Option<&'a str>,
+}
+
+/// Reads the text of a journal file: the entry, and where the keyring keeps its session token
+/// when the file only names it (`session_token_ref`).
+pub fn decode_file(text: &[u8]) -> serde_json::Result<(Entry, Option<String>)> {
+    let stored: Stored = serde_json::from_slice(text)?;
+    Ok((stored.entry, stored.session_token_ref))
+}
+
+/// The text of a journal file for `entry`, naming `session_token_ref` when the keyring keeps
+/// the token. [`decode_file`] reads it back.
+pub fn encode_file(entry: &Entry, session_token_ref: Option<&str>) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&StoredRef {
+        entry,
+        session_token_ref,
+    })
 }
 
 /// [`KeyAlgorithm`] as the journal stores it.
@@ -168,8 +193,11 @@ impl Journal {
                 return None;
             }
         };
-        match serde_json::from_slice(&text) {
-            Ok(stored) => Some(stored),
+        match decode_file(&text) {
+            Ok((entry, session_token_ref)) => Some(Stored {
+                entry,
+                session_token_ref,
+            }),
             Err(e) => {
                 tracing::warn!("ignoring the damaged journal entry {}: {e}", path.display());
                 None
@@ -217,7 +245,10 @@ impl Journal {
         }
         let path = self.path(&entry.serial);
         let temporary = self.dir.join(format!(".{}.tmp", entry.serial));
-        let text = Zeroizing::new(serde_json::to_vec(&stored).map_err(std::io::Error::other)?);
+        let text = Zeroizing::new(
+            encode_file(&stored.entry, stored.session_token_ref.as_deref())
+                .map_err(std::io::Error::other)?,
+        );
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -368,6 +399,24 @@ mod tests {
             .remove_operation("4082A001132F2817", "op-1")
             .unwrap();
         assert!(journal.get("4082A001132F2817").is_none());
+    }
+
+    #[test]
+    fn a_file_decodes_to_what_encoded_it() {
+        let mut entry = entry("4082A001132F2817");
+        let text = encode_file(&entry, None).unwrap();
+        let (back, reference) = decode_file(&text).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&entry).unwrap()
+        );
+        assert_eq!(reference, None);
+        entry.session_token = None;
+        let text = encode_file(&entry, Some("identity-agent/operation/op-1")).unwrap();
+        let (back, reference) = decode_file(&text).unwrap();
+        assert!(back.session_token.is_none());
+        assert_eq!(reference.as_deref(), Some("identity-agent/operation/op-1"));
+        assert!(decode_file(b"{not json").is_err());
     }
 
     #[test]

@@ -68,17 +68,22 @@ impl<T: DeserializeOwned> FromRequest<Arc<Cms>> for Body<T> {
                     CmsError::InvalidRequest("the body did not arrive in full".into())
                 }
             })?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| CmsError::MalformedJson(e.to_string()))?;
-        if !value.is_object() {
-            return Err(CmsError::InvalidRequest(
-                "the body must be a JSON object".into(),
-            ));
-        }
-        T::deserialize(value)
-            .map(Body)
-            .map_err(|e| CmsError::InvalidRequest(e.to_string()))
+        decode_body(&bytes).map(Body)
     }
+}
+
+/// Decodes a request body into `T` as the API does: JSON (else `malformed_json`), an object
+/// (else `invalid_request`), then the fields of `T` (else `invalid_request`). The size limit is
+/// the extractor's, checked before this.
+pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CmsError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| CmsError::MalformedJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(CmsError::InvalidRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    T::deserialize(value).map_err(|e| CmsError::InvalidRequest(e.to_string()))
 }
 
 /// The caller of a request that needs a session (`Authorization: Bearer <token>`).
@@ -117,5 +122,29 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             .get::<ClientAddr>()
             .copied()
             .unwrap_or(ClientAddr(std::net::Ipv4Addr::UNSPECIFIED.into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cms_api::protocol::ChallengeRequest;
+
+    #[test]
+    fn decode_body_checks_json_then_object_then_fields() {
+        assert!(matches!(
+            decode_body::<ChallengeRequest>(b"{\"serial\":"),
+            Err(CmsError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            decode_body::<ChallengeRequest>(b"[1]"),
+            Err(CmsError::InvalidRequest(m)) if m.contains("JSON object")
+        ));
+        assert!(matches!(
+            decode_body::<ChallengeRequest>(b"{}"),
+            Err(CmsError::InvalidRequest(_))
+        ));
+        let req: ChallengeRequest = decode_body(b"{\"serial\":\"4082A001132F2817\"}").unwrap();
+        assert_eq!(req.serial, "4082A001132F2817");
     }
 }

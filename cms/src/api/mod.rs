@@ -3,7 +3,7 @@
 
 mod extract;
 
-pub use extract::ClientAddr;
+pub use extract::{decode_body, ClientAddr};
 
 use crate::error::CmsError;
 use crate::service::Cms;
