@@ -1,12 +1,12 @@
-//! The benchmark binary still runs and prints its figures (a short run; the figures of a real
-//! run are in the README).
+//! The benchmark binary still runs each of its measures and prints its figures (short runs; the
+//! figures of real runs are in the README).
 
 use std::process::Command;
 
-#[test]
-fn the_benchmark_prints_throughput_and_latency() {
+/// What `cms-bench args` prints, once it has succeeded.
+fn bench(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_cms-bench"))
-        .args(["--clients", "3", "--seconds", "1"])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -14,7 +14,12 @@ fn the_benchmark_prints_throughput_and_latency() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_benchmark_prints_throughput_and_latency() {
+    let text = bench(&["--clients", "3", "--seconds", "1"]);
     assert!(text.contains("with 3 concurrent clients"), "{text}");
     assert!(text.contains(", 0 errors"), "{text}");
     assert!(
@@ -25,20 +30,25 @@ fn the_benchmark_prints_throughput_and_latency() {
 
 #[test]
 fn the_benchmark_holds_stalled_connections_and_times_a_fresh_client() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cms-bench"))
-        .args(["--hold", "40", "--seconds", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = bench(&["--hold", "40", "--seconds", "1"]);
     assert!(
         text.contains("40 stalled connections wanted from 2 addresses"),
         "{text}"
     );
     assert!(text.contains(", 0 errors"), "{text}");
     assert!(text.contains("p50") && text.contains("max"), "{text}");
+}
+
+#[test]
+fn the_benchmark_floods_challenges_and_times_another_card() {
+    let text = bench(&["--flood", "--clients", "2", "--seconds", "1"]);
+    assert!(text.contains("refused rate_limited"), "{text}");
+    let during = text
+        .lines()
+        .find(|l| l.contains("during the flood"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        during.contains(", 0 refused"),
+        "another card was refused: {text}"
+    );
 }
