@@ -3,6 +3,7 @@
 //! a connection. `cms serve` sets each from a flag; [`ServerLimits::default`] holds the
 //! defaults `cms/API.md` lists.
 
+use crate::throttle::ClientKey;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,8 +30,8 @@ use std::time::{Duration, Instant};
 /// streams or pings to bound: an HTTP/2 preface is refused and its connection closed at once.
 ///
 /// The per-client cap is below the global one so that one address cannot take every slot; a
-/// client is an IPv4 address, or the /64 prefix of an IPv6 address (one host usually holds a
-/// whole /64). Clients behind one NAT share its address, hence a cap well above what one agent
+/// client is a [`ClientKey`], as the throttling counts it (an IPv4 address, or an IPv6 /64).
+/// Clients behind one NAT share its address, hence a cap well above what one agent
 /// uses (one or two connections).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
@@ -72,8 +73,8 @@ const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// The live connections of each client, and when each client over its cap was last warned of.
 #[derive(Debug, Default)]
 struct Counts {
-    live: HashMap<IpAddr, usize>,
-    warned: HashMap<IpAddr, Instant>,
+    live: HashMap<ClientKey, usize>,
+    warned: HashMap<ClientKey, Instant>,
 }
 
 /// Counts the live connections of each client and refuses one over the per-client cap.
@@ -86,7 +87,7 @@ pub(super) struct ClientSlots {
 /// A connection's place in its client's count, given back when dropped.
 #[derive(Debug)]
 pub(super) struct ClientSlot {
-    client: IpAddr,
+    client: ClientKey,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -102,21 +103,6 @@ impl Drop for ClientSlot {
     }
 }
 
-/// The client a connection counts against: an IPv4 address (also one mapped into IPv6), or
-/// the /64 prefix of an IPv6 address.
-pub(super) fn client_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-        },
-    }
-}
-
 impl ClientSlots {
     /// Slots for at most `per_client` connections of each client.
     pub(super) fn new(per_client: usize) -> Self {
@@ -128,7 +114,7 @@ impl ClientSlots {
 
     /// A slot for a new connection from `peer`, or `None` when its client holds its cap.
     pub(super) fn take(&self, peer: IpAddr) -> Option<ClientSlot> {
-        let client = client_of(peer);
+        let client = ClientKey::of(peer);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let live = counts.live.entry(client).or_insert(0);
         if *live >= self.per_client {
@@ -166,7 +152,7 @@ impl ClientSlots {
     #[cfg(test)]
     fn live(&self, peer: IpAddr) -> usize {
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.live.get(&client_of(peer)).copied().unwrap_or(0)
+        counts.live.get(&ClientKey::of(peer)).copied().unwrap_or(0)
     }
 }
 
@@ -186,16 +172,5 @@ mod tests {
         drop(first);
         assert_eq!(slots.live(a), 1);
         assert!(slots.take(a).is_some());
-    }
-
-    #[test]
-    fn ipv6_clients_are_their_64_prefix_and_mapped_ipv4_is_ipv4() {
-        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let two: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(client_of(one), client_of(two));
-        assert_ne!(client_of(one), client_of(other));
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(client_of(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 }
