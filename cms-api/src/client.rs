@@ -4,10 +4,10 @@
 
 use crate::protocol::{
     b64, CancelCardRequest, CardCertificate, Challenge, ChallengeAnswerRequest, ChallengeRequest,
-    ConfirmRequest, CsrRequest, ErrorBody, Health, NewCardRequest, OperationView, PukRelease,
-    RelayResult, SelectRoleRequest, SessionCreated, SessionRequest, SessionView, SmartcardDetails,
-    StartOperationRequest, TicketRequest, TicketValidation, UserCards, WitnessAnswerView,
-    WitnessRequest,
+    ConfirmRequest, CsrRequest, ErrorBody, Health, NewCardRequest, OperationStarted, OperationView,
+    PukRelease, RelayResult, SelectRoleRequest, SessionCreated, SessionRequest, SessionView,
+    SmartcardDetails, StartOperationRequest, TicketRequest, TicketValidation, UserCards,
+    WitnessAnswerView, WitnessRequest,
 };
 use crate::{ErrorCode, OperationKind};
 use piv::{ManagementKeyResponder, WitnessAnswer};
@@ -311,13 +311,13 @@ impl CmsClient {
             .await
     }
 
-    /// Starts (or resumes) a renewal or repair.
+    /// Starts (or resumes) a renewal, repair or restore; a renewal comes with its own token.
     pub async fn start_operation(
         &self,
         kind: OperationKind,
         serial: &str,
         agent_version: &str,
-    ) -> Result<OperationView, ClientError> {
+    ) -> Result<OperationStarted, ClientError> {
         let body = StartOperationRequest {
             kind: kind.as_str().to_owned(),
             serial: serial.to_owned(),

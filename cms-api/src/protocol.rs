@@ -294,6 +294,28 @@ pub struct OperationView {
     pub updated_at: i64,
 }
 
+/// The answer to `POST /v1/operations`: the operation, and for a renewal the token its steps
+/// are taken with.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OperationStarted {
+    /// The operation.
+    #[serde(flatten)]
+    pub operation: OperationView,
+    /// A renewal's own bearer token, base64url: it works on this operation only (read it, relay
+    /// the management key, submit the CSR, confirm, abort) and lives as long as a session, so
+    /// an interrupted renewal is finished with it after the holder's session has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for OperationStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationStarted")
+            .field("operation", &self.operation)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `POST /v1/operations/{id}/management-key/witness`: the card's encrypted witness.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

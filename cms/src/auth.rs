@@ -223,6 +223,7 @@ impl Cms {
             created_at: now,
             expires_at: now + self.policy.session_ttl.as_secs() as i64,
             ended_at: None,
+            operation_id: None,
         };
         let caller = Caller {
             session,
@@ -242,6 +243,40 @@ impl Cms {
             ticket,
             session: session_view(&caller),
         })
+    }
+
+    /// A token for the operation `operation` on `caller`'s card, opened by `caller`'s session:
+    /// a session of the same holder that may work on that operation only, with a session's
+    /// lifetime, so the operation can be finished after the holder's session has ended.
+    pub(crate) fn operation_token(
+        &self,
+        caller: &Caller,
+        operation: &str,
+    ) -> CmsResult<Zeroizing<String>> {
+        let now = dates::now();
+        let token = random_secret();
+        // Never handed out: an operation's token is no sign-in for relying applications.
+        let ticket = random_secret();
+        let session = SessionRecord {
+            token_hash: secret_hash(&token),
+            ticket_hash: secret_hash(&ticket),
+            user_id: caller.user.id.clone(),
+            card_serial: caller.session.card_serial.clone(),
+            selected_role: None,
+            created_at: now,
+            expires_at: now + self.policy.session_ttl.as_secs() as i64,
+            ended_at: None,
+            operation_id: Some(operation.to_owned()),
+        };
+        self.db.add_session(
+            &session,
+            &caller.audit(
+                "renew.token",
+                Some(&caller.session.card_serial),
+                format!("operation {operation}"),
+            ),
+        )?;
+        Ok(token)
     }
 
     /// The caller behind a bearer token.

@@ -17,8 +17,8 @@ use crate::fields::{decode_base64, parse_serial};
 use crate::policy::AgentVersion;
 use crate::service::{Caller, Cms};
 use cms_api::protocol::{
-    self, b64, ChallengeAnswerRequest, ConfirmRequest, CsrRequest, OperationView, PukRelease,
-    RelayResult, StartOperationRequest, WitnessAnswerView, WitnessRequest,
+    self, b64, ChallengeAnswerRequest, ConfirmRequest, CsrRequest, OperationStarted, OperationView,
+    PukRelease, RelayResult, StartOperationRequest, WitnessAnswerView, WitnessRequest,
 };
 use cms_api::RA_ACTIVITY;
 use cms_api::{OperationKind, OperationState};
@@ -100,7 +100,25 @@ impl Cms {
 
     /// Starts a renewal, repair or restore, or resumes the one of that kind already open for
     /// the card. A restore left open changes nothing, so any other operation takes it over.
+    /// A renewal comes with its own token ([`Cms::operation_token`]).
     pub fn start_operation(
+        &self,
+        caller: &Caller,
+        request: &StartOperationRequest,
+    ) -> CmsResult<OperationStarted> {
+        let operation = self.open_or_resume(caller, request)?;
+        let operation_token = match operation.kind {
+            OperationKind::Renew => Some(self.operation_token(caller, &operation.id)?),
+            OperationKind::Repair | OperationKind::Restore => None,
+        };
+        Ok(OperationStarted {
+            operation,
+            operation_token,
+        })
+    }
+
+    /// [`Cms::start_operation`] without the token.
+    fn open_or_resume(
         &self,
         caller: &Caller,
         request: &StartOperationRequest,
@@ -217,6 +235,7 @@ impl Cms {
         caller: &Caller,
         id: &str,
     ) -> CmsResult<(OperationRecord, CardRecord)> {
+        caller.require_operation(id)?;
         let op = self
             .db
             .operation(id)?

@@ -131,6 +131,25 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Refuses a token that works on one operation only ([`Cms::operation_token`]) where a
+    /// sign-in is needed.
+    pub fn require_sign_in(&self) -> CmsResult<()> {
+        match &self.session.operation_id {
+            Some(operation) => Err(CmsError::Forbidden(format!(
+                "this token works only on operation {operation}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a token for another operation than `operation`.
+    pub fn require_operation(&self, operation: &str) -> CmsResult<()> {
+        match &self.session.operation_id {
+            Some(own) if own != operation => self.require_sign_in(),
+            _ => Ok(()),
+        }
+    }
+
     /// The selected role profile.
     pub fn selected_role(&self) -> Option<&RoleProfile> {
         let id = self.session.selected_role?;

@@ -85,6 +85,7 @@ async fn the_holder_renews_with_a_new_key_and_the_old_certificate_retires() {
     assert!(
         actions.ends_with(&[
             "renew.start".into(),
+            "renew.token".into(),
             "renew.certificate".into(),
             "renew.confirm".into(),
             "authenticate".into(),
@@ -277,31 +278,41 @@ async fn only_the_holder_renews_a_valid_card_with_an_allowed_agent() {
         .await
         .unwrap();
     // Another user can neither see nor drive it.
-    expect_error(raj_s.operation(&op.id).await, 403, ErrorCode::Forbidden);
     expect_error(
-        raj_s.relay_witness(&op.id, 8, &[0; 16]).await,
+        raj_s.operation(&op.operation.id).await,
         403,
         ErrorCode::Forbidden,
     );
     expect_error(
-        raj_s.submit_csr(&op.id, &csr(&SoftKey::p256())).await,
+        raj_s.relay_witness(&op.operation.id, 8, &[0; 16]).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    expect_error(
+        raj_s
+            .submit_csr(&op.operation.id, &csr(&SoftKey::p256()))
+            .await,
         403,
         ErrorCode::Forbidden,
     );
     // A renewal never releases the PUK, even to the holder.
-    expect_error(jane_s.release_puk(&op.id).await, 403, ErrorCode::Forbidden);
+    expect_error(
+        jane_s.release_puk(&op.operation.id).await,
+        403,
+        ErrorCode::Forbidden,
+    );
 
     // Cancelling the card aborts the renewal and ends the session.
     fx.cms.admin_cancel_card(SERIAL_A, "lost").unwrap();
     expect_error(
-        jane_s.operation(&op.id).await,
+        jane_s.operation(&op.operation.id).await,
         401,
         ErrorCode::InvalidSession,
     );
     let spare = fx.card(&jane, "4082A001132F2819", 20);
     let (_, spare_s) = fx.login(&spare).await;
     assert_eq!(
-        spare_s.operation(&op.id).await.unwrap().state,
+        spare_s.operation(&op.operation.id).await.unwrap().state,
         OperationState::Aborted
     );
     expect_error(
@@ -311,6 +322,73 @@ async fn only_the_holder_renews_a_valid_card_with_an_allowed_agent() {
         403,
         ErrorCode::CardCancelled,
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewal_is_walked_with_its_own_token_which_works_on_it_alone() {
+    let fx = Fixture::start().await;
+    let (_, _, s) = fx.jane_logged_in(SERIAL_A, 20).await;
+    let started = s
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
+    let id = started.operation.id.clone();
+    let token = started
+        .operation_token
+        .expect("a renewal comes with its token");
+    let own = s.with_session(&token);
+
+    // The token is no sign-in.
+    expect_error(own.session().await, 403, ErrorCode::Forbidden);
+    expect_error(own.card(SERIAL_A).await, 403, ErrorCode::Forbidden);
+    expect_error(
+        own.start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    );
+
+    // It outlives the holder's session and walks the renewal to the end.
+    s.logout().await.unwrap();
+    expect_error(s.operation(&id).await, 401, ErrorCode::InvalidSession);
+    assert_eq!(
+        own.operation(&id).await.unwrap().state,
+        OperationState::Started
+    );
+    relay_as_card(&own, &id, &card_key(&fx, SERIAL_A)).await;
+    let new_key = SoftKey::p256();
+    let issued = own.submit_csr(&id, &csr(&new_key)).await.unwrap();
+    let done = own
+        .confirm(&id, &confirmation(&new_key, &issued))
+        .await
+        .unwrap();
+    assert_eq!(done.state, OperationState::Completed);
+
+    // The next renewal has a token of its own; the first one works on neither it nor anything
+    // once logged out.
+    let renewed = SoftCard {
+        serial: SERIAL_A.into(),
+        certificate: b64::decode(issued.certificate.as_deref().unwrap()).unwrap(),
+        key: new_key,
+    };
+    let (_, again) = fx.login(&renewed).await;
+    let next = again
+        .start_operation(OperationKind::Renew, SERIAL_A, AGENT)
+        .await
+        .unwrap();
+    assert!(next.operation_token.is_some_and(|t| *t != *token));
+    expect_error(
+        own.operation(&next.operation.id).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    expect_error(
+        own.abort_operation(&next.operation.id).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    own.logout().await.unwrap();
+    expect_error(own.operation(&id).await, 401, ErrorCode::InvalidSession);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -511,7 +589,7 @@ async fn racing_starts_open_one_operation() {
         .collect();
     let mut ids = Vec::new();
     for start in starts {
-        ids.push(start.await.unwrap().id);
+        ids.push(start.await.unwrap().operation.id);
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");

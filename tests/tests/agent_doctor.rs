@@ -347,8 +347,8 @@ fn an_interrupted_renewal_is_finished_by_healing() {
     // The service goes away right after unlocking the card for the renewal: the card has its
     // new key, the service has not issued its certificate.
     let served = stack.cms_requests();
-    // challenge, session, start, operation, witness, response — then the certificate request.
-    stack.cms_refuse_after(Some(served + 6));
+    // start, witness, response — then the certificate request.
+    stack.cms_refuse_after(Some(served + 3));
     let failed = stack.block_on(stack.client().renew()).unwrap_err();
     let agent_ipc::ClientError::Agent(failed) = failed else {
         panic!("{failed:?}")

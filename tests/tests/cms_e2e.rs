@@ -338,7 +338,8 @@ fn a_card_renews_itself_through_the_service_which_keeps_its_management_key() {
     let op = stack
         .rt
         .block_on(session.start_operation(cms_api::OperationKind::Renew, &old.serial, "0.1.0"))
-        .unwrap();
+        .unwrap()
+        .operation;
     let mut card = stack.connect(0);
     let tx = card.transaction().unwrap();
     tx.verify_pin(&Pin::new("918273").unwrap()).unwrap();
@@ -405,7 +406,8 @@ fn an_officer_repairs_an_expired_card_in_the_second_reader_and_the_holder_sets_a
     let op = stack
         .rt
         .block_on(officer.start_operation(cms_api::OperationKind::Repair, &expired.serial, "0.1.0"))
-        .unwrap();
+        .unwrap()
+        .operation;
 
     let mut card = stack.connect(1);
     let tx = card.transaction().unwrap();

@@ -78,6 +78,9 @@ fn a_card_pulled_at_run_time_and_a_service_made_unreachable() {
         .card_agrees_with_cms(0, &card)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("operation") && err.contains(&op.id), "{err}");
+    assert!(
+        err.contains("operation") && err.contains(&op.operation.id),
+        "{err}"
+    );
     stack.bed.remove(0, inserted).unwrap();
 }

@@ -10,6 +10,7 @@ use crate::card::CardCertificate;
 use agent_ipc::OperationStep as Step;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind, OperationStatus};
 use cms_api::client::CmsClient;
+use cms_api::protocol::OperationView;
 use piv::{CardSerial, Pin};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -59,15 +60,17 @@ impl Run {
 
 impl OperationEngine {
     /// Walks the journaled operation `entry` to the end on the card of `job`, in the officer's
-    /// session (a repair) or the one the entry keeps. A walk that fails before anything on the
-    /// card changed gives the operation up (aborted at the service, out of the journal): the
-    /// card is as it was and nothing waits for it.
+    /// session (a repair) or with the token the entry keeps; `started` is the service's answer
+    /// when this run just started the operation (the walk need not ask where it is). A walk
+    /// that fails before anything on the card changed gives the operation up (aborted at the
+    /// service, out of the journal): the card is as it was and nothing waits for it.
     pub(super) async fn finish(
         &self,
         job: CardJob,
         entry: Entry,
         pin: Pin,
         officer: Option<CmsClient>,
+        started: Option<OperationView>,
     ) -> Result<Finished, ErrorObject> {
         let ops = self;
         let kind = entry.kind;
@@ -98,6 +101,7 @@ impl OperationEngine {
             entry,
             pin,
             client,
+            started,
             journal: ops.journal.clone(),
             rt: Handle::current(),
         };

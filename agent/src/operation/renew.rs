@@ -1,6 +1,7 @@
-//! A holder's own operations, each in its own service session opened by signing a challenge
-//! with the card's current key: renewal (and finishing an interrupted one at sign-in), and the
-//! card doctor's restore of a certificate the card lost.
+//! A holder's own operations: renewal, started in the holder's session and walked with the
+//! token the service gives it (and finishing an interrupted one at sign-in), and the card
+//! doctor's restore of a certificate the card lost, in a session of its own opened by signing a
+//! challenge with the card's key.
 
 use super::failure::Failure;
 use super::finish::give_up;
@@ -12,62 +13,54 @@ use agent_ipc::{ErrorCode, ErrorObject, OperationKind};
 use cms_api::client::{ClientError, CmsClient};
 use cms_api::protocol::b64;
 use piv::consts::key;
-use piv::{Certificate, Pin};
+use piv::{Certificate, KeyAlgorithm, Pin};
 use zeroize::Zeroizing;
 
 impl OperationEngine {
-    /// Renews the card of `job` (the signed-in holder's) with `pin`: opens the
-    /// renewal's own service session by signing a challenge with the card's current key,
-    /// starts (or resumes) the operation, and walks it to the end.
+    /// Renews the card of `job` (the signed-in holder's, whose session is `holder` and whose
+    /// current key is of `algorithm`) with `pin`: starts the renewal in the holder's session —
+    /// the service gives it a token of its own, which the journal keeps — and walks it to the
+    /// end in one card transaction. A renewal journaled for the card is finished instead.
     pub(crate) async fn renew(
         &self,
         job: CardJob,
         pin: Zeroizing<String>,
+        holder: &CmsClient,
+        algorithm: KeyAlgorithm,
     ) -> Result<Finished, ErrorObject> {
+        let kind = OperationKind::Renew;
         let pin = Pin::new(&pin).map_err(|_| pin_format())?;
-        if let Some(entry) = self.journal.get(&job.serial.to_string()) {
-            if entry.kind == OperationKind::Renew {
-                return self.finish(job, entry, pin, None).await;
-            }
+        let serial = job.serial.to_string();
+        if let Some(entry) = self.journal.get(&serial).filter(|e| e.kind == kind) {
+            return self.finish(job, entry, pin, None, None).await;
         }
-        let entry = self
-            .start_own(&job, &pin, OperationKind::Renew, None)
-            .await?;
-        save(&self.journal, &entry)?;
-        self.finish(job, entry, pin, None).await
-    }
-
-    /// Starts (or resumes) an operation of `kind` on the holder's card in its own service session,
-    /// opened by signing a challenge with the card's key for `certificate` (else the card's own).
-    async fn start_own(
-        &self,
-        job: &CardJob,
-        pin: &Pin,
-        kind: OperationKind,
-        certificate: Option<&[u8]>,
-    ) -> Result<Entry, ErrorObject> {
-        let serial = &job.serial.to_string();
-        let cms = self.cms.clone().ok_or_else(crate::cms::not_configured)?;
-        let (client, token, algorithm) =
-            open_session(&cms, &job.reader, serial, pin, certificate).await?;
-        let op = client
+        let started = holder
             .start_operation(
                 crate::cms::operation_kind(kind),
-                serial,
+                &serial,
                 env!("CARGO_PKG_VERSION"),
             )
             .await
             .map_err(|e| Failure::Cms(e).unchanged(kind))?;
-        Ok(Entry {
-            operation: op.id,
+        let token = started.operation_token.ok_or_else(|| {
+            ErrorObject::new(
+                ErrorCode::CmsRefused,
+                "the service started the renewal without its token; nothing was done to the card",
+            )
+        })?;
+        let entry = Entry {
+            operation: started.operation.id.clone(),
             kind,
-            serial: serial.to_owned(),
-            algorithm,
+            serial,
+            algorithm: algorithm.into(),
             session_token: Some(token),
             puk: PukRotation::Old,
             card_changed: false,
             started_at: crate::time::now(),
-        })
+        };
+        save(&self.journal, &entry)?;
+        self.finish(job, entry, pin, None, Some(started.operation))
+            .await
     }
 
     /// Finishes the renewal journaled for the card of `job` with the holder's `pin` (at sign-in,
@@ -98,7 +91,7 @@ impl OperationEngine {
             return Ok(None);
         }
         tracing::info!(%serial, operation = %entry.operation, "finishing an interrupted renewal");
-        self.finish(job, entry, pin.clone(), None)
+        self.finish(job, entry, pin.clone(), None, None)
             .await
             .map(Some)
             .map_err(|mut error| {
@@ -119,7 +112,7 @@ impl OperationEngine {
 
     /// Writes `certificate` (DER), the service's record of the current certificate of the card of
     /// `job`, back to the card, which lost it, with the holder's `pin`: signs in with it — the
-    /// proof that the card still holds its key — and walks a restore operation.
+    /// proof that the card still holds its key — and walks a restore operation in that session.
     pub(crate) async fn restore(
         &self,
         job: CardJob,
@@ -127,55 +120,72 @@ impl OperationEngine {
         pin: &Pin,
     ) -> Result<Finished, ErrorObject> {
         let kind = OperationKind::Restore;
-        let entry = self.start_own(&job, pin, kind, Some(certificate)).await?;
-        self.finish(job, entry, pin.clone(), None).await
+        let serial = job.serial.to_string();
+        let cms = self.cms.clone().ok_or_else(crate::cms::not_configured)?;
+        let (client, token, algorithm) =
+            open_session(&cms, &job.reader, &serial, pin, certificate).await?;
+        let started = client
+            .start_operation(
+                crate::cms::operation_kind(kind),
+                &serial,
+                env!("CARGO_PKG_VERSION"),
+            )
+            .await
+            .map_err(|e| Failure::Cms(e).unchanged(kind))?;
+        let entry = Entry {
+            operation: started.operation.id.clone(),
+            kind,
+            serial,
+            algorithm,
+            session_token: Some(token),
+            puk: PukRotation::Old,
+            card_changed: false,
+            started_at: crate::time::now(),
+        };
+        self.finish(job, entry, pin.clone(), None, Some(started.operation))
+            .await
     }
 }
 
 /// Opens a service session for the card in `reader` by signing a challenge with its 9A key
-/// (the PIN verified on the card), presenting `certificate` (DER) or else the card's own; also
-/// gives the key's algorithm.
+/// (the PIN verified on the card), presenting `certificate` (DER), the service's record of the
+/// card's certificate; also gives the key's algorithm.
 async fn open_session(
     cms: &CmsClient,
     reader: &str,
     serial: &str,
     pin: &Pin,
-    certificate: Option<&[u8]>,
+    certificate: &[u8],
 ) -> Result<(CmsClient, Zeroizing<String>, Algorithm), ErrorObject> {
     let cms_error = |e: ClientError| crate::cms::error_object(&e);
+    let certificate = Certificate::from_der(certificate).map_err(|e| card_error(&e))?;
+    let algorithm = certificate
+        .public_key()
+        .and_then(|key| key.algorithm())
+        .map_err(|e| card_error(&e))?;
     let challenge = cms.challenge(serial).await.map_err(cms_error)?;
     let raw = b64::decode_url(&challenge.challenge)
         .ok_or_else(|| ErrorObject::new(ErrorCode::CmsRefused, "the challenge is not base64url"))?;
     let message = cms_api::protocol::auth_message(&challenge.serial, &raw);
     let reader = reader.to_owned();
     let pin = pin.clone();
-    let given = certificate
-        .map(Certificate::from_der)
-        .transpose()
-        .map_err(|e| card_error(&e))?;
-    let signed = tokio::task::spawn_blocking(move || {
+    let signature = tokio::task::spawn_blocking(move || {
         with_card(&reader, |tx| {
-            let certificate = match given {
-                Some(certificate) => certificate,
-                None => tx.read_certificate(key::AUTHENTICATION)?,
-            };
-            let algorithm = certificate.public_key()?.algorithm()?;
             tx.verify_pin(&pin)?;
             let signed = tx.sign(key::AUTHENTICATION, algorithm, &message);
             let _ = tx.logout();
-            Ok((signed?, certificate.der().to_vec(), algorithm))
+            signed
         })
     })
     .await
     .map_err(internal)?
     .map_err(|e| card_error(&e))?;
-    let (signature, der, algorithm) = signed;
     let created = cms
         .create_session(&cms_api::protocol::SessionRequest {
             serial: challenge.serial,
             challenge: challenge.challenge,
             signature: b64::encode(&signature),
-            certificate: b64::encode(&der),
+            certificate: b64::encode(certificate.der()),
         })
         .await
         .map_err(cms_error)?;

@@ -64,7 +64,7 @@ impl OperationEngine {
                     .await
                     .map_err(|e| Failure::Cms(e).into_error(OperationKind::Repair))?;
                 let entry = Entry {
-                    operation: op.id,
+                    operation: op.operation.id,
                     kind: OperationKind::Repair,
                     serial: serial.to_owned(),
                     algorithm: algorithm.into(),
@@ -102,7 +102,8 @@ impl OperationEngine {
             }
         };
         let pin = Pin::new(&pin).map_err(|_| pin_format())?;
-        self.finish(job, entry, pin, Some(officer.clone())).await
+        self.finish(job, entry, pin, Some(officer.clone()), None)
+            .await
     }
 }
 

@@ -26,8 +26,10 @@ pub(super) struct WalkPlan {
     pub(super) entry: Entry,
     /// The holder's PIN (a repair's new one).
     pub(super) pin: Pin,
-    /// The session the operation belongs to (the renewal's own, or the officer's).
+    /// The session the operation is walked in (the renewal's token, or the officer's).
     pub(super) client: CmsClient,
+    /// Where the service said the operation is, when this run just started it.
+    pub(super) started: Option<OperationView>,
     /// Where the entry is saved.
     pub(super) journal: Journal,
     /// The runtime the service calls are made on.
@@ -41,17 +43,8 @@ impl WalkPlan {
     /// every path.
     pub(super) fn on_card(&mut self) -> Result<Certificate, Failure> {
         let run = &self.run;
+        let started = self.started.take();
         with_card(&run.reader, |tx| {
-            let on_card = tx.card_serial()?;
-            if on_card != run.serial {
-                return Err(Failure::Other(ErrorObject::new(
-                    ErrorCode::CardError,
-                    format!(
-                        "the card in {} is {on_card}, not {}",
-                        run.reader, run.serial
-                    ),
-                )));
-            }
             let mut walk = Walk {
                 run,
                 entry: &mut self.entry,
@@ -62,7 +55,7 @@ impl WalkPlan {
                 rt: &self.rt,
                 unlocked: None,
             };
-            let result = walk.walk();
+            let result = walk.walk(started);
             walk.sign_off();
             result
         })
@@ -83,19 +76,28 @@ struct Walk<'a, 'tx> {
 }
 
 impl Walk<'_, '_> {
-    /// The walk itself: from where the service says the operation is, to its confirmation.
-    fn walk(&mut self) -> Result<Certificate, Failure> {
+    /// The walk itself: from where the service says the operation is (`started`, when this
+    /// run just started it), to its confirmation.
+    fn walk(&mut self, started: Option<OperationView>) -> Result<Certificate, Failure> {
         if self.run.cancel.is_cancelled() {
             return Err(Failure::Cancelled);
         }
-        let mut op = self
-            .rt
-            .block_on(self.client.operation(&self.run.operation))?;
+        let mut op = match started {
+            Some(op) => op,
+            None => self
+                .rt
+                .block_on(self.client.operation(&self.run.operation))?,
+        };
         if self.entry.kind == OperationKind::Repair && op.state != OperationState::Completed {
             self.set_pin()?;
         }
         self.tx.verify_pin(self.pin)?;
-        let current = self.tx.read_certificate(key::AUTHENTICATION).ok();
+        // What the card holds matters only once the service issued a certificate: whether it
+        // was written already.
+        let current = match op.state {
+            OperationState::Started => None,
+            _ => self.tx.read_certificate(key::AUTHENTICATION).ok(),
+        };
         match op.state {
             OperationState::Started | OperationState::CertificateIssued => {}
             OperationState::Completed => {

@@ -86,7 +86,8 @@ pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CmsError> {
     T::deserialize(value).map_err(|e| CmsError::InvalidRequest(e.to_string()))
 }
 
-/// The caller of a request that needs a session (`Authorization: Bearer <token>`).
+/// The caller of a request that needs a sign-in (`Authorization: Bearer <token>`); an
+/// operation's own token is refused.
 #[derive(Debug)]
 pub struct Session(pub Caller);
 
@@ -97,14 +98,37 @@ impl FromRequestParts<Arc<Cms>> for Session {
         parts: &mut Parts,
         state: &Arc<Cms>,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        state.caller(token).map(Session)
+        let caller = bearer_caller(parts, state)?;
+        caller.require_sign_in()?;
+        Ok(Session(caller))
     }
+}
+
+/// The caller of a request on an operation: a sign-in, or the operation's own token (which
+/// the service checks against the operation the request names).
+#[derive(Debug)]
+pub struct OperationSession(pub Caller);
+
+impl FromRequestParts<Arc<Cms>> for OperationSession {
+    type Rejection = CmsError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<Cms>,
+    ) -> Result<Self, Self::Rejection> {
+        bearer_caller(parts, state).map(OperationSession)
+    }
+}
+
+/// The caller behind the request's bearer token.
+fn bearer_caller(parts: &Parts, cms: &Cms) -> Result<Caller, CmsError> {
+    let token = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    cms.caller(token)
 }
 
 /// The address of the client that sent a request, as the server saw it on the connection (the

@@ -17,7 +17,7 @@ use cms_api::protocol::{
     ErrorBody, ErrorDetail, Health, NewCardRequest, SelectRoleRequest, SessionRequest,
     StartOperationRequest, TicketRequest, WitnessRequest, API_VERSION,
 };
-use extract::{Body, Session};
+use extract::{Body, OperationSession, Session};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -142,7 +142,7 @@ async fn select_role(
 
 async fn logout(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
 ) -> Result<StatusCode, CmsError> {
     cms.logout(&caller)?;
     Ok(StatusCode::NO_CONTENT)
@@ -199,13 +199,13 @@ async fn start_operation(
     State(cms): State<Arc<Cms>>,
     Session(caller): Session,
     Body(req): Body<StartOperationRequest>,
-) -> Answer<cms_api::protocol::OperationView> {
+) -> Answer<cms_api::protocol::OperationStarted> {
     ok(cms.start_operation(&caller, &req)?)
 }
 
 async fn operation(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
     Path(id): Path<String>,
 ) -> Answer<cms_api::protocol::OperationView> {
     ok(cms.operation(&caller, &id)?)
@@ -213,7 +213,7 @@ async fn operation(
 
 async fn relay_witness(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
     Path(id): Path<String>,
     Body(req): Body<WitnessRequest>,
 ) -> Answer<cms_api::protocol::WitnessAnswerView> {
@@ -222,7 +222,7 @@ async fn relay_witness(
 
 async fn relay_response(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
     Path(id): Path<String>,
     Body(req): Body<ChallengeAnswerRequest>,
 ) -> Answer<cms_api::protocol::RelayResult> {
@@ -231,7 +231,7 @@ async fn relay_response(
 
 async fn submit_csr(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
     Path(id): Path<String>,
     Body(req): Body<CsrRequest>,
 ) -> Answer<cms_api::protocol::OperationView> {
@@ -240,7 +240,7 @@ async fn submit_csr(
 
 async fn release_puk(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
     Path(id): Path<String>,
 ) -> Answer<cms_api::protocol::PukRelease> {
     ok(cms.release_puk(&caller, &id)?)
@@ -248,7 +248,7 @@ async fn release_puk(
 
 async fn abort_operation(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
     Path(id): Path<String>,
 ) -> Answer<cms_api::protocol::OperationView> {
     ok(cms.abort_operation(&caller, &id)?)
@@ -256,7 +256,7 @@ async fn abort_operation(
 
 async fn confirm(
     State(cms): State<Arc<Cms>>,
-    Session(caller): Session,
+    OperationSession(caller): OperationSession,
     Path(id): Path<String>,
     Body(req): Body<ConfirmRequest>,
 ) -> Answer<cms_api::protocol::OperationView> {

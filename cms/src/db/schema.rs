@@ -87,4 +87,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 4: the client address of what was done without a session (failed sign-ins); the lines
     // written before it have none.
     "ALTER TABLE audit ADD COLUMN client TEXT;",
+    // 5: the one operation a session may work on: a renewal's own token, opened by the
+    // holder's session when the renewal starts (the sessions before it are sign-ins).
+    "ALTER TABLE sessions ADD COLUMN operation_id TEXT;",
 ];

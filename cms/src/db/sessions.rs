@@ -24,10 +24,13 @@ pub struct SessionRecord {
     pub expires_at: i64,
     /// When it was logged out, if it was.
     pub ended_at: Option<i64>,
+    /// The one operation it may work on: set for a renewal's own token, `None` for a sign-in.
+    pub operation_id: Option<String>,
 }
 
 const SESSION_COLUMNS: &str =
-    "token_hash, ticket_hash, user_id, card_serial, selected_role, created_at, expires_at, ended_at";
+    "token_hash, ticket_hash, user_id, card_serial, selected_role, created_at, expires_at, ended_at, \
+     operation_id";
 
 fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     record_from_row!(
@@ -41,6 +44,7 @@ fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
             created_at,
             expires_at,
             ended_at,
+            operation_id,
         }
     )
 }
@@ -50,7 +54,7 @@ impl Database {
     pub fn add_session(&self, session: &SessionRecord, audit: &AuditEvent<'_>) -> CmsResult<()> {
         self.audited(session.created_at, audit, |tx| {
             tx.prepare_cached(&format!(
-                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
             .execute(params![
                 session.token_hash,
@@ -60,7 +64,8 @@ impl Database {
                 session.selected_role,
                 session.created_at,
                 session.expires_at,
-                session.ended_at
+                session.ended_at,
+                session.operation_id
             ])?;
             Ok(())
         })

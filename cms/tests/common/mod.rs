@@ -271,7 +271,11 @@ pub async fn start(
     kind: cms_api::OperationKind,
     serial: &str,
 ) -> cms_api::protocol::OperationView {
-    client.start_operation(kind, serial, AGENT).await.unwrap()
+    client
+        .start_operation(kind, serial, AGENT)
+        .await
+        .unwrap()
+        .operation
 }
 
 /// Has a certificate issued in operation `op_id` for `key` and confirms it with `key`'s

@@ -66,9 +66,17 @@ impl SessionOwner {
                 ));
             }
             let whose = whose_card(Some(&s.session.user.name), &s.serial.to_string());
-            Ok((s.reader.clone(), s.serial, whose))
+            let algorithm = self.key_algorithm(&s.reader)?;
+            Ok((
+                s.reader.clone(),
+                s.serial,
+                whose,
+                s.client.clone(),
+                algorithm,
+            ))
         });
-        let (reader, serial, whose) = match target.and_then(|t| self.check_idle().map(|()| t)) {
+        let target = target.and_then(|t| self.check_idle().map(|()| t));
+        let (reader, serial, whose, holder, algorithm) = match target {
             Ok(target) => target,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -81,9 +89,26 @@ impl SessionOwner {
                 let asking = operation::ask_renewal_pin(&ops.pinentry, &whose);
                 let pin =
                     operation::unless_cancelled(asking, &job.cancel, OperationKind::Renew).await?;
-                ops.renew(job, pin).await
+                ops.renew(job, pin, &holder, algorithm).await
             }
         });
+    }
+
+    /// The algorithm of the current 9A key of the card in `reader`, from the certificate read
+    /// when it was inserted (or written by its last renewal).
+    fn key_algorithm(&self, reader: &str) -> Result<piv::KeyAlgorithm, ErrorObject> {
+        self.readers
+            .get(reader)
+            .and_then(|slot| slot.card.as_ref()?.certificate.as_ref())
+            .and_then(|c| piv::Certificate::from_der(&c.der).ok()?.public_key().ok())
+            .and_then(|key| key.algorithm().ok())
+            .ok_or_else(|| {
+                ErrorObject::new(
+                    ErrorCode::CardError,
+                    "the card's certificate could not be read; take the card out and insert it \
+                     again",
+                )
+            })
     }
 
     /// `repair`: repairs the holder's card in a second reader (the one confirmed, when the
