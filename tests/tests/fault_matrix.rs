@@ -229,7 +229,7 @@ fn renewal_survives_the_cms_stopped_before_each_call() {
         holder.stack.cms_refuse_after(None);
         match &outcome {
             Err(error) => assert_eq!(error.code, ErrorCode::CmsUnreachable, "{what}: {error:?}"),
-            // Only the renewal session's logout, after the confirmation, may be refused
+            // Only the logout of the renewal's own token, after the confirmation, may be refused
             // without the renewal failing.
             Ok(_) => assert_eq!(c + 1, m, "{what}: the renewal did not fail"),
         }

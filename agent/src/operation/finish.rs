@@ -131,8 +131,8 @@ impl OperationEngine {
                 if officer.is_none()
                     && crate::cms::error_object(&e).code == ErrorCode::NoSession =>
             {
-                // The operation's own session is gone (the service restarted its sessions, or 12
-                // hours passed): a new one needs the card's current key to sign in.
+                // The operation's own token is gone (12 hours passed, or the service's sessions
+                // were ended): a new one needs the card to sign in.
                 clear(&ops.journal, &entry);
                 return Err(ErrorObject::new(
                     ErrorCode::CardError,
@@ -151,7 +151,7 @@ impl OperationEngine {
         if officer.is_none() {
             tokio::spawn(async move {
                 if let Err(e) = client.logout().await {
-                    tracing::debug!("logging out the renewal's session: {e}");
+                    tracing::debug!("logging out the operation's own token: {e}");
                 }
             });
         }
@@ -163,7 +163,7 @@ impl OperationEngine {
 }
 
 /// Gives up an operation that has not changed the card: aborts it at the service and takes
-/// it out of the journal; a renewal's own session is logged out. When the service cannot be
+/// it out of the journal; the operation's own token (or restore session) is logged out. When the service cannot be
 /// reached the entry stays, so the next sign-in (which it never holds up) or renewal tries
 /// again.
 pub(super) async fn give_up(

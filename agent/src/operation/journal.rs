@@ -1,7 +1,7 @@
 //! The operations journal: one small JSON file per card with an unfinished renewal or repair,
 //! written atomically (temporary file, fsync, rename, directory fsync) in a 0700 directory as
 //! 0600 files. What it holds is what finishing needs and the card cannot give back: the
-//! operation's id, the renewal's own service session, and how far the PUK rotation got.
+//! operation's id, the renewal's own token, and how far the PUK rotation got.
 //!
 //! The session token is the one secret among them: with a [`SecretStore`] the journal keeps it
 //! in the OS keyring and the file only names it (`session_token_ref`); without one, or when the
@@ -41,9 +41,10 @@ pub struct Entry {
     pub serial: String,
     /// The key algorithm of the card's new 9A key.
     pub algorithm: Algorithm,
-    /// A renewal's own service session: it outlives the holder's session, so the operation
-    /// finishes even while the card cannot sign in (new key, no certificate yet). `None` read
-    /// back when the keyring that keeps it cannot give it now.
+    /// A renewal's own token (the service's `operation_token`; a whole service session in
+    /// entries written before there was one): it outlives the holder's session, so the
+    /// operation finishes even while the card cannot sign in (new key, no certificate yet), and
+    /// a restore's session. `None` read back when the keyring that keeps it cannot give it now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<Zeroizing<String>>,
     /// A repair's PUK rotation.

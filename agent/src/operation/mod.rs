@@ -19,7 +19,7 @@
 //! | `finish.rs` | finishing a journaled operation and giving one up |
 //! | `walk.rs` | the walk on the card, in one transaction |
 //! | `step.rs`, `failure.rs` | the steps reported, and why a run stopped |
-//! | `journal.rs`, `secrets.rs` | the journal on disk; the renewal session token in the keyring |
+//! | `journal.rs`, `secrets.rs` | the journal on disk; the renewal's own token in the keyring |
 //! | `pin_choice.rs` | the PIN prompts of renewal and repair |
 
 mod failure;

@@ -1,4 +1,4 @@
-//! Where the one secret the agent keeps at rest lives: a renewal's own service session token,
+//! Where the one secret the agent keeps at rest lives: a renewal's own operation token,
 //! kept in the OS keyring through the `keyring` crate (the Secret Service on Linux, the
 //! Credential Manager on Windows, the Keychain on macOS) under a reference such as
 //! `identity-agent/operation/<id>`, which is all the journal file then holds.

@@ -176,7 +176,7 @@ fn renew(stack: &Stack) -> Result<Duration> {
 }
 
 /// Waits until `count` has not moved for 100 ms (at most 2 s), and returns it: the agent logs
-/// the renewal's own service session out after answering, and no event says when that is done.
+/// the renewal's own token out after answering, and no event says when that is done.
 fn settle<T: PartialEq + Copy>(count: impl Fn() -> T) -> T {
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut last = count();
