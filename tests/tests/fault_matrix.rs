@@ -223,7 +223,10 @@ fn renewal_survives_the_cms_stopped_before_each_call() {
     let m = holder.stack.cms_requests() - before;
     eprintln!("a renewal makes {m} service requests");
     // The service's 5 operation calls and the logout of the renewal's own token.
-    assert!(m <= 6, "a renewal makes {m} service requests, more than 5 + 1");
+    assert!(
+        m <= 6,
+        "a renewal makes {m} service requests, more than 5 + 1"
+    );
     for c in 0..m {
         let lap = Instant::now();
         let what = format!("service stopped before request {}/{m}", c + 1);

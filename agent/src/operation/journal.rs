@@ -10,6 +10,7 @@
 
 use super::secrets::{SecretError, SecretStore};
 use agent_ipc::OperationKind;
+use cms_api::protocol::OperationView;
 use piv::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -60,6 +61,28 @@ pub struct Entry {
 
 fn may_have_changed() -> bool {
     true
+}
+
+impl Entry {
+    /// The entry of `operation`, of `kind`, just started at the service: the card not changed,
+    /// its new key of `algorithm`, walked with `token` (none: the officer's session).
+    pub fn started(
+        kind: OperationKind,
+        operation: &OperationView,
+        algorithm: Algorithm,
+        token: Option<Zeroizing<String>>,
+    ) -> Entry {
+        Entry {
+            operation: operation.id.clone(),
+            kind,
+            serial: operation.serial.clone(),
+            algorithm,
+            session_token: token,
+            puk: PukRotation::Old,
+            card_changed: false,
+            started_at: crate::time::now(),
+        }
+    }
 }
 
 /// An entry as its file holds it: the token either inline or named in the keyring.

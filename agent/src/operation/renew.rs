@@ -5,13 +5,13 @@
 
 use super::failure::Failure;
 use super::finish::give_up;
-use super::journal::{Algorithm, Entry, PukRotation};
+use super::journal::{Algorithm, Entry};
 use super::{clear, internal, pin_format, save, CardJob, Finished, OperationEngine};
 use crate::card::with_card;
 use crate::errors::card_error;
 use agent_ipc::{ErrorCode, ErrorObject, OperationKind};
 use cms_api::client::{ClientError, CmsClient};
-use cms_api::protocol::b64;
+use cms_api::protocol::{b64, OperationStarted};
 use piv::consts::key;
 use piv::{Certificate, KeyAlgorithm, Pin};
 use zeroize::Zeroizing;
@@ -34,30 +34,14 @@ impl OperationEngine {
         if let Some(entry) = self.journal.get(&serial).filter(|e| e.kind == kind) {
             return self.finish(job, entry, pin, None, None).await;
         }
-        let started = holder
-            .start_operation(
-                crate::cms::operation_kind(kind),
-                &serial,
-                env!("CARGO_PKG_VERSION"),
-            )
-            .await
-            .map_err(|e| Failure::Cms(e).unchanged(kind))?;
+        let started = start(holder, kind, &serial).await?;
         let token = started.operation_token.ok_or_else(|| {
             ErrorObject::new(
                 ErrorCode::CmsRefused,
                 "the service started the renewal without its token; nothing was done to the card",
             )
         })?;
-        let entry = Entry {
-            operation: started.operation.id.clone(),
-            kind,
-            serial,
-            algorithm: algorithm.into(),
-            session_token: Some(token),
-            puk: PukRotation::Old,
-            card_changed: false,
-            started_at: crate::time::now(),
-        };
+        let entry = Entry::started(kind, &started.operation, algorithm.into(), Some(token));
         save(&self.journal, &entry)?;
         self.finish(job, entry, pin, None, Some(started.operation))
             .await
@@ -124,27 +108,27 @@ impl OperationEngine {
         let cms = self.cms.clone().ok_or_else(crate::cms::not_configured)?;
         let (client, token, algorithm) =
             open_session(&cms, &job.reader, &serial, pin, certificate).await?;
-        let started = client
-            .start_operation(
-                crate::cms::operation_kind(kind),
-                &serial,
-                env!("CARGO_PKG_VERSION"),
-            )
-            .await
-            .map_err(|e| Failure::Cms(e).unchanged(kind))?;
-        let entry = Entry {
-            operation: started.operation.id.clone(),
-            kind,
-            serial,
-            algorithm,
-            session_token: Some(token),
-            puk: PukRotation::Old,
-            card_changed: false,
-            started_at: crate::time::now(),
-        };
+        let started = start(&client, kind, &serial).await?;
+        let entry = Entry::started(kind, &started.operation, algorithm, Some(token));
         self.finish(job, entry, pin.clone(), None, Some(started.operation))
             .await
     }
+}
+
+/// Starts (or resumes) an operation of `kind` on card `serial` in `client`'s session.
+async fn start(
+    client: &CmsClient,
+    kind: OperationKind,
+    serial: &str,
+) -> Result<OperationStarted, ErrorObject> {
+    client
+        .start_operation(
+            crate::cms::operation_kind(kind),
+            serial,
+            env!("CARGO_PKG_VERSION"),
+        )
+        .await
+        .map_err(|e| Failure::Cms(e).unchanged(kind))
 }
 
 /// Opens a service session for the card in `reader` by signing a challenge with its 9A key

@@ -5,7 +5,7 @@
 
 use super::failure::Failure;
 use super::finish::give_up;
-use super::journal::{Entry, PukRotation};
+use super::journal::Entry;
 use super::{
     ask_new_pin, internal, pin_format, save, unless_cancelled, CardJob, Finished, OperationEngine,
 };
@@ -63,16 +63,8 @@ impl OperationEngine {
                     )
                     .await
                     .map_err(|e| Failure::Cms(e).into_error(OperationKind::Repair))?;
-                let entry = Entry {
-                    operation: op.operation.id,
-                    kind: OperationKind::Repair,
-                    serial: serial.to_owned(),
-                    algorithm: algorithm.into(),
-                    session_token: None,
-                    puk: PukRotation::Old,
-                    card_changed: false,
-                    started_at: crate::time::now(),
-                };
+                let entry =
+                    Entry::started(OperationKind::Repair, &op.operation, algorithm.into(), None);
                 save(&ops.journal, &entry)?;
                 entry
             }
