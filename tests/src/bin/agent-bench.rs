@@ -30,8 +30,8 @@ mod runs;
 
 use agent_ipc::Client;
 use anyhow::{bail, Context as _, Result};
-use cardsim::AtrProfile;
 use cards::{bare_watcher, Cycles};
+use cardsim::AtrProfile;
 use clap::Parser;
 use cms::issuance::InitialValidity;
 use peers::{Peer, PeerKind};

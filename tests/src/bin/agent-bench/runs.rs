@@ -118,21 +118,14 @@ impl RunFigures {
         }
     }
 
-    /// The run's main figures on one line: the first figure of each measure.
+    /// The run's figures that have a target, on one line.
     pub fn brief(&self) -> String {
-        let mut seen = Vec::new();
-        let mut parts = Vec::new();
-        for figure in &self.figures {
-            let measure = figure.measure.rsplit_once(", ").map_or("", |(m, _)| m);
-            if !seen.contains(&measure) {
-                seen.push(measure);
-                parts.push(format!(
-                    "{} {}",
-                    figure.measure,
-                    figure.unit.format(figure.value)
-                ));
-            }
-        }
+        let parts: Vec<String> = self
+            .figures
+            .iter()
+            .filter(|figure| !figure.target.is_empty())
+            .map(|figure| format!("{} {}", figure.measure, figure.unit.format(figure.value)))
+            .collect();
         parts.join("; ")
     }
 }
