@@ -113,7 +113,7 @@ fn main() -> Result<()> {
         cycles.record(&mut figures);
         let running = peers
             .iter()
-            .map(|&kind| Peer::start(kind, &stack.bed.client_env().1))
+            .map(|&kind| Peer::start(kind, &stack.bed.client_env()))
             .collect::<Result<Vec<_>>>()?;
         if !running.is_empty() {
             Cycles::of(&stack, &card.file, &bare, args.cycles, &running)?

@@ -82,16 +82,16 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Starts `kind` on the pcscd whose client socket is `pcsc_socket`, and gives it time to
-    /// settle on the readers.
-    pub fn start(kind: PeerKind, pcsc_socket: &Path) -> Result<Self> {
+    /// Starts `kind` on the test bed's pcscd, with the environment `pcsc_env` (variable and
+    /// value) that points a PC/SC client at it, and gives it time to settle on the readers.
+    pub fn start(kind: PeerKind, pcsc_env: &(&str, PathBuf)) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("ia-peer").tempdir()?;
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home)?;
         let (tx, reactions) = mpsc::channel();
         let mut command = Command::new(kind.program());
         command
-            .env("PCSCLITE_CSOCK_NAME", pcsc_socket)
+            .env(pcsc_env.0, &pcsc_env.1)
             .env("HOME", &home)
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
