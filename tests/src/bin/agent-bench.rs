@@ -6,22 +6,37 @@
 //! - `status` with 100 concurrent clients (p50, p99, throughput), each beside the same load on a
 //!   floor: a minimal Unix-socket server answering the agent's own bytes, in the same run;
 //! - the idle agent over 30 s (RSS, wake-ups per second);
-//! - start to socket ready (systemd readiness, `READY=1`).
+//! - start to socket ready (systemd readiness, `READY=1`);
+//! - with `--peers`, card pulled → the reaction of other programs that watch cards
+//!   (`opensc-notify`, `card_eventmgr`), and their idle RSS and wake-ups.
+//!
+//! Each run starts a new agent and takes every measure; the figures are then summarised over
+//! the runs (`--runs`, default 3) as min / median / max, ratios to the floor taken per run.
 //!
 //! pcscd polls the virtual reader about every 400 ms, so card timings start when a bare
 //! `SCardGetStatusChange` watcher in this process sees the event: what is left is the agent's
 //! own share. Run: `cargo run --release -p tests --bin agent-bench`.
 
+#[path = "agent-bench/cards.rs"]
+mod cards;
 #[path = "agent-bench/floor.rs"]
 mod floor;
+#[path = "agent-bench/peers.rs"]
+mod peers;
+#[path = "agent-bench/process.rs"]
+mod process;
+#[path = "agent-bench/runs.rs"]
+mod runs;
 
-use agent_ipc::{Client, Event};
+use agent_ipc::Client;
 use anyhow::{bail, Context as _, Result};
-use cardsim::{AtrProfile, Faults};
+use cards::{bare_watcher, Cycles};
+use cardsim::AtrProfile;
 use clap::Parser;
 use cms::issuance::InitialValidity;
-use pcsc::{Context, ReaderState, Scope, State};
-use std::ffi::CString;
+use peers::{Peer, PeerKind};
+use process::{Resident, Switches};
+use runs::{RunFigures, Stat, Unit};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,7 +45,14 @@ use testbed::stack::{workspace_binary, AgentOptions, PinentrySetup, Stack};
 #[derive(Parser)]
 #[command(about = "Measures the identity agent against its targets")]
 struct Args {
-    /// Insert/remove cycles for the card timings.
+    /// Runs; each figure is summarised over them as min / median / max.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Also time the card watchers of other programs (opensc-notify, card_eventmgr) where
+    /// installed, in cycles of their own with the agent running.
+    #[arg(long)]
+    peers: bool,
+    /// Insert/remove cycles for the card timings, per run.
     #[arg(long, default_value_t = 10)]
     cycles: usize,
     /// Concurrent clients for the status measure.
@@ -42,13 +64,16 @@ struct Args {
     /// Seconds the idle agent is watched.
     #[arg(long, default_value_t = 30)]
     idle_seconds: u64,
-    /// Agent starts for the start-up measure.
+    /// Agent starts for the start-up measure, per run.
     #[arg(long, default_value_t = 10)]
     starts: usize,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     let (mut stack, card) = Stack::with_nurse_card(
         "4082A001132F2A01".parse()?,
         InitialValidity::Days(400),
@@ -63,29 +88,59 @@ fn main() -> Result<()> {
         }),
         ..AgentOptions::default()
     };
+    let (peers, absent): (Vec<PeerKind>, Vec<PeerKind>) = match args.peers {
+        true => PeerKind::ALL.iter().partition(|kind| kind.installed()),
+        false => (Vec::new(), Vec::new()),
+    };
     println!("identity agent benchmark (targets from docs/ARCHITECTURE.md)");
-    println!("  machine load before: {}", load_average());
+    for kind in &absent {
+        println!("  {}: not installed, skipped", kind.program());
+    }
 
-    startup(&stack, &options, args.starts)?;
-    stack.start_agent(&options)?;
-    cards(&stack, &card.file, args.cycles)?;
-    status_load(&stack, args.clients, args.status_seconds)?;
-    idle(&stack, args.idle_seconds)?;
-    stack.stop_agent()?;
-    println!("  machine load after: {}", load_average());
+    let reader = stack.bed.reader_name(0);
+    let (bare_tx, bare) = mpsc::channel();
+    std::thread::spawn(move || bare_watcher(&reader, bare_tx));
+    // Let the bare watcher settle on the empty reader.
+    let _ = bare.recv_timeout(Duration::from_secs(2));
+
+    let mut runs = Vec::new();
+    for n in 1..=args.runs {
+        let mut figures = RunFigures::new();
+        println!("run {n}/{} — load before: {}", args.runs, figures.load);
+        startup(&stack, &options, args.starts, &mut figures)?;
+        stack.start_agent(&options)?;
+        let cycles = Cycles::of(&stack, &card.file, &bare, args.cycles, &[])?;
+        cycles.record(&mut figures);
+        let running = peers
+            .iter()
+            .map(|&kind| Peer::start(kind, &stack.bed.client_env()))
+            .collect::<Result<Vec<_>>>()?;
+        if !running.is_empty() {
+            Cycles::of(&stack, &card.file, &bare, args.cycles, &running)?
+                .record_peers(&running, &mut figures);
+        }
+        status_load(&stack, args.clients, args.status_seconds, &mut figures)?;
+        idle(&stack, &running, args.idle_seconds, &mut figures)?;
+        drop(running);
+        stack.stop_agent()?;
+        println!("  {}", figures.brief());
+        runs.push(figures);
+    }
+    let absent: Vec<(&str, &str)> = absent
+        .iter()
+        .map(|kind| (kind.program(), kind.install_hint()))
+        .collect();
+    runs::summarise(&runs, &absent, &runs::load_average());
     Ok(())
 }
 
-/// The load averages over 1, 5 and 15 minutes, and the CPUs: the figures above are read with it.
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let averages: Vec<&str> = load.split_whitespace().take(3).collect();
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    format!("{} on {cpus} CPUs", averages.join(" "))
-}
-
 /// Start to socket ready, as systemd sees it: spawn → `READY=1` on `NOTIFY_SOCKET`.
-fn startup(stack: &Stack, options: &AgentOptions, starts: usize) -> Result<()> {
+fn startup(
+    stack: &Stack,
+    options: &AgentOptions,
+    starts: usize,
+    figures: &mut RunFigures,
+) -> Result<()> {
     let mut times = Vec::new();
     for _ in 0..starts {
         let notify_path = stack.bed.dir().join("notify.sock");
@@ -109,124 +164,25 @@ fn startup(stack: &Stack, options: &AgentOptions, starts: usize) -> Result<()> {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         child.wait()?;
     }
-    report("start → socket ready (READY=1)", &mut times, "≤ 100 ms");
-    Ok(())
-}
-
-/// Insert/remove cycles with a bare PC/SC watcher beside the agent.
-fn cards(stack: &Stack, file: &std::path::Path, cycles: usize) -> Result<()> {
-    let reader = stack.bed.reader_name(0);
-    let (bare_tx, bare_rx) = mpsc::channel();
-    let watched = reader.clone();
-    std::thread::spawn(move || bare_watcher(&watched, bare_tx));
-    // Let the bare watcher settle on the empty reader.
-    let _ = bare_rx.recv_timeout(Duration::from_secs(2));
-
-    let socket = stack.socket()?;
-    let (event_tx, event_rx) = mpsc::channel();
-    let mut events = stack
-        .runtime
-        .block_on(async { Client::connect(&socket).await?.subscribe().await })?;
-    stack.runtime.spawn(async move {
-        while let Ok(event) = events.next_event().await {
-            if event_tx.send((Instant::now(), event)).is_err() {
-                break;
-            }
-        }
-    });
-
-    let (mut identified, mut signed_in, mut removed) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..cycles {
-        drain(&event_rx);
-        let inserted = cardsim::insert(file, stack.bed.vpcd_addr(0), Faults::default())?;
-        let seen = wait_bare(&bare_rx, true)?;
-        let at = wait_event(&event_rx, |e| matches!(e, Event::CardInserted { .. }))?;
-        identified.push(at.saturating_duration_since(seen));
-        let at = wait_event(&event_rx, |e| {
-            matches!(e, Event::SessionStarted { .. } | Event::LoginFailed { .. })
-        })?;
-        signed_in.push(at.saturating_duration_since(seen));
-
-        inserted.remove()?;
-        let gone = wait_bare(&bare_rx, false)?;
-        let at = wait_event(&event_rx, |e| matches!(e, Event::SessionEnded { .. }))?;
-        removed.push(at.saturating_duration_since(gone));
-    }
-    report(
-        "card pulled → session_ended (after bare watcher)",
-        &mut removed,
-        "≤ 5 ms",
-    );
-    report(
-        "insertion → identified with expiry (after bare watcher)",
-        &mut identified,
-        "≤ 50 ms",
-    );
-    report(
-        "insertion + PIN → signed in (after bare watcher)",
-        &mut signed_in,
-        "≤ 250 ms",
+    figures.add_times(
+        "start → socket ready (`READY=1`)",
+        "≤ 100 ms",
+        &times,
+        &[Stat::P50, Stat::Max],
     );
     Ok(())
-}
-
-/// A bare `SCardGetStatusChange` loop on `reader`, sending (when, present) on each change.
-fn bare_watcher(reader: &str, changes: mpsc::Sender<(Instant, bool)>) {
-    let Ok(ctx) = Context::establish(Scope::User) else {
-        return;
-    };
-    let Ok(name) = CString::new(reader) else {
-        return;
-    };
-    let mut states = vec![ReaderState::new(name, State::UNAWARE)];
-    loop {
-        if ctx.get_status_change(None, &mut states).is_err() {
-            return;
-        }
-        let now = Instant::now();
-        let state = states[0].event_state();
-        states[0].sync_current_state();
-        let present = state.contains(State::PRESENT);
-        if changes.send((now, present)).is_err() {
-            return;
-        }
-    }
-}
-
-fn wait_bare(changes: &mpsc::Receiver<(Instant, bool)>, present: bool) -> Result<Instant> {
-    loop {
-        let (at, now_present) = changes
-            .recv_timeout(Duration::from_secs(10))
-            .context("the bare watcher saw nothing")?;
-        if now_present == present {
-            return Ok(at);
-        }
-    }
-}
-
-fn wait_event(
-    events: &mpsc::Receiver<(Instant, Event)>,
-    wanted: impl Fn(&Event) -> bool,
-) -> Result<Instant> {
-    loop {
-        let (at, event) = events
-            .recv_timeout(Duration::from_secs(10))
-            .context("the agent reported nothing")?;
-        if wanted(&event) {
-            return Ok(at);
-        }
-    }
-}
-
-fn drain<T>(rx: &mpsc::Receiver<T>) {
-    while rx.try_recv().is_ok() {}
 }
 
 /// `status` from `clients` concurrent connections for `seconds`: first each client asks every
 /// `pace` (the latency a client sees while the others are busy too), then as fast as each
 /// can (the throughput); each against the agent, then against the floor, so the agent's cost
 /// is read as a ratio to what any Unix-socket server costs on this machine right now.
-fn status_load(stack: &Stack, clients: usize, seconds: u64) -> Result<()> {
+fn status_load(
+    stack: &Stack,
+    clients: usize,
+    seconds: u64,
+    figures: &mut RunFigures,
+) -> Result<()> {
     let socket = stack.socket()?;
     let floor = floor::Floor::start(floor::Replies::capture(&socket)?)?;
     let pace = Duration::from_millis(20);
@@ -236,21 +192,41 @@ fn status_load(stack: &Stack, clients: usize, seconds: u64) -> Result<()> {
             Some(pace),
             "p99 ≤ 1 ms",
         ),
-        ("flat out".to_owned(), None, "(throughput)"),
+        ("flat out".to_owned(), None, ""),
     ] {
-        let what = format!("status, {clients} clients each asking {load}");
-        let mut agent = status_clients(stack, &socket, clients, seconds, pace)?;
-        let mut bare = status_clients(stack, &floor.socket, clients, seconds, pace)?;
-        let (agent_count, bare_count) = (agent.len(), bare.len());
-        let agent = report(&what, &mut agent, target);
-        let bare = report(&format!("{what}, floor"), &mut bare, "");
-        println!(
-            "    agent/floor: p50 ×{:.2}, p99 ×{:.2}; throughput {:.0}/s vs {:.0}/s",
-            agent.p50 / bare.p50,
-            agent.p99 / bare.p99,
-            agent_count as f64 / seconds as f64,
-            bare_count as f64 / seconds as f64,
-        );
+        let what = format!("`status`, {clients} clients {load}");
+        let agent = status_clients(stack, &socket, clients, seconds, pace)?;
+        let bare = status_clients(stack, &floor.socket, clients, seconds, pace)?;
+        let mut ratios = Vec::new();
+        for (stat, target) in [(Stat::P99, target), (Stat::P50, "")] {
+            let (a, b) = (
+                runs::percentile(&agent, stat),
+                runs::percentile(&bare, stat),
+            );
+            figures.add(
+                format!("{what}, agent {}", stat.name()),
+                target,
+                a,
+                Unit::Ms,
+            );
+            figures.add(format!("{what}, floor {}", stat.name()), "", b, Unit::Ms);
+            ratios.push((stat.name(), a / b));
+        }
+        if pace.is_none() {
+            let per_second = |n: usize| n as f64 / seconds as f64;
+            let (a, b) = (per_second(agent.len()), per_second(bare.len()));
+            figures.add(format!("{what}, agent"), "(throughput)", a, Unit::PerSecond);
+            figures.add(format!("{what}, floor"), "", b, Unit::PerSecond);
+            ratios.push(("throughput", a / b));
+        }
+        for (name, ratio) in ratios {
+            figures.add(
+                format!("{what}, agent/floor {name}"),
+                "",
+                ratio,
+                Unit::Ratio,
+            );
+        }
     }
     Ok(())
 }
@@ -294,98 +270,44 @@ fn status_clients(
     })
 }
 
-/// RSS and wake-ups of the idle agent (every thread's context switches).
-fn idle(stack: &Stack, seconds: u64) -> Result<()> {
-    let pid = stack.agent()?.pid();
-    let before = context_switches(pid)?;
-    std::thread::sleep(Duration::from_secs(seconds));
-    let after = context_switches(pid)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .map(|l| l.trim_start_matches(name).trim().to_owned())
-            .unwrap_or_default()
-    };
-    println!(
-        "  idle agent over {seconds} s: RSS {} (peak {}; anonymous {}, file {}), {:.2} wake-ups/s — targets ≤ 10 MiB, ≤ 1/s",
-        field("VmRSS:"),
-        field("VmHWM:"),
-        field("RssAnon:"),
-        field("RssFile:"),
-        wake_ups(&before, &after) as f64 / seconds as f64
-    );
-    Ok(())
-}
-
-/// Context switches of each thread of `pid`, by thread id.
-fn context_switches(pid: u32) -> Result<std::collections::HashMap<String, u64>> {
-    let mut threads = std::collections::HashMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let task = task?;
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-            continue; // the thread ended meanwhile
-        };
-        let switches = status
-            .lines()
-            .filter_map(|line| {
-                line.strip_prefix("voluntary_ctxt_switches:")
-                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
-            })
-            .filter_map(|n| n.trim().parse::<u64>().ok())
-            .sum();
-        threads.insert(task.file_name().to_string_lossy().into_owned(), switches);
+/// RSS and wake-ups (every thread's context switches) of the idle agent and of the running
+/// peers, watched over the same `seconds`.
+fn idle(stack: &Stack, peers: &[Peer], seconds: u64, figures: &mut RunFigures) -> Result<()> {
+    let mut watched = vec![("idle agent".to_owned(), stack.agent()?.pid())];
+    for peer in peers {
+        watched.push((format!("idle {}", peer.kind.program()), peer.pid()));
     }
-    Ok(threads)
-}
-
-/// Wake-ups between two snapshots: growth of the threads seen in both, plus every switch of
-/// the threads that appeared.
-fn wake_ups(
-    before: &std::collections::HashMap<String, u64>,
-    after: &std::collections::HashMap<String, u64>,
-) -> u64 {
-    after
+    let before = watched
         .iter()
-        .map(|(tid, n)| n.saturating_sub(before.get(tid).copied().unwrap_or(0)))
-        .sum()
-}
-
-/// A measure's percentiles, in milliseconds.
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-}
-
-/// Prints a measure's count, p50, p99 and max (and its target, if any) and returns them.
-fn report(what: &str, times: &mut [Duration], target: &str) -> Percentiles {
-    times.sort();
-    let pick = |q: f64| {
-        times
-            .get(((times.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or_default()
-    };
-    let figures = Percentiles {
-        p50: ms(pick(0.5)),
-        p99: ms(pick(0.99)),
-    };
-    let target = if target.is_empty() {
-        String::new()
-    } else {
-        format!(" — target {target}")
-    };
-    println!(
-        "  {what}: n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{target}",
-        times.len(),
-        figures.p50,
-        figures.p99,
-        ms(times.last().copied().unwrap_or_default()),
-    );
-    figures
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+        .map(|(_, pid)| Switches::read(*pid))
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    for (i, ((what, pid), before)) in watched.iter().zip(&before).enumerate() {
+        let wake_ups = Switches::read(*pid)?.since(before) as f64 / seconds as f64;
+        let resident = Resident::read(*pid)?;
+        // The targets are the agent's, the first watched.
+        let [rss_target, wake_target] = match i {
+            0 => ["≤ 10 MiB", "≤ 1/s"],
+            _ => [""; 2],
+        };
+        figures.add(
+            format!("{what}, RSS"),
+            rss_target,
+            resident.total,
+            Unit::MiB,
+        );
+        figures.add(
+            format!("{what}, RSS anonymous"),
+            "",
+            resident.anonymous,
+            Unit::MiB,
+        );
+        figures.add(
+            format!("{what}, wake-ups"),
+            wake_target,
+            wake_ups,
+            Unit::WakeUps,
+        );
+    }
+    Ok(())
 }
