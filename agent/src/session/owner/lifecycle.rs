@@ -9,8 +9,7 @@
 //! sign-in — or by the re-check every `session.certificate_check_secs` (0, off, by default).
 
 use super::timers::{expiry_warning_due, session_deadline};
-use super::{spawn_logout, SessionOwner, TaskReport};
-use crate::audit::AuditEvent;
+use super::{spawn_logout, Aftermath, SessionOwner, TaskReport};
 use crate::card::{fingerprint, with_card};
 use crate::session::now;
 use agent_ipc::{Event, SessionEndReason};
@@ -25,11 +24,11 @@ impl SessionOwner {
     pub(super) fn end_session(&mut self, reason: SessionEndReason) -> Option<JoinHandle<()>> {
         let session = self.session.take()?;
         let s = session.signed_in;
-        self.audit.record(AuditEvent::SignOut {
+        // Recorded once the event is out: subscribers hear of the end before the audit log.
+        self.aftermath.push(Aftermath::SessionEnded {
             serial: s.serial.to_string(),
-            reason: reason.as_str().to_owned(),
+            reason,
         });
-        tracing::info!(serial = %s.serial, ?reason, "session ended");
         self.pending.push(Event::SessionEnded {
             reason,
             reader: Some(s.reader.clone()),

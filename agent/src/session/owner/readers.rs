@@ -7,7 +7,7 @@
 //! the session's reader, or its certificate changed by anyone else, ends the session; a removed
 //! session card applies the configured removal action (`logout`, `lock`, `keep`).
 
-use super::{ReaderSlot, SessionOwner};
+use super::{Aftermath, ReaderSlot, SessionOwner};
 use crate::card::{CardEvent, CardIdentity, ReaderSnapshot};
 use crate::config::RemovalAction;
 use crate::session::login::SignedIn;
@@ -218,7 +218,7 @@ impl SessionOwner {
             }
             (_, RemovalAction::Lock) => {
                 self.end_session_now(reason);
-                lock_screen();
+                self.aftermath.push(Aftermath::LockScreen);
             }
             (_, RemovalAction::Logout) => self.end_session_now(reason),
         }
@@ -315,7 +315,7 @@ pub(super) fn same_card(signed_in: &SignedIn, card: &CardIdentity) -> bool {
 }
 
 /// Locks the screen (`loginctl lock-session`) for the `lock` removal action.
-fn lock_screen() {
+pub(super) fn lock_screen() {
     match tokio::process::Command::new("loginctl")
         .arg("lock-session")
         .kill_on_drop(false)
