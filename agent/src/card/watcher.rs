@@ -44,8 +44,9 @@ pub enum CardEvent {
         /// The reader.
         reader: String,
     },
-    /// The reader's event counter moved while a card stayed present (swapped or reset between
-    /// two polls); this is the card in it now, re-identified.
+    /// The reader's event counter (which pcscd bumps at each insertion and removal) moved while
+    /// a card stayed present: a card was pulled and one put in between two looks, the removal
+    /// unseen. This is the card in it now, re-identified.
     Changed(CardIdentity),
 }
 
