@@ -88,7 +88,7 @@ fn resident_by_mapping(pid: u32) -> Vec<(String, u64)> {
         }
     }
     let mut sorted: Vec<_> = by_mapping.into_iter().filter(|(_, k)| *k > 0).collect();
-    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    sorted.sort_by_key(|(_, kib)| std::cmp::Reverse(*kib));
     sorted
 }
 
