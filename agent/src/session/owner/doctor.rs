@@ -79,7 +79,7 @@ impl SessionOwner {
         let answer = result.map(|outcome| {
             let serial = outcome.report.card.serial.clone().unwrap_or_default();
             if let Some(tries_left) = outcome.wrong_pin {
-                self.audit.record(AuditEvent::WrongPin {
+                self.record(AuditEvent::WrongPin {
                     serial: serial.clone(),
                     tries_left,
                 });
@@ -93,7 +93,7 @@ impl SessionOwner {
                     self.card_renewed(reader, certificate.clone());
                     renewed = true;
                 }
-                self.audit.record(AuditEvent::operation(
+                self.record(AuditEvent::operation(
                     finished.status.kind,
                     serial.clone(),
                     format!("{} by the card doctor", finished.status.step),

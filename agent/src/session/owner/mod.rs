@@ -121,6 +121,8 @@ enum Aftermath {
         serial: String,
         reason: SessionEndReason,
     },
+    /// An audit line (kept in turn order with the session's end).
+    Audit(AuditEvent),
     /// The `lock` removal action: the screen is locked.
     LockScreen,
 }
@@ -294,9 +296,15 @@ impl SessionOwner {
                         reason: reason.as_str().to_owned(),
                     });
                 }
+                Aftermath::Audit(event) => self.audit.record(event),
                 Aftermath::LockScreen => readers::lock_screen(),
             }
         }
+    }
+
+    /// Audits `event` once this turn is published.
+    fn record(&mut self, event: AuditEvent) {
+        self.aftermath.push(Aftermath::Audit(event));
     }
 
     /// Hands a task's report to the room that started the task.
