@@ -93,9 +93,8 @@ fn start(
     }
     // One thread runs every task: the owner, the socket server and each connection's tasks
     // take microseconds per turn, so a second worker only added a thread to wake (and to hand
-    // an event across) between a removal and the subscriber's write. Card transactions, the
-    // journal and the keyring run in the blocking pool, whose threads exit soon after their
-    // work so an idle agent keeps none.
+    // an event across) between a removal and the subscriber's write. Card transactions run in
+    // the blocking pool, whose threads exit soon after their work so an idle agent keeps none.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(8)
         .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
