@@ -137,97 +137,10 @@ pub fn sd_notify(socket: &OsStr, message: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The scheduler slice every thread of the agent asks for: the shortest Linux allows.
-pub const SCHEDULER_SLICE_NS: u64 = 100_000;
-
-/// Asks the scheduler to run this thread, and every thread it starts afterwards, soon after
-/// each wake-up even on a busy machine: a short slice (Linux 6.12's EEVDF `sched_runtime` of a
-/// normal thread, which needs no privilege) gives a waking thread an earlier deadline than the
-/// programs keeping the CPUs busy, so it preempts them instead of waiting for their slice to
-/// end. The agent's threads sleep nearly always and then run for microseconds: the card
-/// watcher's wake-up and the runtime's turn are what stand between a pulled card and
-/// `session_ended`. It does not raise the agent's share of CPU. Best effort: an older kernel
-/// keeps its default slice, and an error is returned for the log.
-pub fn ask_for_short_slices() -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        /// `struct sched_attr` (`include/uapi/linux/sched/types.h`).
-        #[repr(C)]
-        #[derive(Default)]
-        struct SchedAttr {
-            size: u32,
-            sched_policy: u32,
-            sched_flags: u64,
-            sched_nice: i32,
-            sched_priority: u32,
-            sched_runtime: u64,
-            sched_deadline: u64,
-            sched_period: u64,
-            sched_util_min: u32,
-            sched_util_max: u32,
-        }
-        let mut attr = SchedAttr::default();
-        let size = std::mem::size_of::<SchedAttr>() as u32;
-        // SAFETY: the kernel writes at most `size` bytes into `attr`, a `sched_attr` of that
-        // size; thread 0 is the calling thread.
-        let got = unsafe {
-            libc::syscall(
-                libc::SYS_sched_getattr,
-                0,
-                &mut attr as *mut SchedAttr,
-                size,
-                0,
-            )
-        };
-        if got != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if attr.sched_policy != libc::SCHED_OTHER as u32 {
-            return Ok(()); // someone chose another policy for the agent: left alone
-        }
-        // The same policy and nice value, a shorter slice.
-        attr.size = size;
-        attr.sched_flags = 0;
-        attr.sched_runtime = SCHEDULER_SLICE_NS;
-        // SAFETY: `attr` is a valid `sched_attr` of `attr.size` bytes that the kernel only reads.
-        let set =
-            unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
-        if set != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    /// The calling thread's scheduler slice, as the kernel reports it.
-    fn slice() -> u64 {
-        let mut attr = [0u64; 8];
-        // SAFETY: the kernel writes at most 56 bytes (a `sched_attr`) into the 64 given.
-        let got = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, attr.as_mut_ptr(), 56u32, 0) };
-        assert_eq!(got, 0, "{}", std::io::Error::last_os_error());
-        attr[3] // size, policy (u32 each), flags, nice and priority (i32, u32), then runtime
-    }
-
-    #[test]
-    fn the_short_slice_is_taken_and_inherited_by_threads_started_after() {
-        std::thread::spawn(|| {
-            let before = slice();
-            ask_for_short_slices().unwrap();
-            if before == 0 {
-                return; // a kernel before 6.12 reports no slice and keeps its own
-            }
-            assert_eq!(slice(), SCHEDULER_SLICE_NS);
-            let child = std::thread::spawn(slice).join().unwrap();
-            assert_eq!(child, SCHEDULER_SLICE_NS);
-        })
-        .join()
-        .unwrap();
-    }
 
     fn pipe() -> (File, File) {
         let mut fds = [0; 2];

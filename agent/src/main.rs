@@ -87,10 +87,6 @@ fn start(
 ) -> Result<()> {
     hardening::harden_process().context("disabling core dumps and ptrace")?;
     logging::init().context("setting up logging")?;
-    // Before any thread is started: they all inherit it.
-    if let Err(e) = daemon::ask_for_short_slices() {
-        tracing::debug!(error = %e, "the scheduler keeps its default slice");
-    }
     // One thread runs every task: the owner, the socket server and each connection's tasks
     // take microseconds per turn, so a second worker only added a thread to wake (and to hand
     // an event across) between a removal and the subscriber's write. Card transactions run in
