@@ -91,7 +91,15 @@ pub struct SessionConfig {
     pub removal_action: RemovalAction,
     /// Ask for the PIN as soon as a card is inserted (default true).
     pub login_on_insert: bool,
-    /// How often the signed-in card's certificate is re-read to notice a change, in seconds.
+    /// How often the signed-in card's certificate is re-read to notice it rewritten in place by
+    /// another program, in seconds; 0 (the default) never re-reads it on a clock.
+    ///
+    /// A card swapped, even too quickly for the removal to be seen, shows in the reader's event
+    /// counter and is re-identified at once without this. A certificate another program
+    /// rewrites without a reset or re-insertion is noticed at the agent's next use of the card
+    /// (the next sign-in with it, or the card doctor's next look at it); this clock only makes
+    /// that sooner, at the price of a card transaction every period on a card other
+    /// applications also use.
     pub certificate_check_secs: u64,
 }
 
@@ -100,7 +108,7 @@ impl Default for SessionConfig {
         Self {
             removal_action: RemovalAction::Logout,
             login_on_insert: true,
-            certificate_check_secs: 30,
+            certificate_check_secs: 0,
         }
     }
 }
@@ -332,7 +340,7 @@ mod tests {
         assert_eq!(config.pinentry.tty, None);
         assert_eq!(config.session.removal_action, RemovalAction::Logout);
         assert!(config.session.login_on_insert);
-        assert_eq!(config.session.certificate_check_secs, 30);
+        assert_eq!(config.session.certificate_check_secs, 0);
         assert_eq!(config.ipc.socket, None);
         assert_eq!(config.ipc.max_connections, 256);
         assert_eq!(config.ipc.subscriber_queue, 256);

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+/// How long an idle thread of the blocking pool waits for more work before it exits.
+const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let args = Args::parse();
@@ -84,9 +87,13 @@ fn start(
 ) -> Result<()> {
     hardening::harden_process().context("disabling core dumps and ptrace")?;
     logging::init().context("setting up logging")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs every task: the owner, the socket server and each connection's tasks
+    // take microseconds per turn, so a second worker only added a thread to wake (and to hand
+    // an event across) between a removal and the subscriber's write. Card transactions run in
+    // the blocking pool, whose threads exit soon after their work so an idle agent keeps none.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(8)
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -96,7 +96,7 @@ impl Default for AgentOptions {
         Self {
             removal_action: "logout",
             login_on_insert: true,
-            certificate_check_secs: 30,
+            certificate_check_secs: 0,
             log_filter: "trace".into(),
             pinentry: None,
             extra_config: String::new(),

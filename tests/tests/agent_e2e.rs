@@ -576,20 +576,9 @@ fn a_card_inside_the_warning_window_warns_at_sign_in() {
     assert_eq!(shown.expires_on.as_deref(), Some(expires_on.as_str()));
 }
 
-#[test]
-fn a_certificate_changed_by_someone_else_ends_the_session() {
-    let (mut stack, card, _) = holder_stack();
-    stack.pin_answers(&[&card.pin]).unwrap();
-    let options = AgentOptions {
-        certificate_check_secs: 1,
-        ..AgentOptions::default()
-    };
-    stack.start_agent(&options).unwrap();
-    let mut events = stack.subscribe();
-    let _in = stack.insert(0, &card).unwrap();
-    stack.wait_for(&mut events, is_session_started);
-
-    // Another program writes a certificate of another CA for the same key into slot 9A.
+/// Another program writes a certificate of another CA for the same key into the card's slot 9A,
+/// leaving the card in its reader and without a reset (so the reader's event counter stays).
+fn rewrite_certificate_elsewhere(stack: &Stack, card: &StackCard) {
     let ctx = stack.bed.context().unwrap();
     let reader = std::ffi::CString::new(stack.bed.reader_name(0)).unwrap();
     let mut piv_card = piv::PivCard::connect(&ctx, &reader).unwrap();
@@ -615,12 +604,104 @@ fn a_certificate_changed_by_someone_else_ends_the_session() {
         .unwrap();
     }
     piv_card.disconnect().unwrap();
+}
 
+#[test]
+fn a_certificate_changed_by_someone_else_ends_the_session_at_the_configured_re_check() {
+    let (mut stack, card, _) = holder_stack();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    let options = AgentOptions {
+        certificate_check_secs: 1,
+        ..AgentOptions::default()
+    };
+    stack.start_agent(&options).unwrap();
+    let mut events = stack.subscribe();
+    let _in = stack.insert(0, &card).unwrap();
+    stack.wait_for(&mut events, is_session_started);
+
+    rewrite_certificate_elsewhere(&stack, &card);
     stack.wait_for(
         &mut events,
         session_ended(SessionEndReason::CertificateChanged),
     );
     assert_eq!(stack.status().session.state, SessionState::Ended);
+}
+
+#[test]
+fn a_certificate_changed_by_someone_else_ends_the_session_at_the_agents_next_use_of_the_card() {
+    let (mut stack, card, _) = holder_stack();
+    // The sign-in's PIN, then the doctor's (it proves the key against the certificate).
+    let (mut events, _in) = start_and_insert(&mut stack, &[&card.pin, &card.pin], &card);
+    stack.wait_for(&mut events, is_session_started);
+
+    rewrite_certificate_elsewhere(&stack, &card);
+    // By default nothing reads the card on a clock: the session goes on for now.
+    assert!(
+        stack
+            .next_matching(&mut events, Duration::from_secs(3), |e| matches!(
+                e,
+                Event::SessionEnded { .. }
+            ))
+            .is_none(),
+        "the session ended with no use of the card"
+    );
+    assert_eq!(stack.status().session.state, SessionState::SignedIn);
+
+    // The agent's next use of the card (here the doctor's look) verifies the certificate.
+    stack.block_on(stack.client().doctor(None, false)).unwrap();
+    stack.wait_for(
+        &mut events,
+        session_ended(SessionEndReason::CertificateChanged),
+    );
+    assert_eq!(stack.status().session.state, SessionState::Ended);
+}
+
+#[test]
+fn a_card_swapped_too_quickly_to_see_its_removal_ends_the_session() {
+    let (mut stack, jane_card, _) = holder_stack();
+    let (bob, _) = stack.user("Bob Smith", &[NURSE]).unwrap();
+    let bob_card = stack
+        .issue(
+            &bob,
+            serial(2),
+            "135790",
+            InitialValidity::Days(300),
+            AtrProfile::Piv,
+        )
+        .unwrap();
+    let (carl, _) = stack.user("Carl Slow", &[NURSE]).unwrap();
+    let slow_card = stack
+        .issue(
+            &carl,
+            serial(3),
+            "112233",
+            InitialValidity::Days(300),
+            AtrProfile::Piv,
+        )
+        .unwrap();
+    let (mut events, jane_in) = start_and_insert(&mut stack, &[&jane_card.pin], &jane_card);
+    stack.wait_for(&mut events, is_session_started);
+
+    // A card answering a second late in the other reader keeps the agent's watcher reading it
+    // for seconds, while the session's card is swapped: the watcher never sees reader 0 empty,
+    // only its event counter moved.
+    let sluggish = cardsim::Faults::reply_delay(Duration::from_millis(1000));
+    let _slow_in = stack.insert_with(1, &slow_card, sluggish).unwrap();
+    stack.bed.remove(0, jane_in).unwrap();
+    let _bob_in = stack.insert(0, &bob_card).unwrap();
+
+    let ended = stack.wait_for(&mut events, |e| matches!(e, Event::SessionEnded { .. }));
+    assert!(
+        matches!(
+            ended,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardChanged | SessionEndReason::CardRemoved,
+                ..
+            }
+        ),
+        "{ended:?}"
+    );
+    assert_ne!(stack.status().session.state, SessionState::SignedIn);
 }
 
 #[test]

@@ -44,8 +44,9 @@ pub enum CardEvent {
         /// The reader.
         reader: String,
     },
-    /// The reader's event counter moved while a card stayed present (swapped or reset between
-    /// two polls); this is the card in it now, re-identified.
+    /// The reader's event counter (which pcscd bumps at each insertion and removal) moved while
+    /// a card stayed present: a card was pulled and one put in between two looks, the removal
+    /// unseen. This is the card in it now, re-identified.
     Changed(CardIdentity),
 }
 
@@ -372,32 +373,38 @@ impl Watcher {
         let counter_moved = event_count != reader.event_count;
         reader.event_count = event_count;
         match (reader.card.is_some(), present) {
+            // Each event goes to the owner before its log line: the owner acts on it meanwhile.
             (false, true) => {
                 let identity = self.identify(context, i)?;
                 self.readers[i].card = Some(identity.clone());
-                tracing::info!(
-                    reader = %identity.reader,
-                    card_type = identity.card_type,
-                    serial = ?identity.serial.map(|s| s.to_string()),
-                    "card inserted"
-                );
-                self.send(CardEvent::Inserted(identity))
+                let (reader, card_type, serial) = log_fields(&identity);
+                self.send(CardEvent::Inserted(identity))?;
+                tracing::info!(%reader, card_type, ?serial, "card inserted");
+                Ok(())
             }
             (true, false) => {
                 reader.card = None;
                 let name = reader.name.clone();
+                self.send(CardEvent::Removed {
+                    reader: name.clone(),
+                })?;
                 tracing::info!(reader = %name, "card removed");
-                self.send(CardEvent::Removed { reader: name })
+                Ok(())
             }
+            // The counter moved with no removal seen (a swap quicker than this thread's look):
+            // whatever is in the reader now is re-identified, and the owner treats it as a swap
+            // unless it is the very same card with the very same certificate.
             (true, true) if counter_moved => {
                 let identity = self.identify(context, i)?;
                 self.readers[i].card = Some(identity.clone());
+                let (reader, _, serial) = log_fields(&identity);
+                self.send(CardEvent::Changed(identity))?;
                 tracing::info!(
-                    reader = %identity.reader,
-                    serial = ?identity.serial.map(|s| s.to_string()),
+                    %reader,
+                    ?serial,
                     "another card, or the same one again, since the last look"
                 );
-                self.send(CardEvent::Changed(identity))
+                Ok(())
             }
             // In use by someone, powered, or no change that concerns us.
             _ => Ok(()),
@@ -474,6 +481,15 @@ impl Watcher {
     fn send(&self, event: CardEvent) -> Result<(), Interrupt> {
         self.events.send(event).map_err(|_| Interrupt::Stop)
     }
+}
+
+/// What a log line says of a card: its reader, type and serial.
+fn log_fields(identity: &CardIdentity) -> (String, &'static str, Option<String>) {
+    (
+        identity.reader.clone(),
+        identity.card_type,
+        identity.serial.map(|s| s.to_string()),
+    )
 }
 
 /// Whether a reader's state says a card is in it (powered, in use or mute alike).

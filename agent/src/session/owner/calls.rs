@@ -2,7 +2,7 @@
 //! state at once, or handed to a task whose report (or reply) comes later. The server answers
 //! `hello` and `subscribe` itself.
 
-use super::{json, ReplyTo, SessionOwner, TaskReport};
+use super::{json, Aftermath, ReplyTo, SessionOwner, TaskReport};
 use crate::audit::AuditEvent;
 use crate::ipc::AgentCall;
 use crate::session::login::SignedIn;
@@ -154,10 +154,12 @@ impl SessionOwner {
             if remember {
                 self.roles.remember(&s.session.user.id, selected.id);
             }
-            self.audit.record(AuditEvent::RoleChanged {
-                serial: s.serial.to_string(),
-                role: selected.id.to_string(),
-            });
+            // (The field, not `record`: the session is borrowed.)
+            self.aftermath
+                .push(Aftermath::Audit(AuditEvent::RoleChanged {
+                    serial: s.serial.to_string(),
+                    role: selected.id.to_string(),
+                }));
             self.pending.push(Event::RoleChanged {
                 role: role(selected),
             });

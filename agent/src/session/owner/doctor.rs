@@ -1,6 +1,7 @@
 //! The card doctor as the owner runs it: one examination at a time, never beside a sign-in or
 //! an operation, in a task of its own; what it healed becomes the readers' view and the
-//! session's (when the card is still the one examined), and is audited.
+//! session's (when the card is still the one examined), and is audited. The doctor's look at
+//! the session's card is a use of it: the session's certificate is verified right after.
 
 use super::{json, ReplyTo, SessionOwner, TaskReport};
 use crate::audit::AuditEvent;
@@ -74,10 +75,11 @@ impl SessionOwner {
         reply: ReplyTo,
     ) {
         self.doctor = None;
+        let mut renewed = false;
         let answer = result.map(|outcome| {
             let serial = outcome.report.card.serial.clone().unwrap_or_default();
             if let Some(tries_left) = outcome.wrong_pin {
-                self.audit.record(AuditEvent::WrongPin {
+                self.record(AuditEvent::WrongPin {
                     serial: serial.clone(),
                     tries_left,
                 });
@@ -89,8 +91,9 @@ impl SessionOwner {
                     .is_some_and(|s| s.generation == generation && s.card.is_some());
                 if let (true, Some(certificate)) = (same_card, &finished.certificate) {
                     self.card_renewed(reader, certificate.clone());
+                    renewed = true;
                 }
-                self.audit.record(AuditEvent::operation(
+                self.record(AuditEvent::operation(
                     finished.status.kind,
                     serial.clone(),
                     format!("{} by the card doctor", finished.status.step),
@@ -110,6 +113,9 @@ impl SessionOwner {
             json(&outcome.report)
         });
         let _ = reply.send(answer);
+        if !renewed {
+            self.verify_session_card(reader, generation);
+        }
         self.resume_repair();
     }
 }

@@ -1,10 +1,15 @@
 //! The session once signed in: how it ends (with the audit record, the event, and the logout
-//! at the service in the background) and the three clocks that run while it lasts — the CMS
-//! session's deadline, the certificate re-check, and the daily expiry warning.
+//! at the service in the background) and the clocks that run while it lasts — the CMS session's
+//! deadline, the daily expiry warning, and the certificate re-check when one is configured.
+//!
+//! The session's card is not touched on a clock by default: a card swapped (even too quickly
+//! for the removal to be seen) moves the reader's event counter, and the watcher re-identifies
+//! it at once. A certificate rewritten in place by another program is noticed at the agent's next
+//! use of the card — the doctor's look at it ([`SessionOwner::verify_session_card`]) or the next
+//! sign-in — or by the re-check every `session.certificate_check_secs` (0, off, by default).
 
 use super::timers::{expiry_warning_due, session_deadline};
-use super::{spawn_logout, SessionOwner, TaskReport};
-use crate::audit::AuditEvent;
+use super::{spawn_logout, Aftermath, SessionOwner, TaskReport};
 use crate::card::{fingerprint, with_card};
 use crate::session::now;
 use agent_ipc::{Event, SessionEndReason};
@@ -19,11 +24,11 @@ impl SessionOwner {
     pub(super) fn end_session(&mut self, reason: SessionEndReason) -> Option<JoinHandle<()>> {
         let session = self.session.take()?;
         let s = session.signed_in;
-        self.audit.record(AuditEvent::SignOut {
+        // Recorded once the event is out: subscribers hear of the end before the audit log.
+        self.aftermath.push(Aftermath::SessionEnded {
             serial: s.serial.to_string(),
-            reason: reason.as_str().to_owned(),
+            reason,
         });
-        tracing::info!(serial = %s.serial, ?reason, "session ended");
         self.pending.push(Event::SessionEnded {
             reason,
             reader: Some(s.reader.clone()),
@@ -79,8 +84,8 @@ impl SessionOwner {
         Some(session_deadline(expires_at, now()))
     }
 
-    /// Schedules the next certificate re-check (every `certificate_check_secs`) while the
-    /// session's card is in its reader.
+    /// Schedules the next certificate re-check (every `certificate_check_secs`, when that is not
+    /// 0) while the session's card is in its reader.
     pub(super) fn schedule_certificate_check(&mut self) {
         let period = self.config.session.certificate_check_secs;
         let live = self
@@ -88,6 +93,18 @@ impl SessionOwner {
             .as_ref()
             .is_some_and(|s| s.signed_in.card_present);
         self.clocks.check_certificate_in(period, live);
+    }
+
+    /// The agent just used the card of `reader` as of `generation` for something else: when it is
+    /// the session's card, its certificate is re-read so a change made by anyone else ends the
+    /// session now rather than at the next sign-in.
+    pub(super) fn verify_session_card(&mut self, reader: &str, generation: u64) {
+        let is_session_card = self.session.as_ref().is_some_and(|s| {
+            s.signed_in.reader == reader && s.generation == generation && s.signed_in.card_present
+        });
+        if is_session_card {
+            self.check_certificate();
+        }
     }
 
     /// Re-reads the session card's certificate to notice a change made by anyone else; skipped

@@ -33,7 +33,7 @@ use self::sign_in::LoginRun;
 use self::timers::{Due, SessionClocks};
 use super::login::{LoginContext, LoginStep, SignedIn};
 use super::roles::RoleMemory;
-use crate::audit::AuditLog;
+use crate::audit::{AuditEvent, AuditLog};
 use crate::card::{CardEvent, CardIdentity};
 use crate::config::Config;
 use crate::doctor::DoctorOutcome;
@@ -111,6 +111,22 @@ enum TaskReport {
     },
 }
 
+/// What a turn leaves to do once its status and events are published: the slow or merely
+/// bookkeeping side of acting on an event (audit lines, log lines, starting programs), kept off
+/// the path from a card event to the subscribers.
+#[derive(Debug)]
+enum Aftermath {
+    /// The session of card `serial` ended: audited and logged.
+    SessionEnded {
+        serial: String,
+        reason: SessionEndReason,
+    },
+    /// An audit line (kept in turn order with the session's end).
+    Audit(AuditEvent),
+    /// The `lock` removal action: the screen is locked.
+    LockScreen,
+}
+
 /// A session the service opened, bound to the reader generation of its card.
 #[derive(Debug)]
 struct Session {
@@ -145,6 +161,8 @@ pub struct SessionOwner {
     events: broadcast::Sender<Event>,
     /// The events of this turn, published after the status.
     pending: Vec<Event>,
+    /// What this turn leaves to do after publishing.
+    aftermath: Vec<Aftermath>,
     last_state: SessionState,
 }
 
@@ -221,6 +239,7 @@ impl SessionOwner {
             status,
             events,
             pending: Vec::new(),
+            aftermath: Vec::new(),
             last_state: SessionState::NoCard,
         };
         (owner, link)
@@ -252,15 +271,40 @@ impl SessionOwner {
                 },
             }
             self.flush();
+            self.settle_aftermath();
         }
         self.cancel_login(ErrorObject::new(
             ErrorCode::ShuttingDown,
             "the agent is shutting down",
         ));
-        if let Some(logout) = self.end_session(SessionEndReason::AgentShutdown) {
+        let logout = self.end_session(SessionEndReason::AgentShutdown);
+        self.flush();
+        self.settle_aftermath();
+        if let Some(logout) = logout {
             let _ = tokio::time::timeout(Duration::from_secs(2), logout).await;
         }
-        self.flush();
+    }
+
+    /// Does what the turn left for after publishing, in order.
+    fn settle_aftermath(&mut self) {
+        for work in std::mem::take(&mut self.aftermath) {
+            match work {
+                Aftermath::SessionEnded { serial, reason } => {
+                    tracing::info!(%serial, ?reason, "session ended");
+                    self.audit.record(AuditEvent::SignOut {
+                        serial,
+                        reason: reason.as_str().to_owned(),
+                    });
+                }
+                Aftermath::Audit(event) => self.audit.record(event),
+                Aftermath::LockScreen => readers::lock_screen(),
+            }
+        }
+    }
+
+    /// Audits `event` once this turn is published.
+    fn record(&mut self, event: AuditEvent) {
+        self.aftermath.push(Aftermath::Audit(event));
     }
 
     /// Hands a task's report to the room that started the task.

@@ -5,9 +5,10 @@
 //! Rules kept here: a session survives a pcscd restart only if its very card (serial and
 //! certificate) is back in its reader with no renewal of it left unfinished; another card in
 //! the session's reader, or its certificate changed by anyone else, ends the session; a removed
-//! session card applies the configured removal action (`logout`, `lock`, `keep`).
+//! session card applies the configured removal action (`logout`, `lock`, `keep`), also when the
+//! removal was only seen in the reader's event counter.
 
-use super::{ReaderSlot, SessionOwner};
+use super::{Aftermath, ReaderSlot, SessionOwner};
 use crate::card::{CardEvent, CardIdentity, ReaderSnapshot};
 use crate::config::RemovalAction;
 use crate::session::login::SignedIn;
@@ -218,34 +219,20 @@ impl SessionOwner {
             }
             (_, RemovalAction::Lock) => {
                 self.end_session_now(reason);
-                lock_screen();
+                self.aftermath.push(Aftermath::LockScreen);
             }
             (_, RemovalAction::Logout) => self.end_session_now(reason),
         }
     }
 
-    /// The reader's event counter moved while a card stayed in: the same card (reset) keeps
-    /// everything; a changed certificate or another card ends the session.
+    /// The reader's event counter moved with no removal seen: pcscd counts only insertions and
+    /// removals, so the card was pulled and a card (maybe the same one) put in between two
+    /// looks. It is taken as that removal and that insertion: the removal action applies, and
+    /// another card or another certificate ends the session.
     pub(super) fn card_changed(&mut self, card: CardIdentity) {
         let reader = card.reader.clone();
-        let Some(known) = self.readers.get(&reader).and_then(|s| s.card.clone()) else {
-            return self.card_arrived(card);
-        };
-        if known.serial != card.serial {
-            return self.card_arrived(card);
-        }
-        if known.certificate != card.certificate
-            && self
-                .session
-                .as_ref()
-                .is_some_and(|s| s.signed_in.reader == reader)
-        {
-            self.end_session_now(SessionEndReason::CertificateChanged);
-            self.ended_with_card_in = Some(reader.clone());
-        }
-        if let Some(slot) = self.readers.get_mut(&reader) {
-            slot.card = Some(card);
-        }
+        self.card_left(&reader, SessionEndReason::CardRemoved);
+        self.card_arrived(card);
     }
 
     /// A reader generation no card had before, for a card that just came.
@@ -315,7 +302,7 @@ pub(super) fn same_card(signed_in: &SignedIn, card: &CardIdentity) -> bool {
 }
 
 /// Locks the screen (`loginctl lock-session`) for the `lock` removal action.
-fn lock_screen() {
+pub(super) fn lock_screen() {
     match tokio::process::Command::new("loginctl")
         .arg("lock-session")
         .kill_on_drop(false)

@@ -268,7 +268,7 @@ impl SessionOwner {
                 if let Some(renewed) = &signed_in.renewed {
                     self.card_renewed(&run.reader, renewed.clone());
                 }
-                self.audit.record(AuditEvent::SignIn {
+                self.record(AuditEvent::SignIn {
                     serial: signed_in.serial.to_string(),
                     user: signed_in.session.user.id.clone(),
                 });
@@ -316,7 +316,7 @@ impl SessionOwner {
             }),
         };
         if let Some(event) = event {
-            self.audit.record(event);
+            self.record(event);
         }
         tracing::info!(serial = %serial_text, code = ?error.code, "sign-in failed");
         self.pending.push(Event::LoginFailed {

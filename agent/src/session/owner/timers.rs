@@ -1,6 +1,7 @@
 //! The clocks the owner keeps while a session lasts, apart from the owner so they can be
 //! driven by paused time in tests: the CMS session's deadline, the re-check of the session
-//! card's certificate, and the daily repeat of the expiry warning. The owner's run loop waits
+//! card's certificate (only when `session.certificate_check_secs` is set), and the daily repeat
+//! of the expiry warning. The owner's run loop waits
 //! on [`SessionClocks::next_due`] beside its channels and acts on what it returns.
 
 use std::time::Duration;
