@@ -60,7 +60,8 @@ pub struct Floor {
 
 impl Floor {
     /// Starts a floor server answering with `replies`, one task per connection on a runtime of
-    /// two worker threads, as the agent's.
+    /// two worker threads, one per CPU of the machine the figures come from (the agent itself
+    /// runs on one thread; its figures over these show what that costs).
     pub fn start(replies: Replies) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("floor.sock");
