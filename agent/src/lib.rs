@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod errors;
 pub mod hardening;
+pub mod heap;
 pub mod ipc;
 pub mod logging;
 pub mod operation;

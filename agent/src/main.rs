@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    agent::heap::limit_arenas();
     let args = Args::parse();
     // Read before detaching, so a broken file is reported to whoever started the agent.
     let config = match load_config(&args) {
@@ -161,14 +161,4 @@ async fn run(
         .await
         .context("stopping the card watcher")?;
     Ok(())
-}
-
-/// One malloc arena per thread is glibc's default: for a small resident daemon whose threads
-/// mostly sleep that is megabytes of RSS for nothing, so two arenas serve all threads.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; called before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }

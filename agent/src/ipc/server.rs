@@ -14,6 +14,9 @@ use tokio_util::task::TaskTracker;
 /// The first pause after a failed accept; it doubles up to [`MAX_ACCEPT_BACKOFF`].
 const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// When a client leaves and at most this many are still connected, the heap's free pages go
+/// back to the system ([`crate::heap::give_back`]).
+const QUIET_CLIENTS: usize = 4;
 
 /// Serves connections until `shutdown` is cancelled, then closes every connection and returns.
 pub async fn serve(
@@ -105,9 +108,13 @@ pub async fn serve(
         let link = link.clone();
         let shutdown = shutdown.clone();
         let limits = limits.clone();
+        let permits = Arc::clone(&permits);
         tracker.spawn(async move {
             connection::run(stream, link, &limits, shutdown).await;
             drop(permit);
+            if limits.max_connections - permits.available_permits() <= QUIET_CLIENTS {
+                crate::heap::give_back();
+            }
         });
     }
 
