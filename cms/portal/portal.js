@@ -119,8 +119,10 @@ export function explain(error) {
     case "hello_required":
     case "protocol_mismatch":
       return "The identity agent on this computer does not work with this page (its version may be too old or too new). Ask your IT service desk to update it.";
-    default:
+    case "internal":
       return "Something went wrong inside the identity agent. Try again; if it happens again, ask your IT service desk.";
+    default:
+      return `The identity agent answered something this page does not know (${code}). Try again; if it happens again, ask your IT service desk.`;
   }
 }
 
