@@ -52,7 +52,14 @@ export class IdentityAgent {
     if (typeof Socket !== "function") {
       throw new AgentError(DISCONNECTED, "this browser cannot open a WebSocket");
     }
-    const agent = new IdentityAgent(new Socket(socketUrl(base)));
+    let socket;
+    try {
+      socket = new Socket(socketUrl(base));
+    } catch (error) {
+      if (error instanceof AgentError) throw error;
+      throw new AgentError(DISCONNECTED, `the identity agent cannot be reached at ${base}`);
+    }
+    const agent = new IdentityAgent(socket);
     const timeoutMs = options.timeoutMs ?? 10000;
     await agent.#opened(timeoutMs);
     const params = { protocol: PROTOCOL_VERSION };

@@ -8,8 +8,7 @@ use super::security::{is_same_origin, SecurityHeaders};
 use super::session::{cleared_cookie, see_other, ticket_cookie, ticket_from, SignedIn};
 use crate::error::CmsError;
 use crate::service::{Caller, Cms};
-use axum::extract::rejection::FormRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -100,17 +99,14 @@ struct SignInForm {
 
 /// Takes the agent's ticket when it comes from the portal's own page and the service
 /// validates it, as `POST /v1/tickets/validate` does; keeps it in the cookie.
-async fn sign_in(
-    State(portal): State<Portal>,
-    headers: HeaderMap,
-    form: Result<Form<SignInForm>, FormRejection>,
-) -> Response {
+async fn sign_in(State(portal): State<Portal>, request: Request) -> Response {
     let refuse = |status, notice| html(status, pages::sign_in(&portal.agent_url, notice, None));
-    if !is_same_origin(&headers) {
+    // The origin first: a form from another site is refused before its body is read.
+    if !is_same_origin(request.headers()) {
         tracing::warn!("portal sign-in refused: not from the portal's own origin");
         return refuse(StatusCode::FORBIDDEN, SignInNotice::ForeignOrigin);
     }
-    let Ok(Form(form)) = form else {
+    let Ok(Form(form)) = Form::<SignInForm>::from_request(request, &portal).await else {
         return refuse(StatusCode::BAD_REQUEST, SignInNotice::TicketRefused);
     };
     let Some(cookie) = ticket_cookie(&form.ticket) else {
