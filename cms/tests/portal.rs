@@ -429,6 +429,29 @@ async fn sign_in_and_sign_out_from_another_origin_are_refused() {
         assert!(page.set_cookie().is_none());
         assert!(page.body.contains("did not come from this site"));
     }
+    // A browser posting from a page whose referrer policy is no-referrer (the portal's) sends
+    // `Origin: null`; the Fetch Metadata it sets tells whether the post came from this origin.
+    for (site, status) in [
+        ("cross-site", StatusCode::FORBIDDEN),
+        ("same-site", StatusCode::FORBIDDEN),
+        ("same-origin", StatusCode::SEE_OTHER),
+    ] {
+        let page = browser
+            .http
+            .post(format!("{}/portal/sign-in", browser.base))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("origin", "null")
+            .header("sec-fetch-site", site)
+            .body(format!("ticket={ticket}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), status, "{site}");
+        assert_eq!(
+            page.headers().contains_key(SET_COOKIE),
+            status.is_redirection()
+        );
+    }
     assert_eq!(browser.sign_in(&ticket).await.status, StatusCode::SEE_OTHER);
     let refused = browser
         .post_form(
@@ -550,6 +573,11 @@ async fn assets_are_served_with_their_content_types() {
             "portal.css",
             "text/css; charset=utf-8",
             root.join("portal/portal.css"),
+        ),
+        (
+            "favicon.svg",
+            "image/svg+xml",
+            root.join("portal/favicon.svg"),
         ),
     ] {
         let page = browser.get(&format!("/portal/assets/{name}")).await;

@@ -1,5 +1,5 @@
 //! The portal's static files, built into the binary: the identity agent's JavaScript client
-//! (from `agent-ipc/js`), the pages' script and their style sheet.
+//! (from `agent-ipc/js`), the pages' script, their style sheet and icon.
 
 use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -30,6 +30,11 @@ const ASSETS: &[Asset] = &[
         name: "portal.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("../../portal/portal.css"),
+    },
+    Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_str!("../../portal/favicon.svg"),
     },
 ];
 

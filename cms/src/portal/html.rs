@@ -42,6 +42,7 @@ pub fn page(frame: &Frame<'_>, main: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"identity-agent-url\" content=\"{agent}\">\n\
          <title>{title} – Card Management Service</title>\n\
+         <link rel=\"icon\" href=\"/portal/assets/favicon.svg\" type=\"image/svg+xml\">\n\
          <link rel=\"stylesheet\" href=\"/portal/assets/portal.css\">\n\
          <script type=\"module\" src=\"/portal/assets/portal.js\"></script>\n\
          </head>\n<body data-page=\"{page}\">\n\

@@ -51,18 +51,31 @@ pub fn content_security_policy(config: &PortalConfig) -> String {
     )
 }
 
-/// Whether a request's `Origin` is this service's own origin, `https://<Host>`: the portal's
-/// forms change the session, so they must come from its own pages. A request without `Origin`
-/// (browsers send it on every POST) is refused too.
+/// Whether a form post comes from the portal's own pages: its `Origin` is this service's own
+/// origin, `https://<Host>`. Browsers send `Origin: null` instead on a form post from a page
+/// whose referrer policy is `no-referrer` (the portal's own), so a `null` or absent `Origin`
+/// passes only with `Sec-Fetch-Site: same-origin`, which the browser sets and no page can. A
+/// post with neither, or from any other origin or site, is refused.
 pub fn is_same_origin(headers: &HeaderMap) -> bool {
-    let (Some(origin), Some(host)) = (headers.get(ORIGIN), headers.get(HOST)) else {
-        return false;
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let (Ok(origin), Ok(host)) = (origin.to_str(), host.to_str()) else {
+    let fetch_site = text(SEC_FETCH_SITE);
+    if fetch_site.is_some_and(|site| site != "same-origin") {
         return false;
-    };
-    !host.is_empty() && origin.strip_prefix("https://") == Some(host)
+    }
+    match (text(ORIGIN.as_str()), text(HOST.as_str())) {
+        (Some(origin), Some(host)) if origin != "null" => {
+            !host.is_empty() && origin.strip_prefix("https://") == Some(host)
+        }
+        _ => fetch_site == Some("same-origin"),
+    }
 }
+
+/// The Fetch Metadata header that says where a request came from, relative to its target.
+const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
 #[cfg(test)]
 mod tests {
@@ -75,6 +88,33 @@ mod tests {
             h.insert(ORIGIN, HeaderValue::from_str(origin).unwrap());
         }
         h
+    }
+
+    fn fetched_from(origin: Option<&str>, site: &str) -> HeaderMap {
+        let mut h = headers(origin, "127.0.0.1:8443");
+        h.insert(SEC_FETCH_SITE, HeaderValue::from_str(site).unwrap());
+        h
+    }
+
+    #[test]
+    fn a_null_origin_passes_only_when_the_browser_says_same_origin() {
+        assert!(is_same_origin(&fetched_from(Some("null"), "same-origin")));
+        assert!(is_same_origin(&fetched_from(None, "same-origin")));
+        assert!(is_same_origin(&fetched_from(
+            Some("https://127.0.0.1:8443"),
+            "same-origin"
+        )));
+        for site in ["cross-site", "same-site", "none"] {
+            assert!(!is_same_origin(&fetched_from(Some("null"), site)), "{site}");
+            assert!(!is_same_origin(&fetched_from(
+                Some("https://127.0.0.1:8443"),
+                site
+            )));
+        }
+        assert!(!is_same_origin(&fetched_from(
+            Some("https://evil.example"),
+            "same-origin"
+        )));
     }
 
     #[test]
