@@ -164,7 +164,7 @@ function signInPage() {
       input.name = "role";
       input.value = role.id;
       input.id = id;
-      input.checked = role.id === roles.default;
+      input.checked = String(role.id) === String(roles.default);
       const label = document.createElement("label");
       label.htmlFor = id;
       label.textContent = `${role.job_role}, ${role.organisation}`;
@@ -182,7 +182,9 @@ function signInPage() {
         return;
       }
       try {
-        await agent.selectRole({ role: chosen.value, remember: false });
+        // The role's id as the agent gave it (a string or a number), not the input's text.
+        const role = roles.roles.find((r) => String(r.id) === chosen.value);
+        await agent.selectRole({ role: role ? role.id : chosen.value, remember: false });
         fieldset.hidden = true;
         await postTicket();
       } catch (error) {
