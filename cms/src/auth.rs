@@ -353,13 +353,20 @@ impl Cms {
         )
     }
 
-    /// Checks a ticket for a relying application.
-    pub fn validate_ticket(&self, ticket: &str) -> CmsResult<TicketValidation> {
+    /// The live session behind a ticket, its user and their role profiles, checked as
+    /// [`Cms::validate_ticket`] checks it (`invalid_ticket` for an unknown, ended or expired
+    /// one). For the portal, whose pages act for the ticket's holder.
+    pub fn ticket_caller(&self, ticket: &str) -> CmsResult<Caller> {
         let session = self
             .db
             .session_by_ticket(&secret_hash(ticket))?
             .ok_or(CmsError::InvalidTicket)?;
-        let caller = self.caller_of(session, CmsError::InvalidTicket, CmsError::InvalidTicket)?;
+        self.caller_of(session, CmsError::InvalidTicket, CmsError::InvalidTicket)
+    }
+
+    /// Checks a ticket for a relying application.
+    pub fn validate_ticket(&self, ticket: &str) -> CmsResult<TicketValidation> {
+        let caller = self.ticket_caller(ticket)?;
         Ok(TicketValidation {
             valid: true,
             user: user_view(&caller.user),

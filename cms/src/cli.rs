@@ -2,6 +2,7 @@
 //! completions are generated from the definitions `--help` prints.
 
 use crate::policy::{AgentVersion, Rate, Throttling};
+use crate::portal::PortalConfig;
 use crate::server::ServerLimits;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -24,6 +25,8 @@ Environment:
           the data directory, unless --data-dir is given
   CMS_ISSUE_PIN
           the holder's PIN for issue-card, unless --pin is given
+  CMS_PORTAL_AGENT_URL
+          the identity agent bridge of the web portal (serve), unless --portal-agent-url is given
   RUST_LOG
           the log filter (default info); transport and TLS crates stay at warn
 
@@ -146,6 +149,10 @@ pub struct ServeArgs {
     /// The PKCS#8 PEM key of --tls-certificate.
     #[arg(long, requires = "tls_certificate")]
     pub tls_key: Option<PathBuf>,
+    /// Turns the web portal on under /portal, its pages talking to the identity agent's
+    /// loopback bridge at this URL (http://127.0.0.1:PORT); without it the portal is off.
+    #[arg(long, env = "CMS_PORTAL_AGENT_URL", value_name = "URL")]
+    pub portal_agent_url: Option<PortalConfig>,
     /// The limits on connections (each phase of a connection has a deadline).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -318,6 +325,20 @@ mod tests {
         let args = serve_args(&[]);
         assert_eq!(args.throttling.throttling(), Throttling::default());
         assert_eq!(args.limits.limits(), ServerLimits::default());
+    }
+
+    #[test]
+    fn the_portal_is_off_unless_its_agent_url_is_given() {
+        assert_eq!(serve_args(&[]).portal_agent_url, None);
+        let args = serve_args(&["--portal-agent-url", "http://127.0.0.1:8791"]);
+        assert_eq!(
+            args.portal_agent_url.map(|p| p.agent_url()).as_deref(),
+            Some("http://127.0.0.1:8791")
+        );
+        assert!(
+            Cli::try_parse_from(["cms", "serve", "--portal-agent-url", "http://10.1.1.1:1"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod fields;
 pub mod issuance;
 pub mod operations;
 pub mod policy;
+pub mod portal;
 pub mod registry;
 pub mod server;
 pub mod service;

@@ -159,7 +159,9 @@ fn serve(data_dir: &DataDir, args: ServeArgs) -> Result<()> {
     let limits = args.limits.limits();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let running = server::start_with_tls(Arc::new(cms), args.listen, &tls, &limits)
+        let portal = args.portal_agent_url;
+        let portal_agent = portal.as_ref().map(|p| p.agent_url());
+        let running = server::start_serving(Arc::new(cms), args.listen, &tls, &limits, portal)
             .await
             .context("starting the HTTPS server")?;
         println!("CA certificate: {}", ca_path.display());
@@ -167,6 +169,12 @@ fn serve(data_dir: &DataDir, args: ServeArgs) -> Result<()> {
             println!("TLS certificate: {}", tls.certificate_chain.display());
         }
         println!("listening on {}", running.url());
+        if let Some(agent) = portal_agent {
+            println!(
+                "portal on {}/portal/, talking to the identity agent at {agent}",
+                running.url()
+            );
+        }
         shutdown_signal().await;
         tracing::info!("shutting down");
         running.stop().await;

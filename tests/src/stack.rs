@@ -144,6 +144,18 @@ impl Stack {
 
     /// [`Stack::start`] with the service's `policy`.
     pub fn start_with(policy: Policy) -> Result<Self> {
+        Self::start_serving(policy, None)
+    }
+
+    /// [`Stack::start_with`], with the service's web portal on under `/portal` and its pages
+    /// pointed at the agent bridge at `agent_url` (`http://127.0.0.1:PORT`: the port the
+    /// agent's `[bridge]` will listen on; its `allowed_origins` take [`Stack::cms_url`]).
+    pub fn start_with_portal(policy: Policy, agent_url: &str) -> Result<Self> {
+        let portal = cms::portal::PortalConfig::new(agent_url)?;
+        Self::start_serving(policy, Some(portal))
+    }
+
+    fn start_serving(policy: Policy, portal: Option<cms::portal::PortalConfig>) -> Result<Self> {
         let bed = TestBed::start()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -154,12 +166,14 @@ impl Stack {
             Cms::init(&DataDir::new(&data), &[], policy)
                 .context("initialising the Card Management Service")?,
         );
-        let server = runtime
-            .block_on(cms::server::start(
-                cms.clone(),
-                "127.0.0.1:0".parse().context("loopback address")?,
-            ))
-            .context("starting the Card Management Service")?;
+        let addr = "127.0.0.1:0".parse().context("loopback address")?;
+        let server = match portal {
+            Some(portal) => {
+                runtime.block_on(cms::server::start_with_portal(cms.clone(), addr, portal))
+            }
+            None => runtime.block_on(cms::server::start(cms.clone(), addr)),
+        }
+        .context("starting the Card Management Service")?;
         let url = server.url();
         std::fs::write(bed.dir().join("cms-ca.pem"), cms.ca().certificate_pem())?;
         Ok(Self {

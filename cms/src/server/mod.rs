@@ -9,6 +9,7 @@ mod limits;
 pub use limits::ServerLimits;
 
 use crate::ca::{pem_blocks, CaFiles};
+use crate::portal::PortalConfig;
 use crate::service::Cms;
 use body::DeadlineBody;
 use hyper::service::Service as _;
@@ -232,6 +233,17 @@ pub async fn start(cms: Arc<Cms>, addr: SocketAddr) -> Result<RunningServer, Ser
     start_with_tls(cms, addr, &files, &ServerLimits::default()).await
 }
 
+/// As [`start`], with the web portal on under `/portal`, its pages talking to the identity
+/// agent bridge of `portal`.
+pub async fn start_with_portal(
+    cms: Arc<Cms>,
+    addr: SocketAddr,
+    portal: PortalConfig,
+) -> Result<RunningServer, ServerError> {
+    let files = TlsFiles::own(&cms.data_dir().ca_files());
+    start_serving(cms, addr, &files, &ServerLimits::default(), Some(portal)).await
+}
+
 /// As [`start`], presenting the certificate and key in `files` (an organisation's own) and
 /// holding connections to `limits`.
 pub async fn start_with_tls(
@@ -239,6 +251,18 @@ pub async fn start_with_tls(
     addr: SocketAddr,
     files: &TlsFiles,
     limits: &ServerLimits,
+) -> Result<RunningServer, ServerError> {
+    start_serving(cms, addr, files, limits, None).await
+}
+
+/// As [`start_with_tls`], with the web portal on when `portal` is given (off, `/portal` is an
+/// unknown endpoint as any other).
+pub async fn start_serving(
+    cms: Arc<Cms>,
+    addr: SocketAddr,
+    files: &TlsFiles,
+    limits: &ServerLimits,
+    portal: Option<PortalConfig>,
 ) -> Result<RunningServer, ServerError> {
     let tls = tls_config(files)?;
     let listener = TcpListener::bind(addr)
@@ -252,7 +276,7 @@ pub async fn start_with_tls(
     let task = tokio::spawn(serve(
         listener,
         tls,
-        cms,
+        app(cms, portal.as_ref()),
         *limits,
         shutdown.clone(),
         gate.clone(),
@@ -277,7 +301,7 @@ pub async fn run(
     serve(
         listener,
         tls,
-        cms,
+        app(cms, None),
         *limits,
         shutdown,
         Arc::new(Gate::default()),
@@ -285,17 +309,25 @@ pub async fn run(
     .await;
 }
 
-/// [`run`], letting requests through `gate`.
+/// What the server answers: the API, and the portal's pages when it is on.
+fn app(cms: Arc<Cms>, portal: Option<&PortalConfig>) -> axum::Router {
+    let api = crate::api::router(cms.clone());
+    match portal {
+        Some(config) => crate::portal::router(cms, config).merge(api),
+        None => api,
+    }
+}
+
+/// [`run`], serving `app` and letting requests through `gate`.
 async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    cms: Arc<Cms>,
+    app: axum::Router,
     limits: ServerLimits,
     shutdown: CancellationToken,
     gate: Arc<Gate>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let app = crate::api::router(cms);
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let client_slots = ClientSlots::new(limits.max_connections_per_client.max(1));

@@ -110,6 +110,25 @@ impl Fixture {
         }
     }
 
+    /// A service with the web portal on, its pages pointed at an agent bridge at `agent_url`.
+    pub async fn with_portal(agent_url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Policy::default();
+        let cms = Arc::new(Cms::init(&DataDir::new(dir.path()), &[], policy.clone()).unwrap());
+        let portal = cms::portal::PortalConfig::new(agent_url).unwrap();
+        let server = server::start_with_portal(cms.clone(), "127.0.0.1:0".parse().unwrap(), portal)
+            .await
+            .unwrap();
+        let client = CmsClient::new(&server.url(), cms.ca().certificate_pem()).unwrap();
+        Self {
+            dir,
+            cms,
+            server: Some(server),
+            client,
+            policy,
+        }
+    }
+
     /// Stops the server, closes the service and opens both again from the same directory.
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
