@@ -5,6 +5,7 @@
 //! ends both when dropped. The pages are served by the real CMS over HTTPS; the browser trusts
 //! exactly that server's key ([`spki_pin`]), not every certificate.
 
+use crate::free_port;
 use anyhow::{bail, Context as _, Result};
 use base64::Engine as _;
 use der::{DecodePem as _, Encode as _};
@@ -285,11 +286,6 @@ pub fn screenshot_dir() -> PathBuf {
         .join("..")
         .join("target")
         .join("screenshots")
-}
-
-/// A loopback port nothing listens on now.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `name` on the `PATH`, or an error saying what to install.

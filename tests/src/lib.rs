@@ -36,6 +36,13 @@ pub const CARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the readers may take to appear after pcscd starts.
 const READERS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A loopback TCP port nothing listens on now (for a server a test starts next).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// The first user id (a UUID: `8-4-4-4-12` hex digits) in `text`, if any: what people read
 /// should name them, not give their id.
 pub fn user_id_in(text: &str) -> Option<&str> {

@@ -9,9 +9,11 @@ use anyhow::{bail, Context as _, Result};
 use cardsim::AtrProfile;
 use clap::{Parser, Subcommand};
 use cms::issuance::InitialValidity;
+use cms::policy::Policy;
 use cms_api::client::CmsClient;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use testbed::free_port;
 use testbed::stack::{
     workspace_binary, AgentOptions, PinentrySetup, Stack, StackCard, NURSE, RA_OFFICER,
     WARD_MANAGER,
@@ -52,13 +54,19 @@ fn main() -> Result<()> {
     .context("installing the Ctrl-C handler")?;
 
     println!("Identity Agent — demo stack");
-    let mut stack = Stack::start().context("starting pcscd and the CMS")?;
+    let bridge_port = free_port()?;
+    let mut stack = Stack::start_with_portal(
+        Policy::default(),
+        &format!("http://127.0.0.1:{bridge_port}"),
+    )
+    .context("starting pcscd and the CMS")?;
     println!(
         "  pcscd      private instance with readers {:?} and {:?}",
         stack.bed.reader_name(0),
         stack.bed.reader_name(1)
     );
     println!("  CMS        {} (SQLite, its own CA)", stack.cms_url());
+    let portal = format!("{}/portal/", stack.cms_url());
     let cards = demo_cards(&stack)?;
     let pinentry = if once { None } else { interactive_pinentry() };
     let prompt = pinentry
@@ -73,6 +81,11 @@ fn main() -> Result<()> {
             args: vec!["--pin".into(), cards.expiring.pin.clone()],
             tty: None,
         })),
+        // The portal's pages reach the agent through its web bridge, open to their origin only.
+        extra_config: format!(
+            "[bridge]\nport = {bridge_port}\nallowed_origins = [{:?}]\n",
+            stack.cms_url()
+        ),
         ..AgentOptions::default()
     };
     let started = Instant::now();
@@ -85,16 +98,21 @@ fn main() -> Result<()> {
         started.elapsed().as_millis()
     );
     println!("             log {}", agent.log.display());
+    println!(
+        "  portal     {portal} (trust {} in the browser); the pages reach the agent's bridge \
+         on 127.0.0.1:{bridge_port}",
+        stack.cms_ca_file().display()
+    );
     let socket = stack.socket()?;
 
     if once {
-        walk_through(&stack, &cards)?;
+        walk_through(&stack, &cards, bridge_port)?;
         stack.stop_agent()?;
         println!("Agent stopped. Demo done.");
         return Ok(());
     }
 
-    let _tray = start_tray(&socket);
+    let _tray = start_tray(&socket, &portal);
     let bin = workspace_binary("iactl")?;
     let cardsim = workspace_binary("cardsim")?;
     println!();
@@ -136,7 +154,7 @@ fn main() -> Result<()> {
 }
 
 /// The tray, on a desktop (`DISPLAY` or `WAYLAND_DISPLAY` set); ended when the demo ends.
-fn start_tray(socket: &std::path::Path) -> Option<TrayProcess> {
+fn start_tray(socket: &std::path::Path, portal: &str) -> Option<TrayProcess> {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         println!("  tray       not started (no display)");
         return None;
@@ -151,6 +169,7 @@ fn start_tray(socket: &std::path::Path) -> Option<TrayProcess> {
     match std::process::Command::new(program)
         .arg("--socket")
         .arg(socket)
+        .env("IDENTITY_AGENT_PORTAL_URL", portal)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -251,7 +270,7 @@ fn interactive_pinentry() -> Option<PinentrySetup> {
 }
 
 /// Insert → PIN → signed in → role → ticket → pulled → signed out, then an expired card.
-fn walk_through(stack: &Stack, cards: &DemoCards) -> Result<()> {
+fn walk_through(stack: &Stack, cards: &DemoCards, bridge_port: u16) -> Result<()> {
     let rt = &stack.runtime;
     let socket = stack.socket()?;
     let mut events = rt.block_on(async { Client::connect(&socket).await?.subscribe().await })?;
@@ -308,6 +327,17 @@ fn walk_through(stack: &Stack, cards: &DemoCards) -> Result<()> {
         valid.user.name,
         valid.role.map_or("no role".into(), |r| r.job_role)
     );
+    let (code, body) = bridge_status(bridge_port, stack.cms_url())?;
+    if code != 200 || !body.contains("\"signed_in\"") {
+        bail!("the bridge answered the portal's origin {code}: {body}");
+    }
+    let (refused, _) = bridge_status(bridge_port, "https://elsewhere.example")?;
+    if refused != 403 {
+        bail!("the bridge answered another origin {refused}");
+    }
+    println!(
+        "   the portal's pages read the status through the agent's bridge; another origin gets {refused}"
+    );
 
     println!("5. Pull the card");
     stack.bed.remove(0, card)?;
@@ -339,6 +369,29 @@ fn walk_through(stack: &Stack, cards: &DemoCards) -> Result<()> {
         status.readers.len()
     );
     Ok(())
+}
+
+/// `GET /v1/status` on the agent's bridge as a page of `origin` would ask it: the HTTP status
+/// code and the body.
+fn bridge_status(port: u16, origin: &str) -> Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to the agent's bridge on port {port}"))?;
+    stream.set_read_timeout(Some(STEP_TIMEOUT))?;
+    write!(
+        stream,
+        "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\n\
+         Connection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("the bridge's answer is not HTTP: {answer:?}"))?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((code, body.to_owned()))
 }
 
 /// The next event matching `wanted`, within [`STEP_TIMEOUT`].
