@@ -10,6 +10,7 @@
 //! test beds within one process take turns.
 
 pub mod agent_client;
+pub mod bridge;
 pub mod desktop;
 pub mod fault;
 pub mod issue;
