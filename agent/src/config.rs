@@ -22,6 +22,8 @@ pub struct Config {
     pub expiry: ExpiryConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// The web bridge for the organisation's portal (off by default).
+    pub bridge: crate::bridge::BridgeConfig,
     /// Where state (default roles, journal, audit log) lives; default
     /// `$XDG_STATE_HOME/identity-agent`.
     pub state_dir: Option<PathBuf>,
@@ -348,6 +350,7 @@ mod tests {
         assert_eq!(config.ipc.idle_timeout_secs, 300);
         assert_eq!(config.audit.max_bytes, 1024 * 1024);
         assert_eq!(config.expiry.warning_days, 90);
+        assert!(!config.bridge.enabled());
         // An empty file is the defaults.
         assert_eq!(toml::from_str::<Config>("").unwrap(), config);
     }
@@ -449,6 +452,15 @@ mod tests {
         );
         let err = Config::load(Some(&bad_action)).unwrap_err().to_string();
         assert_error_at(&err, &bad_action, 2);
+
+        let origin = write(
+            dir.path(),
+            "origin.toml",
+            "[bridge]\nport = 8765\nallowed_origins = [\"https://cms.example\", \"*\"]\n",
+        );
+        let err = Config::load(Some(&origin)).unwrap_err().to_string();
+        assert_error_at(&err, &origin, 3);
+        assert!(err.contains("wildcards are not allowed"), "{err}");
 
         let top = write(dir.path(), "top.toml", "colour = \"blue\"\n");
         let err = Config::load(Some(&top)).unwrap_err().to_string();

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod bridge;
 pub mod card;
 pub mod cli;
 pub mod cms;

@@ -1,5 +1,5 @@
 //! `identity-agent`: the resident identity agent. This file only wires the owners together:
-//! the card watcher thread, the session owner task and the socket server.
+//! the card watcher thread, the session owner task, the socket server and the web bridge.
 
 use agent::audit::AuditLog;
 use agent::card::CardWatcher;
@@ -7,7 +7,7 @@ use agent::cli::AgentArgs as Args;
 use agent::config::Config;
 use agent::ipc::{self, ServerLimits};
 use agent::session::SessionOwner;
-use agent::{daemon, hardening, logging};
+use agent::{bridge, daemon, hardening, logging};
 use anyhow::{Context, Result};
 use clap::Parser;
 use std::os::unix::fs::DirBuilderExt;
@@ -145,6 +145,7 @@ async fn run(
         hello_timeout: std::time::Duration::from_secs(config.ipc.hello_timeout_secs),
         idle_timeout: std::time::Duration::from_secs(config.ipc.idle_timeout_secs),
     };
+    let bridge = start_bridge(&config, &link, &shutdown).await;
     let server = tokio::spawn(ipc::serve(listener, link, limits, shutdown.clone()));
     tracing::info!(socket = %socket.display(), "identity agent ready");
     readiness.ready();
@@ -157,8 +158,33 @@ async fn run(
     let _ = owner.await;
     shutdown.cancel();
     let _ = server.await;
+    if let Some(bridge) = bridge {
+        let _ = bridge.await;
+    }
     tokio::task::spawn_blocking(move || watcher.stop())
         .await
         .context("stopping the card watcher")?;
     Ok(())
+}
+
+/// Binds and serves the web bridge when it is on. A port it cannot bind is logged and the
+/// agent runs without it: the socket's clients need not suffer for the portal's.
+async fn start_bridge(
+    config: &Config,
+    link: &ipc::AgentLink,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match bridge::bind(&config.bridge).await {
+        Ok(Some(listener)) => Some(tokio::spawn(bridge::serve(
+            listener,
+            config.bridge.clone(),
+            link.clone(),
+            shutdown.clone(),
+        ))),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "the web bridge is off");
+            None
+        }
+    }
 }

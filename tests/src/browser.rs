@@ -5,7 +5,7 @@
 //! ends both when dropped. The pages are served by the real CMS over HTTPS; the browser trusts
 //! exactly that server's key ([`spki_pin`]), not every certificate.
 
-use crate::free_port;
+use crate::bridge::free_port;
 use anyhow::{bail, Context as _, Result};
 use base64::Engine as _;
 use der::{DecodePem as _, Encode as _};

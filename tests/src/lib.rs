@@ -11,6 +11,7 @@
 
 pub mod agent_client;
 pub mod browser;
+pub mod bridge;
 pub mod desktop;
 pub mod fault;
 pub mod issue;
@@ -35,13 +36,6 @@ use std::time::{Duration, Instant};
 pub const CARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the readers may take to appear after pcscd starts.
 const READERS_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A loopback TCP port nothing listens on now (for a server a test starts next).
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 /// The first user id (a UUID: `8-4-4-4-12` hex digits) in `text`, if any: what people read
 /// should name them, not give their id.

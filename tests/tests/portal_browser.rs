@@ -13,7 +13,7 @@ use cms::policy::Policy;
 use piv::CardSerial;
 use std::time::Duration;
 use testbed::browser::{screenshot_dir, serve_page, spki_pin, Browser, BrowserOptions};
-use testbed::free_port;
+use testbed::bridge::free_port;
 use testbed::stack::{AgentOptions, Stack, StackCard, NURSE, RA_OFFICER};
 
 /// How long a page may take to show what a step brings (a renewal's RSA key generation on the

@@ -1,21 +1,23 @@
 //! One connection: a reader that parses and answers requests, and a writer task that owns the
-//! socket's write half and sends replies and events through one bounded queue.
+//! transport's write side and sends replies and events through one bounded queue. The transport
+//! is the socket or the web bridge's WebSocket (`transport`).
 //!
 //! Calls for the session owner run as tasks of their own, so a `login` waiting on the PIN
 //! prompt holds up neither `status` on the same connection nor its events; replies carry the
 //! request's id, so their order does not matter.
 
-use super::endpoint::Stream;
-use super::{AgentCall, AgentLink, ServerLimits};
+use super::answer::{answer, ask_owner, served, shutting_down, to_json};
+use super::request::{parse_line, Admission, Refusal};
+use super::transport::{Inbound, LineSink, LineSource};
+use super::{AgentLink, ServerLimits};
 use agent_ipc::{
-    encode_line, Call, ErrorCode, ErrorObject, Event, FrameError, HelloParams, HelloResult,
-    LineReader, Outcome, Reply, Request, Subscribed, METHODS, PROTOCOL_VERSION,
+    encode_line, Call, ErrorCode, ErrorObject, Event, HelloParams, HelloResult, Outcome, Reply,
+    Subscribed, PROTOCOL_VERSION,
 };
 use serde_json::Value;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader, WriteHalf};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -97,13 +99,6 @@ fn encode_reply(reply: &Reply) -> Vec<u8> {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ErrorObject> {
-    serde_json::to_value(value).map_err(|e| {
-        tracing::error!(error = %e, "cannot encode a result");
-        ErrorObject::new(ErrorCode::Internal, "the agent could not encode its result")
-    })
-}
-
 /// The protocol state of one connection.
 struct Connection {
     link: AgentLink,
@@ -111,19 +106,22 @@ struct Connection {
     hello_done: bool,
     subscribed: bool,
     in_flight: JoinSet<()>,
+    admission: Box<dyn Admission>,
 }
 
-/// Serves one connection until the client closes it, it misbehaves, or `shutdown`.
-pub(super) async fn run(
-    stream: Stream,
+/// Serves one connection, read from `source` and written to `sink`, until the client closes
+/// it, it misbehaves, or `shutdown`. `admission` says which methods it serves.
+pub async fn run(
+    mut source: impl LineSource,
+    sink: impl LineSink,
     link: AgentLink,
     limits: &ServerLimits,
+    admission: Box<dyn Admission>,
     shutdown: CancellationToken,
 ) {
-    let (read, write) = tokio::io::split(stream);
     let conn = shutdown.child_token();
     let (queue, queued) = mpsc::channel(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(write, queued, conn.clone(), shutdown.clone()));
+    let writer = tokio::spawn(write_loop(sink, queued, conn.clone(), shutdown.clone()));
     let mut state = Connection {
         link,
         sink: ReplySink {
@@ -133,8 +131,8 @@ pub(super) async fn run(
         hello_done: false,
         subscribed: false,
         in_flight: JoinSet::new(),
+        admission,
     };
-    let mut reader = LineReader::new(BufReader::new(read));
     let mut input_open = true;
     let accepted = Instant::now();
     let mut last_active = accepted;
@@ -167,24 +165,14 @@ pub(super) async fn run(
             Some(_) = state.in_flight.join_next(), if !state.in_flight.is_empty() => {
                 last_active = Instant::now();
             }
-            line = reader.next_line(), if input_open => match line {
-                Ok(Some(line)) => {
+            inbound = source.next(), if input_open => match inbound {
+                Inbound::Line(line) => {
                     last_active = Instant::now();
                     state.handle_line(&line).await
                 }
-                Ok(None) => input_open = false,
-                Err(FrameError::TooLarge { limit }) => state.sink.error(
-                    None,
-                    ErrorCode::MessageTooLarge,
-                    format!("message longer than {limit} bytes; it was skipped"),
-                ).await,
-                Err(FrameError::NotUtf8) => {
-                    state.sink.error(None, ErrorCode::BadRequest, "message is not valid UTF-8").await
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "connection read failed");
-                    break;
-                }
+                Inbound::Unreadable(error) => state.reply(None, Err(error)).await,
+                Inbound::End => input_open = false,
+                Inbound::Failed => break,
             },
             // The client has finished sending and every call is answered.
             _ = std::future::ready(()), if !input_open && state.in_flight.is_empty() => break,
@@ -212,84 +200,10 @@ impl Connection {
         if line.trim().is_empty() {
             return;
         }
-        let value: Value = match serde_json::from_str(line) {
-            Ok(value) => value,
-            Err(e) => {
-                return self
-                    .sink
-                    .error(
-                        None,
-                        ErrorCode::BadRequest,
-                        format!("message is not valid JSON: {e}"),
-                    )
-                    .await
-            }
-        };
-        let Some(object) = value.as_object() else {
-            return self
-                .sink
-                .error(None, ErrorCode::BadRequest, "a request is a JSON object")
-                .await;
-        };
-        let Some(id) = object.get("id").and_then(Value::as_u64) else {
-            return self
-                .sink
-                .error(
-                    None,
-                    ErrorCode::BadRequest,
-                    "a request needs an \"id\" (an unsigned integer)",
-                )
-                .await;
-        };
-        let Some(method) = object.get("method").and_then(Value::as_str) else {
-            return self
-                .sink
-                .error(
-                    Some(id),
-                    ErrorCode::BadRequest,
-                    "a request needs a \"method\" (a string)",
-                )
-                .await;
-        };
-        if !self.hello_done && method != "hello" {
-            return self.sink.error(
-                Some(id),
-                ErrorCode::HelloRequired,
-                format!(
-                    "the first request on a connection must be hello, e.g. \
-                     {{\"id\":1,\"method\":\"hello\",\"params\":{{\"protocol\":{PROTOCOL_VERSION}}}}}"
-                ),
-            ).await;
+        match parse_line(line, self.hello_done, self.admission.as_mut()) {
+            Ok((id, call)) => self.dispatch(id, call).await,
+            Err(Refusal { id, error }) => self.reply(id, Err(error)).await,
         }
-        let Some(&method) = METHODS.iter().find(|&&m| m == method) else {
-            let mut shown: String = method.chars().take(64).collect();
-            if shown.len() < method.len() {
-                shown.push('…');
-            }
-            return self
-                .reply(
-                    Some(id),
-                    Err(
-                        ErrorObject::new(ErrorCode::UnknownMethod, format!("no method {shown:?}"))
-                            .with_data(serde_json::json!({ "methods": METHODS })),
-                    ),
-                )
-                .await;
-        };
-        let request: Request = match serde_json::from_value(without_empty_params(value)) {
-            Ok(request) => request,
-            Err(e) => {
-                return self
-                    .sink
-                    .error(
-                        Some(id),
-                        ErrorCode::BadRequest,
-                        format!("bad params for {method}: {e}"),
-                    )
-                    .await
-            }
-        };
-        self.dispatch(id, request.call).await;
     }
 
     async fn reply(&self, id: Option<u64>, outcome: Result<Value, ErrorObject>) {
@@ -302,13 +216,9 @@ impl Connection {
                 let outcome = self.hello(params);
                 self.reply(Some(id), outcome).await;
             }
-            Call::Status => {
-                let status = self.link.status.borrow().clone();
-                self.reply(Some(id), to_json(&status)).await;
-            }
-            Call::Readers => {
-                let readers = self.link.status.borrow().readers.clone();
-                self.reply(Some(id), to_json(&readers)).await;
+            Call::Status | Call::Readers => {
+                let outcome = answer(&self.link, call).await;
+                self.reply(Some(id), outcome).await;
             }
             Call::Subscribe => {
                 let outcome = to_json(&Subscribed { subscribed: true });
@@ -361,16 +271,8 @@ impl Connection {
 
     /// Hands `call` to the session owner in a task of its own and sends the answer back.
     async fn forward(&mut self, id: u64, call: Call) {
-        let method = call.method();
-        if !self.link.capabilities.iter().any(|c| c == method) {
-            return self
-                .sink
-                .error(
-                    Some(id),
-                    ErrorCode::NotSupported,
-                    format!("this agent does not serve {method} yet"),
-                )
-                .await;
+        if let Err(error) = served(&self.link, call.method()) {
+            return self.reply(Some(id), Err(error)).await;
         }
         // Calls that have answered but are not reaped yet do not count as pending.
         while self.in_flight.try_join_next().is_some() {}
@@ -387,46 +289,10 @@ impl Connection {
         let calls = self.link.calls.clone();
         let sink = self.sink.clone();
         self.in_flight.spawn(async move {
-            let (reply, answer) = oneshot::channel();
-            let outcome = match calls.send(AgentCall { call, reply }).await {
-                Ok(()) => answer.await.unwrap_or_else(|_| Err(shutting_down())),
-                Err(_) => Err(shutting_down()),
-            };
+            let outcome = ask_owner(calls, call).await;
             sink.reply(Some(id), outcome).await;
         });
     }
-}
-
-fn shutting_down() -> ErrorObject {
-    ErrorObject::new(ErrorCode::ShuttingDown, "the agent is shutting down")
-}
-
-/// Methods without parameters accept `"params":{}` or `"params":null` too.
-fn without_empty_params(mut value: Value) -> Value {
-    if let Some(object) = value.as_object_mut() {
-        let empty = match object.get("params") {
-            Some(Value::Null) => true,
-            Some(Value::Object(params)) => params.is_empty(),
-            _ => false,
-        };
-        let takes_params = matches!(
-            object.get("method").and_then(Value::as_str),
-            Some(
-                "hello"
-                    | "login"
-                    | "select_role"
-                    | "repair"
-                    | "cancel_operation"
-                    | "doctor"
-                    | "card_details"
-                    | "cancel_card"
-            )
-        );
-        if empty && !takes_params {
-            object.remove("params");
-        }
-    }
-    value
 }
 
 /// Waits for the next event, or forever when not subscribed.
@@ -445,11 +311,8 @@ enum Written {
     Failed,
 }
 
-async fn write_line(w: &mut WriteHalf<Stream>, line: &[u8], conn: &CancellationToken) -> Written {
-    let write = async {
-        w.write_all(line).await?;
-        w.flush().await
-    };
+async fn write_line(w: &mut impl LineSink, line: &[u8], conn: &CancellationToken) -> Written {
+    let write = w.send(line);
     tokio::select! {
         _ = conn.cancelled() => Written::Cancelled,
         written = tokio::time::timeout(WRITE_STALL, write) => match written {
@@ -468,7 +331,7 @@ async fn write_line(w: &mut WriteHalf<Stream>, line: &[u8], conn: &CancellationT
 
 /// The writer: replies from the queue and, after `subscribe`, events, one line each.
 async fn write_loop(
-    mut w: WriteHalf<Stream>,
+    mut w: impl LineSink,
     mut queue: mpsc::Receiver<Outgoing>,
     conn: CancellationToken,
     shutdown: CancellationToken,
@@ -532,11 +395,11 @@ async fn write_loop(
     if shutdown.is_cancelled() && !torn {
         // Events published before the server was stopped (the session's end among them) go
         // out before the farewell.
-        let mut last_events = Vec::new();
+        let mut last_lines = Vec::new();
         if let Some(receiver) = events.as_mut() {
             while let Ok(event) = receiver.try_recv() {
                 if let Ok(line) = encode_line(&event) {
-                    last_events.extend_from_slice(&line);
+                    last_lines.push(line);
                 }
             }
         }
@@ -544,10 +407,12 @@ async fn write_loop(
             id: None,
             outcome: Outcome::Error(shutting_down()),
         };
+        last_lines.push(encode_reply(&reply));
         let farewell = async {
-            w.write_all(&last_events).await?;
-            w.write_all(&encode_reply(&reply)).await?;
-            w.flush().await
+            for line in &last_lines {
+                w.send(line).await?;
+            }
+            std::io::Result::Ok(())
         };
         let _ = tokio::time::timeout(FAREWELL, farewell).await;
     }

@@ -3,18 +3,27 @@
 //! bounded queue each.
 //!
 //! `endpoint` binds the socket and tells who a peer is (the platform's part), `server` accepts
-//! and admits connections, `connection` speaks the protocol on one of them.
+//! and admits connections, `connection` speaks the protocol on one of them over a `transport`,
+//! reading each request with `request` and answering the stateless calls with `answer`. The web
+//! bridge (`crate::bridge`) serves its WebSocket through the same connection code.
 
 use agent_ipc::{Call, ErrorObject, Event, Status};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+mod answer;
 mod connection;
 mod endpoint;
+mod request;
 mod server;
+mod transport;
 
+pub use answer::answer;
+pub use connection::run as serve_connection;
 pub use endpoint::{bind, from_systemd, Listener};
+pub use request::{parse_value, unknown_method, Admission, AdmitAll, Refusal};
 pub use server::serve;
+pub use transport::{Inbound, LineSink, LineSource};
 
 /// One call the server hands to the session owner, with where to send the answer.
 #[derive(Debug)]

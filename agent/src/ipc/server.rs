@@ -1,7 +1,7 @@
 //! The accept loop: admits connections of our own user, up to the cap, and shuts down cleanly.
 
 use super::endpoint::{self, Peer, Stream};
-use super::{connection, AgentLink, Listener, ServerLimits};
+use super::{connection, transport, AdmitAll, AgentLink, Listener, ServerLimits};
 use agent_ipc::{encode_line, ErrorCode, ErrorObject, Outcome, Reply};
 use interprocess::local_socket::traits::tokio::Listener as _;
 use std::sync::Arc;
@@ -110,7 +110,8 @@ pub async fn serve(
         let limits = limits.clone();
         let permits = Arc::clone(&permits);
         tracker.spawn(async move {
-            connection::run(stream, link, &limits, shutdown).await;
+            let (source, sink) = transport::socket(stream);
+            connection::run(source, sink, link, &limits, Box::new(AdmitAll), shutdown).await;
             drop(permit);
             if limits.max_connections - permits.available_permits() <= QUIET_CLIENTS {
                 crate::heap::give_back();

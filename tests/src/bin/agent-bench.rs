@@ -7,6 +7,9 @@
 //!   floor: a minimal Unix-socket server answering the agent's own bytes, in the same run;
 //! - the idle agent over 30 s (RSS, wake-ups per second);
 //! - start to socket ready (systemd readiness, `READY=1`);
+//! - the web bridge, on an agent of its own with it on: `status` round trips over HTTP
+//!   keep-alive and the WebSocket beside the socket's, and card pulled → `session_ended` over
+//!   the WebSocket;
 //! - with `--peers`, card pulled → the reaction of other programs that watch cards
 //!   (`opensc-notify`, `card_eventmgr`), and their idle RSS and wake-ups.
 //!
@@ -17,6 +20,8 @@
 //! `SCardGetStatusChange` watcher in this process sees the event: what is left is the agent's
 //! own share. Run: `cargo run --release -p tests --bin agent-bench`.
 
+#[path = "agent-bench/bridge.rs"]
+mod bridge;
 #[path = "agent-bench/cards.rs"]
 mod cards;
 #[path = "agent-bench/floor.rs"]
@@ -67,6 +72,9 @@ struct Args {
     /// Agent starts for the start-up measure, per run.
     #[arg(long, default_value_t = 10)]
     starts: usize,
+    /// `status` round trips per transport for the web bridge's figures, per run.
+    #[arg(long, default_value_t = 2000)]
+    bridge_requests: usize,
 }
 
 fn main() -> Result<()> {
@@ -123,6 +131,15 @@ fn main() -> Result<()> {
         idle(&stack, &running, args.idle_seconds, &mut figures)?;
         drop(running);
         stack.stop_agent()?;
+        bridge::measure(
+            &mut stack,
+            &options,
+            &card.file,
+            &bare,
+            args.bridge_requests,
+            args.cycles,
+            &mut figures,
+        )?;
         println!("  {}", figures.brief());
         runs.push(figures);
     }

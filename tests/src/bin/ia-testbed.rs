@@ -13,7 +13,7 @@ use cms::policy::Policy;
 use cms_api::client::CmsClient;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use testbed::free_port;
+use testbed::bridge::free_port;
 use testbed::stack::{
     workspace_binary, AgentOptions, PinentrySetup, Stack, StackCard, NURSE, RA_OFFICER,
     WARD_MANAGER,

@@ -139,7 +139,8 @@ pub fn bare_watcher(reader: &str, changes: mpsc::Sender<Change>) {
     }
 }
 
-fn wait_bare(changes: &mpsc::Receiver<Change>, present: bool) -> Result<Instant> {
+/// When the bare watcher next saw the card `present` (or not).
+pub fn wait_bare(changes: &mpsc::Receiver<Change>, present: bool) -> Result<Instant> {
     loop {
         let (at, now_present) = changes
             .recv_timeout(Duration::from_secs(10))
@@ -164,6 +165,7 @@ fn wait_event(
     }
 }
 
-fn drain<T>(rx: &mpsc::Receiver<T>) {
+/// Drops everything waiting in `rx`.
+pub fn drain<T>(rx: &mpsc::Receiver<T>) {
     while rx.try_recv().is_ok() {}
 }
