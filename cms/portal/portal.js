@@ -321,7 +321,8 @@ function repairPage() {
           const value = details[cell.dataset.field];
           const field = cell.dataset.field;
           if (field === "cancelled_on") cell.textContent = value ? displayDate(value) : "Active";
-          else if (field.endsWith("_on") || field === "certs_expire") cell.textContent = displayDate(value);
+          else if (field === "certs_expire") cell.textContent = displayDate(value) + (details.expired ? " (expired)" : "");
+          else if (field.endsWith("_on")) cell.textContent = displayDate(value);
           else cell.textContent = value || "Not known";
         }
         table.hidden = false;

@@ -10,8 +10,8 @@
 //! test beds within one process take turns.
 
 pub mod agent_client;
-pub mod browser;
 pub mod bridge;
+pub mod browser;
 pub mod desktop;
 pub mod fault;
 pub mod issue;
