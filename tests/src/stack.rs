@@ -217,8 +217,20 @@ impl Stack {
         validity: InitialValidity,
         profile: AtrProfile,
     ) -> Result<StackCard> {
-        let (jane, _) = self.user("Jane Doe", &[NURSE])?;
-        self.issue(&jane, serial, NURSE_PIN, validity, profile)
+        self.nurse_card_of("Jane Doe", serial, NURSE_PIN, validity, profile)
+    }
+
+    /// A card for a new nurse called `name`, with `pin` (see [`Stack::issue`]).
+    pub fn nurse_card_of(
+        &self,
+        name: &str,
+        serial: CardSerial,
+        pin: &str,
+        validity: InitialValidity,
+        profile: AtrProfile,
+    ) -> Result<StackCard> {
+        let (user, _) = self.user(name, &[NURSE])?;
+        self.issue(&user, serial, pin, validity, profile)
     }
 
     /// A new stack (default policy) and Jane Doe's card from [`Stack::nurse_card`].

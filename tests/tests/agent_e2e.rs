@@ -298,10 +298,9 @@ fn a_certificate_naming_only_the_user_id_shows_no_id_and_the_session_gives_the_n
 #[test]
 fn another_card_in_the_reader_ends_the_session() {
     let (mut stack, jane_card, _) = holder_stack();
-    let (bob, _) = stack.user("Bob Smith", &[NURSE]).unwrap();
     let bob_card = stack
-        .issue(
-            &bob,
+        .nurse_card_of(
+            "Bob Smith",
             serial(2),
             "135790",
             InitialValidity::Days(300),
@@ -467,10 +466,9 @@ fn two_readers_at_once_leave_the_session_with_the_first_card() {
     let ra_card = stack
         .officer_card(&[RA_OFFICER], serial(4), "864209")
         .unwrap();
-    let (holder, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
     let holder_card = stack
-        .issue(
-            &holder,
+        .nurse_card_of(
+            "Harry Holder",
             serial(5),
             "975310",
             InitialValidity::Expired,
@@ -659,20 +657,18 @@ fn a_certificate_changed_by_someone_else_ends_the_session_at_the_agents_next_use
 #[test]
 fn a_card_swapped_too_quickly_to_see_its_removal_ends_the_session() {
     let (mut stack, jane_card, _) = holder_stack();
-    let (bob, _) = stack.user("Bob Smith", &[NURSE]).unwrap();
     let bob_card = stack
-        .issue(
-            &bob,
+        .nurse_card_of(
+            "Bob Smith",
             serial(2),
             "135790",
             InitialValidity::Days(300),
             AtrProfile::Piv,
         )
         .unwrap();
-    let (carl, _) = stack.user("Carl Slow", &[NURSE]).unwrap();
     let slow_card = stack
-        .issue(
-            &carl,
+        .nurse_card_of(
+            "Carl Slow",
             serial(3),
             "112233",
             InitialValidity::Days(300),

@@ -166,10 +166,9 @@ fn the_tray_follows_the_agent_and_renews_from_the_expiry_notification() {
             AtrProfile::NhsCis,
         )
         .unwrap();
-    let (harry, _) = stack.user("Harry Holder", &[NURSE]).unwrap();
     let expired = stack
-        .issue(
-            &harry,
+        .nurse_card_of(
+            "Harry Holder",
             "4082A001132F2819".parse().unwrap(),
             "975310",
             InitialValidity::Expired,
