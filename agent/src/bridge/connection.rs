@@ -53,7 +53,7 @@ pub(super) async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         // Headers past the cap are answered 431.
-        .max_buf_size(MAX_BODY_BYTES)
+        .max_header_size(MAX_BODY_BYTES)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(connection);
