@@ -1,6 +1,7 @@
 //! The identity agent (see `docs/ARCHITECTURE.md`): one owner per concern, talking over
 //! channels. `card` owns PC/SC, `session` owns the session, `ipc` owns the socket's
-//! connections; `main.rs` only wires them together.
+//! connections, `bridge` serves the same API to the web portal's pages on 127.0.0.1; `main.rs`
+//! only wires them together.
 //!
 //! The modules depend on each other without cycles: `session` (the owner) uses `doctor` and
 //! `operation`; `doctor` uses `operation`; both use `card` (reaching a card, naming it) and

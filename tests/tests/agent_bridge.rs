@@ -450,6 +450,12 @@ fn the_body_cap_the_rate_the_connection_cap_and_the_timeouts_hold() {
         );
         assert_cors_for_portal(&answer);
 
+        // Headers over the cap.
+        let padded =
+            HttpRequest::new("GET", "/v1/status").with_header("x-pad", &"x".repeat(70 * 1024));
+        let answer = http_once(port, &padded).await.unwrap();
+        assert_eq!(answer.status, 431, "{answer:?}");
+
         // The rate: a burst of three, then 429 with Retry-After and `busy`.
         let mut http = HttpConnection::connect(port).await.unwrap();
         for _ in 0..3 {

@@ -2,7 +2,7 @@
 //! (no bytes moved and no request running) or when the agent shuts down. A WebSocket upgrade
 //! leaves this code and is served by `socket`.
 
-use super::limits::HEADER_READ_TIMEOUT;
+use super::limits::{HEADER_READ_TIMEOUT, MAX_BODY_BYTES};
 use super::Client;
 use axum::Router;
 use hyper::server::conn::http1;
@@ -52,6 +52,8 @@ pub(super) async fn serve(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Headers past the cap are answered 431.
+        .max_header_size(MAX_BODY_BYTES)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(connection);
