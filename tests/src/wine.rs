@@ -76,10 +76,10 @@ pub fn build_example(package: &str, example: &str) -> Result<PathBuf> {
     // The last artifact cargo names for that example is its executable.
     String::from_utf8_lossy(&output.stdout)
         .lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|message| message["target"]["name"] == example)
-        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .last()
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .with_context(|| format!("cargo named no executable for the example {example}"))
 }
 
