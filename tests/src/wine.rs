@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 /// The linker that target needs (Debian's `gcc-mingw-w64-x86-64`).
 const MINGW_LINKER: &str = "x86_64-w64-mingw32-gcc";
-/// How long one Windows program may run under Wine (the first run of a machine makes the Wine
-/// root, which `scripts/test` does before the tests).
+/// How long one Windows program may run under Wine, once the Wine root is made.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why the Windows build cannot be made here, when its toolchain is missing (the Rust target's
@@ -97,7 +96,16 @@ pub struct WineOutput {
 /// Runs the Windows program `exe` with `args` under Wine, as a PC/SC client of `bed`'s pcscd;
 /// what it printed goes to the test's output too.
 pub fn run(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<WineOutput> {
-    let wine_run = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/wine-run");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    // The Wine root first, outside the run's time limit: making it takes minutes, once.
+    let root = Command::new(scripts.join("wine-root"))
+        .stdout(Stdio::null())
+        .status()
+        .context("running scripts/wine-root")?;
+    if !root.success() {
+        bail!("no Wine root to run Windows programs in (scripts/wine-root said why above)");
+    }
+    let wine_run = scripts.join("wine-run");
     let (socket_env, socket) = bed.client_env();
     let out_path = bed.dir().join("wine.out");
     let err_path = bed.dir().join("wine.err");
