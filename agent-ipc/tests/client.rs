@@ -1,21 +1,39 @@
-//! The client against a scripted agent on a temporary socket.
+//! The client against a scripted agent on a temporary endpoint: a socket in a temporary
+//! directory on Unix, a named pipe of a random name on Windows (where these tests run as a
+//! Windows program under Wine: `docs/WINDOWS.md`).
 
 use agent_ipc::{Client, ClientError, ErrorCode, Event, LineReader};
+use interprocess::local_socket::traits::tokio::Listener as _;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::UnixListener;
+
+/// A fresh endpoint address nothing listens on; the directory (Unix) lives as long as it.
+fn fresh_endpoint() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    let path = dir.path().join("agent.sock");
+    #[cfg(windows)]
+    let path = PathBuf::from(format!(
+        r"\\.\pipe\identity-agent-test-{}",
+        dir.path().file_name().unwrap().to_string_lossy()
+    ));
+    (dir, path)
+}
 
 /// Accepts one connection and, for each request read, writes the lines `script` returns.
 async fn scripted(
     script: impl Fn(Value) -> Vec<Value> + Send + 'static,
 ) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agent.sock");
-    let listener = UnixListener::bind(&path).unwrap();
+    let (dir, path) = fresh_endpoint();
+    let listener = ListenerOptions::new()
+        .name(path.as_path().to_fs_name::<GenericFilePath>().unwrap())
+        .create_tokio()
+        .unwrap();
     tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let (read, mut write) = stream.into_split();
+        let stream = listener.accept().await.unwrap();
+        let (read, mut write) = tokio::io::split(stream);
         let mut reader = LineReader::new(BufReader::new(read));
         while let Ok(Some(line)) = reader.next_line().await {
             let request: Value = serde_json::from_str(&line).unwrap();
@@ -50,9 +68,8 @@ fn hello_reply(id: &Value, protocol: u32) -> Value {
 }
 
 #[tokio::test]
-async fn no_socket_means_not_running_with_advice() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agent.sock");
+async fn no_endpoint_means_not_running_with_advice() {
+    let (_dir, path) = fresh_endpoint();
     let err = Client::connect(&path).await.unwrap_err();
     assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
     assert_eq!(
@@ -62,7 +79,12 @@ async fn no_socket_means_not_running_with_advice() {
             path.display()
         )
     );
-    // A socket file nothing answers on is the same.
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_socket_file_nothing_answers_on_means_not_running() {
+    let (_dir, path) = fresh_endpoint();
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(matches!(
         Client::connect(&path).await,

@@ -20,6 +20,7 @@ pub mod pcscd;
 pub mod pki;
 pub mod sni;
 pub mod stack;
+pub mod wine;
 
 use anyhow::{bail, Context as _, Result};
 use cardsim::{Faults, InsertedCard};

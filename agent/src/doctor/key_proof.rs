@@ -122,23 +122,12 @@ pub(super) async fn prove_key(
     .await
 }
 
-/// 32 bytes from the kernel's random source.
+/// 32 bytes from the operating system's random source (`getrandom(2)` on Linux,
+/// `BCryptGenRandom` on Windows).
 fn random_challenge() -> Result<[u8; 32], piv::Error> {
     let mut challenge = [0u8; 32];
-    let mut filled = 0;
-    while filled < challenge.len() {
-        let rest = &mut challenge[filled..];
-        // SAFETY: `rest` is valid for writes of `rest.len()` bytes.
-        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if got < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(piv::Error::Malformed(format!("no random bytes: {e}")));
-        }
-        filled += got as usize;
-    }
+    getrandom::getrandom(&mut challenge)
+        .map_err(|e| piv::Error::Malformed(format!("no random bytes: {e}")))?;
     Ok(challenge)
 }
 

@@ -1,8 +1,11 @@
-//! Configuration in TOML: the system file, then the user's file over it (XDG paths).
+//! Configuration in TOML: the system file, then the user's file over it.
+//!
+//! Where those files and the state directory are is the platform's part, in the file beside
+//! this one: `unix.rs` (`/etc` and the XDG base directories). A Windows build gets a
+//! `windows.rs` with the same three functions (`%ProgramData%`, `%APPDATA%`, `%LOCALAPPDATA%`;
+//! `docs/WINDOWS.md`).
 
 use serde::Deserialize;
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -176,12 +179,20 @@ impl Default for ExpiryConfig {
     }
 }
 
-/// The system-wide configuration file.
-pub const SYSTEM_CONFIG_PATH: &str = "/etc/identity-agent/config.toml";
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as platform;
+
+/// The system-wide configuration file (`/etc/identity-agent/config.toml` on Unix).
+pub fn system_config_path() -> PathBuf {
+    platform::system_config_path()
+}
 
 impl Config {
-    /// Loads `explicit` if given; otherwise `/etc/identity-agent/config.toml` then
-    /// `$XDG_CONFIG_HOME/identity-agent/config.toml` over it. Missing files are fine; a
+    /// Loads `explicit` if given; otherwise the [system file](system_config_path) (on Unix
+    /// `/etc/identity-agent/config.toml`) then the user's over it (on Unix
+    /// `$XDG_CONFIG_HOME/identity-agent/config.toml`). Missing files are fine; a
     /// malformed one is an error naming the file and the line.
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<Config> {
         match explicit {
@@ -190,8 +201,8 @@ impl Config {
                 None => anyhow::bail!("the configuration file {} does not exist", path.display()),
             },
             None => {
-                let user = user_config_path(std::env::var_os("XDG_CONFIG_HOME"), home_dir());
-                Self::load_layers(Path::new(SYSTEM_CONFIG_PATH), user.as_deref())
+                let user = platform::user_config_path();
+                Self::load_layers(&system_config_path(), user.as_deref())
             }
         }
     }
@@ -222,7 +233,7 @@ impl Config {
     pub fn state_dir(&self) -> PathBuf {
         match &self.state_dir {
             Some(dir) => dir.clone(),
-            None => default_state_dir(std::env::var_os("XDG_STATE_HOME"), home_dir()),
+            None => platform::default_state_dir(),
         }
     }
 }
@@ -267,60 +278,6 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
             }
         }
     }
-}
-
-/// `$XDG_CONFIG_HOME/identity-agent/config.toml`, else `~/.config/identity-agent/config.toml`.
-fn user_config_path(xdg_config_home: Option<OsString>, home: Option<PathBuf>) -> Option<PathBuf> {
-    xdg_base(xdg_config_home, home, ".config").map(|dir| dir.join("identity-agent/config.toml"))
-}
-
-/// `$XDG_STATE_HOME/identity-agent`, else `~/.local/state/identity-agent`, else (no home at
-/// all) a directory per user under the temporary directory.
-fn default_state_dir(xdg_state_home: Option<OsString>, home: Option<PathBuf>) -> PathBuf {
-    match xdg_base(xdg_state_home, home, ".local/state") {
-        Some(dir) => dir.join("identity-agent"),
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        None => std::env::temp_dir().join(format!("identity-agent-state-{}", unsafe {
-            libc::geteuid()
-        })),
-    }
-}
-
-/// An XDG base directory: the variable when it holds an absolute path (the specification says
-/// to ignore relative ones), else `home/fallback`.
-fn xdg_base(var: Option<OsString>, home: Option<PathBuf>, fallback: &str) -> Option<PathBuf> {
-    match var.map(PathBuf::from).filter(|p| p.is_absolute()) {
-        Some(dir) => Some(dir),
-        None => home.map(|home| home.join(fallback)),
-    }
-}
-
-/// `$HOME`, else the home directory of the password database.
-fn home_dir() -> Option<PathBuf> {
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return Some(PathBuf::from(home));
-    }
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: an all-zero passwd is a valid out-parameter for getpwuid_r.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and buf's length is passed with it.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: getpwuid_r succeeded, so pw_dir points at a NUL-terminated string inside buf.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
-    let dir = PathBuf::from(OsStr::from_bytes(dir.to_bytes()));
-    (!dir.as_os_str().is_empty()).then_some(dir)
 }
 
 #[cfg(test)]
@@ -468,40 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn xdg_paths() {
-        let home = Some(PathBuf::from("/home/nurse"));
-        assert_eq!(
-            user_config_path(Some("/cfg".into()), home.clone()),
-            Some(PathBuf::from("/cfg/identity-agent/config.toml"))
-        );
-        assert_eq!(
-            user_config_path(None, home.clone()),
-            Some(PathBuf::from(
-                "/home/nurse/.config/identity-agent/config.toml"
-            ))
-        );
-        // Relative and empty values are ignored, as the XDG specification says.
-        assert_eq!(
-            user_config_path(Some("relative".into()), home.clone()),
-            Some(PathBuf::from(
-                "/home/nurse/.config/identity-agent/config.toml"
-            ))
-        );
-        assert_eq!(
-            user_config_path(Some("".into()), home.clone()),
-            Some(PathBuf::from(
-                "/home/nurse/.config/identity-agent/config.toml"
-            ))
-        );
-        assert_eq!(user_config_path(None, None), None);
-        assert_eq!(
-            default_state_dir(Some("/state".into()), home.clone()),
-            PathBuf::from("/state/identity-agent")
-        );
-        assert_eq!(
-            default_state_dir(None, home),
-            PathBuf::from("/home/nurse/.local/state/identity-agent")
-        );
+    fn a_configured_state_dir_wins() {
         let config = Config {
             state_dir: Some(PathBuf::from("/var/lib/x")),
             ..Config::default()

@@ -1,7 +1,8 @@
-//! Process hardening at start: no core dumps, no ptrace by other processes of the user.
+//! Hardening on Unix: no core dumps (`RLIMIT_CORE` 0), and not dumpable (`PR_SET_DUMPABLE` 0),
+//! which also refuses ptrace by other processes of the user.
 
 /// Disables core dumps and makes the process non-dumpable (which also refuses ptrace).
-pub fn harden_process() -> std::io::Result<()> {
+pub(super) fn harden_process() -> std::io::Result<()> {
     let no_core = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
