@@ -11,6 +11,10 @@ use zeroize::Zeroizing;
 /// answering `61xx` beyond it is broken.
 const MAX_RESPONSE: usize = 64 * 1024;
 
+/// Room for the reader names `SCardStatus` returns with the ATR (a multi-string: the card's
+/// reader and its aliases).
+const READER_NAMES_BYTES: usize = 1024;
+
 /// How long a failed exchange waits for pcscd to tell whether the card was removed.
 const REMOVAL_GRACE: Duration = Duration::from_millis(1500);
 
@@ -47,7 +51,7 @@ impl PivCard {
             atr: Vec::new(),
         };
         if let Some(card) = &this.card {
-            this.atr = card.status2_owned()?.atr().to_vec();
+            this.atr = card_status(card)?.1;
         }
         Ok(this)
     }
@@ -194,14 +198,14 @@ impl Transaction<'_> {
     fn removal(&self) -> Option<Error> {
         let deadline = Instant::now() + REMOVAL_GRACE;
         loop {
-            match self.tx.status2_owned() {
+            match card_status(&self.tx) {
                 Err(status_err) => {
                     return match Error::from(status_err) {
                         Error::Pcsc(_) => None,
                         typed => Some(typed),
                     }
                 }
-                Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => {
+                Ok((status, _)) if !status.contains(pcsc::Status::PRESENT) => {
                     return Some(Error::CardRemoved)
                 }
                 Ok(_) if Instant::now() >= deadline => return None,
@@ -209,6 +213,16 @@ impl Transaction<'_> {
             }
         }
     }
+}
+
+/// The card's state and ATR from one `SCardStatus` call with room to spare. Asking for the sizes
+/// first (`status2_owned`) is a second round trip, and under Wine its answer is sometimes short
+/// of what the second call returns.
+fn card_status(card: &pcsc::Card) -> Result<(pcsc::Status, Vec<u8>), pcsc::Error> {
+    let mut names = [0u8; READER_NAMES_BYTES];
+    let mut atr = [0u8; pcsc::MAX_ATR_SIZE];
+    let status = card.status2(&mut names, &mut atr)?;
+    Ok((status.status(), status.atr().to_vec()))
 }
 
 /// Sends `cmd` through `send` (one raw APDU in, one raw response out): splits its data into
