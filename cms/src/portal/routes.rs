@@ -215,13 +215,7 @@ async fn service(
     SignedIn(caller): SignedIn,
     Query(query): Query<CardQuery>,
 ) -> Response {
-    match chosen_card(&portal, &caller, &query) {
-        Ok(card) => html(
-            StatusCode::OK,
-            pages::service(&portal.agent_url, &caller, &card),
-        ),
-        Err(why) => no_card(&portal, &caller, why),
-    }
+    card_page(&portal, &caller, &query, pages::service)
 }
 
 async fn renew(
@@ -229,12 +223,19 @@ async fn renew(
     SignedIn(caller): SignedIn,
     Query(query): Query<CardQuery>,
 ) -> Response {
-    match chosen_card(&portal, &caller, &query) {
-        Ok(card) => html(
-            StatusCode::OK,
-            pages::renew(&portal.agent_url, &caller, &card),
-        ),
-        Err(why) => no_card(&portal, &caller, why),
+    card_page(&portal, &caller, &query, pages::renew)
+}
+
+/// The page `page` draws for the card the query chose, or why there is none.
+fn card_page(
+    portal: &Portal,
+    caller: &Caller,
+    query: &CardQuery,
+    page: fn(&str, &Caller, &SmartcardDetails) -> String,
+) -> Response {
+    match chosen_card(portal, caller, query) {
+        Ok(card) => html(StatusCode::OK, page(&portal.agent_url, caller, &card)),
+        Err(why) => no_card(portal, caller, why),
     }
 }
 

@@ -95,30 +95,25 @@ impl Fixture {
     }
 
     pub async fn with_policy(policy: Policy) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let cms = Arc::new(Cms::init(&DataDir::new(dir.path()), &[], policy.clone()).unwrap());
-        let server = server::start(cms.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = CmsClient::new(&server.url(), cms.ca().certificate_pem()).unwrap();
-        Self {
-            dir,
-            cms,
-            server: Some(server),
-            client,
-            policy,
-        }
+        Self::serving(policy, None).await
     }
 
     /// A service with the web portal on, its pages pointed at an agent bridge at `agent_url`.
     pub async fn with_portal(agent_url: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let policy = Policy::default();
-        let cms = Arc::new(Cms::init(&DataDir::new(dir.path()), &[], policy.clone()).unwrap());
         let portal = cms::portal::PortalConfig::new(agent_url).unwrap();
-        let server = server::start_with_portal(cms.clone(), "127.0.0.1:0".parse().unwrap(), portal)
-            .await
-            .unwrap();
+        Self::serving(Policy::default(), Some(portal)).await
+    }
+
+    /// A new service with `policy`, and the portal when `portal` is given.
+    async fn serving(policy: Policy, portal: Option<cms::portal::PortalConfig>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cms = Arc::new(Cms::init(&DataDir::new(dir.path()), &[], policy.clone()).unwrap());
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let server = match portal {
+            Some(portal) => server::start_with_portal(cms.clone(), addr, portal).await,
+            None => server::start(cms.clone(), addr).await,
+        }
+        .unwrap();
         let client = CmsClient::new(&server.url(), cms.ca().certificate_pem()).unwrap();
         Self {
             dir,
