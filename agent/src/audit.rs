@@ -2,9 +2,9 @@
 //! directory, and at `info` under the `audit` tracing target. Past a size the file is renamed
 //! `audit.log.1` (replacing an older one) and a new one started.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use crate::private_files;
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -99,15 +99,11 @@ pub struct AuditLog {
 
 /// Opens (creates 0600) `path` for appending, narrowing an existing file to 0600.
 fn open_private(path: &Path) -> std::io::Result<File> {
-    let file = OpenOptions::new()
+    let file = private_files::options()
         .append(true)
         .create(true)
-        .mode(0o600)
         .open(path)?;
-    // An existing file keeps its mode on open: narrow it.
-    if file.metadata()?.permissions().mode() & 0o077 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
+    private_files::narrow(&file)?;
     Ok(file)
 }
 
@@ -116,10 +112,7 @@ impl AuditLog {
     /// (0: never).
     pub fn open(path: &Path, max_bytes: u64) -> std::io::Result<AuditLog> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
+            private_files::create_dir(parent)?;
         }
         Ok(AuditLog {
             file: Mutex::new(open_private(path)?),
@@ -207,6 +200,7 @@ struct AuditLine<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn events_are_appended_as_json_lines_in_a_private_file() {

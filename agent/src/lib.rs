@@ -23,6 +23,9 @@ pub mod ipc;
 pub mod logging;
 pub mod operation;
 pub mod pinentry;
+pub mod private_files;
 pub mod session;
 pub mod time;
 pub mod user_manager;
+#[cfg(windows)]
+pub mod windows_acl;

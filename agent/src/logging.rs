@@ -1,5 +1,5 @@
 //! Logging through tracing: journald under systemd, else standard error (the log file when
-//! started in the background), coloured only on a terminal; a filter that no
+//! started in the background, as always on Windows), coloured only on a terminal; a filter that no
 //! `RUST_LOG` can open for PINs or APDU payloads.
 //!
 //! The agent's own code never logs a PIN or an APDU payload at any level; the transport and TLS
@@ -82,6 +82,7 @@ pub fn init() -> anyhow::Result<()> {
 /// Whether standard error is the journal stream systemd connected (`JOURNAL_STREAM` names its
 /// device and inode). An agent started by hand from a shell that inherited the variable, and
 /// whose standard error is now its log file, keeps logging to that file.
+#[cfg(unix)]
 fn stderr_is_journal() -> bool {
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
@@ -101,6 +102,13 @@ fn stderr_is_journal() -> bool {
         return false;
     };
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
+}
+
+/// There is no journal on Windows: the log goes to standard error, the log file when the agent
+/// runs in the background.
+#[cfg(not(unix))]
+fn stderr_is_journal() -> bool {
+    false
 }
 
 #[cfg(test)]

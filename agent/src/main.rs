@@ -7,14 +7,12 @@ use agent::cli::AgentArgs as Args;
 use agent::config::Config;
 use agent::ipc::{self, ServerLimits};
 use agent::session::SessionOwner;
-use agent::{bridge, daemon, hardening, logging};
+use agent::{bridge, daemon, hardening, logging, private_files};
 use anyhow::{Context, Result};
 use clap::Parser;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 /// How long an idle thread of the blocking pool waits for more work before it exits.
@@ -41,9 +39,13 @@ fn main() -> ExitCode {
         }
     };
     // Before any thread exists: the starting process waits here for the socket.
-    let readiness = match create_state_dir(&config)
-        .and_then(|dir| daemon::start(args.foreground, &dir.join(daemon::LOG_FILE)))
-    {
+    let readiness = match create_state_dir(&config).and_then(|dir| {
+        daemon::start(
+            args.foreground,
+            &dir.join(daemon::LOG_FILE),
+            &config.socket_path(),
+        )
+    }) {
         Ok(readiness) => readiness,
         Err(e) => {
             eprintln!("identity-agent: {e:#}");
@@ -69,13 +71,10 @@ fn load_config(args: &Args) -> Result<Config> {
     Ok(config)
 }
 
-/// Creates the state directory (0700) and returns it.
+/// Creates the state directory (private to the user) and returns it.
 fn create_state_dir(config: &Config) -> Result<PathBuf> {
     let state_dir = config.state_dir();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&state_dir)
+    private_files::create_dir(&state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
     Ok(state_dir)
 }
@@ -85,7 +84,7 @@ fn start(
     activated: Option<ipc::Listener>,
     readiness: daemon::Readiness,
 ) -> Result<()> {
-    hardening::harden_process().context("disabling core dumps and ptrace")?;
+    hardening::harden_process().context("hardening the process (crash dumps, debuggers)")?;
     logging::init().context("setting up logging")?;
     // One thread runs every task: the owner, the socket server and each connection's tasks
     // take microseconds per turn, so a second worker only added a thread to wake (and to hand
@@ -107,8 +106,7 @@ async fn run(
 ) -> Result<()> {
     // Before anything can answer: a client that sees the socket may stop the agent at once, and
     // SIGTERM's default action would kill it without the session's end being told.
-    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut stop_requests = daemon::StopRequests::new()?;
     let state_dir = config.state_dir();
     let audit = Arc::new(
         AuditLog::open(&state_dir.join("audit.log"), config.audit.max_bytes)
@@ -150,10 +148,8 @@ async fn run(
     tracing::info!(socket = %socket.display(), "identity agent ready");
     readiness.ready();
 
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let request = stop_requests.next().await;
+    tracing::info!("{request}: shutting down");
     stop_owner.cancel();
     let _ = owner.await;
     shutdown.cancel();

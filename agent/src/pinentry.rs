@@ -242,10 +242,7 @@ async fn close(conversation: Conversation, mut child: Child) {
         tracing::debug!(pid, "the pinentry program went when asked");
         return;
     }
-    if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
-        // SAFETY: kill(2) on our own child, not yet reaped, so the pid is still its.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
+    ask_to_terminate(pid);
     let how = match tokio::time::timeout(TERMINATION, exited(&mut child, &mut stdout)).await {
         Ok(_) => "terminated",
         Err(_) => {
@@ -256,6 +253,19 @@ async fn close(conversation: Conversation, mut child: Child) {
     };
     tracing::info!(pid, how, "the pinentry program did not go when asked");
 }
+
+/// Sends SIGTERM to our child `pid` (not yet reaped, so the pid is still its).
+#[cfg(unix)]
+fn ask_to_terminate(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+        // SAFETY: kill(2) on our own child, not yet reaped, so the pid is still its.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+/// Windows has no request to end a console-less program: after [`TERMINATION`] it is killed.
+#[cfg(not(unix))]
+fn ask_to_terminate(_pid: Option<u32>) {}
 
 /// Waits for `child` to exit, reading what it still writes to `stdout` into a zeroised buffer
 /// (a late answer may hold a PIN) and throwing it away.

@@ -19,6 +19,10 @@ use unix as platform;
 mod windows;
 #[cfg(windows)]
 use windows as platform;
+/// Who a Windows process runs as (its token's user SID): the agent admits a pipe client only
+/// when it is its own user.
+#[cfg(windows)]
+pub use windows::{current_user_sid, process_user_sid};
 
 /// Connects to the agent's endpoint at `path`, once. `NotFound` or `ConnectionRefused`: no
 /// agent there; `WouldBlock`: it is busy accepting others (not gone: try again).

@@ -5,6 +5,8 @@
 
 mod token;
 
+pub use token::{current_user_sid, process_user_sid};
+
 use super::Stream;
 use interprocess::local_socket::{ConnectOptions, GenericFilePath, ToFsName};
 use std::io;

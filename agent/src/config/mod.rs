@@ -1,9 +1,8 @@
 //! Configuration in TOML: the system file, then the user's file over it.
 //!
 //! Where those files and the state directory are is the platform's part, in the file beside
-//! this one: `unix.rs` (`/etc` and the XDG base directories). A Windows build gets a
-//! `windows.rs` with the same three functions (`%ProgramData%`, `%APPDATA%`, `%LOCALAPPDATA%`;
-//! `docs/WINDOWS.md`).
+//! this one: `unix.rs` (`/etc` and the XDG base directories), `windows.rs` (the known folders
+//! `%ProgramData%`, `%APPDATA%` and `%LOCALAPPDATA%`).
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -183,6 +182,10 @@ impl Default for ExpiryConfig {
 mod unix;
 #[cfg(unix)]
 use unix as platform;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
 
 /// The system-wide configuration file (`/etc/identity-agent/config.toml` on Unix).
 pub fn system_config_path() -> PathBuf {

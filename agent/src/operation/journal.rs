@@ -9,13 +9,13 @@
 //! holds it too, and is read as it always was.
 
 use super::secrets::{SecretError, SecretStore};
+use crate::private_files;
 use agent_ipc::OperationKind;
 use cms_api::protocol::OperationView;
 use piv::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -246,10 +246,7 @@ impl Journal {
     /// to the keyring first, so the file never names a token the keyring lacks; when the
     /// keyring cannot take it, the file holds it (and the agent says so once).
     pub fn save(&self, entry: &Entry) -> std::io::Result<()> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
+        private_files::create_dir(&self.dir)?;
         let previous = self
             .read(&entry.serial)
             .and_then(|stored| stored.session_token_ref);
@@ -273,11 +270,10 @@ impl Journal {
             encode_file(&stored.entry, stored.session_token_ref.as_deref())
                 .map_err(std::io::Error::other)?,
         );
-        let mut file = OpenOptions::new()
+        let mut file = private_files::options()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
             .open(&temporary)?;
         file.write_all(&text)?;
         file.sync_all()?;

@@ -3,9 +3,9 @@
 //! and the platform file beside it are the only code that knows the platform; the server and
 //! the connections see an [`interprocess`] local-socket [`Stream`] and nothing else.
 //!
-//! The transport is `interprocess`'s tokio local socket: a Unix domain socket here (`unix.rs`);
-//! a Windows named pipe will be a `windows.rs` with the same items (`Endpoint`, `bind`,
-//! `from_systemd`, which finds nothing there, and `peer`).
+//! The transport is `interprocess`'s tokio local socket: a Unix domain socket (`unix.rs`) or a
+//! Windows named pipe (`windows.rs`), each file with the same items (`Endpoint`, `bind`,
+//! `from_systemd`, which finds nothing on Windows, and `peer`).
 
 use interprocess::local_socket::tokio::Listener as Accepting;
 pub use interprocess::local_socket::tokio::Stream;
@@ -17,6 +17,10 @@ use std::path::Path;
 mod unix;
 #[cfg(unix)]
 use unix as platform;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
 
 /// A bound endpoint, ready to serve. Dropping it removes the socket file (if it is still the
 /// one this listener bound).

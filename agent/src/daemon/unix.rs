@@ -1,26 +1,22 @@
-//! Starting in the background: the starting process waits until the socket is ready, so no
-//! client races it; under systemd, `READY=1` is sent instead.
+//! Starting and stopping on Unix: in the background the process forks, and the starting
+//! process waits on a pipe until the socket is ready, so no client races it; under systemd,
+//! `READY=1` is sent instead. SIGTERM and SIGINT ask it to stop.
 //!
 //! [`start`] forks, so it must run while the process has a single thread: before the tokio
 //! runtime, the PC/SC thread or anything else that spawns threads (a fork copies only the
 //! calling thread, and locks held by the others would stay locked forever in the child).
 
+use super::FAILED_TO_START;
+use crate::private_files;
 use anyhow::{bail, Context as _};
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-
-/// What the starting process prints when the agent dies before it is ready (followed by the
-/// log's path).
-pub const FAILED_TO_START: &str = "identity-agent failed to start; see its log";
-
-/// The log file of an agent started in the background, in its state directory.
-pub const LOG_FILE: &str = "agent.log";
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Tells whoever started the agent that it is ready.
 #[derive(Debug)]
@@ -33,14 +29,13 @@ pub struct Readiness {
 /// exits) and exits with a matching status, and the child leaves the caller's terminal and
 /// output: standard input from `/dev/null`, standard output and error appended to `log`
 /// (created 0600). In the foreground: returns at once. Call before any thread is started.
-pub fn start(foreground: bool, log: &Path) -> anyhow::Result<Readiness> {
+pub fn start(foreground: bool, log: &Path, _endpoint: &Path) -> anyhow::Result<Readiness> {
     if foreground {
         return Ok(Readiness { pipe: None });
     }
-    let log_file = OpenOptions::new()
+    let log_file = private_files::options()
         .append(true)
         .create(true)
-        .mode(0o600)
         .open(log)
         .with_context(|| format!("cannot open the log file {}", log.display()))?;
     let mut fds = [0; 2];
@@ -137,6 +132,32 @@ pub fn sd_notify(socket: &OsStr, message: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// SIGTERM and SIGINT, handled from [`StopRequests::new`] on (their default action would kill
+/// the agent without the session's end being told).
+#[derive(Debug)]
+pub struct StopRequests {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopRequests {
+    /// Handles the signals from now on; call on the runtime.
+    pub fn new() -> anyhow::Result<StopRequests> {
+        Ok(StopRequests {
+            terminate: signal(SignalKind::terminate()).context("handling SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("handling SIGINT")?,
+        })
+    }
+
+    /// Waits for the next request to stop; returns its name, for the log.
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +227,12 @@ mod tests {
 
     #[test]
     fn the_foreground_does_not_fork() {
-        let readiness = start(true, Path::new("/nonexistent/agent.log")).unwrap();
+        let readiness = start(
+            true,
+            Path::new("/nonexistent/agent.log"),
+            Path::new("/nonexistent/agent.sock"),
+        )
+        .unwrap();
         assert!(readiness.pipe.is_none());
         readiness.ready();
     }
