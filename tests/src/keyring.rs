@@ -3,8 +3,9 @@
 //! unlocked with its password as a desktop login unlocks it. Items are read with
 //! `secret-tool`, as the user would.
 
+use crate::session_bus::start_session_bus;
 use anyhow::{bail, Context as _, Result};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,32 +38,15 @@ impl SessionKeyring {
             dir.path().join("run"),
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )?;
-        let mut bus = Command::new("dbus-daemon");
-        user_env(&mut bus, dir.path());
-        let mut bus = bus
-            .args(["--session", "--nofork", "--print-address=1"])
-            .arg(format!(
-                "--address=unix:path={}",
-                dir.path().join("run/bus").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting dbus-daemon (Debian package dbus-daemon)")?;
-        let mut address = String::new();
-        let stdout = bus.stdout.take().context("dbus-daemon's output")?;
-        BufReader::new(stdout).read_line(&mut address)?;
-        let address = address.trim().to_owned();
+        let mut dbus_daemon = Command::new("dbus-daemon");
+        user_env(&mut dbus_daemon, dir.path());
+        let (bus, address) = start_session_bus(dbus_daemon, &dir.path().join("run/bus"))?;
         let mut this = Self {
             keyring: None,
             bus: Some(bus),
             address,
             dir,
         };
-        if this.address.is_empty() {
-            bail!("dbus-daemon printed no address");
-        }
         let mut keyring = this.command("gnome-keyring-daemon");
         let mut keyring = keyring
             .args(["--foreground", "--unlock", "--components=secrets"])

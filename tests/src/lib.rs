@@ -18,6 +18,8 @@ pub mod issue;
 pub mod keyring;
 pub mod pcscd;
 pub mod pki;
+pub mod process;
+pub mod session_bus;
 pub mod sni;
 pub mod stack;
 pub mod wine;

@@ -11,6 +11,7 @@ use cms::issuance::InitialValidity;
 use piv::CardSerial;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+use testbed::process::context_switches;
 use testbed::stack::{AgentOptions, Stack};
 
 /// How long the agent is watched.
@@ -23,45 +24,15 @@ fn serial(n: u8) -> CardSerial {
     CardSerial([0x40, 0x82, 0xA0, 0x01, 0x13, 0x2F, 0x2C, n])
 }
 
-/// Context switches of each thread of `pid`, by thread id, with the thread's name.
-fn switches(pid: u32) -> HashMap<String, (String, u64)> {
-    let mut threads = HashMap::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let task = task.unwrap();
-        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-            continue; // the thread ended meanwhile
-        };
-        let name = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Name:"))
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        let count = status
-            .lines()
-            .filter_map(|line| {
-                line.strip_prefix("voluntary_ctxt_switches:")
-                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
-            })
-            .filter_map(|n| n.trim().parse::<u64>().ok())
-            .sum();
-        threads.insert(
-            task.file_name().to_string_lossy().into_owned(),
-            (name, count),
-        );
-    }
-    threads
-}
-
 /// The wake-ups of `pid` over [`WATCH`], by thread name.
 fn wake_ups(pid: u32) -> BTreeMap<String, u64> {
-    let before = switches(pid);
+    let before = context_switches(pid).unwrap();
     std::thread::sleep(WATCH);
-    let after = switches(pid);
+    let after = context_switches(pid).unwrap();
     let mut by_name = BTreeMap::new();
-    for (tid, (name, count)) in after {
-        let earlier = before.get(&tid).map_or(0, |(_, n)| *n);
-        *by_name.entry(name).or_insert(0) += count.saturating_sub(earlier);
+    for (tid, thread) in after {
+        let earlier = before.get(&tid).map_or(0, |t| t.switches);
+        *by_name.entry(thread.name).or_insert(0) += thread.switches.saturating_sub(earlier);
     }
     by_name
 }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use testbed::session_bus::start_session_bus;
 use zbus::zvariant::OwnedValue;
 
 /// How long a peer may take to react to a card event.
@@ -217,24 +218,7 @@ impl SessionBus {
     /// Starts the bus in `dir` and serves `org.freedesktop.Notifications` on it, sending each
     /// notification's card event to `reactions`.
     fn start(dir: &Path, reactions: mpsc::Sender<(Instant, CardEvent)>) -> Result<Self> {
-        let socket: PathBuf = dir.join("bus");
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .arg(format!("--address=unix:path={}", socket.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting dbus-daemon (Debian package dbus-daemon)")?;
-        let mut address = String::new();
-        let stdout = daemon.stdout.take().context("dbus-daemon's output")?;
-        BufReader::new(stdout).read_line(&mut address)?;
-        let address = address.trim().to_owned();
-        if address.is_empty() {
-            let _ = daemon.kill();
-            let _ = daemon.wait();
-            bail!("dbus-daemon printed no address");
-        }
+        let (daemon, address) = start_session_bus(Command::new("dbus-daemon"), &dir.join("bus"))?;
         let server = zbus::blocking::connection::Builder::address(address.as_str())?
             .name("org.freedesktop.Notifications")?
             .serve_at(

@@ -2,31 +2,16 @@
 //! context switches of all its threads between two readings).
 
 use anyhow::Result;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use testbed::process::{context_switches, ThreadSwitches};
 
 /// The context switches of each thread of a process at one moment, by thread id.
-pub struct Switches(HashMap<String, u64>);
+pub struct Switches(BTreeMap<u32, ThreadSwitches>);
 
 impl Switches {
     /// Reads them for `pid`.
     pub fn read(pid: u32) -> Result<Self> {
-        let mut threads = HashMap::new();
-        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-            let task = task?;
-            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-                continue; // the thread ended meanwhile
-            };
-            let switches = status
-                .lines()
-                .filter_map(|line| {
-                    line.strip_prefix("voluntary_ctxt_switches:")
-                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
-                })
-                .filter_map(|n| n.trim().parse::<u64>().ok())
-                .sum();
-            threads.insert(task.file_name().to_string_lossy().into_owned(), switches);
-        }
-        Ok(Self(threads))
+        Ok(Self(context_switches(pid)?))
     }
 
     /// Wake-ups since `before`: growth of the threads seen in both, plus every switch of the
@@ -34,7 +19,10 @@ impl Switches {
     pub fn since(&self, before: &Switches) -> u64 {
         self.0
             .iter()
-            .map(|(tid, n)| n.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
+            .map(|(tid, thread)| {
+                let earlier = before.0.get(tid).map_or(0, |t| t.switches);
+                thread.switches.saturating_sub(earlier)
+            })
             .sum()
     }
 }
