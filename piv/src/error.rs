@@ -4,6 +4,15 @@ use crate::apdu::StatusWord;
 use crate::consts::key;
 use thiserror::Error;
 
+/// What [`Error::ServiceUnavailable`] says, with the platform's way to start the service.
+#[cfg(not(windows))]
+const SERVICE_UNAVAILABLE: &str =
+    "the PC/SC service (pcscd) is not running: start it with `systemctl start pcscd.socket`";
+/// What [`Error::ServiceUnavailable`] says, with the platform's way to start the service.
+#[cfg(windows)]
+const SERVICE_UNAVAILABLE: &str =
+    "the Smart Card service is not running: start it (Services, \"Smart Card\", or `sc start SCardSvr`)";
+
 /// Everything that can go wrong talking to a PIV card.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -40,10 +49,8 @@ pub enum Error {
     /// The reader is gone or unknown.
     #[error("the smartcard reader is not available (unplugged?)")]
     NoReader,
-    /// pcscd is not running or stopped during the operation.
-    #[error(
-        "the PC/SC service (pcscd) is not running: start it with `systemctl start pcscd.socket`"
-    )]
+    /// pcscd (Windows: the Smart Card service) is not running or stopped during the operation.
+    #[error("{}", SERVICE_UNAVAILABLE)]
     ServiceUnavailable,
     /// The operation needs the PIN or the management key to have been presented first.
     #[error("the card refused: the PIN or the management key must be presented first")]

@@ -694,7 +694,8 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
         return Ok(found.clone());
     }
     let package = match name {
-        "ia-pinentry" | "ia-testbed" | "agent-bench" => "tests",
+        "ia-testbed" | "agent-bench" => "tests",
+        "ia-pinentry" => "ia-pinentry",
         "cardsim" => "cardsim",
         "identity-agent-tray" => "tray",
         _ => "agent",

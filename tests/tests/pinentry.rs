@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use testbed::stack::{workspace_binary, AgentOptions, PinentrySetup, Stack};
 
-const PINENTRY: &str = env!("CARGO_BIN_EXE_ia-pinentry");
+/// The scripted pinentry (its own package, built first if missing).
+fn pinentry() -> PathBuf {
+    workspace_binary("ia-pinentry").unwrap()
+}
 
 fn config(args: &[&str], timeout_secs: u64) -> PinentryConfig {
     PinentryConfig {
-        program: PathBuf::from(PINENTRY),
+        program: pinentry(),
         args: args.iter().map(|a| a.to_string()).collect(),
         timeout_secs,
         tty: None,
@@ -102,7 +105,7 @@ impl Scripted {
 
     fn config(&self, extra: &[&str], timeout_secs: u64) -> PinentryConfig {
         PinentryConfig {
-            program: PathBuf::from(PINENTRY),
+            program: pinentry(),
             args: self.args(extra),
             timeout_secs,
             tty: None,

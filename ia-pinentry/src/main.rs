@@ -23,7 +23,6 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -191,10 +190,7 @@ fn next_answer(args: &Args) -> Result<Answer> {
         .truncate(false)
         .open(&pos_path)
         .with_context(|| format!("cannot open {}", Path::new(&pos_path).display()))?;
-    // SAFETY: flock on a descriptor we own; it is released when the file is closed.
-    if unsafe { libc::flock(pos_file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot lock the script position");
-    }
+    lock_exclusive(&pos_file).context("cannot lock the script position")?;
     let mut pos = String::new();
     pos_file.read_to_string(&mut pos)?;
     let pos: usize = pos.trim().parse().unwrap_or(0);
@@ -268,11 +264,52 @@ fn hang(input: &Receiver<Vec<u8>>, timeout: Option<&str>) -> Option<End> {
     }
 }
 
+/// Locks `file` for this process until it is closed (the script's position, shared by the
+/// pinentry processes of one test).
+#[cfg(unix)]
+fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; it is released when the file is closed.
+    match unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Locks `file` for this process until it is closed (the script's position, shared by the
+/// pinentry processes of one test).
+#[cfg(windows)]
+fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Storage::FileSystem::{LockFileEx, LOCKFILE_EXCLUSIVE_LOCK};
+    use windows_sys::Win32::System::IO::OVERLAPPED;
+    // SAFETY: an all-zero OVERLAPPED is offset 0 and no event.
+    let mut overlapped: OVERLAPPED = unsafe { std::mem::zeroed() };
+    // SAFETY: a handle we own and an OVERLAPPED that outlives the (blocking) call; the lock
+    // is released when the handle is closed.
+    match unsafe {
+        LockFileEx(
+            file.as_raw_handle(),
+            LOCKFILE_EXCLUSIVE_LOCK,
+            0,
+            u32::MAX,
+            u32::MAX,
+            &mut overlapped,
+        )
+    } {
+        0 => Err(std::io::Error::last_os_error()),
+        _ => Ok(()),
+    }
+}
+
 /// A prompt that never ends and a program that never leaves by itself: its timeout, its input
 /// and SIGTERM are ignored (only SIGKILL ends it).
 fn deaf() -> ! {
+    #[cfg(unix)]
     // SAFETY: setting a signal disposition to SIG_IGN installs no handler code.
-    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN)
+    };
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
