@@ -1,14 +1,17 @@
 //! Windows builds of this workspace, run under Wine against a test bed's pcscd
 //! (`docs/WINDOWS.md`): the cross build of a program, and a run of it through
 //! `scripts/wine-run` (the Wine 10 of `scripts/wine-root`), whose winscard reaches the bed's
-//! private pcscd through the host's pcsc-lite.
+//! private pcscd through the host's pcsc-lite — to its end, or as a session the test talks to
+//! line by line.
 
 use crate::TestBed;
 use anyhow::{bail, Context as _, Result};
 use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// The Rust target of the Windows build.
@@ -48,8 +51,21 @@ pub fn missing_toolchain() -> Option<String> {
     None
 }
 
-/// Builds example `example` of `package` for Windows and returns its `.exe`.
-pub fn build_example(package: &str, example: &str) -> Result<PathBuf> {
+/// A program of this workspace to build for Windows.
+#[derive(Debug, Clone, Copy)]
+pub enum Program<'a> {
+    /// A binary of the package (`--bin`).
+    Bin(&'a str),
+    /// An example of the package (`--example`).
+    Example(&'a str),
+}
+
+/// Builds `program` of `package` for Windows and returns its `.exe`.
+pub fn build(package: &str, program: Program<'_>) -> Result<PathBuf> {
+    let (kind, name) = match program {
+        Program::Bin(name) => ("--bin", name),
+        Program::Example(name) => ("--example", name),
+    };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .args([
@@ -57,29 +73,50 @@ pub fn build_example(package: &str, example: &str) -> Result<PathBuf> {
             "--locked",
             "--message-format=json-render-diagnostics",
         ])
-        .args([
-            "--target",
-            WINDOWS_TARGET,
-            "-p",
-            package,
-            "--example",
-            example,
-        ])
+        .args(["--target", WINDOWS_TARGET, "-p", package, kind, name])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("building {package}'s example {example} for Windows"))?;
+        .with_context(|| format!("building {package}'s {name} for Windows"))?;
     if !output.status.success() {
-        bail!("building {package}'s example {example} for {WINDOWS_TARGET} failed");
+        bail!("building {package}'s {name} for {WINDOWS_TARGET} failed");
     }
-    // The last artifact cargo names for that example is its executable.
+    // The last artifact cargo names for that program is its executable.
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["target"]["name"] == example)
+        .filter(|message| message["target"]["name"] == name)
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .with_context(|| format!("cargo named no executable for the example {example}"))
+        .with_context(|| format!("cargo named no executable for {name}"))
+}
+
+/// `scripts/wine-run exe args…` as a PC/SC client of `bed`'s pcscd, in a process group of its
+/// own (so a run that hangs is ended whole: unshare, Wine, wineserver); the Wine root is made
+/// first when missing, outside any time limit (it takes minutes, once).
+fn wine_run(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<Command> {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let root = Command::new(scripts.join("wine-root"))
+        .stdout(Stdio::null())
+        .status()
+        .context("running scripts/wine-root")?;
+    if !root.success() {
+        bail!("no Wine root to run Windows programs in (scripts/wine-root said why above)");
+    }
+    let (socket_env, socket) = bed.client_env();
+    let mut command = Command::new(scripts.join("wine-run"));
+    command
+        .arg(exe)
+        .args(args)
+        .env(socket_env, socket)
+        .process_group(0);
+    Ok(command)
+}
+
+/// Ends the process group `leader` leads (a `wine_run` command's).
+fn kill_group(leader: &Child) {
+    // SAFETY: kill has no memory preconditions; the group is the child's own.
+    unsafe { libc::kill(-(leader.id() as i32), libc::SIGKILL) };
 }
 
 /// What a Windows program printed and how it ended.
@@ -96,38 +133,21 @@ pub struct WineOutput {
 /// Runs the Windows program `exe` with `args` under Wine, as a PC/SC client of `bed`'s pcscd;
 /// what it printed goes to the test's output too.
 pub fn run(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<WineOutput> {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
-    // The Wine root first, outside the run's time limit: making it takes minutes, once.
-    let root = Command::new(scripts.join("wine-root"))
-        .stdout(Stdio::null())
-        .status()
-        .context("running scripts/wine-root")?;
-    if !root.success() {
-        bail!("no Wine root to run Windows programs in (scripts/wine-root said why above)");
-    }
-    let wine_run = scripts.join("wine-run");
-    let (socket_env, socket) = bed.client_env();
     let out_path = bed.dir().join("wine.out");
     let err_path = bed.dir().join("wine.err");
-    let mut child = Command::new(&wine_run)
-        .arg(exe)
-        .args(args)
-        .env(socket_env, socket)
+    let mut child = wine_run(bed, exe, args)?
         .stdin(Stdio::null())
         .stdout(File::create(&out_path)?)
         .stderr(File::create(&err_path)?)
-        // Its own process group, so a run that hangs is ended whole (unshare, Wine, wineserver).
-        .process_group(0)
         .spawn()
-        .with_context(|| format!("running {}", wine_run.display()))?;
+        .context("running scripts/wine-run")?;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if Instant::now() > deadline {
-            // SAFETY: kill has no memory preconditions; the group is the child's own.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            kill_group(&child);
             let _ = child.wait();
             bail!(
                 "{} did not finish under Wine within {RUN_TIMEOUT:?}",
@@ -150,4 +170,83 @@ pub fn run(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<WineOutput> {
         output.code
     );
     Ok(output)
+}
+
+/// A Windows program under Wine that the test talks to line by line over its standard input
+/// and output (`agent-ipc`'s `line-client`, say); what it writes to standard error goes to a
+/// file, shown by [`WineSession::stderr`]. Ended with its whole Wine on drop.
+pub struct WineSession {
+    child: Child,
+    input: ChildStdin,
+    lines: Receiver<String>,
+    stderr_path: PathBuf,
+}
+
+impl WineSession {
+    /// Starts `exe` with `args` under Wine, as a PC/SC client of `bed`'s pcscd.
+    pub fn start(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<WineSession> {
+        let stderr_path = bed.dir().join("wine-session.err");
+        let mut child = wine_run(bed, exe, args)?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr_path)?)
+            .spawn()
+            .context("running scripts/wine-run")?;
+        let input = child.stdin.take().context("no standard input")?;
+        let output = child.stdout.take().context("no standard output")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
+                eprintln!("wine> {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(WineSession {
+            child,
+            input,
+            lines,
+            stderr_path,
+        })
+    }
+
+    /// Writes `line` to the program's input.
+    pub fn send(&mut self, line: &str) -> Result<()> {
+        eprintln!("wine< {line}");
+        writeln!(self.input, "{line}")?;
+        Ok(self.input.flush()?)
+    }
+
+    /// The next line `wanted` accepts, within `timeout`; the lines before it are skipped.
+    pub fn expect(&mut self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => bail!(
+                    "no such line within {timeout:?}; standard error:\n{}",
+                    self.stderr()
+                ),
+                Err(RecvTimeoutError::Disconnected) => bail!(
+                    "the program ended first; standard error:\n{}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// What the program (and Wine) wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for WineSession {
+    fn drop(&mut self) {
+        kill_group(&self.child);
+        let _ = self.child.wait();
+    }
 }

@@ -1,13 +1,22 @@
 //! The Windows build under Wine (`docs/WINDOWS.md`): a Windows program of this workspace reads
 //! the virtual card through Wine's winscard and the test bed's private pcscd — the same
-//! readers, card and serial a Linux client sees.
+//! readers, card and serial a Linux client sees; and the Windows agent, with the Windows
+//! scripted pinentry, signs a holder in against the reference CMS, serves its named pipe with
+//! a security descriptor for the user alone, and ends the session when the card is pulled.
 //!
 //! Skipped, saying why, only when the Windows toolchain is not installed (`scripts/setup`
 //! installs it). One pcscd per test process: run with `cargo nextest run -p tests --test windows`.
 
-use cardsim::{CardFile, CardSpec, Faults};
+use agent_ipc::{Event, SessionEndReason, SessionState, Status, Ticket};
+use cardsim::{AtrProfile, CardFile, CardSpec, Faults};
+use cms::issuance::InitialValidity;
+use cms_api::client::CmsClient;
 use piv::CardSerial;
-use testbed::{wine, TestBed};
+use std::time::Duration;
+use testbed::stack::{AgentOptions, PinentrySetup, Stack};
+use testbed::wine::WineSession;
+use testbed::wine::{self, Program};
+use testbed::TestBed;
 
 #[test]
 fn a_windows_program_reads_the_card_serial_through_wine_and_the_test_beds_pcscd() {
@@ -15,7 +24,7 @@ fn a_windows_program_reads_the_card_serial_through_wine_and_the_test_beds_pcscd(
         eprintln!("skipped: {why}");
         return;
     }
-    let exe = wine::build_example("piv", "read-cards").unwrap();
+    let exe = wine::build("piv", Program::Example("read-cards")).unwrap();
     let bed = TestBed::start().unwrap();
     let serial: CardSerial = "4082A001132F2817".parse().unwrap();
     let card_file = bed.dir().join("card.json");
@@ -38,4 +47,145 @@ fn a_windows_program_reads_the_card_serial_through_wine_and_the_test_beds_pcscd(
         ],
         "the Windows program sees the readers and the card the test bed made"
     );
+}
+
+/// How long a step of the Windows agent may take under Wine (a debug build, on 2 cores).
+const STEP: Duration = Duration::from_secs(60);
+
+/// The next event `wanted` accepts from a `line-client` session.
+fn wait_for_event(session: &mut WineSession, wanted: impl Fn(&Event) -> bool) -> Event {
+    let line = session
+        .expect(STEP, |line| {
+            line.strip_prefix("event ")
+                .and_then(|json| serde_json::from_str::<Event>(json).ok())
+                .is_some_and(|event| wanted(&event))
+        })
+        .unwrap();
+    serde_json::from_str(line.strip_prefix("event ").unwrap()).unwrap()
+}
+
+/// Sends `call` (JSON) and returns its reply's result, deserialised.
+fn call<T: serde::de::DeserializeOwned>(session: &mut WineSession, call: &str) -> T {
+    session.send(call).unwrap();
+    let line = session
+        .expect(STEP, |line| {
+            line.starts_with("reply ") || line.starts_with("error ")
+        })
+        .unwrap();
+    let result = line
+        .strip_prefix("reply ")
+        .unwrap_or_else(|| panic!("{call} failed: {line}"));
+    serde_json::from_str(result).unwrap()
+}
+
+#[test]
+fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_session_on_removal() {
+    if let Some(why) = wine::missing_toolchain() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let agent = wine::build("agent", Program::Bin("identity-agent")).unwrap();
+    let pinentry = wine::build("ia-pinentry", Program::Bin("ia-pinentry")).unwrap();
+    let client = wine::build("agent-ipc", Program::Example("line-client")).unwrap();
+    let stack = Stack::start().unwrap();
+    let serial: CardSerial = "4082A001132F2901".parse().unwrap();
+    let card = stack
+        .nurse_card(serial, InitialValidity::Days(400), AtrProfile::NhsCis)
+        .unwrap();
+    stack.pin_answers(&[&card.pin]).unwrap();
+    let dir = stack.bed.dir();
+    let options = AgentOptions {
+        pinentry: Some(PinentrySetup {
+            program: pinentry,
+            args: vec![
+                "--script".into(),
+                dir.join("pinentry-script").display().to_string(),
+                "--log".into(),
+                dir.join("pinentry.log").display().to_string(),
+            ],
+            tty: None,
+        }),
+        ..AgentOptions::default()
+    };
+    let config = dir.join("agent-windows.toml");
+    std::fs::write(&config, stack.agent_config(&options).unwrap()).unwrap();
+    let pipe = format!(r"\\.\pipe\identity-agent-test-{}", std::process::id());
+    let agent = agent.display().to_string();
+    let config = config.display().to_string();
+    let mut session = WineSession::start(
+        &stack.bed,
+        &client,
+        &[
+            "--endpoint",
+            &pipe,
+            "--agent",
+            &agent,
+            "--foreground",
+            "--config",
+            &config,
+            "--socket",
+            &pipe,
+        ],
+    )
+    .unwrap();
+
+    // The pipe admits the user and SYSTEM, nobody else, and inherits nothing.
+    let security = session
+        .expect(STEP, |line| line.starts_with("security "))
+        .unwrap();
+    let aces: Vec<&str> = security
+        .trim_start_matches("security D:P(")
+        .trim_end_matches(')')
+        .split(")(")
+        .collect();
+    assert!(security.starts_with("security D:P("), "{security}");
+    assert_eq!(aces.len(), 2, "{security}");
+    assert!(aces[0].starts_with("A;;GA;;;S-1-5-"), "{security}");
+    assert_eq!(aces[1], "A;;GA;;;SY", "{security}");
+    session.expect(STEP, |line| line == "ready").unwrap();
+
+    // Inserted: identified, the PIN asked once through the Windows pinentry, signed in.
+    let inserted = stack.insert(0, &card).unwrap();
+    let Event::SessionStarted { session: signed_in } =
+        wait_for_event(&mut session, |e| matches!(e, Event::SessionStarted { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(signed_in.state, SessionState::SignedIn);
+    assert_eq!(signed_in.user.as_ref().unwrap().name, "Jane Doe");
+    assert_eq!(stack.pin_prompts().len(), 1, "{:?}", stack.pin_prompts());
+    let status: Status = call(&mut session, r#"{"method":"status"}"#);
+    assert_eq!(status.readers[0].name, stack.bed.reader_name(0));
+    assert_eq!(
+        status.readers[0].card.as_ref().unwrap().serial.as_deref(),
+        Some(card.serial.to_string().as_str())
+    );
+
+    // The ticket is the service's, for this holder.
+    let ticket: Ticket = call(&mut session, r#"{"method":"ticket"}"#);
+    let cms = CmsClient::new(stack.cms_url(), stack.cms.ca().certificate_pem()).unwrap();
+    let valid = stack.block_on(cms.validate_ticket(&ticket.ticket)).unwrap();
+    assert_eq!(valid.user.id, card.user_id);
+
+    // Pulled: the session ends, and the service no longer takes the ticket.
+    stack.bed.remove(0, inserted).unwrap();
+    let ended = wait_for_event(&mut session, |e| {
+        matches!(
+            e,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardRemoved,
+                ..
+            }
+        )
+    });
+    assert!(
+        matches!(ended, Event::SessionEnded { serial: Some(s), .. } if s == card.serial.to_string())
+    );
+    let refused = (0..50).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        stack.block_on(cms.validate_ticket(&ticket.ticket)).err()
+    });
+    assert!(refused.is_some(), "the ticket outlived the session");
+    let status: Status = call(&mut session, r#"{"method":"status"}"#);
+    assert_eq!(status.session.state, SessionState::NoCard);
 }
