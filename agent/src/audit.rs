@@ -97,16 +97,6 @@ pub struct AuditLog {
     max_bytes: u64,
 }
 
-/// Opens (creates 0600) `path` for appending, narrowing an existing file to 0600.
-fn open_private(path: &Path) -> std::io::Result<File> {
-    let file = private_files::options()
-        .append(true)
-        .create(true)
-        .open(path)?;
-    private_files::narrow(&file)?;
-    Ok(file)
-}
-
 impl AuditLog {
     /// Opens (creates 0600) `path` for appending; it is rotated once it holds `max_bytes`
     /// (0: never).
@@ -115,7 +105,7 @@ impl AuditLog {
             private_files::create_dir(parent)?;
         }
         Ok(AuditLog {
-            file: Mutex::new(open_private(path)?),
+            file: Mutex::new(private_files::open_append(path)?),
             path: path.to_owned(),
             max_bytes,
         })
@@ -131,7 +121,7 @@ impl AuditLog {
     /// Renames the full log to `.1` (replacing an older one) and starts a new file.
     fn rotate(&self, file: &mut File) -> std::io::Result<()> {
         std::fs::rename(&self.path, self.rotated_path())?;
-        *file = open_private(&self.path)?;
+        *file = private_files::open_append(&self.path)?;
         Ok(())
     }
 
@@ -200,7 +190,7 @@ struct AuditLine<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::private_files::assert_private;
 
     #[test]
     fn events_are_appended_as_json_lines_in_a_private_file() {
@@ -224,10 +214,9 @@ mod tests {
                 tries_left: 2,
             });
 
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
-        assert_eq!(mode(&dir.path().join("state")), 0o700);
+        assert_private(&path);
+        assert_private(path.parent().unwrap());
+        assert_private(&dir.path().join("state"));
 
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
@@ -269,9 +258,8 @@ mod tests {
         assert!(first.len() as u64 >= 300, "{}", first.len());
         assert_eq!(first.lines().count(), written.len());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(&rotated), 0o600);
+        assert_private(&path);
+        assert_private(&rotated);
 
         // The next event goes to the new file; the next rotation replaces the older one.
         log.record(event(99));
@@ -291,14 +279,15 @@ mod tests {
         assert_eq!(files, 2, "only the log and one older file");
     }
 
+    #[cfg(unix)]
     #[test]
     fn an_existing_file_is_narrowed_to_0600() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         AuditLog::open(&path, 0).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_private(&path);
     }
 }

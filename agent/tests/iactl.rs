@@ -40,9 +40,23 @@ impl Drop for Served {
     }
 }
 
+/// Where the test agent listens: a socket in `dir` on Unix, a pipe of a name of its own on
+/// Windows (pipes live in one namespace, not in directories).
+fn endpoint(dir: &Path) -> PathBuf {
+    if cfg!(windows) {
+        let name = dir.file_name().unwrap().to_string_lossy();
+        PathBuf::from(format!(
+            r"\\.\pipe\identity-agent-test-{}-{name}",
+            std::process::id()
+        ))
+    } else {
+        dir.join("run").join("agent.sock")
+    }
+}
+
 fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("run").join("agent.sock");
+    let path = endpoint(dir.path());
     let listener = ipc::bind(&path).unwrap();
     let (calls, mut calls_rx) = mpsc::channel::<AgentCall>(8);
     tokio::spawn(async move {
@@ -96,7 +110,7 @@ fn text(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_3_with_advice_when_no_agent_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agent.sock");
+    let path = endpoint(dir.path());
     let out = iactl(&path, &["status"]).await;
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let err = text(&out.stderr);

@@ -1,5 +1,9 @@
 //! The socket server, served for real on a temporary socket, with a small session owner task
 //! answering the calls it hands on. Most tests speak the raw protocol line by line.
+//!
+//! A Unix socket's tests (modes, peer UIDs, stale files, systemd's socket); the named pipe on
+//! Windows is tested under Wine by the `tests` package's `windows` test.
+#![cfg(unix)]
 
 use agent::ipc::{self, AgentCall, AgentLink, ServerLimits};
 use agent_ipc::{

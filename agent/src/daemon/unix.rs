@@ -33,10 +33,7 @@ pub fn start(foreground: bool, log: &Path, _endpoint: &Path) -> anyhow::Result<R
     if foreground {
         return Ok(Readiness { pipe: None });
     }
-    let log_file = private_files::options()
-        .append(true)
-        .create(true)
-        .open(log)
+    let log_file = private_files::open_append(log)
         .with_context(|| format!("cannot open the log file {}", log.display()))?;
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two descriptors of the array it is given.

@@ -40,10 +40,7 @@ pub fn start(foreground: bool, log: &Path, endpoint: &Path) -> anyhow::Result<Re
     if foreground {
         return Ok(Readiness);
     }
-    let log_file = private_files::options()
-        .append(true)
-        .create(true)
-        .open(log)
+    let log_file = private_files::open_append(log)
         .with_context(|| format!("cannot open the log file {}", log.display()))?;
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     args.push("--foreground".into());

@@ -14,9 +14,8 @@ use agent_ipc::OperationKind;
 use cms_api::protocol::OperationView;
 use piv::KeyAlgorithm;
 use serde::{Deserialize, Serialize};
-use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// How far a repair's PUK rotation got (the card holds the old PUK until the change lands).
@@ -275,10 +274,11 @@ impl Journal {
             .create(true)
             .truncate(true)
             .open(&temporary)?;
+        private_files::narrow(&file, &temporary)?;
         file.write_all(&text)?;
         file.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        sync_dir(&self.dir)?;
+        drop(file);
+        private_files::replace(&temporary, &path)?;
         if let Some(previous) = previous.filter(|p| Some(p) != stored.session_token_ref.as_ref()) {
             self.forget_secret(&previous);
         }
@@ -291,8 +291,8 @@ impl Journal {
         let reference = self
             .read(serial)
             .and_then(|stored| stored.session_token_ref);
-        match std::fs::remove_file(self.path(serial)) {
-            Ok(()) => sync_dir(&self.dir)?,
+        match private_files::remove(&self.path(serial)) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         }
@@ -330,14 +330,10 @@ fn is_serial(serial: &str) -> bool {
     serial.len() == 16 && serial.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::private_files::assert_private;
 
     fn entry(serial: &str) -> Entry {
         Entry {
@@ -378,13 +374,8 @@ mod tests {
             Some("token")
         );
         let path = dir.path().join("operations/4082A001132F2817.json");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(dir.path().join("operations"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(dir_mode & 0o777, 0o700);
+        assert_private(&path);
+        assert_private(&dir.path().join("operations"));
         assert_eq!(journal.all().len(), 1);
         journal.remove("4082A001132F2817").unwrap();
         journal.remove("4082A001132F2817").unwrap();

@@ -1,7 +1,8 @@
 //! Files only the user may read: the state directory and what the agent keeps in it (the
-//! audit log, the operation journal, the background log). On Unix the directory is 0700 and
-//! each file 0600; on Windows the directory gets a protected ACL that admits only the user
-//! and SYSTEM and that files created in it inherit.
+//! audit log, the operation journal, the background log), and replacing one durably. On Unix
+//! the directory is 0700 and each file 0600; on Windows each gets a protected ACL that admits
+//! only the user and SYSTEM (the directory's inherited by what is created in it, and set on
+//! each file besides: Wine, for one, does not apply inheritance).
 //!
 //! The platform's part is in the file beside this one (`unix.rs`, `windows.rs`).
 
@@ -24,14 +25,39 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     platform::create_dir(dir)
 }
 
-/// Options that create a file private to the user (0600 on Unix; on Windows the file inherits
-/// its directory's ACL, see [`create_dir`]).
+/// Options that create a file private to the user on Unix (0600). On Windows the file
+/// inherits its directory's ACL; call [`narrow`] before writing anything to it.
 pub fn options() -> OpenOptions {
     platform::options()
 }
 
-/// Narrows an existing file that group or others could read back to the user (Unix; on
-/// Windows the directory's inherited ACL already says who may).
-pub fn narrow(file: &File) -> io::Result<()> {
-    platform::narrow(file)
+/// Narrows `file`, open at `path`, to the user: on Unix an existing file that group or others
+/// could read (files keep their mode on open); on Windows, any file (its own protected ACL).
+pub fn narrow(file: &File, path: &Path) -> io::Result<()> {
+    platform::narrow(file, path)
+}
+
+/// Opens `path` for appending, created private to the user, and narrowed (see [`narrow`]).
+pub fn open_append(path: &Path) -> io::Result<File> {
+    let file = options().append(true).create(true).open(path)?;
+    narrow(&file, path)?;
+    Ok(file)
+}
+
+/// Moves `from` over `to` atomically, and durably before returning: on Unix a rename, then the
+/// directory synced; on Windows a move written through to the disk.
+pub fn replace(from: &Path, to: &Path) -> io::Result<()> {
+    platform::replace(from, to)
+}
+
+/// Removes the file `path`, durably before returning (on Unix its directory is synced).
+pub fn remove(path: &Path) -> io::Result<()> {
+    platform::remove(path)
+}
+
+/// Panics unless `path` (a file or a directory this module made) is private to the user: for
+/// the tests, on each platform.
+#[cfg(test)]
+pub(crate) fn assert_private(path: &Path) {
+    platform::assert_private(path)
 }
