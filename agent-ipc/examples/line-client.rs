@@ -59,7 +59,11 @@ async fn run() -> Result<(), String> {
     let client = connect(&endpoint, agent.as_mut()).await?;
     let mut events = client.subscribe().await.map_err(|e| e.to_string())?;
     #[cfg(windows)]
-    say(&format!("security {}", pipe_dacl(&endpoint)?));
+    say(&format!(
+        "security {}",
+        agent_ipc::endpoint::dacl_sddl(&endpoint)
+            .map_err(|e| format!("cannot read the pipe's security: {e}"))?
+    ));
     say("ready");
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -121,68 +125,6 @@ async fn wait(agent: Option<&mut Child>) -> Option<std::process::ExitStatus> {
         Some(child) => child.wait().await.ok(),
         None => std::future::pending().await,
     }
-}
-
-/// The DACL of the pipe `endpoint`, in SDDL.
-#[cfg(windows)]
-fn pipe_dacl(endpoint: &std::path::Path) -> Result<String, String> {
-    use std::os::windows::ffi::OsStrExt;
-    use windows_sys::Win32::Foundation::LocalFree;
-    use windows_sys::Win32::Security::Authorization::{
-        ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW,
-        SDDL_REVISION_1, SE_FILE_OBJECT,
-    };
-    use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
-    let name: Vec<u16> = endpoint.as_os_str().encode_wide().chain([0]).collect();
-    let mut descriptor = std::ptr::null_mut();
-    // SAFETY: a NUL-terminated name; on success `descriptor` is LocalAlloc'd, freed below.
-    let status = unsafe {
-        GetNamedSecurityInfoW(
-            name.as_ptr(),
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            &mut descriptor,
-        )
-    };
-    if status != 0 {
-        return Err(format!(
-            "cannot read the pipe's security: {}",
-            std::io::Error::from_raw_os_error(status as i32)
-        ));
-    }
-    let mut text = std::ptr::null_mut();
-    // SAFETY: a valid descriptor; on success `text` is a LocalAlloc'd wide string.
-    let converted = unsafe {
-        ConvertSecurityDescriptorToStringSecurityDescriptorW(
-            descriptor,
-            SDDL_REVISION_1,
-            DACL_SECURITY_INFORMATION,
-            &mut text,
-            std::ptr::null_mut(),
-        )
-    };
-    let sddl = (converted != 0).then(|| {
-        // SAFETY: a NUL-terminated wide string from Windows.
-        unsafe {
-            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-            String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
-        }
-    });
-    // SAFETY: both were LocalAlloc'd by the calls above (null is allowed).
-    unsafe {
-        LocalFree(text.cast());
-        LocalFree(descriptor);
-    }
-    sddl.ok_or_else(|| {
-        format!(
-            "cannot write the pipe's security as SDDL: {}",
-            std::io::Error::last_os_error()
-        )
-    })
 }
 
 fn to_json(value: &impl serde::Serialize) -> String {

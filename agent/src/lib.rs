@@ -24,6 +24,7 @@ pub mod logging;
 pub mod operation;
 pub mod pinentry;
 pub mod private_files;
+pub mod screen_lock;
 pub mod session;
 pub mod time;
 pub mod user_manager;

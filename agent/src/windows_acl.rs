@@ -3,18 +3,12 @@
 
 use agent_ipc::endpoint::current_user_sid;
 use std::io;
-use std::os::windows::ffi::OsStrExt;
-use std::path::Path;
 use std::ptr;
 use windows_sys::Win32::Foundation::LocalFree;
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSecurityDescriptorToStringSecurityDescriptorW,
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW, SDDL_REVISION_1,
-    SE_FILE_OBJECT,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
-use windows_sys::Win32::Security::{
-    GetSecurityDescriptorDacl, ACL, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-};
+use windows_sys::Win32::Security::{GetSecurityDescriptorDacl, ACL, PSECURITY_DESCRIPTOR};
 
 /// A DACL, parsed from SDDL and freed on drop.
 pub struct Dacl {
@@ -77,50 +71,6 @@ impl Drop for Dacl {
         // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW, freed once.
         unsafe { LocalFree(self.descriptor.cast()) };
     }
-}
-
-/// The DACL of the file or directory `path`, in SDDL (`D:PAI(A;OICI;FA;;;S-1-5-…)…`).
-pub fn file_dacl(path: &Path) -> io::Result<String> {
-    let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
-    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: a NUL-terminated path; on success `descriptor` is LocalAlloc'd, freed below.
-    check(unsafe {
-        GetNamedSecurityInfoW(
-            wide.as_ptr(),
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            &mut descriptor,
-        )
-    })?;
-    let mut text = ptr::null_mut();
-    // SAFETY: a valid descriptor; on success `text` is a LocalAlloc'd wide string.
-    let converted = unsafe {
-        ConvertSecurityDescriptorToStringSecurityDescriptorW(
-            descriptor,
-            SDDL_REVISION_1,
-            DACL_SECURITY_INFORMATION,
-            &mut text,
-            ptr::null_mut(),
-        )
-    };
-    let result = match converted {
-        0 => Err(io::Error::last_os_error()),
-        // SAFETY: a NUL-terminated wide string from Windows.
-        _ => Ok(unsafe {
-            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-            String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
-        }),
-    };
-    // SAFETY: both were LocalAlloc'd by the calls above (null is allowed).
-    unsafe {
-        LocalFree(text.cast());
-        LocalFree(descriptor);
-    }
-    result
 }
 
 /// `status` (a Win32 error code) as an `io::Result`.

@@ -20,9 +20,9 @@ mod windows;
 #[cfg(windows)]
 use windows as platform;
 /// Who a Windows process runs as (its token's user SID): the agent admits a pipe client only
-/// when it is its own user.
+/// when it is its own user; and who may open an object (its DACL), read back by the tests.
 #[cfg(windows)]
-pub use windows::{current_user_sid, process_user_sid};
+pub use windows::{current_user_sid, dacl_sddl, process_user_sid};
 
 /// Connects to the agent's endpoint at `path`, once. `NotFound` or `ConnectionRefused`: no
 /// agent there; `WouldBlock`: it is busy accepting others (not gone: try again).

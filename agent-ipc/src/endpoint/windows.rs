@@ -3,8 +3,10 @@
 //! process token, which the environment cannot change) to keep users' agents apart; who may
 //! open the pipe is the agent's security descriptor's to say, not the name's.
 
+mod security;
 mod token;
 
+pub use security::dacl_sddl;
 pub use token::{current_user_sid, process_user_sid};
 
 use super::Stream;

@@ -90,7 +90,7 @@ pub(super) fn assert_private(path: &Path) {
         return;
     }
     let user = agent_ipc::endpoint::current_user_sid().unwrap();
-    let sddl = crate::windows_acl::file_dacl(path).unwrap();
+    let sddl = agent_ipc::endpoint::dacl_sddl(path).unwrap();
     let aces: Vec<&str> = sddl
         .split_once('(')
         .map(|(_, aces)| aces.trim_end_matches(')').split(")(").collect())

@@ -297,7 +297,7 @@ impl SessionOwner {
                     });
                 }
                 Aftermath::Audit(event) => self.audit.record(event),
-                Aftermath::LockScreen => readers::lock_screen(),
+                Aftermath::LockScreen => crate::screen_lock::lock(),
             }
         }
     }

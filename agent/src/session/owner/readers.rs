@@ -300,23 +300,3 @@ pub(super) fn same_card(signed_in: &SignedIn, card: &CardIdentity) -> bool {
             .as_ref()
             .is_some_and(|c| c.fingerprint == signed_in.fingerprint)
 }
-
-/// Locks the screen (`loginctl lock-session`) for the `lock` removal action.
-pub(super) fn lock_screen() {
-    match tokio::process::Command::new("loginctl")
-        .arg("lock-session")
-        .kill_on_drop(false)
-        .spawn()
-    {
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                if let Ok(status) = child.wait().await {
-                    if !status.success() {
-                        tracing::warn!("loginctl lock-session failed: {status}");
-                    }
-                }
-            });
-        }
-        Err(e) => tracing::warn!("cannot lock the screen (loginctl lock-session): {e}"),
-    }
-}
