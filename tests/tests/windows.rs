@@ -2,7 +2,8 @@
 //! the virtual card through Wine's winscard and the test bed's private pcscd — the same
 //! readers, card and serial a Linux client sees; and the Windows agent, with the Windows
 //! scripted pinentry, signs a holder in against the reference CMS, serves its named pipe with
-//! a security descriptor for the user alone, and ends the session when the card is pulled.
+//! a security descriptor for the user alone, and ends the session when the card is pulled; and
+//! the Windows installer puts the agent where its Run entry starts it at logon.
 //!
 //! Skipped, saying why, only when the Windows toolchain is not installed (`scripts/setup`
 //! installs it). One pcscd per test process: run with `cargo nextest run -p tests --test windows`.
@@ -188,4 +189,94 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
     assert!(refused.is_some(), "the ticket outlived the session");
     let status: Status = call(&mut session, r#"{"method":"status"}"#);
     assert_eq!(status.session.state, SessionState::NoCard);
+}
+
+/// What `cmd` runs to check the installer: each step echoes a word and its exit status, for the
+/// test to read.
+const INSTALLER_CHECK: &str = r#"@echo off
+start /wait msiexec /i "%MSI%" /qn /l*v "%~dp0install.log"
+echo install %errorlevel%
+set logon=
+for /f "tokens=3,*" %%a in ('reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent" ^| find "REG_SZ"') do set logon=%%b
+echo logon %logon%
+if exist "C:\ProgramData\Identity Agent\config.toml" echo configuration installed
+%logon%
+echo agent-start %errorlevel%
+"C:\Program Files\Identity Agent\iactl.exe" status
+echo iactl-status %errorlevel%
+taskkill /f /im identity-agent.exe >nul
+start /wait msiexec /x "%MSI%" /qn
+echo uninstall %errorlevel%
+reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent" >nul 2>nul
+echo run-entry-after %errorlevel%
+if exist "C:\Program Files\Identity Agent\identity-agent.exe" echo program left behind
+"#;
+
+/// `path` as Windows under Wine names it (the host's root is drive Z:).
+fn windows_path(path: &std::path::Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+#[test]
+fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_uninstalls_cleanly() {
+    if let Some(why) = wine::missing_toolchain() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let package = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/package-windows"),
+    )
+    .args(["--profile", "dev"])
+    .stderr(std::process::Stdio::inherit())
+    .output()
+    .unwrap();
+    assert!(package.status.success(), "scripts/package-windows failed");
+    let msi = String::from_utf8(package.stdout).unwrap();
+    let msi = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(msi.lines().last().unwrap().trim())
+        .canonicalize()
+        .unwrap();
+    let bed = TestBed::start().unwrap();
+    let script = bed.dir().join("installer-check.bat");
+    std::fs::write(
+        &script,
+        INSTALLER_CHECK
+            .replace("%MSI%", &windows_path(&msi))
+            .replace('\n', "\r\n"),
+    )
+    .unwrap();
+
+    let run = wine::run(
+        &bed,
+        std::path::Path::new("cmd"),
+        &["/c", &windows_path(&script)],
+    )
+    .unwrap();
+
+    let lines: Vec<&str> = run.stdout.lines().map(str::trim_end).collect();
+    let has = |line: &str| lines.contains(&line);
+    assert!(has("install 0"), "{}", run.stdout);
+    // The Run entry names the installed agent, and starting it as logon would returns once its
+    // pipe exists: iactl reaches it at once, and it sees the test bed's readers.
+    assert!(
+        has(r#"logon "C:\Program Files\Identity Agent\identity-agent.exe""#),
+        "{}",
+        run.stdout
+    );
+    assert!(has("configuration installed"), "{}", run.stdout);
+    assert!(has("agent-start 0"), "{}", run.stdout);
+    assert!(has("iactl-status 0"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&bed.reader_name(0)),
+        "iactl's status names no reader: {}",
+        run.stdout
+    );
+    assert!(has("uninstall 0"), "{}", run.stdout);
+    assert!(
+        has("run-entry-after 1"),
+        "the Run entry outlived the uninstall: {}",
+        run.stdout
+    );
+    assert!(!has("program left behind"), "{}", run.stdout);
 }
