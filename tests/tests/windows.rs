@@ -192,8 +192,11 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
 }
 
 /// What `cmd` runs to check the installer: each step echoes a word and its exit status, for the
-/// test to read.
+/// test to read. Wine's null display driver lets windows exist without a display, so the
+/// session's end (`wineboot --end-session --shutdown`: what a logoff or shutdown sends, without Wine running the Run entries again as a fresh boot would) reaches the agent's hidden
+/// window.
 const INSTALLER_CHECK: &str = r#"@echo off
+reg add "HKCU\Software\Wine\Drivers" /v Graphics /d null /f >nul
 start /wait msiexec /i "%MSI%" /qn /l*v "%~dp0install.log"
 echo install %errorlevel%
 set logon=
@@ -204,7 +207,18 @@ if exist "C:\ProgramData\Identity Agent\config.toml" echo configuration installe
 echo agent-start %errorlevel%
 "C:\Program Files\Identity Agent\iactl.exe" status
 echo iactl-status %errorlevel%
-taskkill /f /im identity-agent.exe >nul
+wineboot --end-session --shutdown
+echo session-end %errorlevel%
+set waited=0
+:wait_for_exit
+tasklist | find "identity-agent.exe" >nul || goto exited
+set /a waited+=1
+if %waited% geq 10 goto exited
+ping -n 2 127.0.0.1 >nul
+goto wait_for_exit
+:exited
+tasklist | find "identity-agent.exe" >nul && echo agent still running
+copy "%LOCALAPPDATA%\Identity Agent\agent.log" "%~dp0agent.log" >nul
 start /wait msiexec /x "%MSI%" /qn
 echo uninstall %errorlevel%
 reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent" >nul 2>nul
@@ -218,7 +232,7 @@ fn windows_path(path: &std::path::Path) -> String {
 }
 
 #[test]
-fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_uninstalls_cleanly() {
+fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_end_stops_it() {
     if let Some(why) = wine::missing_toolchain() {
         eprintln!("skipped: {why}");
         return;
@@ -272,6 +286,12 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_uninstalls_c
         "iactl's status names no reader: {}",
         run.stdout
     );
+    // The session's end stops the agent a logon started (it has no console, only its hidden
+    // window), so the uninstall can remove its program.
+    assert!(has("session-end 0"), "{}", run.stdout);
+    let log = std::fs::read_to_string(bed.dir().join("agent.log")).unwrap();
+    assert!(log.contains("session end: shutting down"), "{log}");
+    assert!(!has("agent still running"), "{}\n{log}", run.stdout);
     assert!(has("uninstall 0"), "{}", run.stdout);
     assert!(
         has("run-entry-after 1"),

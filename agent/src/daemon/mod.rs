@@ -19,6 +19,8 @@ mod unix;
 #[cfg(unix)]
 pub use unix::{sd_notify, start, Readiness, StopRequests};
 #[cfg(windows)]
+mod session_end;
+#[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use windows::{start, Readiness, StopRequests};

@@ -2,8 +2,10 @@
 //! detached process (no console, a process group of its own) with `--foreground`, its output
 //! appended to the log; the starting process — the one the logon's Run entry starts — returns
 //! once the agent's pipe exists, or fails when the agent exits first. Requests to stop: the
-//! console's Ctrl+C, Ctrl+Break and close, and the session's logoff and shutdown.
+//! console's Ctrl+C, Ctrl+Break and close, and the session's logoff and shutdown — through the
+//! console when there is one, and through a hidden window (`session_end.rs`) when there is not.
 
+use super::session_end;
 use super::FAILED_TO_START;
 use crate::private_files;
 use anyhow::Context as _;
@@ -17,6 +19,7 @@ use tokio::signal::windows::{
     ctrl_break, ctrl_c, ctrl_close, ctrl_logoff, ctrl_shutdown, CtrlBreak, CtrlC, CtrlClose,
     CtrlLogoff, CtrlShutdown,
 };
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use windows_sys::Win32::Foundation::{GetLastError, ERROR_SEM_TIMEOUT};
 use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
 use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS};
@@ -84,17 +87,25 @@ pub struct StopRequests {
     close: CtrlClose,
     logoff: CtrlLogoff,
     shutdown: CtrlShutdown,
+    /// The hidden window's (see `session_end.rs`).
+    session_end: UnboundedReceiver<&'static str>,
 }
 
 impl StopRequests {
-    /// Handles the events from now on; call on the runtime.
+    /// Handles the events from now on; call on the runtime. Without a desktop for the hidden
+    /// window (a service's session), the agent says so and runs on without it.
     pub fn new() -> anyhow::Result<StopRequests> {
+        let (tx, session_end) = unbounded_channel();
+        if let Err(e) = session_end::watch(tx) {
+            tracing::warn!(error = %e, "no window for the session's end: logoff will not end the session first");
+        }
         Ok(StopRequests {
             c: ctrl_c().context("handling Ctrl+C")?,
             break_: ctrl_break().context("handling Ctrl+Break")?,
             close: ctrl_close().context("handling the console's close")?,
             logoff: ctrl_logoff().context("handling logoff")?,
             shutdown: ctrl_shutdown().context("handling shutdown")?,
+            session_end,
         })
     }
 
@@ -106,6 +117,7 @@ impl StopRequests {
             _ = self.close.recv() => "console closed",
             _ = self.logoff.recv() => "logoff",
             _ = self.shutdown.recv() => "shutdown",
+            Some(why) = self.session_end.recv() => why,
         }
     }
 }
