@@ -193,8 +193,8 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
 
 /// What `cmd` runs to check the installer: each step echoes a word and its exit status, for the
 /// test to read. Wine's null display driver lets windows exist without a display, so the
-/// session's end (`wineboot --end-session --shutdown`: what a logoff or shutdown sends, without Wine running the Run entries again as a fresh boot would) reaches the agent's hidden
-/// window.
+/// session's end reaches the agent's hidden window: `wineboot --end-session --shutdown` sends
+/// what a logoff or shutdown sends, without running the Run entries again as a fresh boot would.
 const INSTALLER_CHECK: &str = r#"@echo off
 reg add "HKCU\Software\Wine\Drivers" /v Graphics /d null /f >nul
 start /wait msiexec /i "%MSI%" /qn /l*v "%~dp0install.log"
