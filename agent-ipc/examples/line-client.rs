@@ -11,8 +11,10 @@
 //! subscribes, and prints `ready` — on Windows after `security SDDL`, the DACL of the pipe as
 //! Windows reports it to a client. Then each input line is a call as JSON (`{"method":
 //! "status"}`, `{"method": "login", "params": {}}`), answered with `reply JSON` or `error
-//! JSON`, and each event arrives as `event JSON`, one per line. It leaves at the end of its
-//! input, printing `agent exited CODE` first if the agent it started ended on its own.
+//! JSON`, and each event arrives as `event JSON`, one per line. `time N JSON` makes the call N
+//! times, one after the other, and prints `times` and each round trip in microseconds, for
+//! benchmarks. It leaves at the end of its input, printing `agent exited CODE` first if the
+//! agent it started ended on its own.
 
 use agent_ipc::{Call, Client, ClientError};
 use std::io::Write;
@@ -73,6 +75,16 @@ async fn run() -> Result<(), String> {
                 if line.trim().is_empty() {
                     continue;
                 }
+                let (repeat, line) = match line.strip_prefix("time ").and_then(|rest| rest.split_once(' ')) {
+                    Some((count, call)) => match count.parse::<usize>() {
+                        Ok(count) => (Some(count), call.to_owned()),
+                        Err(e) => {
+                            say(&format!("error {}", serde_json::json!({ "input": e.to_string() })));
+                            continue;
+                        }
+                    },
+                    None => (None, line),
+                };
                 let call: Call = match serde_json::from_str(&line) {
                     Ok(call) => call,
                     Err(e) => {
@@ -80,6 +92,16 @@ async fn run() -> Result<(), String> {
                         continue;
                     }
                 };
+                if let Some(count) = repeat {
+                    let mut times = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        let started = Instant::now();
+                        events.call_raw(call.clone()).await.map_err(|e| format!("a timed call failed: {e}"))?;
+                        times.push(started.elapsed().as_micros().to_string());
+                    }
+                    say(&format!("times {}", times.join(" ")));
+                    continue;
+                }
                 match events.call_raw(call).await {
                     Ok(result) => say(&format!("reply {result}")),
                     Err(ClientError::Agent(error)) => say(&format!("error {}", to_json(&error))),

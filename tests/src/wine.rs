@@ -4,6 +4,7 @@
 //! private pcscd through the host's pcsc-lite — to its end, or as a session the test talks to
 //! line by line.
 
+use crate::stack::{AgentOptions, PinentrySetup, Stack};
 use crate::TestBed;
 use anyhow::{bail, Context as _, Result};
 use std::fs::File;
@@ -60,8 +61,13 @@ pub enum Program<'a> {
     Example(&'a str),
 }
 
-/// Builds `program` of `package` for Windows and returns its `.exe`.
+/// Builds `program` of `package` for Windows (the debug build) and returns its `.exe`.
 pub fn build(package: &str, program: Program<'_>) -> Result<PathBuf> {
+    build_profile(package, program, "dev")
+}
+
+/// [`build`] in the cargo profile `profile` (`dev`, `release`).
+pub fn build_profile(package: &str, program: Program<'_>, profile: &str) -> Result<PathBuf> {
     let (kind, name) = match program {
         Program::Bin(name) => ("--bin", name),
         Program::Example(name) => ("--example", name),
@@ -73,7 +79,16 @@ pub fn build(package: &str, program: Program<'_>) -> Result<PathBuf> {
             "--locked",
             "--message-format=json-render-diagnostics",
         ])
-        .args(["--target", WINDOWS_TARGET, "-p", package, kind, name])
+        .args([
+            "--profile",
+            profile,
+            "--target",
+            WINDOWS_TARGET,
+            "-p",
+            package,
+            kind,
+            name,
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::inherit())
         .output()
@@ -178,7 +193,8 @@ pub fn run(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<WineOutput> {
 pub struct WineSession {
     child: Child,
     input: ChildStdin,
-    lines: Receiver<String>,
+    /// Each line with when it arrived.
+    lines: Receiver<(Instant, String)>,
     stderr_path: PathBuf,
 }
 
@@ -197,8 +213,9 @@ impl WineSession {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(output).lines().map_while(Result::ok) {
+                let arrived = Instant::now();
                 eprintln!("wine> {line}");
-                if tx.send(line).is_err() {
+                if tx.send((arrived, line)).is_err() {
                     break;
                 }
             }
@@ -220,11 +237,21 @@ impl WineSession {
 
     /// The next line `wanted` accepts, within `timeout`; the lines before it are skipped.
     pub fn expect(&mut self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Result<String> {
+        self.expect_timed(timeout, wanted).map(|(_, line)| line)
+    }
+
+    /// [`WineSession::expect`], with when the line arrived (read as it was written, by a
+    /// thread of its own).
+    pub fn expect_timed(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<(Instant, String)> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return Ok(line),
+                Ok((arrived, line)) if wanted(&line) => return Ok((arrived, line)),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => bail!(
                     "no such line within {timeout:?}; standard error:\n{}",
@@ -248,5 +275,64 @@ impl Drop for WineSession {
     fn drop(&mut self) {
         kill_group(&self.child);
         let _ = self.child.wait();
+    }
+}
+
+/// The Windows agent and what runs it under Wine: `identity-agent.exe`, the scripted
+/// `ia-pinentry.exe` it asks PINs with, and `agent-ipc`'s `line-client.exe`, which starts it and
+/// relays its socket API as lines.
+pub struct WindowsAgent {
+    agent: PathBuf,
+    pinentry: PathBuf,
+    client: PathBuf,
+}
+
+impl WindowsAgent {
+    /// Builds the three in the cargo profile `profile` (`dev`, `release`).
+    pub fn build(profile: &str) -> Result<WindowsAgent> {
+        Ok(WindowsAgent {
+            agent: build_profile("agent", Program::Bin("identity-agent"), profile)?,
+            pinentry: build_profile("ia-pinentry", Program::Bin("ia-pinentry"), profile)?,
+            client: build_profile("agent-ipc", Program::Example("line-client"), profile)?,
+        })
+    }
+
+    /// Starts the agent under Wine on a pipe of its own, configured as `stack` configures its
+    /// Linux agent for `options`, with `ia-pinentry.exe pinentry_args` as its pinentry; the
+    /// session's first lines are the pipe's `security` and `ready`.
+    pub fn start(
+        &self,
+        stack: &Stack,
+        options: &AgentOptions,
+        pinentry_args: Vec<String>,
+    ) -> Result<WineSession> {
+        let options = AgentOptions {
+            pinentry: Some(PinentrySetup {
+                program: self.pinentry.clone(),
+                args: pinentry_args,
+                tty: None,
+            }),
+            ..options.clone()
+        };
+        let config = stack.bed.dir().join("agent-windows.toml");
+        std::fs::write(&config, stack.agent_config(&options)?)?;
+        let pipe = format!(r"\\.\pipe\identity-agent-test-{}", std::process::id());
+        let agent = self.agent.display().to_string();
+        let config = config.display().to_string();
+        WineSession::start(
+            &stack.bed,
+            &self.client,
+            &[
+                "--endpoint",
+                &pipe,
+                "--agent",
+                &agent,
+                "--foreground",
+                "--config",
+                &config,
+                "--socket",
+                &pipe,
+            ],
+        )
     }
 }

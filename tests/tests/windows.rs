@@ -14,9 +14,9 @@ use cms::issuance::InitialValidity;
 use cms_api::client::CmsClient;
 use piv::CardSerial;
 use std::time::Duration;
-use testbed::stack::{AgentOptions, PinentrySetup, Stack};
-use testbed::wine::WineSession;
+use testbed::stack::{AgentOptions, Stack};
 use testbed::wine::{self, Program};
+use testbed::wine::{WindowsAgent, WineSession};
 use testbed::TestBed;
 
 #[test]
@@ -85,9 +85,7 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
         eprintln!("skipped: {why}");
         return;
     }
-    let agent = wine::build("agent", Program::Bin("identity-agent")).unwrap();
-    let pinentry = wine::build("ia-pinentry", Program::Bin("ia-pinentry")).unwrap();
-    let client = wine::build("agent-ipc", Program::Example("line-client")).unwrap();
+    let windows = WindowsAgent::build("dev").unwrap();
     let stack = Stack::start().unwrap();
     let serial: CardSerial = "4082A001132F2901".parse().unwrap();
     let card = stack
@@ -95,40 +93,15 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
         .unwrap();
     stack.pin_answers(&[&card.pin]).unwrap();
     let dir = stack.bed.dir();
-    let options = AgentOptions {
-        pinentry: Some(PinentrySetup {
-            program: pinentry,
-            args: vec![
-                "--script".into(),
-                dir.join("pinentry-script").display().to_string(),
-                "--log".into(),
-                dir.join("pinentry.log").display().to_string(),
-            ],
-            tty: None,
-        }),
-        ..AgentOptions::default()
-    };
-    let config = dir.join("agent-windows.toml");
-    std::fs::write(&config, stack.agent_config(&options).unwrap()).unwrap();
-    let pipe = format!(r"\\.\pipe\identity-agent-test-{}", std::process::id());
-    let agent = agent.display().to_string();
-    let config = config.display().to_string();
-    let mut session = WineSession::start(
-        &stack.bed,
-        &client,
-        &[
-            "--endpoint",
-            &pipe,
-            "--agent",
-            &agent,
-            "--foreground",
-            "--config",
-            &config,
-            "--socket",
-            &pipe,
-        ],
-    )
-    .unwrap();
+    let pinentry_args = vec![
+        "--script".into(),
+        dir.join("pinentry-script").display().to_string(),
+        "--log".into(),
+        dir.join("pinentry.log").display().to_string(),
+    ];
+    let mut session = windows
+        .start(&stack, &AgentOptions::default(), pinentry_args)
+        .unwrap();
 
     // The pipe admits the user and SYSTEM, nobody else, and inherits nothing.
     let security = session

@@ -32,6 +32,8 @@ mod peers;
 mod process;
 #[path = "agent-bench/runs.rs"]
 mod runs;
+#[path = "agent-bench/windows.rs"]
+mod windows;
 
 use agent_ipc::Client;
 use anyhow::{bail, Context as _, Result};
@@ -46,6 +48,7 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use testbed::stack::{workspace_binary, AgentOptions, PinentrySetup, Stack};
+use testbed::wine::WindowsAgent;
 
 #[derive(Parser)]
 #[command(about = "Measures the identity agent against its targets")]
@@ -75,6 +78,11 @@ struct Args {
     /// `status` round trips per transport for the web bridge's figures, per run.
     #[arg(long, default_value_t = 2000)]
     bridge_requests: usize,
+    /// Instead of the measures above: the Windows agent (release build) under Wine beside the
+    /// Linux agent on the same pcscd — card cycles, `status` one after another (as many as
+    /// `--bridge-requests`), RSS at rest after `--idle-seconds`.
+    #[arg(long)]
+    windows: bool,
 }
 
 fn main() -> Result<()> {
@@ -112,6 +120,25 @@ fn main() -> Result<()> {
     let _ = bare.recv_timeout(Duration::from_secs(2));
 
     let mut runs = Vec::new();
+    if args.windows {
+        let windows_runs = windows::WindowsRuns {
+            build: WindowsAgent::build("release")?,
+            options: options.clone(),
+            pinentry_args: vec!["--pin".to_owned(), card.pin.clone()],
+            cycles: args.cycles,
+            requests: args.bridge_requests,
+            rest_seconds: args.idle_seconds,
+        };
+        for n in 1..=args.runs {
+            let mut figures = RunFigures::new();
+            println!("run {n}/{} — load before: {}", args.runs, figures.load);
+            windows_runs.measure(&mut stack, &card.file, &bare, &mut figures)?;
+            println!("  {}", figures.brief());
+            runs.push(figures);
+        }
+        runs::summarise(&runs, &[], &runs::load_average());
+        return Ok(());
+    }
     for n in 1..=args.runs {
         let mut figures = RunFigures::new();
         println!("run {n}/{} — load before: {}", args.runs, figures.load);
