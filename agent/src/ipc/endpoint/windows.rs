@@ -17,6 +17,7 @@ use interprocess::os::windows::security_descriptor::SecurityDescriptor;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use widestring::U16CString;
 
 /// Who may open the pipe: the user and SYSTEM, with full access; nobody else (protected).
@@ -69,7 +70,7 @@ pub(super) fn bind(path: &Path) -> io::Result<Endpoint> {
             format!("{text} is not a pipe name (\\\\.\\pipe\\…)"),
         ));
     }
-    let sddl = PIPE_SECURITY.replace("{user}", &current_user_sid()?);
+    let sddl = PIPE_SECURITY.replace("{user}", our_sid()?);
     let sddl = U16CString::from_str(&sddl).map_err(io::Error::other)?;
     let descriptor = SecurityDescriptor::deserialize(&sddl)?;
     let listener = ListenerOptions::new()
@@ -116,5 +117,15 @@ pub(super) fn peer(stream: &Stream) -> io::Result<Option<PeerId>> {
         )
     })?;
     let sid = process_user_sid(pid)?;
-    Ok((sid != current_user_sid()?).then_some(PeerId { sid, pid }))
+    Ok((sid != *our_sid()?).then_some(PeerId { sid, pid }))
+}
+
+/// This process's user SID, read from its token once.
+fn our_sid() -> io::Result<&'static String> {
+    static SID: OnceLock<String> = OnceLock::new();
+    if let Some(sid) = SID.get() {
+        return Ok(sid);
+    }
+    let sid = current_user_sid()?;
+    Ok(SID.get_or_init(|| sid))
 }

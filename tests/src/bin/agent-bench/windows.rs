@@ -85,10 +85,7 @@ impl WindowsRuns {
                 &[Stat::P50, Stat::Max],
             );
         }
-        session.send(&format!(
-            "time {} {{\"method\":\"status\"}}",
-            self.requests
-        ))?;
+        session.send(&format!("time {} {{\"method\":\"status\"}}", self.requests))?;
         let line = session.expect(STEP, |line| line.starts_with("times "))?;
         let times = line
             .split_whitespace()
