@@ -412,6 +412,34 @@ mod tests {
         assert!(journal.get("4082A001132F2817").is_none());
     }
 
+    /// Windows's Credential Manager (Wine's, under the tests' Wine) keeps the token; the file
+    /// only names it, and removing the entry forgets it.
+    #[cfg(windows)]
+    #[test]
+    fn the_credential_manager_keeps_the_token_and_the_file_only_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretStore::os_keyring();
+        let journal = Journal::with_secrets(dir.path(), secrets.clone());
+        let mut saved = entry("4082A001132F2817");
+        saved.operation = format!("op-windows-{}", std::process::id());
+        journal.save(&saved).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("4082A001132F2817.json")).unwrap();
+        let reference = SecretStore::reference(&saved.operation);
+        assert!(text.contains(&reference), "{text}");
+        assert!(!text.contains(r#""session_token":"token""#), "{text}");
+        assert_eq!(secrets.get(&reference).unwrap().as_str(), "token");
+        let read = journal.get("4082A001132F2817").unwrap();
+        assert_eq!(
+            read.session_token.as_deref().map(String::as_str),
+            Some("token")
+        );
+        journal.remove("4082A001132F2817").unwrap();
+        assert!(matches!(
+            secrets.get(&reference),
+            Err(SecretError::Missing(_))
+        ));
+    }
+
     #[test]
     fn a_file_decodes_to_what_encoded_it() {
         let mut entry = entry("4082A001132F2817");

@@ -80,7 +80,7 @@ impl SecretStore {
         if !self.said_unavailable.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "the keyring cannot keep renewal session tokens ({why}); they are kept in the \
-                 operations journal's own files (mode 0600) instead"
+                 operations journal's own private files instead"
             );
         }
     }
