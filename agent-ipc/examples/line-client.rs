@@ -75,20 +75,10 @@ async fn run() -> Result<(), String> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let (repeat, line) = match line.strip_prefix("time ").and_then(|rest| rest.split_once(' ')) {
-                    Some((count, call)) => match count.parse::<usize>() {
-                        Ok(count) => (Some(count), call.to_owned()),
-                        Err(e) => {
-                            say(&format!("error {}", serde_json::json!({ "input": e.to_string() })));
-                            continue;
-                        }
-                    },
-                    None => (None, line),
-                };
-                let call: Call = match serde_json::from_str(&line) {
-                    Ok(call) => call,
+                let (repeat, call) = match parse_input(&line) {
+                    Ok(input) => input,
                     Err(e) => {
-                        say(&format!("error {}", serde_json::json!({ "input": e.to_string() })));
+                        say(&format!("error {}", serde_json::json!({ "input": e })));
                         continue;
                     }
                 };
@@ -119,6 +109,22 @@ async fn run() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// An input line: a call as JSON, or `time N` and a call; the repeat count and the call.
+fn parse_input(line: &str) -> Result<(Option<usize>, Call), String> {
+    let (repeat, json) = match line
+        .strip_prefix("time ")
+        .and_then(|rest| rest.split_once(' '))
+    {
+        Some((count, json)) => (
+            Some(count.parse().map_err(|e| format!("time {count}: {e}"))?),
+            json,
+        ),
+        None => (None, line),
+    };
+    let call = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok((repeat, call))
 }
 
 /// Connects to `endpoint`, retrying while the agent starts; fails when it exits first.
