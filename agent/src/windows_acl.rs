@@ -1,5 +1,6 @@
-//! Windows access control lists written in SDDL, for the places that narrow who may touch the
-//! agent's objects: its state directory (`private_files`) and its process (`hardening`).
+//! Windows access control lists written in SDDL (and the wide strings Windows calls take), for
+//! the places that narrow who may touch the agent's objects: its state directory
+//! (`private_files`) and its process (`hardening`).
 
 use agent_ipc::endpoint::current_user_sid;
 use std::io;
@@ -71,6 +72,13 @@ impl Drop for Dacl {
         // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW, freed once.
         unsafe { LocalFree(self.descriptor.cast()) };
     }
+}
+
+/// `text` (a path, a pipe's name) as the NUL-terminated wide string Windows calls take; an
+/// error for one with a NUL inside.
+pub fn wide(text: &std::ffi::OsStr) -> io::Result<widestring::U16CString> {
+    widestring::U16CString::from_os_str(text)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// `status` (a Win32 error code) as an `io::Result`.

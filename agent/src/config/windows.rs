@@ -4,9 +4,8 @@
 //! `%LOCALAPPDATA%\Identity Agent` (this machine's only: a journal belongs to the card reader it
 //! was written beside).
 
-use std::ffi::OsString;
-use std::os::windows::ffi::OsStringExt;
 use std::path::PathBuf;
+use widestring::U16CStr;
 use windows_sys::core::GUID;
 use windows_sys::Win32::System::Com::CoTaskMemFree;
 use windows_sys::Win32::UI::Shell::{
@@ -51,11 +50,7 @@ fn known_folder(id: &GUID) -> Option<PathBuf> {
     };
     let folder = (hr >= 0 && !path.is_null()).then(|| {
         // SAFETY: a NUL-terminated wide string from the shell.
-        let wide = unsafe {
-            let len = (0..).take_while(|&i| *path.add(i) != 0).count();
-            std::slice::from_raw_parts(path, len)
-        };
-        PathBuf::from(OsString::from_wide(wide))
+        PathBuf::from(unsafe { U16CStr::from_ptr_str(path) }.to_os_string())
     });
     // SAFETY: freeing what SHGetKnownFolderPath allocated (null is allowed).
     unsafe { CoTaskMemFree(path.cast()) };

@@ -8,9 +8,9 @@
 use super::session_end;
 use super::FAILED_TO_START;
 use crate::private_files;
+use crate::windows_acl::wide;
 use anyhow::Context as _;
 use std::ffi::OsString;
-use std::os::windows::ffi::OsStrExt;
 use std::os::windows::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -70,9 +70,11 @@ pub fn start(foreground: bool, log: &Path, endpoint: &Path) -> anyhow::Result<Re
 
 /// Whether the pipe `name` exists (with a free instance, or all of them busy).
 fn pipe_exists(name: &Path) -> bool {
-    let wide: Vec<u16> = name.as_os_str().encode_wide().chain([0]).collect();
+    let Ok(name) = wide(name.as_os_str()) else {
+        return false;
+    };
     // SAFETY: a NUL-terminated name; waits at most 1 ms and connects nothing.
-    if unsafe { WaitNamedPipeW(wide.as_ptr(), 1) } != 0 {
+    if unsafe { WaitNamedPipeW(name.as_ptr(), 1) } != 0 {
         return true;
     }
     // SAFETY: no preconditions.

@@ -7,9 +7,8 @@
 //! program of the user from simply opening the agent's memory, as `PR_SET_DUMPABLE` does on
 //! Linux.
 
-use crate::windows_acl::{check, Dacl};
+use crate::windows_acl::{check, wide, Dacl};
 use std::io;
-use std::os::windows::ffi::OsStrExt;
 use std::ptr;
 use windows_sys::Win32::Security::Authorization::{SetSecurityInfo, SE_KERNEL_OBJECT};
 use windows_sys::Win32::Security::{
@@ -31,8 +30,7 @@ pub(super) fn harden_process() -> io::Result<()> {
     unsafe {
         SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX | SEM_NOOPENFILEERRORBOX)
     };
-    let exe = std::env::current_exe()?;
-    let exe: Vec<u16> = exe.as_os_str().encode_wide().chain([0]).collect();
+    let exe = wide(std::env::current_exe()?.as_os_str())?;
     // SAFETY: a NUL-terminated path; FALSE: for this user only (no administrator needed).
     let hr = unsafe { WerAddExcludedApplication(exe.as_ptr(), 0) };
     if hr < 0 {

@@ -3,10 +3,9 @@
 //! directories created in it inherit; each file is given the same, its own, before anything is
 //! written to it — the Unix 0700/0600 promise.
 
-use crate::windows_acl::{check, Dacl};
+use crate::windows_acl::{check, wide, Dacl};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::windows::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 use windows_sys::Win32::Security::Authorization::{SetNamedSecurityInfoW, SE_FILE_OBJECT};
@@ -36,7 +35,7 @@ pub(super) fn narrow(_file: &File, path: &Path) -> io::Result<()> {
 }
 
 pub(super) fn replace(from: &Path, to: &Path) -> io::Result<()> {
-    let (from, to) = (wide(from), wide(to));
+    let (from, to) = (wide(from.as_os_str())?, wide(to.as_os_str())?);
     // SAFETY: two NUL-terminated paths.
     match unsafe {
         MoveFileExW(
@@ -58,7 +57,7 @@ pub(super) fn remove(path: &Path) -> io::Result<()> {
 /// Replaces `path`'s DACL with `sddl`'s (see [`Dacl::for_user`]), protected from inheritance.
 fn set_dacl(path: &Path, sddl: &str) -> io::Result<()> {
     let dacl = Dacl::for_user(sddl)?;
-    let path = wide(path);
+    let path = wide(path.as_os_str())?;
     // SAFETY: a NUL-terminated path and a DACL that outlives the call.
     check(unsafe {
         SetNamedSecurityInfoW(
@@ -71,11 +70,6 @@ fn set_dacl(path: &Path, sddl: &str) -> io::Result<()> {
             ptr::null(),
         )
     })
-}
-
-/// `path` as a NUL-terminated wide string.
-fn wide(path: &Path) -> Vec<u16> {
-    path.as_os_str().encode_wide().chain([0]).collect()
 }
 
 /// Wine keeps no ACL set on a file (it answers with one made from the Unix mode): there the

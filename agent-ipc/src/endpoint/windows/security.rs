@@ -2,9 +2,9 @@
 //! and files admit the user alone.
 
 use std::io;
-use std::os::windows::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
+use widestring::{U16CStr, U16CString};
 use windows_sys::Win32::Foundation::LocalFree;
 use windows_sys::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW, SDDL_REVISION_1,
@@ -15,7 +15,7 @@ use windows_sys::Win32::Security::{DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPT
 /// The DACL of the object named `path` (a file, a directory, a pipe — which it opens as a
 /// client), in SDDL (`D:PAI(A;OICI;FA;;;S-1-5-…)…`), as Windows reports it.
 pub fn dacl_sddl(path: &Path) -> io::Result<String> {
-    let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+    let wide = U16CString::from_os_str(path).map_err(io::Error::other)?;
     let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
     // SAFETY: a NUL-terminated path; on success `descriptor` is LocalAlloc'd, freed below.
     let status = unsafe {
@@ -47,10 +47,7 @@ pub fn dacl_sddl(path: &Path) -> io::Result<String> {
     let result = match converted {
         0 => Err(io::Error::last_os_error()),
         // SAFETY: a NUL-terminated wide string from Windows.
-        _ => Ok(unsafe {
-            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-            String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
-        }),
+        _ => Ok(unsafe { U16CStr::from_ptr_str(text) }.to_string_lossy()),
     };
     // SAFETY: both were LocalAlloc'd by the calls above (null is allowed).
     unsafe {

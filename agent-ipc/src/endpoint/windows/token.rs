@@ -4,6 +4,7 @@
 
 use std::io;
 use std::ptr;
+use widestring::U16CStr;
 use windows_sys::Win32::Foundation::{CloseHandle, LocalFree, HANDLE};
 use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
 use windows_sys::Win32::Security::{GetTokenInformation, TokenUser, TOKEN_QUERY, TOKEN_USER};
@@ -80,8 +81,7 @@ impl Token {
         }
         // SAFETY: `text` is a NUL-terminated wide string, freed with LocalFree once copied.
         let sid = unsafe {
-            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-            let sid = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+            let sid = U16CStr::from_ptr_str(text).to_string_lossy();
             LocalFree(text.cast());
             sid
         };
