@@ -373,6 +373,26 @@ impl Desktop {
         }
     }
 
+    /// The screen's pixels at (`x`, `y`) of `width` × `height`, as RGB bytes row by row.
+    pub fn pixels(&self, (x, y, width, height): (u32, u32, u32, u32)) -> Result<Vec<u8>> {
+        let output = self
+            .command("import")
+            .args(["-window", "root", "-crop"])
+            .arg(format!("{width}x{height}+{x}+{y}"))
+            .args(["-depth", "8", "rgb:-"])
+            .stdout(Stdio::piped())
+            .output()
+            .context("running import")?;
+        if !output.status.success() || output.stdout.len() != (width * height * 3) as usize {
+            bail!(
+                "import gave {} bytes ({})",
+                output.stdout.len(),
+                output.status
+            );
+        }
+        Ok(output.stdout)
+    }
+
     /// Moves the pointer to (`x`, `y`) and clicks `button` there (xdotool).
     pub fn click(&self, x: u32, y: u32, button: u8) -> Result<()> {
         let status = self

@@ -128,6 +128,11 @@ fn wine_run(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<Command> {
     Ok(command)
 }
 
+/// `path` as Windows under Wine names it (the host's root is drive Z:).
+pub fn windows_path(path: &Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
 /// Ends the process group `leader` leads (a `wine_run` command's).
 fn kill_group(leader: &Child) {
     // SAFETY: kill has no memory preconditions; the group is the child's own.
@@ -201,8 +206,22 @@ pub struct WineSession {
 impl WineSession {
     /// Starts `exe` with `args` under Wine, as a PC/SC client of `bed`'s pcscd.
     pub fn start(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<WineSession> {
+        Self::start_on(bed, None, exe, args)
+    }
+
+    /// [`WineSession::start`], with Wine's windows on the X `display` when one is given.
+    pub fn start_on(
+        bed: &TestBed,
+        display: Option<&str>,
+        exe: &Path,
+        args: &[&str],
+    ) -> Result<WineSession> {
         let stderr_path = bed.dir().join("wine-session.err");
-        let mut child = wine_run(bed, exe, args)?
+        let mut command = wine_run(bed, exe, args)?;
+        if let Some(display) = display {
+            command.env("IDENTITY_AGENT_WINE_DISPLAY", display);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_path)?)
@@ -306,6 +325,24 @@ impl WindowsAgent {
         options: &AgentOptions,
         pinentry_args: Vec<String>,
     ) -> Result<WineSession> {
+        let command = self.command_line(stack, options, pinentry_args)?;
+        let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+        WineSession::start(&stack.bed, Path::new(&command[0]), &args)
+    }
+
+    /// The pipe the agent serves ([`WindowsAgent::start`]'s, one per test process).
+    pub fn pipe() -> String {
+        format!(r"\\.\pipe\identity-agent-test-{}", std::process::id())
+    }
+
+    /// What [`WindowsAgent::start`] runs under Wine: `line-client.exe` and its arguments,
+    /// with the agent's configuration written.
+    pub fn command_line(
+        &self,
+        stack: &Stack,
+        options: &AgentOptions,
+        pinentry_args: Vec<String>,
+    ) -> Result<Vec<String>> {
         let options = AgentOptions {
             pinentry: Some(PinentrySetup {
                 program: self.pinentry.clone(),
@@ -316,23 +353,18 @@ impl WindowsAgent {
         };
         let config = stack.bed.dir().join("agent-windows.toml");
         std::fs::write(&config, stack.agent_config(&options)?)?;
-        let pipe = format!(r"\\.\pipe\identity-agent-test-{}", std::process::id());
-        let agent = self.agent.display().to_string();
-        let config = config.display().to_string();
-        WineSession::start(
-            &stack.bed,
-            &self.client,
-            &[
-                "--endpoint",
-                &pipe,
-                "--agent",
-                &agent,
-                "--foreground",
-                "--config",
-                &config,
-                "--socket",
-                &pipe,
-            ],
-        )
+        let pipe = Self::pipe();
+        Ok(vec![
+            self.client.display().to_string(),
+            "--endpoint".into(),
+            pipe.clone(),
+            "--agent".into(),
+            self.agent.display().to_string(),
+            "--foreground".into(),
+            "--config".into(),
+            config.display().to_string(),
+            "--socket".into(),
+            pipe,
+        ])
     }
 }

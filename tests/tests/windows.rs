@@ -3,7 +3,9 @@
 //! readers, card and serial a Linux client sees; and the Windows agent, with the Windows
 //! scripted pinentry, signs a holder in against the reference CMS, serves its named pipe with
 //! a security descriptor for the user alone, and ends the session when the card is pulled; and
-//! the Windows installer puts the agent where its Run entry starts it at logon.
+//! the Windows installer puts the agent where its Run entry starts it at logon; and the Windows
+//! tray shows the agent's state in the notification area of Wine's desktop (on Xvfb), tells of
+//! a pulled card in its balloon, and signs out from its menu.
 //!
 //! Skipped, saying why, only when the Windows toolchain is not installed (`scripts/setup`
 //! installs it). One pcscd per test process: run with `cargo nextest run -p tests --test windows`.
@@ -14,6 +16,7 @@ use cms::issuance::InitialValidity;
 use cms_api::client::CmsClient;
 use piv::CardSerial;
 use std::time::Duration;
+use testbed::desktop::Desktop;
 use testbed::stack::{AgentOptions, Stack};
 use testbed::wine::{self, Program};
 use testbed::wine::{WindowsAgent, WineSession};
@@ -199,11 +202,6 @@ echo run-entry-after %errorlevel%
 if exist "C:\Program Files\Identity Agent\identity-agent.exe" echo program left behind
 "#;
 
-/// `path` as Windows under Wine names it (the host's root is drive Z:).
-fn windows_path(path: &std::path::Path) -> String {
-    format!("Z:{}", path.display()).replace('/', "\\")
-}
-
 #[test]
 fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_end_stops_it() {
     if let Some(why) = wine::missing_toolchain() {
@@ -229,7 +227,7 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_
     std::fs::write(
         &script,
         INSTALLER_CHECK
-            .replace("%MSI%", &windows_path(&msi))
+            .replace("%MSI%", &wine::windows_path(&msi))
             .replace('\n', "\r\n"),
     )
     .unwrap();
@@ -237,7 +235,7 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_
     let run = wine::run(
         &bed,
         std::path::Path::new("cmd"),
-        &["/c", &windows_path(&script)],
+        &["/c", &wine::windows_path(&script)],
     )
     .unwrap();
 
@@ -272,4 +270,250 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_
         run.stdout
     );
     assert!(!has("program left behind"), "{}", run.stdout);
+}
+
+/// The size of Wine's desktop: the Xvfb screen's, so its taskbar is on the screen's bottom.
+const WINE_DESKTOP: (u32, u32) = (1024, 600);
+
+/// Where the tray's icon is in the taskbar's notification area: the box of what is not the
+/// taskbar's white in its bottom right corner, once something is there.
+fn find_tray_icon(desktop: &Desktop) -> (u32, u32, u32, u32) {
+    let (width, height) = WINE_DESKTOP;
+    let area = (width - 64, height - 18, 64, 18);
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let pixels = desktop.pixels(area).unwrap();
+        let marked: Vec<(u32, u32)> = pixels
+            .chunks(3)
+            .enumerate()
+            .filter(|(_, rgb)| *rgb != [0xff, 0xff, 0xff])
+            .map(|(i, _)| (i as u32 % area.2, i as u32 / area.2))
+            .collect();
+        if let (Some(left), Some(right), Some(top), Some(bottom)) = (
+            marked.iter().map(|p| p.0).min(),
+            marked.iter().map(|p| p.0).max(),
+            marked.iter().map(|p| p.1).min(),
+            marked.iter().map(|p| p.1).max(),
+        ) {
+            return (
+                area.0 + left,
+                area.1 + top,
+                right - left + 1,
+                bottom - top + 1,
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no icon in Wine's notification area"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the tray's log (ANSI colours and all) has a line with each of `words`.
+fn wait_for_tray_log(log: &std::path::Path, words: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|line| words.iter().all(|w| line.contains(w)))
+        {
+            return line.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tray never logged {words:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the icon's pixels differ from `before`, and returns them once they hold still.
+fn wait_for_icon_change(desktop: &Desktop, icon: (u32, u32, u32, u32), before: &[u8]) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let now = desktop.pixels(icon).unwrap();
+        if now != before {
+            std::thread::sleep(Duration::from_millis(300));
+            let after = desktop.pixels(icon).unwrap();
+            if after == now {
+                return now;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tray's icon did not change"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Opens the icon's menu with a right click and clicks the entry below its first separator,
+/// Sign in or Sign out. Wine's menus take no keys here (the hidden window that owns the menu
+/// does not become the foreground), so the entry is found on the screen: the menu's top edge
+/// and its separators are rows with a long run of one dark colour that is not the desktop's,
+/// the separators inset from the edge.
+fn click_sign_entry(
+    desktop: &Desktop,
+    (x, y, width, height): (u32, u32, u32, u32),
+    out: &std::path::Path,
+) {
+    desktop.click(x + width / 2, y + height / 2, 3).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    desktop.screenshot(&out.join("menu.png")).unwrap();
+    let area = (WINE_DESKTOP.0 - 512, 0, 512, y);
+    let pixels = desktop.pixels(area).unwrap();
+    let row = |r: u32| &pixels[(r * area.2 * 3) as usize..((r + 1) * area.2 * 3) as usize];
+    // The longest run of one dark colour in a row, other than the desktop's: (start, length).
+    let separator = |r: u32| -> Option<(u32, u32)> {
+        let mut best = None;
+        let mut start = 0;
+        let colours: Vec<&[u8]> = row(r).chunks(3).collect();
+        for i in 1..=colours.len() {
+            if i == colours.len() || colours[i] != colours[start] {
+                let c = colours[start];
+                let dark = (c[0] as u32 * 3 + c[1] as u32 * 6 + c[2] as u32) / 10 < 200;
+                let desktop_blue = u32::from(c[2]) > u32::from(c[0]) + 60;
+                let length = (i - start) as u32;
+                if dark && !desktop_blue && length > 150 && best.is_none_or(|(_, l)| length > l) {
+                    best = Some((start as u32, length));
+                }
+                start = i;
+            }
+        }
+        best
+    };
+    let lines: Vec<(u32, (u32, u32))> = (0..area.3)
+        .filter_map(|r| separator(r).map(|run| (r, run)))
+        .collect();
+    // The first is the menu's top edge; the first line inset from it, the first separator.
+    let (_, (edge, _)) = lines.first().copied().expect("no menu on the screen");
+    let (first, (left, length)) = lines
+        .iter()
+        .copied()
+        .find(|(_, (start, _))| *start > edge)
+        .expect("no separator in the menu");
+    // The separator's line is in the middle of its few pixels; the entry follows it.
+    let entry = first + 12;
+    desktop.click(area.0 + left + length / 3, entry, 1).unwrap();
+}
+
+/// What the test runs under Wine: the tray on Wine's desktop (with a taskbar and its
+/// notification area), its log going to a file, then `line-client` with the agent.
+const TRAY_SESSION: &str = r#"@echo off
+set RUST_LOG=tray=debug
+start "" explorer /desktop=shell,%SIZE% "%TRAY%" --socket %PIPE% --log-file "%LOG%"
+%CLIENT%
+"#;
+
+#[test]
+fn the_windows_tray_follows_the_agent_tells_of_a_pulled_card_and_signs_out_from_its_menu() {
+    if let Some(why) = wine::missing_toolchain() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let windows = WindowsAgent::build("dev").unwrap();
+    let tray = wine::build("tray", Program::Bin("identity-agent-tray")).unwrap();
+    let stack = Stack::start().unwrap();
+    let serial: CardSerial = "4082A001132F2902".parse().unwrap();
+    let card = stack
+        .nurse_card(serial, InitialValidity::Days(400), AtrProfile::NhsCis)
+        .unwrap();
+    stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
+    let dir = stack.bed.dir();
+    let pinentry_args = vec![
+        "--script".into(),
+        dir.join("pinentry-script").display().to_string(),
+    ];
+    let client = windows
+        .command_line(&stack, &AgentOptions::default(), pinentry_args)
+        .unwrap();
+    let tray_log = dir.join("tray.log");
+    let session_script = dir.join("tray-session.bat");
+    let client_line = std::iter::once(wine::windows_path(std::path::Path::new(&client[0])))
+        .chain(client[1..].iter().map(|a| format!("\"{a}\"")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(
+        &session_script,
+        TRAY_SESSION
+            .replace("%SIZE%", &format!("{}x{}", WINE_DESKTOP.0, WINE_DESKTOP.1))
+            .replace("%TRAY%", &wine::windows_path(&tray))
+            .replace("%PIPE%", &WindowsAgent::pipe())
+            .replace("%LOG%", &wine::windows_path(&tray_log))
+            .replace("%CLIENT%", &client_line),
+    )
+    .unwrap();
+    let desktop = Desktop::start().unwrap();
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("windows-tray");
+    std::fs::create_dir_all(&out).unwrap();
+    // Wine's own log, kept beside the screenshots however the test ends.
+    struct KeepWineLog(std::path::PathBuf, std::path::PathBuf);
+    impl Drop for KeepWineLog {
+        fn drop(&mut self) {
+            let _ = std::fs::copy(&self.0, &self.1);
+        }
+    }
+    let _wine_log = KeepWineLog(dir.join("wine-session.err"), out.join("wine.err"));
+    let mut session = WineSession::start_on(
+        &stack.bed,
+        Some(desktop.display()),
+        std::path::Path::new("cmd"),
+        &["/c", &wine::windows_path(&session_script)],
+    )
+    .unwrap();
+    session.expect(STEP, |line| line == "ready").unwrap();
+
+    // The tray finds the agent; its icon is in the notification area, saying no card.
+    wait_for_tray_log(&tray_log, &["connected to the agent"]);
+    let icon = find_tray_icon(&desktop);
+    std::thread::sleep(Duration::from_millis(500));
+    let no_card = desktop.pixels(icon).unwrap();
+    desktop.screenshot(&out.join("no-card.png")).unwrap();
+
+    // Inserted and signed in: the icon changes.
+    let inserted = stack.insert(0, &card).unwrap();
+    wait_for_event(&mut session, |e| matches!(e, Event::SessionStarted { .. }));
+    wait_for_tray_log(&tray_log, &["agent event", "session_started"]);
+    let signed_in = wait_for_icon_change(&desktop, icon, &no_card);
+    desktop.screenshot(&out.join("signed-in.png")).unwrap();
+
+    // Pulled: signed out, and the balloon says why.
+    stack.bed.remove(0, inserted).unwrap();
+    wait_for_event(&mut session, |e| {
+        matches!(
+            e,
+            Event::SessionEnded {
+                reason: SessionEndReason::CardRemoved,
+                ..
+            }
+        )
+    });
+    wait_for_tray_log(
+        &tray_log,
+        &["notification shown", "You have been signed out"],
+    );
+    wait_for_icon_change(&desktop, icon, &signed_in);
+    std::thread::sleep(Duration::from_millis(500));
+    desktop.screenshot(&out.join("balloon.png")).unwrap();
+
+    // In again and signed in; then Sign out from the icon's menu.
+    let _inserted = stack.insert(0, &card).unwrap();
+    wait_for_event(&mut session, |e| matches!(e, Event::SessionStarted { .. }));
+    wait_for_icon_change(&desktop, icon, &no_card);
+    click_sign_entry(&desktop, icon, &out);
+    wait_for_event(&mut session, |e| {
+        matches!(
+            e,
+            Event::SessionEnded {
+                reason: SessionEndReason::Logout,
+                ..
+            }
+        )
+    });
+    wait_for_tray_log(&tray_log, &["menu", "SignInOut"]);
+    let problems = std::fs::read_to_string(&tray_log).unwrap();
+    assert!(!problems.contains("WARN"), "the tray warned:\n{problems}");
+    eprintln!("screenshots in {}", out.display());
 }

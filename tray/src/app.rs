@@ -4,18 +4,19 @@
 //! the menu's objects are not `Send`; the item itself is served on D-Bus by ksni's own thread.
 
 use crate::dates::display_date;
-use crate::front::{forward_menu_events, MenuChoice, TrayFront};
+use crate::front::{forward_menu_events, Front, MenuChoice};
 use crate::link::{self, Command, CommandOutcome, LinkUpdate};
 use crate::model::AgentView;
 use crate::notices::{
     self, Condition, Notice, NoticeAction, Notices, Urgency, ACTION_LATER, ACTION_RENEW,
 };
 use crate::notifier::Notifier;
+use crate::portal;
+use crate::stop::StopRequests;
 use agent_ipc::{CheckOutcome, ClientError, ErrorCode, SessionState};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Instant;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 /// How the tray is set up.
@@ -31,17 +32,15 @@ pub struct Options {
 
 type CommandDone = (Command, Result<CommandOutcome, ClientError>);
 
-/// Runs the tray until Quit, SIGTERM or SIGINT. Call inside a `tokio::task::LocalSet`.
+/// Runs the tray until Quit or a stop request ([`StopRequests`]). Call inside a
+/// `tokio::task::LocalSet`.
 pub async fn run(options: Options) -> Result<()> {
     let (link_tx, mut link_rx) = unbounded_channel();
     tokio::task::spawn_local(link::run(options.socket.clone(), link_tx));
     let (menu_tx, mut menu_rx) = unbounded_channel();
     forward_menu_events(menu_tx);
-    let (action_tx, mut action_rx) = unbounded_channel();
-    let mut notifier = Notifier::connect(action_tx).await;
     let (done_tx, mut done_rx) = unbounded_channel::<CommandDone>();
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut stop = StopRequests::new()?;
 
     let mut agent = AgentView {
         unreachable: Some("Connecting to the agent…".into()),
@@ -49,7 +48,9 @@ pub async fn run(options: Options) -> Result<()> {
     };
     let mut notices = Notices::default();
     let view = |agent: &AgentView| agent.view(options.warning_days, options.portal_url.as_deref());
-    let mut front = TrayFront::new(&view(&agent))?;
+    let mut front = Front::new(&view(&agent))?;
+    let (action_tx, mut action_rx) = unbounded_channel();
+    let mut notifier = Notifier::connect(action_tx, &front).await;
     tracing::info!(socket = %options.socket.display(), "tray started");
 
     loop {
@@ -91,7 +92,7 @@ pub async fn run(options: Options) -> Result<()> {
                     MenuChoice::CheckCard => Some(Command::CheckCard),
                     MenuChoice::OpenPortal => {
                         if let Some(url) = &options.portal_url {
-                            open_portal(url);
+                            portal::open(url);
                         }
                         None
                     }
@@ -136,8 +137,7 @@ pub async fn run(options: Options) -> Result<()> {
                 }
                 todo.extend(finished(&command, outcome));
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = stop.recv() => break,
         }
         let now = Instant::now();
         for action in todo {
@@ -240,16 +240,4 @@ fn about(agent: &AgentView, options: &Options) -> String {
         env!("CARGO_PKG_VERSION"),
         options.socket.display()
     )
-}
-
-/// Opens the portal in the desktop's browser (`xdg-open`), without waiting for it.
-fn open_portal(url: &str) {
-    match tokio::process::Command::new("xdg-open").arg(url).spawn() {
-        Ok(mut child) => {
-            tokio::task::spawn_local(async move {
-                let _ = child.wait().await;
-            });
-        }
-        Err(e) => tracing::warn!("cannot open the portal with xdg-open: {e}"),
-    }
 }

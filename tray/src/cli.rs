@@ -19,7 +19,7 @@ Environment:
   DBUS_SESSION_BUS_ADDRESS
           the session bus: the panel's StatusNotifierWatcher and the notification server
   RUST_LOG
-          what the tray logs to standard error (default info)
+          what the tray logs to standard error or --log-file (default info)
 
 Exit status:
   0
@@ -51,4 +51,8 @@ pub struct Cli {
     /// Days before expiry the icon shows "expiring soon" (the agent's `expiry.warning_days`).
     #[arg(long, default_value_t = DEFAULT_WARNING_DAYS)]
     pub warning_days: i64,
+    /// Append the log to this file instead of standard error (which a Windows program started
+    /// from the shell does not have).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }

@@ -3,7 +3,9 @@
 //! One concern a module: [`model`] derives what to show from what the agent said (pure, tested
 //! without a desktop), [`notices`] decides which notification a change deserves, [`link`] keeps
 //! the connection to the agent (reconnecting with backoff), [`notifier`] shows notifications
-//! over D-Bus, [`front`] is the StatusNotifierItem and its menu, and [`app`] wires them.
+//! (D-Bus, or the icon's balloon on Windows), [`front`] is the tray item and its menu,
+//! [`portal`] opens the portal page, [`stop`] is what asks the tray to stop, and [`app`] wires
+//! them.
 
 pub mod app;
 pub mod cli;
@@ -14,3 +16,5 @@ pub mod link;
 pub mod model;
 pub mod notices;
 pub mod notifier;
+pub mod portal;
+pub mod stop;

@@ -1,3 +1,4 @@
+#![cfg(unix)]
 //! The `blocking` crate's pool (zbus runs its blocking calls there) must not keep an idle
 //! thread: one that stays wakes every 500 ms for as long as the tray runs.
 

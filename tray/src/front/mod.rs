@@ -1,7 +1,12 @@
-//! The StatusNotifierItem on the desktop (tray-icon): icon, tooltip and menu, brought up to date
-//! from a [`TrayView`] by changing only what differs. The menu is built once; its entries
-//! change label, state and check marks in place, and the roles submenu is rebuilt only when the
-//! user's roles change — so reconnecting never duplicates anything.
+//! The tray item (tray-icon): icon, tooltip and menu, brought up to date from a [`TrayView`] by
+//! changing only what differs. The menu is built once; its entries change label, state and
+//! check marks in place, and the roles submenu is rebuilt only when the user's roles change —
+//! so reconnecting never duplicates anything.
+//!
+//! The app holds a [`Front`]: on a Unix desktop that is the [`TrayFront`] itself, a
+//! StatusNotifierItem that ksni serves on D-Bus from a thread of its own; on Windows it is a
+//! handle to the thread that owns the notification icon and pumps its Win32 messages
+//! (`windows.rs`), which also shows the notifications as the icon's balloons.
 
 use crate::icons::IconKind;
 use crate::model::{RoleEntry, Toggle, TrayView};
@@ -11,6 +16,15 @@ use tray_icon::menu::{
     CheckMenuItem, IsMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu,
 };
 use tray_icon::{Icon, TrayIcon, TrayIconBuilder};
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{Balloon, Balloons, Front};
+
+/// What the app holds: on a Unix desktop the item itself.
+#[cfg(unix)]
+pub type Front = TrayFront;
 
 /// The item's id on the bus (its `Id` property).
 pub const ITEM_ID: &str = "identity-agent";
@@ -95,7 +109,8 @@ pub struct TrayFront {
 }
 
 impl TrayFront {
-    /// Puts the item on the session bus, showing `view`.
+    /// Puts the item in the panel (the session bus's StatusNotifierWatcher, or Windows's
+    /// notification area), showing `view`.
     pub fn new(view: &TrayView) -> Result<Self> {
         let mut icons = HashMap::new();
         for kind in IconKind::ALL {

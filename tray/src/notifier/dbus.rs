@@ -1,58 +1,17 @@
-//! Shows [`Notice`]s on the desktop through `org.freedesktop.Notifications` (notify-rust):
-//! one notification per [`Condition`], replaced in place as it changes; rate-limited so a card
-//! pulled and pushed again and again gives no flood; actions only where the server has the
-//! `actions` capability. The action the user chooses comes back as [`ActionInvoked`].
+//! Notifications through `org.freedesktop.Notifications` (notify-rust over zbus): replaced in
+//! place by id, urgency and category hints, actions only where the server lists the `actions`
+//! capability.
 
+use super::{ActionInvoked, RateLimiter};
+use crate::front::Front;
 use crate::notices::{Condition, Notice, NoticeAction, Urgency};
 use notify_rust::{Hint, Notification, Timeout};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 const BUS_NAME: &str = "org.freedesktop.Notifications";
 const PATH: &str = "/org/freedesktop/Notifications";
-
-/// The user chose an action on one of our notifications.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionInvoked {
-    /// The condition whose notification it was.
-    pub condition: Condition,
-    /// The action's key.
-    pub key: String,
-}
-
-/// How often one condition may be shown: the same text again within [`REPEAT_AFTER`] is
-/// dropped, and a condition that is not progress is shown at most once per [`MIN_INTERVAL`].
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    last: HashMap<Condition, (Instant, String)>,
-}
-
-/// The same notification is not repeated sooner than this.
-pub const REPEAT_AFTER: Duration = Duration::from_secs(300);
-/// A condition (other than progress and what the user asked for) at most this often.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(20);
-
-impl RateLimiter {
-    /// Whether `notice` may be shown at `now`; records it when it may.
-    pub fn allow(&mut self, notice: &Notice, now: Instant) -> bool {
-        let text = format!("{}\n{}", notice.summary, notice.body);
-        if let Some((at, last)) = self.last.get(&notice.condition) {
-            let since = now.saturating_duration_since(*at);
-            let progress = matches!(notice.condition, Condition::Renewal | Condition::Info);
-            if (*last == text && since < REPEAT_AFTER) || (!progress && since < MIN_INTERVAL) {
-                return false;
-            }
-        }
-        self.last.insert(notice.condition, (now, text));
-        true
-    }
-
-    /// Forgets `condition` (its notification was closed on purpose: the next is news).
-    pub fn forget(&mut self, condition: Condition) {
-        self.last.remove(&condition);
-    }
-}
 
 /// The desktop's notification server, as the tray uses it.
 pub struct Notifier {
@@ -70,8 +29,8 @@ impl Notifier {
     /// Servers send `ActionInvoked` to the connection that sent the notification (dunst does),
     /// so a notification with actions keeps its own connection, waited on by a thread of its
     /// own until the user acts or it is closed; it is closed, not replaced, when it changes, so
-    /// that thread always ends.
-    pub async fn connect(actions: UnboundedSender<(u32, String)>) -> Self {
+    /// that thread always ends. The tray item (`_front`) is not involved on this platform.
+    pub async fn connect(actions: UnboundedSender<(u32, String)>, _front: &Front) -> Self {
         let bus = match zbus::Connection::session().await {
             Ok(bus) => Some(bus),
             Err(e) => {
@@ -208,49 +167,5 @@ impl Notifier {
         {
             tracing::debug!("closing notification {id}: {e}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn notice(condition: Condition, summary: &str) -> Notice {
-        Notice {
-            condition,
-            summary: summary.into(),
-            body: String::new(),
-            urgency: Urgency::Normal,
-            category: "device",
-            icon: "dialog-information",
-            actions: Vec::new(),
-            progress: None,
-            resident: false,
-        }
-    }
-
-    #[test]
-    fn a_card_pulled_and_pushed_gives_no_flood() {
-        let mut limiter = RateLimiter::default();
-        let start = Instant::now();
-        let ended = notice(Condition::SessionEnded, "You have been signed out");
-        let shown = (0..50)
-            .filter(|i| limiter.allow(&ended, start + Duration::from_millis(500) * *i))
-            .count();
-        assert_eq!(shown, 1, "25 s of pulling and pushing, one notification");
-        // Later, and changed, it is news again.
-        let changed = notice(Condition::SessionEnded, "Another card");
-        assert!(limiter.allow(&changed, start + MIN_INTERVAL * 2));
-    }
-
-    #[test]
-    fn progress_replaces_freely_but_never_repeats_itself() {
-        let mut limiter = RateLimiter::default();
-        let now = Instant::now();
-        assert!(limiter.allow(&notice(Condition::Renewal, "step 1"), now));
-        assert!(limiter.allow(&notice(Condition::Renewal, "step 2"), now));
-        assert!(!limiter.allow(&notice(Condition::Renewal, "step 2"), now));
-        limiter.forget(Condition::Renewal);
-        assert!(limiter.allow(&notice(Condition::Renewal, "step 2"), now));
     }
 }
