@@ -331,6 +331,7 @@ impl Ui {
             self.icon_id = None;
             return Err(anyhow!("the notification area refused the balloon"));
         }
+        tracing::debug!(icon = data.uID, shown = balloon.is_some(), "balloon");
         Ok(())
     }
 
