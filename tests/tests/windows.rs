@@ -3,9 +3,9 @@
 //! readers, card and serial a Linux client sees; and the Windows agent, with the Windows
 //! scripted pinentry, signs a holder in against the reference CMS, serves its named pipe with
 //! a security descriptor for the user alone, and ends the session when the card is pulled; and
-//! the Windows installer puts the agent where its Run entry starts it at logon; and the Windows
-//! tray shows the agent's state in the notification area of Wine's desktop (on Xvfb), tells of
-//! a pulled card in its balloon, and signs out from its menu.
+//! the Windows installer puts the agent and the tray where their Run entries start them at
+//! logon; and the Windows tray shows the agent's state in the notification area of Wine's
+//! desktop (on Xvfb), tells of a pulled card in its balloon, and signs out from its menu.
 //!
 //! Skipped, saying why, only when the Windows toolchain is not installed (`scripts/setup`
 //! installs it). One pcscd per test process: run with `cargo nextest run -p tests --test windows`.
@@ -178,6 +178,9 @@ echo install %errorlevel%
 set logon=
 for /f "tokens=3,*" %%a in ('reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent" ^| find "REG_SZ"') do set logon=%%b
 echo logon %logon%
+set tray=
+for /f "tokens=4,*" %%a in ('reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent Tray" ^| find "REG_SZ"') do set tray=%%b
+echo tray-logon %tray%
 if exist "C:\ProgramData\Identity Agent\config.toml" echo configuration installed
 %logon%
 echo agent-start %errorlevel%
@@ -199,7 +202,10 @@ start /wait msiexec /x "%MSI%" /qn
 echo uninstall %errorlevel%
 reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent" >nul 2>nul
 echo run-entry-after %errorlevel%
+reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent Tray" >nul 2>nul
+echo tray-run-entry-after %errorlevel%
 if exist "C:\Program Files\Identity Agent\identity-agent.exe" echo program left behind
+if exist "C:\Program Files\Identity Agent\identity-agent-tray.exe" echo program left behind
 "#;
 
 #[test]
@@ -249,6 +255,12 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_
         "{}",
         run.stdout
     );
+    // And the tray's Run entry names the installed tray.
+    assert!(
+        has(r#"tray-logon "C:\Program Files\Identity Agent\identity-agent-tray.exe""#),
+        "{}",
+        run.stdout
+    );
     assert!(has("configuration installed"), "{}", run.stdout);
     assert!(has("agent-start 0"), "{}", run.stdout);
     assert!(has("iactl-status 0"), "{}", run.stdout);
@@ -265,8 +277,8 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_
     assert!(!has("agent still running"), "{}\n{log}", run.stdout);
     assert!(has("uninstall 0"), "{}", run.stdout);
     assert!(
-        has("run-entry-after 1"),
-        "the Run entry outlived the uninstall: {}",
+        has("run-entry-after 1") && has("tray-run-entry-after 1"),
+        "a Run entry outlived the uninstall: {}",
         run.stdout
     );
     assert!(!has("program left behind"), "{}", run.stdout);

@@ -207,9 +207,13 @@ mod tests {
 
     #[tokio::test]
     async fn no_agent_is_reported_and_retried_without_spinning() {
-        let dir = std::env::temp_dir().join(format!("tray-link-{}", std::process::id()));
+        let name = format!("tray-link-{}", std::process::id());
+        #[cfg(unix)]
+        let endpoint = std::env::temp_dir().join(name).join("agent.sock");
+        #[cfg(windows)]
+        let endpoint = PathBuf::from(format!(r"\\.\pipe\{name}"));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let link = tokio::spawn(run(dir.join("agent.sock"), tx));
+        let link = tokio::spawn(run(endpoint, tx));
         let started = tokio::time::Instant::now();
         let mut reports = 0;
         while let Ok(Some(update)) =
