@@ -186,6 +186,16 @@ if exist "C:\ProgramData\Identity Agent\config.toml" echo configuration installe
 echo agent-start %errorlevel%
 "C:\Program Files\Identity Agent\iactl.exe" status
 echo iactl-status %errorlevel%
+start "" %tray%
+set waited=0
+:wait_for_tray
+findstr /c:"connected to the agent" "%LOCALAPPDATA%\Identity Agent\tray.log" >nul 2>nul && goto tray_up
+set /a waited+=1
+if %waited% geq 20 goto tray_up
+ping -n 2 127.0.0.1 >nul
+goto wait_for_tray
+:tray_up
+copy "%LOCALAPPDATA%\Identity Agent\tray.log" "%~dp0tray.log" >nul
 wineboot --end-session --shutdown
 echo session-end %errorlevel%
 set waited=0
@@ -197,6 +207,7 @@ ping -n 2 127.0.0.1 >nul
 goto wait_for_exit
 :exited
 tasklist | find "identity-agent.exe" >nul && echo agent still running
+tasklist | find "identity-agent-tray.exe" >nul && echo tray still running
 copy "%LOCALAPPDATA%\Identity Agent\agent.log" "%~dp0agent.log" >nul
 start /wait msiexec /x "%MSI%" /qn
 echo uninstall %errorlevel%
@@ -209,7 +220,7 @@ if exist "C:\Program Files\Identity Agent\identity-agent-tray.exe" echo program 
 "#;
 
 #[test]
-fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_end_stops_it() {
+fn the_installer_puts_agent_and_tray_where_their_logon_entries_start_them_and_logoff_stops_them() {
     if let Some(why) = wine::missing_toolchain() {
         eprintln!("skipped: {why}");
         return;
@@ -262,6 +273,10 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_
         run.stdout
     );
     assert!(has("configuration installed"), "{}", run.stdout);
+    // Started as a logon starts it, with no standard error, the tray logs beside the agent
+    // and finds it.
+    let tray_log = std::fs::read_to_string(bed.dir().join("tray.log")).unwrap_or_default();
+    assert!(tray_log.contains("connected to the agent"), "{tray_log}");
     assert!(has("agent-start 0"), "{}", run.stdout);
     assert!(has("iactl-status 0"), "{}", run.stdout);
     assert!(
@@ -275,6 +290,7 @@ fn the_installer_puts_the_agent_where_its_logon_entry_starts_it_and_the_session_
     let log = std::fs::read_to_string(bed.dir().join("agent.log")).unwrap();
     assert!(log.contains("session end: shutting down"), "{log}");
     assert!(!has("agent still running"), "{}\n{log}", run.stdout);
+    assert!(!has("tray still running"), "{}", run.stdout);
     assert!(has("uninstall 0"), "{}", run.stdout);
     assert!(
         has("run-entry-after 1") && has("tray-run-entry-after 1"),

@@ -51,8 +51,8 @@ pub struct Cli {
     /// Days before expiry the icon shows "expiring soon" (the agent's `expiry.warning_days`).
     #[arg(long, default_value_t = DEFAULT_WARNING_DAYS)]
     pub warning_days: i64,
-    /// Append the log to this file instead of standard error (which a Windows program started
-    /// from the shell does not have).
+    /// Append the log to this file instead of standard error (on Windows, without standard
+    /// error, %LOCALAPPDATA%\Identity Agent\tray.log).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 }
