@@ -170,8 +170,10 @@ pub fn run(bed: &TestBed, exe: &Path, args: &[&str]) -> Result<WineOutput> {
             kill_group(&child);
             let _ = child.wait();
             bail!(
-                "{} did not finish under Wine within {RUN_TIMEOUT:?}",
-                exe.display()
+                "{} did not finish under Wine within {RUN_TIMEOUT:?}; it printed:\n{}{}",
+                exe.display(),
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(20));

