@@ -393,11 +393,24 @@ impl Desktop {
         Ok(output.stdout)
     }
 
-    /// Moves the pointer to (`x`, `y`) and clicks `button` there (xdotool).
-    pub fn click(&self, x: u32, y: u32, button: u8) -> Result<()> {
+    /// Moves the pointer to (`x`, `y`) (xdotool).
+    pub fn point(&self, x: u32, y: u32) -> Result<()> {
         let status = self
             .command("xdotool")
             .args(["mousemove", &x.to_string(), &y.to_string()])
+            .status()
+            .context("running xdotool")?;
+        if !status.success() {
+            bail!("xdotool failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// Moves the pointer to (`x`, `y`) and clicks `button` there (xdotool).
+    pub fn click(&self, x: u32, y: u32, button: u8) -> Result<()> {
+        self.point(x, y)?;
+        let status = self
+            .command("xdotool")
             .args(["click", &button.to_string()])
             .status()
             .context("running xdotool")?;

@@ -417,6 +417,8 @@ fn click_sign_entry(
     out: &std::path::Path,
 ) {
     desktop.click(x + width / 2, y + height / 2, 3).unwrap();
+    // Off the icon, so that its tooltip goes.
+    desktop.point(x / 2, y / 2).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     desktop.screenshot(&out.join("menu.png")).unwrap();
     let area = (WINE_DESKTOP.0 - 512, 0, 512, y);
