@@ -2,7 +2,8 @@
 //! the virtual card through Wine's winscard and the test bed's private pcscd — the same
 //! readers, card and serial a Linux client sees; and the Windows agent, with the Windows
 //! scripted pinentry, signs a holder in against the reference CMS, serves its named pipe with
-//! a security descriptor for the user alone, and ends the session when the card is pulled; and
+//! a security descriptor for the user alone, renews the card, and ends the session when the
+//! card is pulled; and
 //! the Windows installer puts the agent and the tray where their Run entries start them at
 //! logon; and the Windows tray shows the agent's state in the notification area of Wine's
 //! desktop (on Xvfb), tells of a pulled card in its balloon, and signs out from its menu.
@@ -10,7 +11,9 @@
 //! Skipped, saying why, only when the Windows toolchain is not installed (`scripts/setup`
 //! installs it). One pcscd per test process: run with `cargo nextest run -p tests --test windows`.
 
-use agent_ipc::{Event, SessionEndReason, SessionState, Status, Ticket};
+use agent_ipc::{
+    Event, OperationStatus, OperationStep, SessionEndReason, SessionState, Status, Ticket,
+};
 use cardsim::{AtrProfile, CardFile, CardSpec, Faults};
 use cms::issuance::InitialValidity;
 use cms_api::client::CmsClient;
@@ -83,7 +86,7 @@ fn call<T: serde::de::DeserializeOwned>(session: &mut WineSession, call: &str) -
 }
 
 #[test]
-fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_session_on_removal() {
+fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_renews_and_ends_on_removal() {
     if let Some(why) = wine::missing_toolchain() {
         eprintln!("skipped: {why}");
         return;
@@ -91,10 +94,11 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
     let windows = WindowsAgent::build("dev").unwrap();
     let stack = Stack::start().unwrap();
     let serial: CardSerial = "4082A001132F2901".parse().unwrap();
+    // Expiring in 30 days, so the holder may renew.
     let card = stack
-        .nurse_card(serial, InitialValidity::Days(400), AtrProfile::NhsCis)
+        .nurse_card(serial, InitialValidity::Days(30), AtrProfile::NhsCis)
         .unwrap();
-    stack.pin_answers(&[&card.pin]).unwrap();
+    stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
     let dir = stack.bed.dir();
     let pinentry_args = vec![
         "--script".into(),
@@ -143,6 +147,23 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_and_ends_the_ses
     let cms = CmsClient::new(stack.cms_url(), stack.cms.ca().certificate_pem()).unwrap();
     let valid = stack.block_on(cms.validate_ticket(&ticket.ticket)).unwrap();
     assert_eq!(valid.user.id, card.user_id);
+
+    // Renewed through the Windows agent (its journal's token in the Credential Manager): the
+    // PIN asked once more, the session kept, the card's certificates good for two more years.
+    let renewed: OperationStatus = call(&mut session, r#"{"method":"renew"}"#);
+    assert!(renewed.done, "{renewed:?}");
+    assert_eq!(renewed.step, OperationStep::Confirmed);
+    assert!(
+        renewed.message.starts_with("Renewed until "),
+        "{}",
+        renewed.message
+    );
+    assert_eq!(stack.pin_prompts().len(), 2, "{:?}", stack.pin_prompts());
+    let status: Status = call(&mut session, r#"{"method":"status"}"#);
+    assert_eq!(status.session.state, SessionState::SignedIn);
+    let days = status.readers[0].card.as_ref().unwrap().days_left.unwrap();
+    assert!(days > 700, "{days}");
+    assert_eq!(stack.card_record(&card).unwrap().renewals_used, 1);
 
     // Pulled: the session ends, and the service no longer takes the ticket.
     stack.bed.remove(0, inserted).unwrap();
