@@ -20,7 +20,7 @@ use cms_api::client::CmsClient;
 use piv::CardSerial;
 use std::time::Duration;
 use testbed::desktop::Desktop;
-use testbed::stack::{AgentOptions, Stack};
+use testbed::stack::{AgentOptions, Stack, StackCard};
 use testbed::wine::{self, Program};
 use testbed::wine::{WindowsAgent, WineSession};
 use testbed::TestBed;
@@ -85,18 +85,13 @@ fn call<T: serde::de::DeserializeOwned>(session: &mut WineSession, call: &str) -
     serde_json::from_str(result).unwrap()
 }
 
-#[test]
-fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_renews_and_ends_on_removal() {
-    if let Some(why) = wine::missing_toolchain() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let windows = WindowsAgent::build("dev").unwrap();
+/// The stack with a nurse's card of `serial` expiring in `days`, whose PIN the scripted
+/// pinentry answers twice, and the Windows pinentry's arguments (its script and its log).
+fn stack_with_nurse(serial: &str, days: i64) -> (Stack, StackCard, Vec<String>) {
     let stack = Stack::start().unwrap();
-    let serial: CardSerial = "4082A001132F2901".parse().unwrap();
-    // Expiring in 30 days, so the holder may renew.
+    let serial: CardSerial = serial.parse().unwrap();
     let card = stack
-        .nurse_card(serial, InitialValidity::Days(30), AtrProfile::NhsCis)
+        .nurse_card(serial, InitialValidity::Days(days), AtrProfile::NhsCis)
         .unwrap();
     stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
     let dir = stack.bed.dir();
@@ -106,6 +101,18 @@ fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_renews_and_ends_
         "--log".into(),
         dir.join("pinentry.log").display().to_string(),
     ];
+    (stack, card, pinentry_args)
+}
+
+#[test]
+fn the_windows_agent_signs_in_serves_its_pipe_to_the_user_alone_renews_and_ends_on_removal() {
+    if let Some(why) = wine::missing_toolchain() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let windows = WindowsAgent::build("dev").unwrap();
+    // Expiring in 30 days, so the holder may renew.
+    let (stack, card, pinentry_args) = stack_with_nurse("4082A001132F2901", 30);
     let mut session = windows
         .start(&stack, &AgentOptions::default(), pinentry_args)
         .unwrap();
@@ -495,17 +502,8 @@ fn the_windows_tray_follows_the_agent_tells_of_a_pulled_card_and_signs_out_from_
     }
     let windows = WindowsAgent::build("dev").unwrap();
     let tray = wine::build("tray", Program::Bin("identity-agent-tray")).unwrap();
-    let stack = Stack::start().unwrap();
-    let serial: CardSerial = "4082A001132F2902".parse().unwrap();
-    let card = stack
-        .nurse_card(serial, InitialValidity::Days(400), AtrProfile::NhsCis)
-        .unwrap();
-    stack.pin_answers(&[&card.pin, &card.pin]).unwrap();
+    let (stack, card, pinentry_args) = stack_with_nurse("4082A001132F2902", 400);
     let dir = stack.bed.dir();
-    let pinentry_args = vec![
-        "--script".into(),
-        dir.join("pinentry-script").display().to_string(),
-    ];
     let client = windows
         .command_line(&stack, &AgentOptions::default(), pinentry_args)
         .unwrap();

@@ -1,7 +1,8 @@
 //! The tray app's one loop: what the agent link reports, what the user chooses in the menu and
 //! in notifications, and what commands came to, each turned into a new view of the item and
 //! the notifications it deserves. Everything here runs on one thread (a tokio `LocalSet`):
-//! the menu's objects are not `Send`; the item itself is served on D-Bus by ksni's own thread.
+//! the menu's objects are not `Send`; the item itself is served by a thread of its own (ksni's
+//! on D-Bus, or on Windows the one that pumps the notification icon's messages).
 
 use crate::dates::display_date;
 use crate::front::{forward_menu_events, Front, MenuChoice};
