@@ -5,7 +5,7 @@
 //! - insertion + PIN → signed in (local CMS), after a bare watcher sees the insertion;
 //! - `status` with 100 concurrent clients (p50, p99, throughput), each beside the same load on a
 //!   floor: a minimal Unix-socket server answering the agent's own bytes, in the same run;
-//! - the idle agent over 30 s (RSS, wake-ups per second);
+//! - the idle agent over 30 s (RSS, its file-backed part by file, PSS; wake-ups per second);
 //! - start to socket ready (systemd readiness, `READY=1`);
 //! - the web bridge, on an agent of its own with it on: `status` round trips over HTTP
 //!   keep-alive and the WebSocket beside the socket's, and card pulled → `session_ended` over
@@ -352,6 +352,39 @@ fn idle(stack: &Stack, peers: &[Peer], seconds: u64, figures: &mut RunFigures) -
             wake_ups,
             Unit::WakeUps,
         );
+        if i == 0 {
+            add_agent_files(&resident, figures);
+        }
     }
     Ok(())
+}
+
+/// What the idle agent's file-backed pages are: its own program's, libc's, and every other
+/// file's together (shared libraries, locale data); the whole list goes to standard error.
+fn add_agent_files(resident: &Resident, figures: &mut RunFigures) {
+    eprintln!("idle agent's resident files:");
+    for (path, mib) in &resident.files {
+        eprintln!("  {mib:6.2} MiB  {path}");
+    }
+    let own = resident.of_file("identity-agent");
+    let libc = resident.of_file("libc.so.6");
+    let all: f64 = resident.files.iter().map(|(_, mib)| mib).sum();
+    figures.add(
+        "idle agent, PSS (shared pages divided among their processes)",
+        "",
+        resident.proportional,
+        Unit::MiB,
+    );
+    for (part, mib) in [
+        ("its program", own),
+        ("libc", libc),
+        ("other files", all - own - libc),
+    ] {
+        figures.add(
+            format!("idle agent, RSS file-backed, {part}"),
+            "",
+            mib,
+            Unit::MiB,
+        );
+    }
 }
