@@ -6,6 +6,7 @@ use clap::Parser;
 use std::path::PathBuf;
 
 /// What `--help` prints after the options; the man page renders each title as a section.
+#[cfg(unix)]
 const NOTES: &str = "\
 Files:
   $XDG_CONFIG_HOME/autostart, /etc/xdg/autostart/identity-agent-tray.desktop
@@ -28,6 +29,30 @@ Exit status:
           the session bus or the runtime could not be reached or started
 ";
 
+/// What `--help` prints after the options on Windows.
+#[cfg(windows)]
+const NOTES: &str = "\
+Files:
+  HKLM\\Software\\Microsoft\\Windows\\CurrentVersion\\Run, \"Identity Agent Tray\"
+          started at each user's logon (the installer adds the entry)
+  %LOCALAPPDATA%\\Identity Agent\\tray.log
+          the log, when the tray has no standard error and --log-file is not given
+
+Environment:
+  IDENTITY_AGENT_SOCKET
+          the agent's pipe when --socket is not given (else \\\\.\\pipe\\identity-agent-<your SID>)
+  IDENTITY_AGENT_PORTAL_URL
+          the portal page \"Open portal\" opens, when --portal-url is not given
+  RUST_LOG
+          what the tray logs (default info)
+
+Exit status:
+  0
+          quit from the menu, or stopped by Ctrl+C, Ctrl+Break or the console closing
+  1
+          the notification area or the runtime could not be reached or started
+";
+
 /// `identity-agent-tray`'s command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -41,8 +66,8 @@ Exit status:
     after_help = NOTES
 )]
 pub struct Cli {
-    /// The agent's socket (default: $IDENTITY_AGENT_SOCKET, else
-    /// $XDG_RUNTIME_DIR/identity-agent/agent.sock).
+    /// The agent's socket, or its named pipe on Windows (default: $IDENTITY_AGENT_SOCKET, else
+    /// this user's own, as Environment below says).
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// The portal page "Open portal" opens.
