@@ -395,7 +395,7 @@ fn find_tray_icon(desktop: &Desktop) -> (u32, u32, u32, u32) {
     }
 }
 
-/// Waits until the tray's log (ANSI colours and all) has a line with each of `words`.
+/// Waits until the tray's log has a line with each of `words`.
 fn wait_for_tray_log(log: &std::path::Path, words: &[&str]) -> String {
     let deadline = std::time::Instant::now() + STEP;
     loop {
