@@ -39,7 +39,7 @@ const WM_FRONT_COMMAND: u32 = WM_APP + 1;
 /// menu fails if it changes).
 const ICON_CALLBACK: u32 = 6002;
 
-/// The class of the window that receives it.
+/// The class of the message-only window that receives [`WM_FRONT_COMMAND`].
 const CLASS: &U16CStr = u16cstr!("IdentityAgentTrayCommands");
 
 /// A notification shown as the icon's balloon.
