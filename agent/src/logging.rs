@@ -8,7 +8,7 @@
 
 use std::io::IsTerminal;
 use tracing::Subscriber;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::{Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -28,15 +28,32 @@ pub const CAPPED_TARGETS: &[&str] = &[
     "want",
 ];
 
-/// The filter for `directives` (`RUST_LOG` syntax; empty means `info`), capped so that
-/// [`CAPPED_TARGETS`] never log above `info`. Malformed directives are skipped.
+/// The filter for `directives` (`RUST_LOG`'s `target=level` and `level` directives, comma
+/// separated; no `level` means `info`), capped so that [`CAPPED_TARGETS`] never log above `info`.
+/// Malformed directives, and the span and field filters the agent has no use for, are skipped.
+///
+/// `Targets` rather than `EnvFilter`, whose regular-expression engine (some 0.2 MB of code and
+/// tables) would be resident in every agent (BENCHMARKS.md, "What the idle agent's resident
+/// memory is").
 pub fn filter<S>(directives: &str) -> impl Filter<S> + Send + Sync + 'static
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let wanted = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .parse_lossy(directives);
+    let valid: Vec<&str> = directives
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty() && directive.parse::<Targets>().is_ok())
+        .collect();
+    // (An empty string is not an empty filter to `Targets`'s parser.)
+    let wanted = if valid.is_empty() {
+        Targets::new()
+    } else {
+        valid.join(",").parse().unwrap_or_default()
+    };
+    let wanted = match wanted.default_level() {
+        Some(_) => wanted,
+        None => wanted.with_default(LevelFilter::INFO),
+    };
     let cap = CAPPED_TARGETS.iter().fold(
         Targets::new().with_default(LevelFilter::TRACE),
         |cap, target| cap.with_target(*target, LevelFilter::INFO),
@@ -186,5 +203,13 @@ mod tests {
         assert!(!out.contains("agent-debug"), "{out}");
         let out = logged("warn");
         assert!(!out.contains("agent-info"), "{out}");
+    }
+
+    #[test]
+    fn malformed_directives_are_skipped_and_the_rest_kept() {
+        let out = logged("agent=debug,agent=loud,[span]=trace");
+        assert!(out.contains("agent-debug"), "{out}");
+        assert!(!out.contains("agent-trace"), "{out}");
+        assert!(out.contains("hyper-info"), "{out}");
     }
 }
