@@ -10,6 +10,7 @@
 //! - the web bridge, on an agent of its own with it on: `status` round trips over HTTP
 //!   keep-alive and the WebSocket beside the socket's, and card pulled → `session_ended` over
 //!   the WebSocket;
+//! - with `--busy N`, card pulled → `session_ended` again while N CPU-bound programs run;
 //! - with `--peers`, card pulled → the reaction of other programs that watch cards
 //!   (`opensc-notify`, `card_eventmgr`), and their idle RSS and wake-ups.
 //!
@@ -22,6 +23,8 @@
 
 #[path = "agent-bench/bridge.rs"]
 mod bridge;
+#[path = "agent-bench/busy.rs"]
+mod busy;
 #[path = "agent-bench/cards.rs"]
 mod cards;
 #[path = "agent-bench/floor.rs"]
@@ -60,6 +63,10 @@ struct Args {
     /// installed, in cycles of their own with the agent running.
     #[arg(long)]
     peers: bool,
+    /// Also time removals while this many CPU-bound programs (`yes`) keep the machine busy, in
+    /// cycles of their own (0: not measured).
+    #[arg(long, default_value_t = 0)]
+    busy: usize,
     /// Insert/remove cycles for the card timings, per run.
     #[arg(long, default_value_t = 10)]
     cycles: usize,
@@ -146,6 +153,12 @@ fn main() -> Result<()> {
         stack.start_agent(&options)?;
         let cycles = Cycles::of(&stack, &card.file, &bare, args.cycles, &[])?;
         cycles.record(&mut figures);
+        if args.busy > 0 {
+            let busy = busy::Busy::start(args.busy)?;
+            let cycles = Cycles::of(&stack, &card.file, &bare, args.cycles, &[])?;
+            drop(busy);
+            cycles.record_busy(args.busy, &mut figures);
+        }
         let running = peers
             .iter()
             .map(|&kind| Peer::start(kind, &stack.bed.client_env()))

@@ -62,7 +62,7 @@ impl SessionOwner {
     /// `logout`: ends the session, or cancels a sign-in that is running.
     pub(super) fn call_logout(&mut self) -> Result<serde_json::Value, ErrorObject> {
         if self.session.is_some() {
-            self.end_session_now(SessionEndReason::Logout);
+            self.end_session(SessionEndReason::Logout);
         } else if self.login.is_some() {
             self.cancel_login(ErrorObject::new(
                 ErrorCode::PinCancelled,
@@ -138,7 +138,7 @@ impl SessionOwner {
             Ok(view) => view,
             Err(e) => {
                 if e.code == ErrorCode::NoSession {
-                    self.end_session_now(SessionEndReason::CmsSessionExpired);
+                    self.end_session(SessionEndReason::CmsSessionExpired);
                 }
                 let _ = reply.send(Err(e));
                 return;

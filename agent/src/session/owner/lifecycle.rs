@@ -9,20 +9,21 @@
 //! sign-in — or by the re-check every `session.certificate_check_secs` (0, off, by default).
 
 use super::timers::{expiry_warning_due, session_deadline};
-use super::{spawn_logout, Aftermath, SessionOwner, TaskReport};
+use super::{Aftermath, SessionOwner, TaskReport};
 use crate::card::{fingerprint, with_card};
 use crate::session::now;
 use agent_ipc::{Event, SessionEndReason};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 impl SessionOwner {
-    /// Ends the session now; returns the service logout running in the background (none for
-    /// a session the service already expired). The clocks stop; a session ended by logout, a
+    /// Ends the session now; the logout at the service (none for a session the service already
+    /// expired) starts once the end is published. The clocks stop; a session ended by logout, a
     /// changed certificate or the service's deadline, with its card still in, leaves the status
     /// `ended` for that reader.
-    pub(super) fn end_session(&mut self, reason: SessionEndReason) -> Option<JoinHandle<()>> {
-        let session = self.session.take()?;
+    pub(super) fn end_session(&mut self, reason: SessionEndReason) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
         let s = session.signed_in;
         // Recorded once the event is out: subscribers hear of the end before the audit log.
         self.aftermath.push(Aftermath::SessionEnded {
@@ -46,12 +47,9 @@ impl SessionOwner {
         {
             self.ended_with_card_in = Some(s.reader.clone());
         }
-        (reason != SessionEndReason::CmsSessionExpired).then(|| spawn_logout(s.client))
-    }
-
-    /// [`Self::end_session`], leaving the logout to run by itself.
-    pub(super) fn end_session_now(&mut self, reason: SessionEndReason) {
-        let _ = self.end_session(reason);
+        if reason != SessionEndReason::CmsSessionExpired {
+            self.aftermath.push(Aftermath::Logout(s.client));
+        }
     }
 
     /// Warns when the session card's certificate expires within the warning window: at
@@ -157,7 +155,7 @@ impl SessionOwner {
             }
         };
         if changed {
-            self.end_session_now(SessionEndReason::CertificateChanged);
+            self.end_session(SessionEndReason::CertificateChanged);
         } else {
             self.schedule_certificate_check();
         }

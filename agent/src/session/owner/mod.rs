@@ -30,7 +30,7 @@ mod timers;
 
 use self::card_work::OperationRun;
 use self::sign_in::LoginRun;
-use self::timers::{Due, SessionClocks};
+use self::timers::{sleep_until, Due, SessionClocks};
 use super::login::{LoginContext, LoginStep, SignedIn};
 use super::roles::RoleMemory;
 use crate::audit::{AuditEvent, AuditLog};
@@ -111,6 +111,14 @@ enum TaskReport {
     },
 }
 
+/// How long a card event's aftermath waits after its events are published. On the agent's one
+/// thread the connections write those events only once the owner lets go, and on a busy machine
+/// a subscriber woken by one (the tray, a clinical application) waits for a CPU: the audit line,
+/// the log line and the logout's TLS would take that CPU first. Measured (BENCHMARKS.md), card
+/// pulled → `session_ended` with both CPUs busy: p50 0.41-0.52 ms settling at once, 0.25-0.29
+/// ms after 2 ms.
+const AFTERMATH_DELAY: Duration = Duration::from_millis(2);
+
 /// What a turn leaves to do once its status and events are published: the slow or merely
 /// bookkeeping side of acting on an event (audit lines, log lines, starting programs), kept off
 /// the path from a card event to the subscribers.
@@ -125,6 +133,8 @@ enum Aftermath {
     Audit(AuditEvent),
     /// The `lock` removal action: the screen is locked.
     LockScreen,
+    /// A session's end: logged out at the service, in the background.
+    Logout(CmsClient),
 }
 
 /// A session the service opened, bound to the reader generation of its card.
@@ -161,8 +171,10 @@ pub struct SessionOwner {
     events: broadcast::Sender<Event>,
     /// The events of this turn, published after the status.
     pending: Vec<Event>,
-    /// What this turn leaves to do after publishing.
+    /// What the turns since the last settling left to do after publishing, in order.
     aftermath: Vec<Aftermath>,
+    /// When the aftermath is settled: [`AFTERMATH_DELAY`] after the first turn that left some.
+    settle_at: Option<tokio::time::Instant>,
     last_state: SessionState,
 }
 
@@ -240,13 +252,17 @@ impl SessionOwner {
             events,
             pending: Vec::new(),
             aftermath: Vec::new(),
+            settle_at: None,
             last_state: SessionState::NoCard,
         };
         (owner, link)
     }
 
     /// Runs until `shutdown`, then ends the session (logging out at the service) and returns.
-    /// Each turn handles one card event, call, task report or clock, then publishes.
+    /// Each turn handles one card event, call, task report or clock, then publishes, then
+    /// settles its aftermath: at once, so that a caller's answer never comes before the audit
+    /// line of what it did, except after a card event, which has no caller and whose
+    /// subscribers go first ([`AFTERMATH_DELAY`]).
     pub async fn run(
         mut self,
         mut cards: mpsc::UnboundedReceiver<CardEvent>,
@@ -254,39 +270,50 @@ impl SessionOwner {
     ) {
         loop {
             let deadline = self.session_deadline();
+            let mut card_event = false;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = cards.recv() => match event {
-                    Some(event) => self.on_card_event(event),
+                    Some(event) => {
+                        self.on_card_event(event);
+                        card_event = true;
+                    }
                     None => break,
                 },
                 Some(call) = self.calls.recv() => self.on_call(call),
                 Some(report) = self.reports.recv() => self.on_task_report(report),
                 due = self.clocks.next_due(deadline) => match due {
-                    Due::SessionExpired => {
-                        self.end_session(SessionEndReason::CmsSessionExpired);
-                    }
+                    Due::SessionExpired => self.end_session(SessionEndReason::CmsSessionExpired),
                     Due::CertificateCheck => self.check_certificate(),
                     Due::ExpiryWarning => self.warn_expiry(),
                 },
+                () = sleep_until(self.settle_at) => {
+                    self.settle_aftermath();
+                    continue;
+                }
             }
             self.flush();
-            self.settle_aftermath();
+            if !card_event {
+                self.settle_aftermath();
+            } else if !self.aftermath.is_empty() && self.settle_at.is_none() {
+                self.settle_at = Some(tokio::time::Instant::now() + AFTERMATH_DELAY);
+            }
         }
         self.cancel_login(ErrorObject::new(
             ErrorCode::ShuttingDown,
             "the agent is shutting down",
         ));
-        let logout = self.end_session(SessionEndReason::AgentShutdown);
+        self.end_session(SessionEndReason::AgentShutdown);
         self.flush();
-        self.settle_aftermath();
-        if let Some(logout) = logout {
+        if let Some(logout) = self.settle_aftermath() {
             let _ = tokio::time::timeout(Duration::from_secs(2), logout).await;
         }
     }
 
-    /// Does what the turn left for after publishing, in order.
-    fn settle_aftermath(&mut self) {
+    /// Does what the turns left for after publishing, in order; returns the logout it started.
+    fn settle_aftermath(&mut self) -> Option<JoinHandle<()>> {
+        self.settle_at = None;
+        let mut logout = None;
         for work in std::mem::take(&mut self.aftermath) {
             match work {
                 Aftermath::SessionEnded { serial, reason } => {
@@ -298,8 +325,10 @@ impl SessionOwner {
                 }
                 Aftermath::Audit(event) => self.audit.record(event),
                 Aftermath::LockScreen => crate::screen_lock::lock(),
+                Aftermath::Logout(client) => logout = Some(spawn_logout(client)),
             }
         }
+        logout
     }
 
     /// Audits `event` once this turn is published.

@@ -77,7 +77,7 @@ impl SessionOwner {
                 .and_then(|s| s.card.as_ref());
             match present {
                 Some(card) if same_card(&session.signed_in, card) => {}
-                Some(_) => self.end_session_now(SessionEndReason::CardChanged),
+                Some(_) => self.end_session(SessionEndReason::CardChanged),
                 // The readers were forgotten while pcscd was away: the session's card is gone.
                 None => self.session_card_left(&reader, SessionEndReason::CardRemoved),
             }
@@ -128,7 +128,7 @@ impl SessionOwner {
         if let Some(session) = &mut self.session {
             if session.signed_in.reader == reader {
                 if !same_card(&session.signed_in, &card) {
-                    self.end_session_now(SessionEndReason::CardChanged);
+                    self.end_session(SessionEndReason::CardChanged);
                 } else if unfinished {
                     // The session's card is back (under the `keep` removal action, or after
                     // pcscd went away) with its renewal interrupted meanwhile: the session
@@ -137,7 +137,7 @@ impl SessionOwner {
                         serial = %session.signed_in.serial,
                         "the card is back with its renewal unfinished: signing in again"
                     );
-                    self.end_session_now(SessionEndReason::CardRemoved);
+                    self.end_session(SessionEndReason::CardRemoved);
                 } else {
                     // The card came back under the `keep` removal action, or after pcscd went
                     // away.
@@ -212,16 +212,16 @@ impl SessionOwner {
             return;
         }
         match (reason, self.config.session.removal_action) {
-            (SessionEndReason::CardChanged, _) => self.end_session_now(reason),
+            (SessionEndReason::CardChanged, _) => self.end_session(reason),
             (_, RemovalAction::Keep) => {
                 session.signed_in.card_present = false;
                 session.generation = 0;
             }
             (_, RemovalAction::Lock) => {
-                self.end_session_now(reason);
+                self.end_session(reason);
                 self.aftermath.push(Aftermath::LockScreen);
             }
-            (_, RemovalAction::Logout) => self.end_session_now(reason),
+            (_, RemovalAction::Logout) => self.end_session(reason),
         }
     }
 

@@ -3,11 +3,14 @@
 
 use crate::peers::{CardEvent, Peer};
 use crate::runs::{RunFigures, Stat};
-use agent_ipc::{Client, Event};
-use anyhow::{Context as _, Result};
+use agent_ipc::{Event, ServerMessage};
+use anyhow::{bail, Context as _, Result};
 use cardsim::Faults;
 use pcsc::{Context, ReaderState, Scope, State};
 use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use testbed::stack::Stack;
@@ -33,23 +36,13 @@ impl Cycles {
     /// is pulled.
     pub fn of(
         stack: &Stack,
-        file: &std::path::Path,
+        file: &Path,
         bare: &mpsc::Receiver<Change>,
         cycles: usize,
         peers: &[Peer],
     ) -> Result<Self> {
-        let socket = stack.socket()?;
         let (event_tx, event_rx) = mpsc::channel();
-        let mut events = stack
-            .runtime
-            .block_on(async { Client::connect(&socket).await?.subscribe().await })?;
-        stack.runtime.spawn(async move {
-            while let Ok(event) = events.next_event().await {
-                if event_tx.send((Instant::now(), event)).is_err() {
-                    break;
-                }
-            }
-        });
+        subscribe(&stack.socket()?, event_tx)?;
 
         let mut times = Self {
             removed: Vec::new(),
@@ -100,6 +93,16 @@ impl Cycles {
         }
     }
 
+    /// Adds the removal figures of cycles run while `busy` CPU-bound programs ran.
+    pub fn record_busy(&self, busy: usize, figures: &mut RunFigures) {
+        figures.add_times(
+            &format!("card pulled → `session_ended`, {busy} CPU-bound programs running"),
+            "≤ 5 ms",
+            &self.removed,
+            &[Stat::P50, Stat::Max],
+        );
+    }
+
     /// Adds the peers' removal figures (and the agent's in the same cycles) to `figures`.
     pub fn record_peers(&self, peers: &[Peer], figures: &mut RunFigures) {
         let stats = [Stat::P50, Stat::Max];
@@ -114,6 +117,37 @@ impl Cycles {
             figures.add_times(&measure, "", times, &stats);
         }
     }
+}
+
+/// Subscribes to the agent's events at `socket` and sends (when, event) for each: a thread of
+/// its own with blocking reads, as bare as the bare watcher, times each line as it arrives and
+/// parses it after. It ends with the connection or when `events` has no receiver.
+fn subscribe(socket: &Path, events: mpsc::Sender<(Instant, Event)>) -> Result<()> {
+    let stream = UnixStream::connect(socket).context("cannot reach the agent's socket")?;
+    (&stream).write_all(
+        b"{\"id\":1,\"method\":\"hello\",\"params\":{\"protocol\":1}}\n{\"id\":2,\"method\":\"subscribe\"}\n",
+    )?;
+    let mut lines = BufReader::new(stream);
+    let mut line = String::new();
+    lines.read_line(&mut line)?; // hello's answer
+    line.clear();
+    lines.read_line(&mut line)?;
+    if !line.contains("\"subscribed\":true") {
+        bail!("the agent refused the subscription: {line}");
+    }
+    std::thread::spawn(move || loop {
+        line.clear();
+        if !matches!(lines.read_line(&mut line), Ok(1..)) {
+            return;
+        }
+        let at = Instant::now();
+        if let Ok(ServerMessage::Event(event)) = serde_json::from_str(&line) {
+            if events.send((at, event)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// A bare `SCardGetStatusChange` loop on `reader`, sending (when, present) on each change.
