@@ -115,7 +115,7 @@ enum TaskReport {
 /// thread the connections write those events only once the owner lets go, and on a busy machine
 /// a subscriber woken by one (the tray, a clinical application) waits for a CPU: the audit line,
 /// the log line and the logout's TLS would take that CPU first. Measured (BENCHMARKS.md), card
-/// pulled → `session_ended` with both CPUs busy: p50 0.41-0.52 ms settling at once, 0.25-0.29
+/// pulled → `session_ended` with both CPUs busy: p50 0.41-0.52 ms settling at once, 0.23-0.27
 /// ms after 2 ms.
 const AFTERMATH_DELAY: Duration = Duration::from_millis(2);
 
