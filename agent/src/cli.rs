@@ -45,7 +45,7 @@ pub const AGENT_NOTES: &[NoteSection] = &[
         entries: &[
             (
                 "RUST_LOG",
-                "the log filter (default info); transport and TLS crates stay at info whatever it says",
+                "the log filter: a level and target=level directives, comma separated (default info); transport and TLS crates stay at info whatever it says",
             ),
             (
                 "IDENTITY_AGENT_SOCKET",
