@@ -68,6 +68,7 @@ pub fn build(package: &str, program: Program<'_>) -> Result<PathBuf> {
 
 /// [`build`] in the cargo profile `profile` (`dev`, `release`).
 pub fn build_profile(package: &str, program: Program<'_>, profile: &str) -> Result<PathBuf> {
+    let _lock = build_lock()?;
     let (kind, name) = match program {
         Program::Bin(name) => ("--bin", name),
         Program::Example(name) => ("--example", name),
@@ -104,6 +105,21 @@ pub fn build_profile(package: &str, program: Program<'_>, profile: &str) -> Resu
         .filter(|message| message["target"]["name"] == name)
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .with_context(|| format!("cargo named no executable for {name}"))
+}
+
+/// Holds the Windows builds of this workspace's target directory to one at a time until
+/// dropped. The tests and the installer build the same executables with different package sets,
+/// so with different features of the crates below them (clap's, windows-sys's), and cargo swaps
+/// `identity-agent.exe` between the two builds: a build beside `scripts/package-windows` could
+/// swap it while `wixl` reads it into the installer's cabinet.
+pub fn build_lock() -> Result<File> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    std::fs::create_dir_all(&target)?;
+    let lock = File::create(target.join("windows-build.lock"))?;
+    lock.lock().context("locking the Windows build")?;
+    Ok(lock)
 }
 
 /// `scripts/wine-run exe args…` as a PC/SC client of `bed`'s pcscd, in a process group of its

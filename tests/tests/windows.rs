@@ -259,6 +259,7 @@ if exist "C:\Program Files\Identity Agent\identity-agent-tray.exe" echo program 
 /// Builds the Windows installer of the debug build (`scripts/package-windows`), as `version`
 /// when one is given, and returns its path.
 fn package_windows(version: Option<&str>) -> std::path::PathBuf {
+    let _lock = wine::build_lock().unwrap();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut command = std::process::Command::new(repo.join("scripts/package-windows"));
     command.args(["--profile", "dev"]);
