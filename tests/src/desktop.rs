@@ -395,40 +395,29 @@ impl Desktop {
 
     /// Moves the pointer to (`x`, `y`) (xdotool).
     pub fn point(&self, x: u32, y: u32) -> Result<()> {
-        let status = self
-            .command("xdotool")
-            .args(["mousemove", &x.to_string(), &y.to_string()])
-            .status()
-            .context("running xdotool")?;
-        if !status.success() {
-            bail!("xdotool failed ({status})");
-        }
-        Ok(())
+        self.xdotool(&["mousemove", &x.to_string(), &y.to_string()])
     }
 
     /// Moves the pointer to (`x`, `y`) and clicks `button` there (xdotool).
     pub fn click(&self, x: u32, y: u32, button: u8) -> Result<()> {
         self.point(x, y)?;
-        let status = self
-            .command("xdotool")
-            .args(["click", &button.to_string()])
-            .status()
-            .context("running xdotool")?;
-        if !status.success() {
-            bail!("xdotool failed ({status})");
-        }
-        Ok(())
+        self.xdotool(&["click", &button.to_string()])
     }
 
     /// Presses `key` (xdotool), e.g. `Escape`.
     pub fn key(&self, key: &str) -> Result<()> {
+        self.xdotool(&["key", key])
+    }
+
+    /// Runs xdotool with `args` on this display.
+    fn xdotool(&self, args: &[&str]) -> Result<()> {
         let status = self
             .command("xdotool")
-            .args(["key", key])
+            .args(args)
             .status()
             .context("running xdotool")?;
         if !status.success() {
-            bail!("xdotool failed ({status})");
+            bail!("xdotool {} failed ({status})", args.join(" "));
         }
         Ok(())
     }

@@ -1,15 +1,15 @@
 //! Insert/remove cycles of the card, timed after a bare `SCardGetStatusChange` watcher in this
 //! process saw the same event: what is left is the agent's (or a peer's) own share.
 
+use crate::floor::RawConnection;
 use crate::peers::{CardEvent, Peer};
 use crate::runs::{RunFigures, Stat};
 use agent_ipc::{Event, ServerMessage};
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use cardsim::Faults;
 use pcsc::{Context, ReaderState, Scope, State};
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::BufRead;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -123,18 +123,10 @@ impl Cycles {
 /// its own with blocking reads, as bare as the bare watcher, times each line as it arrives and
 /// parses it after. It ends with the connection or when `events` has no receiver.
 fn subscribe(socket: &Path, events: mpsc::Sender<(Instant, Event)>) -> Result<()> {
-    let stream = UnixStream::connect(socket).context("cannot reach the agent's socket")?;
-    (&stream).write_all(
-        b"{\"id\":1,\"method\":\"hello\",\"params\":{\"protocol\":1}}\n{\"id\":2,\"method\":\"subscribe\"}\n",
-    )?;
-    let mut lines = BufReader::new(stream);
+    let mut agent = RawConnection::hello(socket)?;
+    agent.ask(r#"{"id":2,"method":"subscribe"}"#)?;
+    let mut lines = agent.lines;
     let mut line = String::new();
-    lines.read_line(&mut line)?; // hello's answer
-    line.clear();
-    lines.read_line(&mut line)?;
-    if !line.contains("\"subscribed\":true") {
-        bail!("the agent refused the subscription: {line}");
-    }
     std::thread::spawn(move || loop {
         line.clear();
         if !matches!(lines.read_line(&mut line), Ok(1..)) {

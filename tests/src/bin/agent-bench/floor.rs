@@ -19,21 +19,11 @@ pub struct Replies {
 impl Replies {
     /// Asks the agent at `socket` for `hello` and `status` and keeps its answers.
     pub fn capture(socket: &Path) -> Result<Self> {
-        let mut stream = UnixStream::connect(socket).context("connecting to the agent")?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut ask = |line: &str| -> Result<Value> {
-            writeln!(stream, "{line}")?;
-            let mut reply = String::new();
-            reader.read_line(&mut reply)?;
-            let value: Value = serde_json::from_str(&reply)?;
-            if value.get("result").is_none() {
-                bail!("the agent refused {line}: {reply}");
-            }
-            Ok(value)
-        };
+        let mut agent = RawConnection::hello(socket)?;
+        let status = agent.ask(r#"{"id":2,"method":"status"}"#)?;
         Ok(Self {
-            hello: ask(r#"{"id":1,"method":"hello","params":{"protocol":1}}"#)?,
-            status: ask(r#"{"id":2,"method":"status"}"#)?,
+            hello: agent.hello,
+            status,
         })
     }
 
@@ -48,6 +38,46 @@ impl Replies {
         let mut line = reply.to_string();
         line.push('\n');
         line
+    }
+}
+
+/// A connection to the agent in raw lines with blocking reads, `hello` said: nothing of the
+/// agent's own client between the benchmark and the socket.
+pub struct RawConnection {
+    stream: UnixStream,
+    /// The answers, line by line.
+    pub lines: BufReader<UnixStream>,
+    /// The answer to `hello`.
+    pub hello: Value,
+}
+
+impl RawConnection {
+    /// Connects to the agent at `socket` and says `hello`.
+    pub fn hello(socket: &Path) -> Result<Self> {
+        let stream = UnixStream::connect(socket).context("connecting to the agent")?;
+        let lines = BufReader::new(stream.try_clone()?);
+        let mut agent = Self {
+            stream,
+            lines,
+            hello: Value::Null,
+        };
+        agent.hello = agent.ask(&format!(
+            r#"{{"id":1,"method":"hello","params":{{"protocol":{}}}}}"#,
+            agent_ipc::PROTOCOL_VERSION
+        ))?;
+        Ok(agent)
+    }
+
+    /// Sends the request `line` and reads its answer, which must be a result.
+    pub fn ask(&mut self, line: &str) -> Result<Value> {
+        writeln!(self.stream, "{line}")?;
+        let mut reply = String::new();
+        self.lines.read_line(&mut reply)?;
+        let value: Value = serde_json::from_str(&reply)?;
+        if value.get("result").is_none() {
+            bail!("the agent refused {line}: {reply}");
+        }
+        Ok(value)
     }
 }
 
